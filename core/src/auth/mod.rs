@@ -1,0 +1,1 @@
+//! Authentication plugins, both sides of each.

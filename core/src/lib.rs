@@ -1,0 +1,20 @@
+//! ferry-core: the sans-IO heart of the ferry MySQL-protocol proxy.
+//!
+//! It consumes bytes and time and emits bytes, events and deadlines; it never touches a socket, a
+//! thread, the clock or the OS random source. Layers, bottom to top:
+//!
+//! - [`wire`]: framing (4-byte headers, 16 MiB continuation, sequence ids, size cap) and typed
+//!   messages parsed and encoded under the negotiated capability flags;
+//! - [`auth`]: the authentication plugins, both sides of each.
+//!
+//! Errors come from bad input; a panic means a broken invariant, and every `expect` says why it
+//! cannot fire.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+mod error;
+mod random;
+pub mod wire;
+
+pub use error::{DecodeError, ProtocolError};
+pub use random::{RandomSource, SeededRandom};

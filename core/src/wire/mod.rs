@@ -1,0 +1,14 @@
+//! The MySQL wire protocol: framing and typed messages.
+//!
+//! Follows the MySQL client/server protocol documentation (`dev.mysql.com/doc/dev/mysql-server/
+//! latest/PAGE_PROTOCOL.html`) and MariaDB's extensions where they share the wire format.
+//! Capability flags are the parse context: the same packet reads differently with, say,
+//! `CLIENT_DEPRECATE_EOF` or `CLIENT_SESSION_TRACK`.
+
+mod capabilities;
+mod reader;
+mod writer;
+
+pub use capabilities::{Capabilities, ServerStatus};
+pub use reader::ParseBuf;
+pub use writer::{lenenc_int_len, put_lenenc_bytes, put_lenenc_int, put_nul_str};

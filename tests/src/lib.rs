@@ -1,0 +1,1 @@
+//! Test support for ferry's integration tests: a private MariaDB server per test, real clients.
