@@ -14,6 +14,7 @@
 pub mod auth;
 mod error;
 mod random;
+pub mod tls;
 pub mod wire;
 
 pub use error::{DecodeError, ProtocolError};
