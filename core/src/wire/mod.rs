@@ -6,9 +6,14 @@
 //! `CLIENT_DEPRECATE_EOF` or `CLIENT_SESSION_TRACK`.
 
 mod capabilities;
+mod framing;
 mod reader;
 mod writer;
 
 pub use capabilities::{Capabilities, ServerStatus};
+pub use framing::{
+    encode_packet, frames, put_header, Frames, Packet, PacketDecoder, DEFAULT_MAX_PACKET_SIZE,
+    HEADER_LEN, MAX_FRAME_PAYLOAD,
+};
 pub use reader::ParseBuf;
 pub use writer::{lenenc_int_len, put_lenenc_bytes, put_lenenc_int, put_nul_str};
