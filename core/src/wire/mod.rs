@@ -6,8 +6,10 @@
 //! `CLIENT_DEPRECATE_EOF` or `CLIENT_SESSION_TRACK`.
 
 mod capabilities;
+mod command;
 mod framing;
 mod reader;
+mod value;
 mod writer;
 
 pub use capabilities::{Capabilities, ServerStatus};
@@ -17,3 +19,7 @@ pub use framing::{
 };
 pub use reader::ParseBuf;
 pub use writer::{lenenc_int_len, put_lenenc_bytes, put_lenenc_int, put_nul_str};
+pub use command::{
+    ChangeUser, Command, ExecuteParams, Param, Query, StmtExecute, StmtExecuteHeader,
+};
+pub use value::{ColumnType, DateTime, Time, Value, ValueType};
