@@ -8,6 +8,7 @@
 mod capabilities;
 mod command;
 mod framing;
+mod handshake;
 mod reader;
 mod resultset;
 mod value;
@@ -17,6 +18,10 @@ pub use capabilities::{Capabilities, ServerStatus};
 pub use framing::{
     encode_packet, frames, put_header, Frames, Packet, PacketDecoder, DEFAULT_MAX_PACKET_SIZE,
     HEADER_LEN, MAX_FRAME_PAYLOAD,
+};
+pub use handshake::{
+    AuthMoreData, AuthSwitchRequest, ClientHello, HandshakeResponse41, HandshakeV10, SslRequest,
+    PRE_41_CLIENT, SCRAMBLE_LEN, SSL_REQUEST_LEN,
 };
 pub use reader::ParseBuf;
 pub use writer::{lenenc_int_len, put_lenenc_bytes, put_lenenc_int, put_nul_str};
