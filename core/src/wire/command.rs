@@ -251,6 +251,9 @@ impl StmtExecute<'_> {
     pub const PARAMETER_COUNT_AVAILABLE: u8 = 0x08;
     /// Cursor flag: open a read-only cursor.
     pub const CURSOR_TYPE_READ_ONLY: u8 = 0x01;
+    /// MariaDB's statement id for "the statement prepared last" (used right after a pipelined
+    /// COM_STMT_PREPARE); the `param_count` lookup of [`Command::parse`] must resolve it.
+    pub const LAST_PREPARED: u32 = 0xFFFF_FFFF;
 }
 
 impl<'a> Command<'a> {
