@@ -181,13 +181,13 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 ///
 /// Servers send 20 bytes followed by a NUL terminator in AuthSwitchRequest (and the handshake
 /// splits them in 8 + 12 + NUL); MySQL's algorithms use the first [`SALT_LEN`] bytes, as PyMySQL
-/// does. Shorter data is used whole, without its trailing NUL.
+/// does. Shorter data is used whole, without one trailing NUL.
 pub fn auth_salt(plugin_data: &[u8]) -> &[u8] {
-    let data = match plugin_data {
-        [rest @ .., 0] if rest.len() <= SALT_LEN => rest,
-        _ => plugin_data,
-    };
-    &data[..data.len().min(SALT_LEN)]
+    match plugin_data {
+        data if data.len() >= SALT_LEN => &data[..SALT_LEN],
+        [rest @ .., 0] => rest,
+        data => data,
+    }
 }
 
 /// The ERR that MySQL sends for a failed login: 1045 / 28000
@@ -293,6 +293,10 @@ mod tests {
         long.extend_from_slice(b"extra");
         assert_eq!(auth_salt(&long), &salt[..]);
         assert_eq!(auth_salt(&[7, 8, 0]), &[7, 8]);
+        // A full-length salt is used whole, even if its last byte happens to be 0.
+        let mut ends_in_zero = salt.clone();
+        ends_in_zero[19] = 0;
+        assert_eq!(auth_salt(&ends_in_zero), &ends_in_zero[..]);
         assert_eq!(auth_salt(&[]), &[] as &[u8]);
     }
 
