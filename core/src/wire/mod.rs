@@ -10,6 +10,7 @@ mod command;
 mod framing;
 mod handshake;
 mod reader;
+mod response;
 mod resultset;
 mod value;
 mod writer;
@@ -24,6 +25,11 @@ pub use handshake::{
     PRE_41_CLIENT, SCRAMBLE_LEN, SSL_REQUEST_LEN,
 };
 pub use reader::ParseBuf;
+pub use response::{
+    EofPacket, ErrPacket, OkPacket, ResponseKind, SessionStateChange, SESSION_TRACK_GTIDS,
+    SESSION_TRACK_SCHEMA, SESSION_TRACK_STATE_CHANGE, SESSION_TRACK_SYSTEM_VARIABLES,
+    SESSION_TRACK_TRANSACTION_CHARACTERISTICS, SESSION_TRACK_TRANSACTION_STATE,
+};
 pub use writer::{lenenc_int_len, put_lenenc_bytes, put_lenenc_int, put_nul_str};
 pub use command::{
     ChangeUser, Command, ExecuteParams, Param, Query, StmtExecute, StmtExecuteHeader,
