@@ -313,3 +313,28 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn arbitrary_input_never_panics_and_respects_the_cap(
+        chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..8),
+        check in any::<bool>(),
+    ) {
+        let mut dec = PacketDecoder::with_frame_limit(50, 16);
+        dec.set_check_sequence(check);
+        for chunk in &chunks {
+            dec.feed(chunk);
+            loop {
+                match dec.next_packet() {
+                    Ok(Some(p)) => prop_assert!(p.payload.len() <= 50),
+                    Ok(None) => break,
+                    Err(e) => {
+                        // Sticky.
+                        prop_assert_eq!(dec.next_packet(), Err(e));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
