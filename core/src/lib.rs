@@ -5,13 +5,15 @@
 //!
 //! - [`wire`]: framing (4-byte headers, 16 MiB continuation, sequence ids, size cap) and typed
 //!   messages parsed and encoded under the negotiated capability flags;
-//! - [`auth`]: the authentication plugins, both sides of each.
+//! - [`auth`]: the authentication plugins, both sides of each;
+//! - [`balance`]: the balancing policy (backend choice, rebalancing plans).
 //!
 //! Errors come from bad input; a panic means a broken invariant, and every `expect` says why it
 //! cannot fire.
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod balance;
 mod error;
 mod random;
 pub mod tls;
