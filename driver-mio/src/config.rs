@@ -1,0 +1,883 @@
+//! The `ferry` configuration: the TOML file as written ([`ConfigFile`]), and the checked,
+//! typed form the proxy runs with ([`Config`]).
+//!
+//! Loading is two steps so that command-line flags can override the file before anything is
+//! checked: [`ConfigFile::load`] (or [`ConfigFile::parse`]) reads the TOML, refusing unknown keys,
+//! then [`Config::from_file`] applies the defaults and checks everything, naming the key and the
+//! reason of each problem (`backends[1].addr: invalid socket address "x"`). Nothing here depends
+//! on mio: the smol driver uses the same types.
+//!
+//! ```toml
+//! [proxy]
+//! listen = "127.0.0.1:6000"      # default
+//! workers = 2                     # default: the number of cores
+//! max-connections = 10000         # default
+//! idle-timeout = "8h"             # default (MySQL's wait_timeout); 0 disables
+//! max-packet-size = "64MiB"       # default (MySQL 8's max_allowed_packet); 1KiB ..= 1GiB
+//! shutdown-timeout = "30s"        # default: graceful shutdown deadline
+//!
+//! [admin]
+//! listen = "127.0.0.1:6080"      # default
+//!
+//! [[backends]]                    # at least one
+//! name = "db1"                    # letters, digits, '-', '_', '.'; unique
+//! addr = "127.0.0.1:3306"         # IP:port; unique
+//!
+//! [auth]
+//! mode = "passthrough"            # default; or "proxy"
+//! [[auth.users]]                  # mode = "proxy" only, and then at least one
+//! name = "app"
+//! password-hash = "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"   # as mysql.user stores it; "" = no password
+//!
+//! [tls]                           # optional: client-facing TLS
+//! cert = "server.pem"             # PEM chain; relative paths start at the config file's folder
+//! key = "server-key.pem"
+//! require = false                 # default; true refuses clients that do not upgrade
+//!
+//! [backend-tls]                   # optional: TLS to the backends
+//! ca = "ca.pem"                   # or: insecure-trust-all = true (tests only)
+//! server-name = "db.internal"     # optional; default: the backend's IP
+//!
+//! [health]
+//! interval = "2s"                 # default
+//! timeout = "1s"                  # default: connect + handshake
+//!
+//! [migration]
+//! mode = "replay"                 # "replay" | "tidb" | "off"; default: replay with proxy auth, else off
+//! timeout = "5s"                  # default: deadline of each migration step
+//! rebalance-interval = "1s"       # default: one rebalancing plan per interval
+//! rebalance-max-moves = 8         # default: migrations started per plan; 0 disables rebalancing
+//! rebalance-tolerance = 1         # default: no rebalancing while counts differ by at most this
+//! ```
+//!
+//! Durations are seconds or strings such as `"250ms"`, `"1h30m"`; sizes are bytes or strings such
+//! as `"64MiB"` (see [`units`]).
+
+pub mod units;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_core::auth::native::NativeStage2Hash;
+use ferry_core::auth::Credential;
+use ferry_core::balance::RebalancePolicy;
+use ferry_core::tls::{self, ServerTrust};
+use serde::Deserialize;
+
+use units::{ByteSize, ConfigDuration};
+
+/// Default client listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:6000";
+/// Default admin (HTTP) listen address.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:6080";
+/// Default cap on concurrent client connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default idle timeout: MySQL's `wait_timeout` default.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(8 * 3600);
+/// Default graceful-shutdown deadline.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default health-check interval.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+/// Default health-check timeout (connect and handshake).
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default deadline of each migration step.
+pub const DEFAULT_MIGRATION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default rebalancing interval.
+pub const DEFAULT_REBALANCE_INTERVAL: Duration = Duration::from_secs(1);
+/// Smallest accepted `max-packet-size` (MySQL's minimum `max_allowed_packet`).
+pub const MIN_PACKET_SIZE: u64 = 1 << 10;
+/// Largest accepted `max-packet-size` (MySQL's maximum `max_allowed_packet`).
+pub const MAX_PACKET_SIZE: u64 = 1 << 30;
+
+// ---------------------------------------------------------------------------------------------
+// The file as written.
+
+/// The TOML file as written: every key optional where a default exists, unknown keys refused.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigFile {
+    /// `[proxy]`
+    #[serde(default)]
+    pub proxy: ProxySection,
+    /// `[admin]`
+    #[serde(default)]
+    pub admin: AdminSection,
+    /// `[[backends]]`
+    #[serde(default)]
+    pub backends: Vec<BackendSection>,
+    /// `[auth]`
+    #[serde(default)]
+    pub auth: AuthSection,
+    /// `[tls]`
+    pub tls: Option<TlsSection>,
+    /// `[backend-tls]`
+    pub backend_tls: Option<BackendTlsSection>,
+    /// `[health]`
+    #[serde(default)]
+    pub health: HealthSection,
+    /// `[migration]`
+    #[serde(default)]
+    pub migration: MigrationSection,
+    /// The folder relative paths start from: the config file's, or the working directory.
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
+}
+
+/// `[proxy]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProxySection {
+    /// `listen`
+    pub listen: Option<String>,
+    /// `workers`
+    pub workers: Option<usize>,
+    /// `max-connections`
+    pub max_connections: Option<usize>,
+    /// `idle-timeout`
+    pub idle_timeout: Option<ConfigDuration>,
+    /// `max-packet-size`
+    pub max_packet_size: Option<ByteSize>,
+    /// `shutdown-timeout`
+    pub shutdown_timeout: Option<ConfigDuration>,
+}
+
+/// `[admin]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AdminSection {
+    /// `listen`
+    pub listen: Option<String>,
+}
+
+/// One `[[backends]]` entry as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BackendSection {
+    /// `name`
+    pub name: String,
+    /// `addr`
+    pub addr: String,
+}
+
+/// `[auth]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AuthSection {
+    /// `mode`
+    pub mode: Option<AuthMode>,
+    /// `[[auth.users]]`
+    #[serde(default)]
+    pub users: Vec<UserSection>,
+}
+
+/// One `[[auth.users]]` entry as written. `Debug` does not print the hash.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct UserSection {
+    /// `name`
+    pub name: String,
+    /// `password-hash`
+    pub password_hash: String,
+}
+
+impl fmt::Debug for UserSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserSection")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[tls]` as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsSection {
+    /// `cert`
+    pub cert: PathBuf,
+    /// `key`
+    pub key: PathBuf,
+    /// `require`
+    #[serde(default)]
+    pub require: bool,
+}
+
+/// `[backend-tls]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BackendTlsSection {
+    /// `ca`
+    pub ca: Option<PathBuf>,
+    /// `insecure-trust-all`
+    #[serde(default)]
+    pub insecure_trust_all: bool,
+    /// `server-name`
+    pub server_name: Option<String>,
+}
+
+/// `[health]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HealthSection {
+    /// `interval`
+    pub interval: Option<ConfigDuration>,
+    /// `timeout`
+    pub timeout: Option<ConfigDuration>,
+}
+
+/// `[migration]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MigrationSection {
+    /// `mode`
+    pub mode: Option<MigrationMode>,
+    /// `timeout`
+    pub timeout: Option<ConfigDuration>,
+    /// `rebalance-interval`
+    pub rebalance_interval: Option<ConfigDuration>,
+    /// `rebalance-max-moves`
+    pub rebalance_max_moves: Option<usize>,
+    /// `rebalance-tolerance`
+    pub rebalance_tolerance: Option<usize>,
+}
+
+/// Who checks client passwords.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// The backend does; ferry relays the exchange.
+    Passthrough,
+    /// ferry does, against `[[auth.users]]`, then logs in to backends as the same user.
+    Proxy,
+}
+
+/// How sessions move between backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MigrationMode {
+    /// Rebuild the session from tracked state (MySQL, MariaDB); needs `proxy` auth.
+    Replay,
+    /// TiDB's session states and session token.
+    Tidb,
+    /// Sessions never move; draining only stops new sessions.
+    Off,
+}
+
+impl ConfigFile {
+    /// Parses TOML text. Relative paths will start at `base_dir` (the working directory if `None`).
+    pub fn parse(text: &str, base_dir: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut file: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: "configuration".into(),
+            message: e.to_string(),
+        })?;
+        file.base_dir = base_dir.map(Path::to_path_buf);
+        Ok(file)
+    }
+
+    /// Reads and parses the file at `path`; relative paths in it start at its folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        Self::parse(&text, Some(base)).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                origin: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors.
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {}: {reason}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS's reason.
+        reason: String,
+    },
+    /// The file is not valid TOML, or has an unknown key or a value of the wrong type.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// The file (or "configuration").
+        origin: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// Values parsed but are not acceptable; every problem found is listed.
+    #[error("{}", Problems(.0))]
+    Invalid(Vec<Problem>),
+    /// Neither a configuration file nor a `--backend` flag: nothing to proxy to.
+    #[error("no backend: give --config FILE or at least one --backend ADDR")]
+    NoBackends,
+}
+
+/// One refused value: the key (`backends[1].addr`) and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key, as the file writes it, with indices for arrays of tables.
+    pub key: String,
+    /// Why the value is refused.
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+struct Problems<'a>(&'a [Problem]);
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    /// The problems, for [`ConfigError::Invalid`]; empty otherwise.
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            Self::Invalid(p) => p,
+            _ => &[],
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checked configuration.
+
+/// A checked configuration, defaults applied: what the drivers run with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Client-facing listener and limits.
+    pub proxy: ProxyConfig,
+    /// The admin HTTP endpoint.
+    pub admin: AdminConfig,
+    /// The backends, in file order (at least one).
+    pub backends: Vec<BackendConfig>,
+    /// Authentication.
+    pub auth: AuthConfig,
+    /// Client-facing TLS, if configured.
+    pub tls: Option<ClientTlsConfig>,
+    /// TLS to the backends, if configured.
+    pub backend_tls: Option<BackendTlsConfig>,
+    /// Health checks.
+    pub health: HealthConfig,
+    /// Migration and rebalancing.
+    pub migration: MigrationConfig,
+}
+
+/// `[proxy]`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// Where clients connect.
+    pub listen: SocketAddr,
+    /// Event-loop threads.
+    pub workers: NonZeroUsize,
+    /// Cap on concurrent client connections (at least 1).
+    pub max_connections: usize,
+    /// Close client connections idle this long; `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Largest packet payload accepted from either side, in bytes.
+    pub max_packet_size: usize,
+    /// Graceful-shutdown deadline.
+    pub shutdown_timeout: Duration,
+}
+
+/// `[admin]`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Where the admin HTTP endpoint listens.
+    pub listen: SocketAddr,
+}
+
+/// One backend, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// Unique name (used in URLs, metrics labels and logs).
+    pub name: String,
+    /// Its address.
+    pub addr: SocketAddr,
+}
+
+/// `[auth]`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Who checks passwords.
+    pub mode: AuthMode,
+    /// The user table (`proxy` mode; empty in `passthrough` mode).
+    pub users: Vec<UserConfig>,
+}
+
+/// One user of the proxy's table. `Debug` does not print the credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserConfig {
+    /// The user name.
+    pub name: String,
+    /// What the user's password must match.
+    pub credential: Credential,
+}
+
+/// `[tls]`, checked: the files were read and rustls accepted them.
+#[derive(Clone)]
+pub struct ClientTlsConfig {
+    /// The certificate chain file.
+    pub cert: PathBuf,
+    /// The private key file.
+    pub key: PathBuf,
+    /// Refuse clients that do not upgrade to TLS.
+    pub require: bool,
+    /// The server configuration built from them.
+    pub server_config: Arc<rustls::ServerConfig>,
+}
+
+impl fmt::Debug for ClientTlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientTlsConfig")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .field("require", &self.require)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[backend-tls]`, checked.
+#[derive(Clone)]
+pub struct BackendTlsConfig {
+    /// The CA file, or `None` with `insecure-trust-all`.
+    pub ca: Option<PathBuf>,
+    /// The name to verify; `None`: the backend's IP address.
+    pub server_name: Option<String>,
+    /// The client configuration built from them.
+    pub client_config: Arc<rustls::ClientConfig>,
+}
+
+impl fmt::Debug for BackendTlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendTlsConfig")
+            .field("ca", &self.ca)
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[health]`, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// Time between checks of one backend.
+    pub interval: Duration,
+    /// Deadline of one check (connect and handshake).
+    pub timeout: Duration,
+}
+
+/// `[migration]`, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationConfig {
+    /// How sessions move.
+    pub mode: MigrationMode,
+    /// Deadline of each migration step.
+    pub timeout: Duration,
+    /// Time between rebalancing plans.
+    pub rebalance_interval: Duration,
+    /// The planner's cap and hysteresis.
+    pub rebalance: RebalancePolicy,
+}
+
+impl Config {
+    /// Checks `file`, applies defaults, reads the TLS files: every problem is reported at once.
+    pub fn from_file(file: &ConfigFile) -> Result<Self, ConfigError> {
+        let mut p = Checker::default();
+        let base = file.base_dir.as_deref();
+
+        let proxy = check_proxy(&mut p, &file.proxy);
+        let admin_listen = p.addr(
+            "admin.listen",
+            file.admin.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN),
+        );
+        if let (Some(a), Some(proxy)) = (admin_listen, &proxy) {
+            if a == proxy.listen {
+                p.push(
+                    "admin.listen",
+                    format!("same address as proxy.listen ({a})"),
+                );
+            }
+        }
+        let backends = check_backends(&mut p, &file.backends);
+        let auth = check_auth(&mut p, &file.auth);
+        let tls = file.tls.as_ref().and_then(|t| check_tls(&mut p, t, base));
+        let backend_tls = file
+            .backend_tls
+            .as_ref()
+            .and_then(|t| check_backend_tls(&mut p, t, base));
+        let health = check_health(&mut p, &file.health);
+        let migration = check_migration(&mut p, &file.migration, auth.as_ref().map(|a| a.mode));
+
+        match (proxy, admin_listen, auth, health, migration) {
+            (Some(proxy), Some(listen), Some(auth), Some(health), Some(migration))
+                if p.problems.is_empty() =>
+            {
+                Ok(Self {
+                    proxy,
+                    admin: AdminConfig { listen },
+                    backends,
+                    auth,
+                    tls,
+                    backend_tls,
+                    health,
+                    migration,
+                })
+            }
+            _ => Err(ConfigError::Invalid(p.problems)),
+        }
+    }
+
+    /// Loads and checks the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::from_file(&ConfigFile::load(path)?)
+    }
+}
+
+#[derive(Default)]
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn push(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.into(),
+            reason: reason.into(),
+        });
+    }
+
+    fn addr(&mut self, key: &str, text: &str) -> Option<SocketAddr> {
+        match text.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.push(
+                    key,
+                    format!("invalid socket address {text:?} (expected IP:port)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn positive(
+        &mut self,
+        key: &str,
+        value: Option<ConfigDuration>,
+        default: Duration,
+    ) -> Duration {
+        let d = value.map_or(default, |v| v.0);
+        if d.is_zero() {
+            self.push(key, "must be greater than zero");
+        }
+        d
+    }
+}
+
+fn check_proxy(p: &mut Checker, s: &ProxySection) -> Option<ProxyConfig> {
+    let listen = p.addr(
+        "proxy.listen",
+        s.listen.as_deref().unwrap_or(DEFAULT_LISTEN),
+    );
+    let workers = match s.workers {
+        Some(n) => NonZeroUsize::new(n),
+        // One event loop per core; if the count is unknown, one.
+        None => Some(std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)),
+    };
+    if workers.is_none() {
+        p.push("proxy.workers", "must be at least 1");
+    }
+    let max_connections = s.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    if max_connections == 0 {
+        p.push("proxy.max-connections", "must be at least 1");
+    }
+    let idle_timeout = match s.idle_timeout {
+        None => Some(DEFAULT_IDLE_TIMEOUT),
+        Some(ConfigDuration(d)) if d.is_zero() => None,
+        Some(ConfigDuration(d)) => Some(d),
+    };
+    let size = s
+        .max_packet_size
+        .map_or(ferry_core::wire::DEFAULT_MAX_PACKET_SIZE as u64, |b| b.0);
+    if !(MIN_PACKET_SIZE..=MAX_PACKET_SIZE).contains(&size) {
+        p.push(
+            "proxy.max-packet-size",
+            format!("{size} bytes is outside 1KiB ..= 1GiB"),
+        );
+    }
+    let shutdown_timeout = p.positive(
+        "proxy.shutdown-timeout",
+        s.shutdown_timeout,
+        DEFAULT_SHUTDOWN_TIMEOUT,
+    );
+    Some(ProxyConfig {
+        listen: listen?,
+        workers: workers?,
+        max_connections,
+        idle_timeout,
+        // Bounded by MAX_PACKET_SIZE above, which fits any usize of 32 bits or more.
+        max_packet_size: usize::try_from(size).unwrap_or(usize::MAX),
+        shutdown_timeout,
+    })
+}
+
+/// Backend names appear in URLs and metric labels: keep them to a safe alphabet.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn check_backends(p: &mut Checker, sections: &[BackendSection]) -> Vec<BackendConfig> {
+    if sections.is_empty() {
+        p.push("backends", "at least one backend is required");
+    }
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut addrs: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, b) in sections.iter().enumerate() {
+        let name_ok = valid_name(&b.name);
+        if !name_ok {
+            p.push(
+                format!("backends[{i}].name"),
+                format!(
+                    "invalid name {:?}: 1 to 64 letters, digits, '-', '_' or '.'",
+                    b.name
+                ),
+            );
+        } else if let Some(first) = names.insert(&b.name, i) {
+            p.push(
+                format!("backends[{i}].name"),
+                format!("duplicate name {:?} (also backends[{first}])", b.name),
+            );
+        }
+        let addr = p.addr(&format!("backends[{i}].addr"), &b.addr);
+        if let Some(a) = addr {
+            if let Some(first) = addrs.insert(a, i) {
+                p.push(
+                    format!("backends[{i}].addr"),
+                    format!("duplicate address {a} (also backends[{first}])"),
+                );
+            }
+        }
+        if let (true, Some(addr)) = (name_ok, addr) {
+            out.push(BackendConfig {
+                name: b.name.clone(),
+                addr,
+            });
+        }
+    }
+    out
+}
+
+fn check_auth(p: &mut Checker, s: &AuthSection) -> Option<AuthConfig> {
+    let mode = s.mode.unwrap_or(AuthMode::Passthrough);
+    match mode {
+        AuthMode::Proxy if s.users.is_empty() => {
+            p.push("auth.users", "mode \"proxy\" needs at least one user");
+        }
+        AuthMode::Passthrough if !s.users.is_empty() => {
+            p.push(
+                "auth.users",
+                "users are only checked with mode = \"proxy\" (mode is \"passthrough\")",
+            );
+        }
+        _ => {}
+    }
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut users = Vec::new();
+    for (i, u) in s.users.iter().enumerate() {
+        // MariaDB allows 80 characters, MySQL 32.
+        if u.name.is_empty() || u.name.chars().count() > 80 {
+            p.push(
+                format!("auth.users[{i}].name"),
+                "must be 1 to 80 characters",
+            );
+        } else if let Some(first) = names.insert(&u.name, i) {
+            p.push(
+                format!("auth.users[{i}].name"),
+                format!("duplicate user {:?} (also auth.users[{first}])", u.name),
+            );
+        }
+        // The hash is never echoed: it is as good as a password to anyone who can read the logs.
+        let credential = if u.password_hash.is_empty() {
+            Some(Credential::NoPassword)
+        } else {
+            NativeStage2Hash::parse_hex(u.password_hash.as_bytes())
+                .ok()
+                .map(Credential::Native)
+        };
+        match credential {
+            Some(credential) => users.push(UserConfig {
+                name: u.name.clone(),
+                credential,
+            }),
+            None => p.push(
+                format!("auth.users[{i}].password-hash"),
+                "expected \"*\" followed by 40 hex digits (as mysql.user stores \
+                 mysql_native_password hashes), or \"\" for no password",
+            ),
+        }
+    }
+    Some(AuthConfig { mode, users })
+}
+
+fn resolve(base: Option<&Path>, path: &Path) -> PathBuf {
+    match base {
+        Some(base) if path.is_relative() => base.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
+fn read_file(p: &mut Checker, key: &str, base: Option<&Path>, path: &Path) -> Option<Vec<u8>> {
+    let full = resolve(base, path);
+    match std::fs::read(&full) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            p.push(
+                key,
+                format!("cannot read {:?}: {e}", full.display().to_string()),
+            );
+            None
+        }
+    }
+}
+
+fn check_tls(p: &mut Checker, s: &TlsSection, base: Option<&Path>) -> Option<ClientTlsConfig> {
+    let cert = read_file(p, "tls.cert", base, &s.cert);
+    let key = read_file(p, "tls.key", base, &s.key);
+    let (cert, key) = (cert?, key?);
+    match tls::server_config(&cert, &key) {
+        Ok(server_config) => Some(ClientTlsConfig {
+            cert: resolve(base, &s.cert),
+            key: resolve(base, &s.key),
+            require: s.require,
+            server_config,
+        }),
+        Err(e) => {
+            p.push("tls", e.to_string());
+            None
+        }
+    }
+}
+
+fn check_backend_tls(
+    p: &mut Checker,
+    s: &BackendTlsSection,
+    base: Option<&Path>,
+) -> Option<BackendTlsConfig> {
+    if let Some(name) = &s.server_name {
+        if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+            p.push(
+                "backend-tls.server-name",
+                format!("invalid DNS name or IP address {name:?}"),
+            );
+        }
+    }
+    let trust = match (&s.ca, s.insecure_trust_all) {
+        (Some(_), true) => {
+            p.push(
+                "backend-tls",
+                "give either ca or insecure-trust-all = true, not both",
+            );
+            return None;
+        }
+        (None, false) => {
+            p.push(
+                "backend-tls",
+                "needs ca = \"FILE\" (or insecure-trust-all = true, for tests)",
+            );
+            return None;
+        }
+        (Some(ca), false) => ServerTrust::CaPem(read_file(p, "backend-tls.ca", base, ca)?),
+        (None, true) => ServerTrust::InsecureTrustAll,
+    };
+    match tls::client_config(&trust) {
+        Ok(client_config) => Some(BackendTlsConfig {
+            ca: s.ca.as_deref().map(|ca| resolve(base, ca)),
+            server_name: s.server_name.clone(),
+            client_config,
+        }),
+        Err(e) => {
+            p.push("backend-tls.ca", e.to_string());
+            None
+        }
+    }
+}
+
+fn check_health(p: &mut Checker, s: &HealthSection) -> Option<HealthConfig> {
+    Some(HealthConfig {
+        interval: p.positive("health.interval", s.interval, DEFAULT_HEALTH_INTERVAL),
+        timeout: p.positive("health.timeout", s.timeout, DEFAULT_HEALTH_TIMEOUT),
+    })
+}
+
+fn check_migration(
+    p: &mut Checker,
+    s: &MigrationSection,
+    auth: Option<AuthMode>,
+) -> Option<MigrationConfig> {
+    let mode = s.mode.unwrap_or(match auth {
+        Some(AuthMode::Proxy) => MigrationMode::Replay,
+        _ => MigrationMode::Off,
+    });
+    if mode == MigrationMode::Replay && auth == Some(AuthMode::Passthrough) {
+        p.push(
+            "migration.mode",
+            "\"replay\" needs auth.mode = \"proxy\": ferry logs in to the new backend with the \
+             credential it recovered at login",
+        );
+    }
+    let tolerance = s.rebalance_tolerance.unwrap_or(1);
+    if tolerance == 0 {
+        p.push(
+            "migration.rebalance-tolerance",
+            "must be at least 1 (0 would move sessions back and forth)",
+        );
+    }
+    Some(MigrationConfig {
+        mode,
+        timeout: p.positive("migration.timeout", s.timeout, DEFAULT_MIGRATION_TIMEOUT),
+        rebalance_interval: p.positive(
+            "migration.rebalance-interval",
+            s.rebalance_interval,
+            DEFAULT_REBALANCE_INTERVAL,
+        ),
+        rebalance: RebalancePolicy {
+            max_moves: s
+                .rebalance_max_moves
+                .unwrap_or(RebalancePolicy::default().max_moves),
+            tolerance,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,427 @@
+use super::*;
+
+const HASH: &str = "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19";
+
+fn parse(text: &str) -> ConfigFile {
+    ConfigFile::parse(text, None).unwrap_or_else(|e| panic!("parse: {e}"))
+}
+
+fn check(text: &str) -> Result<Config, ConfigError> {
+    Config::from_file(&parse(text))
+}
+
+/// The refusal for `text`, which must name `key` with a reason containing `reason`.
+fn refused(text: &str, key: &str, reason: &str) {
+    let err = check(text).expect_err("config accepted");
+    let problems = err.problems();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.key == key && p.reason.contains(reason)),
+        "expected {key}: …{reason}…, got:\n{err}"
+    );
+    // The message shown to the operator names the key and the reason.
+    assert!(err.to_string().contains(&format!("{key}: ")), "{err}");
+}
+
+const MINIMAL: &str = "[[backends]]\nname = \"db1\"\naddr = \"127.0.0.1:3306\"\n";
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = check(MINIMAL).unwrap();
+    assert_eq!(c.proxy.listen, "127.0.0.1:6000".parse().unwrap());
+    assert_eq!(c.admin.listen, "127.0.0.1:6080".parse().unwrap());
+    assert_eq!(
+        c.proxy.workers,
+        std::thread::available_parallelism().unwrap()
+    );
+    assert_eq!(c.proxy.max_connections, 10_000);
+    assert_eq!(c.proxy.idle_timeout, Some(Duration::from_secs(8 * 3600)));
+    assert_eq!(c.proxy.max_packet_size, 64 << 20);
+    assert_eq!(c.proxy.shutdown_timeout, Duration::from_secs(30));
+    assert_eq!(c.auth.mode, AuthMode::Passthrough);
+    assert!(c.auth.users.is_empty());
+    assert!(c.tls.is_none() && c.backend_tls.is_none());
+    assert_eq!(c.health.interval, Duration::from_secs(2));
+    assert_eq!(c.health.timeout, Duration::from_secs(1));
+    assert_eq!(c.migration.mode, MigrationMode::Off);
+    assert_eq!(c.migration.rebalance, RebalancePolicy::default());
+    assert_eq!(
+        c.backends,
+        vec![BackendConfig {
+            name: "db1".into(),
+            addr: "127.0.0.1:3306".parse().unwrap()
+        }]
+    );
+}
+
+#[test]
+fn full_config_parses() {
+    let text = format!(
+        r#"
+[proxy]
+listen = "0.0.0.0:7000"
+workers = 3
+max-connections = 50
+idle-timeout = "1h30m"
+max-packet-size = "16MiB"
+shutdown-timeout = 5
+[admin]
+listen = "127.0.0.1:7080"
+[[backends]]
+name = "db1"
+addr = "127.0.0.1:3306"
+[[backends]]
+name = "db-2.eu"
+addr = "[::1]:3307"
+[auth]
+mode = "proxy"
+[[auth.users]]
+name = "app"
+password-hash = "{HASH}"
+[[auth.users]]
+name = "nopw"
+password-hash = ""
+[backend-tls]
+insecure-trust-all = true
+server-name = "db.internal"
+[health]
+interval = "500ms"
+timeout = "250ms"
+[migration]
+mode = "tidb"
+timeout = "2s"
+rebalance-interval = "10s"
+rebalance-max-moves = 0
+rebalance-tolerance = 3
+"#
+    );
+    let c = check(&text).unwrap();
+    assert_eq!(c.proxy.listen, "0.0.0.0:7000".parse().unwrap());
+    assert_eq!(c.proxy.workers.get(), 3);
+    assert_eq!(c.proxy.max_connections, 50);
+    assert_eq!(c.proxy.idle_timeout, Some(Duration::from_secs(5400)));
+    assert_eq!(c.proxy.max_packet_size, 16 << 20);
+    assert_eq!(c.proxy.shutdown_timeout, Duration::from_secs(5));
+    assert_eq!(c.admin.listen, "127.0.0.1:7080".parse().unwrap());
+    assert_eq!(c.backends[1].name, "db-2.eu");
+    assert_eq!(c.backends[1].addr, "[::1]:3307".parse().unwrap());
+    assert_eq!(c.auth.mode, AuthMode::Proxy);
+    assert_eq!(
+        c.auth.users[0].credential,
+        Credential::Native(NativeStage2Hash::parse_hex(HASH.as_bytes()).unwrap())
+    );
+    // The stored hash is that of "password", the classic example: verify it really parsed.
+    assert!(c.auth.users[0].credential.verify_plaintext(b"password"));
+    assert_eq!(c.auth.users[1].credential, Credential::NoPassword);
+    let btls = c.backend_tls.as_ref().unwrap();
+    assert_eq!(btls.server_name.as_deref(), Some("db.internal"));
+    assert!(btls.ca.is_none());
+    assert_eq!(c.health.interval, Duration::from_millis(500));
+    assert_eq!(c.migration.mode, MigrationMode::Tidb);
+    assert_eq!(c.migration.timeout, Duration::from_secs(2));
+    assert_eq!(c.migration.rebalance_interval, Duration::from_secs(10));
+    assert_eq!(
+        c.migration.rebalance,
+        RebalancePolicy {
+            max_moves: 0,
+            tolerance: 3
+        }
+    );
+}
+
+#[test]
+fn proxy_auth_defaults_to_replay_migration() {
+    let text = format!("{MINIMAL}[auth]\nmode = \"proxy\"\n[[auth.users]]\nname = \"app\"\npassword-hash = \"{HASH}\"\n");
+    assert_eq!(check(&text).unwrap().migration.mode, MigrationMode::Replay);
+}
+
+#[test]
+fn idle_timeout_zero_disables() {
+    let c = check(&format!("[proxy]\nidle-timeout = 0\n{MINIMAL}")).unwrap();
+    assert_eq!(c.proxy.idle_timeout, None);
+}
+
+#[test]
+fn unknown_keys_and_bad_types_are_refused_by_the_parser() {
+    for (text, needle) in [
+        ("[proxy]\nlisten-addr = \"x\"\n", "listen-addr"),
+        ("[proxi]\n", "proxi"),
+        (
+            "[[backends]]\nname = \"a\"\naddr = \"1.2.3.4:1\"\nweight = 2\n",
+            "weight",
+        ),
+        ("[auth]\nmode = \"ldap\"\n", "ldap"),
+        ("[migration]\nmode = \"live\"\n", "live"),
+        ("[proxy]\nworkers = \"two\"\n", "workers"),
+        ("[proxy]\nidle-timeout = \"8x\"\n", "unknown unit"),
+        ("[proxy]\nmax-packet-size = -5\n", "negative"),
+        ("[[backends]]\nname = \"a\"\n", "addr"),
+    ] {
+        let err = ConfigFile::parse(text, None).expect_err(text);
+        assert!(matches!(err, ConfigError::Parse { .. }), "{text}: {err:?}");
+        assert!(err.to_string().contains(needle), "{text}: {err}");
+    }
+}
+
+#[test]
+fn refuses_bad_addresses() {
+    refused(
+        "[[backends]]\nname = \"db1\"\naddr = \"127.0.0.1:3306\"\n[[backends]]\nname = \"db2\"\naddr = \"x\"\n",
+        "backends[1].addr",
+        "invalid socket address \"x\"",
+    );
+    refused(
+        &format!("[proxy]\nlisten = \"localhost\"\n{MINIMAL}"),
+        "proxy.listen",
+        "invalid socket address",
+    );
+    refused(
+        &format!("[admin]\nlisten = \"1.2.3.4\"\n{MINIMAL}"),
+        "admin.listen",
+        "invalid socket address",
+    );
+    refused(
+        &format!("[admin]\nlisten = \"127.0.0.1:6000\"\n{MINIMAL}"),
+        "admin.listen",
+        "same address as proxy.listen",
+    );
+}
+
+#[test]
+fn refuses_missing_and_duplicate_backends() {
+    refused("", "backends", "at least one backend");
+    let dup = "[[backends]]\nname = \"db1\"\naddr = \"127.0.0.1:1\"\n[[backends]]\nname = \"db1\"\naddr = \"127.0.0.1:2\"\n";
+    refused(
+        dup,
+        "backends[1].name",
+        "duplicate name \"db1\" (also backends[0])",
+    );
+    let dup = "[[backends]]\nname = \"a\"\naddr = \"127.0.0.1:1\"\n[[backends]]\nname = \"b\"\naddr = \"127.0.0.1:1\"\n";
+    refused(dup, "backends[1].addr", "duplicate address");
+    refused(
+        "[[backends]]\nname = \"db/1\"\naddr = \"127.0.0.1:1\"\n",
+        "backends[0].name",
+        "invalid name",
+    );
+    refused(
+        "[[backends]]\nname = \"\"\naddr = \"127.0.0.1:1\"\n",
+        "backends[0].name",
+        "invalid name",
+    );
+}
+
+#[test]
+fn refuses_bad_numbers() {
+    refused(
+        &format!("[proxy]\nworkers = 0\n{MINIMAL}"),
+        "proxy.workers",
+        "at least 1",
+    );
+    refused(
+        &format!("[proxy]\nmax-connections = 0\n{MINIMAL}"),
+        "proxy.max-connections",
+        "at least 1",
+    );
+    refused(
+        &format!("[proxy]\nmax-packet-size = 100\n{MINIMAL}"),
+        "proxy.max-packet-size",
+        "outside",
+    );
+    refused(
+        &format!("[proxy]\nmax-packet-size = \"2GiB\"\n{MINIMAL}"),
+        "proxy.max-packet-size",
+        "outside",
+    );
+    refused(
+        &format!("[health]\ninterval = 0\n{MINIMAL}"),
+        "health.interval",
+        "greater than zero",
+    );
+    refused(
+        &format!("[health]\ntimeout = \"0s\"\n{MINIMAL}"),
+        "health.timeout",
+        "greater than zero",
+    );
+    refused(
+        &format!("[migration]\nrebalance-tolerance = 0\n{MINIMAL}"),
+        "migration.rebalance-tolerance",
+        "at least 1",
+    );
+}
+
+#[test]
+fn refuses_bad_auth() {
+    refused(
+        &format!("{MINIMAL}[auth]\nmode = \"proxy\"\n"),
+        "auth.users",
+        "needs at least one user",
+    );
+    refused(
+        &format!("{MINIMAL}[[auth.users]]\nname = \"app\"\npassword-hash = \"{HASH}\"\n"),
+        "auth.users",
+        "only checked with mode = \"proxy\"",
+    );
+    let secret = "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E1"; // 39 digits
+    let text = format!(
+        "{MINIMAL}[auth]\nmode = \"proxy\"\n[[auth.users]]\nname = \"app\"\npassword-hash = \"{secret}\"\n"
+    );
+    refused(
+        &text,
+        "auth.users[0].password-hash",
+        "expected \"*\" followed by 40 hex digits",
+    );
+    // The refused value is not echoed: a hash is a secret.
+    assert!(!check(&text).unwrap_err().to_string().contains(&secret[1..]));
+    // Twenty characters are not taken as raw hash bytes.
+    refused(
+        &format!("{MINIMAL}[auth]\nmode = \"proxy\"\n[[auth.users]]\nname = \"app\"\npassword-hash = \"abcdefghijklmnopqrst\"\n"),
+        "auth.users[0].password-hash",
+        "40 hex digits",
+    );
+    refused(
+        &format!("{MINIMAL}[auth]\nmode = \"proxy\"\n[[auth.users]]\nname = \"a\"\npassword-hash = \"\"\n[[auth.users]]\nname = \"a\"\npassword-hash = \"\"\n"),
+        "auth.users[1].name",
+        "duplicate user",
+    );
+    refused(
+        &format!("{MINIMAL}[migration]\nmode = \"replay\"\n"),
+        "migration.mode",
+        "needs auth.mode = \"proxy\"",
+    );
+}
+
+#[test]
+fn user_section_debug_hides_the_hash() {
+    let f = parse(&format!(
+        "[[auth.users]]\nname = \"app\"\npassword-hash = \"{HASH}\"\n"
+    ));
+    let shown = format!("{:?}", f.auth.users[0]);
+    assert!(
+        shown.contains("app") && !shown.contains(&HASH[1..]),
+        "{shown}"
+    );
+    let text = format!("{MINIMAL}[auth]\nmode = \"proxy\"\n[[auth.users]]\nname = \"app\"\npassword-hash = \"{HASH}\"\n");
+    let shown = format!("{:?}", check(&text).unwrap());
+    assert!(
+        !shown.contains(&HASH[1..]) && !shown.contains("2470c0c0"),
+        "{shown}"
+    );
+}
+
+fn write_cert(dir: &Path) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.join("server.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.join("server-key.pem"), ck.signing_key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ck.cert.pem()).unwrap();
+}
+
+#[test]
+fn tls_files_are_read_relative_to_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cert(dir.path());
+    let path = dir.path().join("ferry.toml");
+    std::fs::write(
+        &path,
+        format!("{MINIMAL}[tls]\ncert = \"server.pem\"\nkey = \"server-key.pem\"\nrequire = true\n[backend-tls]\nca = \"ca.pem\"\n"),
+    )
+    .unwrap();
+    let c = Config::load(&path).unwrap();
+    let tls = c.tls.unwrap();
+    assert!(tls.require);
+    assert_eq!(tls.cert, dir.path().join("server.pem"));
+    assert_eq!(c.backend_tls.unwrap().ca, Some(dir.path().join("ca.pem")));
+}
+
+#[test]
+fn refuses_bad_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cert(dir.path());
+    let base = Some(dir.path());
+    let refused_in = |text: String, key: &str, reason: &str| {
+        let err = Config::from_file(&ConfigFile::parse(&text, base).unwrap()).unwrap_err();
+        assert!(
+            err.problems()
+                .iter()
+                .any(|p| p.key == key && p.reason.contains(reason)),
+            "expected {key}: …{reason}…, got:\n{err}"
+        );
+    };
+    refused_in(
+        format!("{MINIMAL}[tls]\ncert = \"missing.pem\"\nkey = \"server-key.pem\"\n"),
+        "tls.cert",
+        "cannot read",
+    );
+    refused_in(
+        format!("{MINIMAL}[tls]\ncert = \"server.pem\"\nkey = \"nope.pem\"\n"),
+        "tls.key",
+        "cannot read",
+    );
+    // Files that exist but hold no usable PEM.
+    refused_in(
+        format!("{MINIMAL}[tls]\ncert = \"server-key.pem\"\nkey = \"server-key.pem\"\n"),
+        "tls",
+        "certificate",
+    );
+    refused_in(
+        format!("{MINIMAL}[tls]\ncert = \"server.pem\"\nkey = \"server.pem\"\n"),
+        "tls",
+        "private key",
+    );
+    refused_in(
+        format!("{MINIMAL}[backend-tls]\n"),
+        "backend-tls",
+        "needs ca",
+    );
+    refused_in(
+        format!("{MINIMAL}[backend-tls]\nca = \"ca.pem\"\ninsecure-trust-all = true\n"),
+        "backend-tls",
+        "not both",
+    );
+    refused_in(
+        format!("{MINIMAL}[backend-tls]\nca = \"gone.pem\"\n"),
+        "backend-tls.ca",
+        "cannot read",
+    );
+    refused_in(
+        format!("{MINIMAL}[backend-tls]\ninsecure-trust-all = true\nserver-name = \"bad name!\"\n"),
+        "backend-tls.server-name",
+        "invalid DNS name",
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let err =
+        check("[proxy]\nworkers = 0\n[[backends]]\nname = \"db1\"\naddr = \"nope\"\n").unwrap_err();
+    let keys: Vec<_> = err.problems().iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, vec!["proxy.workers", "backends[0].addr"]);
+    assert_eq!(err.to_string().lines().count(), 2);
+}
+
+#[test]
+fn load_reports_missing_file_and_names_the_file_in_parse_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.toml");
+    assert!(matches!(
+        ConfigFile::load(&missing),
+        Err(ConfigError::Read { .. })
+    ));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[proxy]\nbogus = 1\n").unwrap();
+    let err = ConfigFile::load(&bad).unwrap_err();
+    assert!(
+        err.to_string().starts_with(&bad.display().to_string()),
+        "{err}"
+    );
+    assert!(err.to_string().contains("bogus"), "{err}");
+}
+
+#[test]
+fn example_file_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ferry.example.toml");
+    let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.auth.mode, AuthMode::Proxy);
+    assert_eq!(c.migration.mode, MigrationMode::Replay);
+    assert_eq!(c.backends.len(), 2);
+}
