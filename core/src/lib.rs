@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod balance;
 mod error;
+pub mod frontend;
 mod random;
 pub mod tls;
 pub mod wire;

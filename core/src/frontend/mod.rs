@@ -1,0 +1,830 @@
+//! The frontend role: ferry as the server a MySQL client talks to.
+//!
+//! A [`Frontend`] owns one client connection's protocol state: it sends the greeting, upgrades to
+//! TLS on an SSLRequest (terminating TLS in memory with [`crate::tls::TlsSession`]), runs the
+//! authentication exchange, and then decodes each command into an [`Event::Command`] for its owner
+//! to answer. It never touches a socket or a clock: bytes and `now` go in, bytes, events and a
+//! deadline come out. Follows the MySQL "Connection Phase" and "Command Phase" pages
+//! (`dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_connection_phase.html`).
+//!
+//! # Phases
+//!
+//! ```text
+//! new() ── greeting ──► AwaitHello ── SSLRequest ──► (TLS) AwaitHello
+//!   AwaitHello ── pre-4.1 client ──────────────► ERR 1251, Closed
+//!              ── plaintext while require_tls ──► ERR 3159, Closed
+//!              ── HandshakeResponse41:
+//!                   proxy mode:       ProxyAuth (see `auth.rs`) ── Deny ──► ERR 1045, Closed
+//!                                                                └ Accept ─► Event::Authenticated
+//!                   passthrough mode: Event::ClientLogin ─► PassthroughOwner
+//!   PassthroughOwner ── send_auth_packet() ─► PassthroughClient ── packet ─► Event::AuthPacket
+//!                    ── finish_auth(Ok) ─► OK, Idle;  finish_auth(Err) ─► ERR, Closed
+//!   AwaitLogin (after Authenticated) ── accept_login() ─► OK, Idle
+//!                                    ── reject_login(e) ─► ERR e, Closed
+//!   any handshake phase ── deadline passes ─► ERR 1043 "Bad handshake", Closed
+//!   Idle ── command ─► Event::Command, Busy ── send_*()… end_response() ─► Idle
+//!        ── COM_QUIT ─► Closed;  unknown command ─► ERR 1047, Idle
+//!        ── malformed ─► ERR 1835, Closed;  oversized ─► ERR 1153, Closed
+//! ```
+//!
+//! # Driving it
+//!
+//! Methods fall in four groups: getters, `handle_*` (input and time), mutators (decisions taken
+//! outside), and `poll_*`, which the driver drains until empty after **every** other call:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Instant;
+//! use ferry_core::auth::{AuthPlugin, Credential};
+//! use ferry_core::frontend::{AuthMode, Event, Frontend, FrontendConfig, UserEntry, UserTable};
+//! use ferry_core::wire::Command;
+//! use ferry_core::SeededRandom;
+//!
+//! let mut users = UserTable::new();
+//! users.insert("app", UserEntry {
+//!     credential: Credential::native_from_password(b"secret"),
+//!     plugin: AuthPlugin::MysqlNativePassword,
+//! });
+//! let mut config = FrontendConfig::new(AuthMode::Proxy {
+//!     users: Arc::new(users), sha2_cache: None, rsa: None,
+//! });
+//! config.auto_accept_login = true;
+//! // The driver supplies OS randomness; a seed keeps the example deterministic.
+//! let mut frontend = Frontend::new(
+//!     Arc::new(config), 1, "127.0.0.1", Instant::now(), Box::new(SeededRandom::new(7)),
+//! );
+//! # let mut socket_reads: Vec<Vec<u8>> = Vec::new();
+//! loop {
+//!     while let Some(bytes) = frontend.poll_transmit() { /* write bytes to the socket */ }
+//!     while let Some(event) = frontend.poll_event() {
+//!         if let Event::Command(cmd) = event {
+//!             match cmd.parse() {
+//!                 Ok(Command::Ping) => frontend.send_ok_empty().unwrap(),
+//!                 _ => frontend
+//!                     .send_error(&ferry_core::ProtocolError::new(1064, "42000", "no"))
+//!                     .unwrap(),
+//!             }
+//!             frontend.end_response().unwrap();
+//!         }
+//!     }
+//!     if frontend.is_closed() { break; }
+//!     // Wait for the socket (only while `wants_input()`) or until `poll_timeout()`, then:
+//!     match socket_reads.pop() {
+//!         Some(bytes) => frontend.handle_input(Instant::now(), &bytes),
+//!         None => break, // (the example has no socket)
+//!     }
+//!     frontend.handle_timeout(Instant::now());
+//! }
+//! ```
+//!
+//! # Back-pressure
+//!
+//! One command is outstanding at a time: after an [`Event::Command`], later packets stay buffered
+//! until the owner calls [`Frontend::end_response`]. A client that pipelines keeps sending, so the
+//! driver must stop reading from the socket while [`Frontend::wants_input`] is false (input
+//! buffered beyond the outstanding command reached
+//! [`FrontendConfig::input_buffer_cap`]). While nothing is outstanding the buffer holds at most
+//! one partial packet, bounded by the packet size cap.
+//!
+//! # Events and payloads
+//!
+//! [`Event::Command`] carries the command's payload as owned `Bytes`, shared with the decoder's
+//! input buffer (no copy), and [`ClientCommand::parse`] gives the typed view
+//! ([`crate::wire::Command`]) borrowing from it. The frontend has already parsed it once to
+//! refuse malformed packets, so `parse` only fails for a COM_STMT_EXECUTE of a statement whose
+//! parameter count the frontend never saw in a prepare-OK.
+//!
+//! Errors are sticky: after a fatal error the frontend queues the ERR it owes (if any), then
+//! [`Event::Closed`], and ignores all later input.
+
+mod auth;
+mod command;
+mod config;
+mod users;
+
+pub use command::{column, ClientCommand};
+pub use config::{
+    default_capabilities, AuthMode, FrontendConfig, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_INPUT_BUFFER_CAP, HANDSHAKE_MAX_PACKET_SIZE,
+};
+pub use users::{Sha2Cache, UserEntry, UserTable};
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::auth::{AuthPlugin, ClientSecret};
+use crate::tls::{TlsError, TlsSession};
+use crate::wire::{
+    Capabilities, ClientHello, ErrPacket, HandshakeResponse41, HandshakeV10, OkPacket,
+    PacketDecoder, ServerStatus,
+};
+use crate::{ProtocolError, RandomSource};
+
+use self::auth::{AuthContext, ProxyAuth, Step};
+
+/// Something the owner must know or decide. Drained with [`Frontend::poll_event`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// `passthrough` mode: the client's handshake response. Relay it (or its credentials) to the
+    /// backend, then answer with [`Frontend::send_auth_packet`] / [`Frontend::finish_auth`].
+    ClientLogin(ClientLogin),
+    /// `passthrough` mode: the client's answer to the packet last relayed with
+    /// [`Frontend::send_auth_packet`] (payload only).
+    AuthPacket(Bytes),
+    /// `proxy` mode: the credentials check out. Log in to a backend if needed, then call
+    /// [`Frontend::accept_login`] or [`Frontend::reject_login`] (unless `auto_accept_login`).
+    Authenticated(Authenticated),
+    /// A command to answer: send a response with the `send_*` mutators, then
+    /// [`Frontend::end_response`] (also for commands without a response, such as
+    /// COM_STMT_CLOSE, where nothing is sent).
+    Command(ClientCommand),
+    /// The connection is over; close the socket once [`Frontend::poll_transmit`] is drained.
+    /// Nothing follows.
+    Closed {
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// The client's handshake response, owned, as `passthrough` mode hands it out.
+#[derive(Debug, Clone)]
+pub struct ClientLogin {
+    /// User name.
+    pub user: String,
+    /// Initial database, if the client asked for one.
+    pub database: Option<String>,
+    /// Plugin the auth response is for (`None`: no `CLIENT_PLUGIN_AUTH`, a native scramble).
+    pub plugin: Option<AuthPlugin>,
+    /// The auth response, computed over [`Self::salt`].
+    pub auth_response: Bytes,
+    /// The salt of the greeting the response answers.
+    pub salt: [u8; 20],
+    /// The client's capabilities as sent (not intersected with the server's).
+    pub client_capabilities: Capabilities,
+    /// The client's collation id.
+    pub collation: u8,
+    /// Connection attributes, in order.
+    pub attributes: Vec<(String, String)>,
+    /// True when the connection is under TLS.
+    pub tls: bool,
+}
+
+/// A login whose credentials ferry verified (`proxy` mode).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// User name.
+    pub user: String,
+    /// Initial database, if the client asked for one: check it before accepting the login
+    /// (MySQL answers an unknown one with 1049 `42000` "Unknown database 'x'").
+    pub database: Option<String>,
+    /// Plugin that verified the password.
+    pub plugin: AuthPlugin,
+    /// What the login revealed: SHA1(pw) (native), SHA256(pw) (caching_sha2 fast path) or the
+    /// password (full authentication, cleartext), for logging in to backends as this user.
+    pub secret: ClientSecret,
+    /// Negotiated capabilities (client's ∩ server's).
+    pub capabilities: Capabilities,
+    /// The client's collation id.
+    pub collation: u8,
+    /// Connection attributes, in order.
+    pub attributes: Vec<(String, String)>,
+    /// True when the connection is under TLS.
+    pub tls: bool,
+}
+
+/// Why a frontend closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The client sent COM_QUIT.
+    Quit,
+    /// The frontend sent this ERR and closed (refused login, bad packet, oversized packet...).
+    Error(ProtocolError),
+    /// The handshake did not finish in time (ERR 1043 was sent).
+    HandshakeTimeout,
+    /// The TLS layer failed; nothing more can be sent.
+    Tls(TlsError),
+    /// The owner called [`Frontend::close`].
+    Local,
+}
+
+/// A mutator called when the frontend cannot do what it asks (API misuse).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrontendError {
+    /// The call does not fit the current phase.
+    #[error("{call} is not allowed while the frontend is {phase}")]
+    InvalidPhase {
+        /// The method called.
+        call: &'static str,
+        /// The phase the frontend is in.
+        phase: &'static str,
+    },
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Greeting sent; waiting for an SSLRequest (unless `tls` already) or HandshakeResponse41.
+    AwaitHello,
+    /// `proxy` mode: waiting for the client's next auth packet.
+    ProxyAuth(ProxyAuth),
+    /// `passthrough` mode: waiting for the owner.
+    PassthroughOwner,
+    /// `passthrough` mode: a server packet was relayed; waiting for the client's answer.
+    PassthroughClient,
+    /// Credentials checked; waiting for `accept_login` / `reject_login`.
+    AwaitLogin,
+    /// Command phase, nothing outstanding.
+    Idle,
+    /// Command phase, a command outstanding.
+    Busy {
+        /// Its command byte.
+        code: u8,
+        /// No response packet sent yet.
+        first_packet: bool,
+    },
+    Closed,
+}
+
+impl Phase {
+    fn name(&self) -> &'static str {
+        match self {
+            Phase::AwaitHello => "awaiting the handshake response",
+            Phase::ProxyAuth(_) => "authenticating",
+            Phase::PassthroughOwner => "awaiting the owner's auth packet",
+            Phase::PassthroughClient => "awaiting the client's auth packet",
+            Phase::AwaitLogin => "awaiting accept_login or reject_login",
+            Phase::Idle => "idle",
+            Phase::Busy { .. } => "answering a command",
+            Phase::Closed => "closed",
+        }
+    }
+}
+
+/// The server side of one client connection. See the [module docs](self).
+pub struct Frontend {
+    config: Arc<FrontendConfig>,
+    rng: Box<dyn RandomSource + Send>,
+    connection_id: u32,
+    peer_host: String,
+    salt: [u8; 20],
+    decoder: PacketDecoder,
+    tls: Option<TlsSession>,
+    /// Encoded packets not yet handed to TLS or the wire.
+    plain: BytesMut,
+    /// Bytes ready for the socket.
+    wire: BytesMut,
+    events: VecDeque<Event>,
+    phase: Phase,
+    /// Negotiated capabilities; the server's own until the client answers.
+    caps: Capabilities,
+    status: ServerStatus,
+    deadline: Option<Instant>,
+    user: Option<String>,
+    database: Option<String>,
+    /// Parameter counts from the prepare-OKs sent, for decoding COM_STMT_EXECUTE.
+    param_counts: HashMap<u32, u16>,
+    /// Collation and attributes of the handshake response, for the `Authenticated` event.
+    pending_login: Option<(u8, Vec<(String, String)>)>,
+}
+
+impl std::fmt::Debug for Frontend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frontend")
+            .field("connection_id", &self.connection_id)
+            .field("phase", &self.phase.name())
+            .field("tls", &self.tls.is_some())
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Frontend {
+    /// A connection from `peer_host` (used in "Access denied for user 'u'@'host'"), numbered
+    /// `connection_id`. Queues the greeting with a fresh salt from `rng`; the handshake deadline
+    /// is `now + config.handshake_timeout`.
+    pub fn new(
+        config: Arc<FrontendConfig>,
+        connection_id: u32,
+        peer_host: impl Into<String>,
+        now: Instant,
+        mut rng: Box<dyn RandomSource + Send>,
+    ) -> Self {
+        let salt = auth::fresh_salt(rng.as_mut());
+        let caps = config.advertised_capabilities();
+        let mut decoder = PacketDecoder::new(config.max_packet_size.min(HANDSHAKE_MAX_PACKET_SIZE));
+        let mut greeting = Vec::new();
+        HandshakeV10::new(
+            config.server_version.as_bytes(),
+            connection_id,
+            &salt,
+            caps,
+            config.collation,
+            config.status,
+            config.default_plugin.name().as_bytes(),
+        )
+        .encode(&mut greeting);
+        let mut plain = BytesMut::new();
+        decoder.encode_packet(&mut plain, &greeting);
+        let mut frontend = Self {
+            status: config.status,
+            deadline: Some(now + config.handshake_timeout),
+            config,
+            rng,
+            connection_id,
+            peer_host: peer_host.into(),
+            salt,
+            decoder,
+            tls: None,
+            plain,
+            wire: BytesMut::new(),
+            events: VecDeque::new(),
+            phase: Phase::AwaitHello,
+            caps,
+            user: None,
+            database: None,
+            param_counts: HashMap::new(),
+            pending_login: None,
+        };
+        frontend.flush();
+        frontend
+    }
+
+    // ---- getters ----
+
+    /// The connection id sent in the greeting.
+    pub fn connection_id(&self) -> u32 {
+        self.connection_id
+    }
+
+    /// The salt of the greeting.
+    pub fn salt(&self) -> &[u8; 20] {
+        &self.salt
+    }
+
+    /// Negotiated capabilities (the server's own before the client answered).
+    pub fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+
+    /// Status flags written into the OK and EOF packets the frontend builds.
+    pub fn status(&self) -> ServerStatus {
+        self.status
+    }
+
+    /// The user, once the client sent its handshake response.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// The current database as the client asked for it at login (the owner tracks changes).
+    pub fn database(&self) -> Option<&str> {
+        self.database.as_deref()
+    }
+
+    /// True once the connection upgraded to TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// True in the command phase (login OK sent).
+    pub fn is_command_phase(&self) -> bool {
+        matches!(self.phase, Phase::Idle | Phase::Busy { .. })
+    }
+
+    /// True once closed: only draining `poll_transmit` and `poll_event` remains.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// Whether the driver should read more from the socket. False once closed, and while the
+    /// owner has something to do (a command outstanding, a login or auth packet to decide) and
+    /// [`FrontendConfig::input_buffer_cap`] bytes are already buffered.
+    pub fn wants_input(&self) -> bool {
+        match self.phase {
+            Phase::Closed => false,
+            Phase::Busy { .. } | Phase::AwaitLogin | Phase::PassthroughOwner => {
+                self.decoder.buffered_len() < self.config.input_buffer_cap
+            }
+            _ => true,
+        }
+    }
+
+    // ---- input and time ----
+
+    /// Bytes read from the client's socket (ciphertext once TLS is on).
+    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        if self.is_closed() {
+            return;
+        }
+        if let Some(tls) = &mut self.tls {
+            if let Err(e) = tls.read_ciphertext(bytes, self.decoder.buffer_mut()) {
+                self.close_with(CloseReason::Tls(e), None);
+                return;
+            }
+        } else {
+            self.decoder.feed(bytes);
+        }
+        self.handle_timeout(now);
+        self.process();
+        self.flush();
+    }
+
+    /// Checks the handshake deadline: once it passed, ERR 1043 and close.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.is_closed() {
+            return;
+        }
+        if self.deadline.is_some_and(|d| now >= d) {
+            let err = ProtocolError::new(1043, "08S01", "Bad handshake");
+            self.close_with(CloseReason::HandshakeTimeout, Some(err));
+        }
+    }
+
+    // ---- mutators: login ----
+
+    /// Sends the login OK and enters the command phase (after [`Event::Authenticated`]).
+    pub fn accept_login(&mut self) -> Result<(), FrontendError> {
+        self.expect_phase("accept_login", |p| matches!(p, Phase::AwaitLogin))?;
+        self.enter_command_phase();
+        Ok(())
+    }
+
+    /// Refuses the login with `err` (e.g. 1049 "Unknown database") and closes.
+    pub fn reject_login(&mut self, err: ProtocolError) -> Result<(), FrontendError> {
+        self.expect_phase("reject_login", |p| matches!(p, Phase::AwaitLogin))?;
+        self.fail(err);
+        Ok(())
+    }
+
+    /// `passthrough` mode: relays one server auth packet (AuthSwitchRequest, AuthMoreData...)
+    /// to the client; its answer comes out as [`Event::AuthPacket`].
+    pub fn send_auth_packet(&mut self, payload: &[u8]) -> Result<(), FrontendError> {
+        self.expect_phase("send_auth_packet", |p| matches!(p, Phase::PassthroughOwner))?;
+        self.decoder.encode_packet(&mut self.plain, payload);
+        self.phase = Phase::PassthroughClient;
+        self.process();
+        self.flush();
+        Ok(())
+    }
+
+    /// `passthrough` mode: ends the exchange: `Ok` sends the login OK (command phase), `Err`
+    /// sends that ERR and closes.
+    pub fn finish_auth(&mut self, result: Result<(), ProtocolError>) -> Result<(), FrontendError> {
+        self.expect_phase("finish_auth", |p| matches!(p, Phase::PassthroughOwner))?;
+        match result {
+            Ok(()) => self.enter_command_phase(),
+            Err(err) => self.fail(err),
+        }
+        Ok(())
+    }
+
+    /// Closes the connection without an ERR (e.g. the server is shutting down).
+    pub fn close(&mut self) {
+        if !self.is_closed() {
+            self.close_with(CloseReason::Local, None);
+        }
+    }
+
+    // ---- outputs ----
+
+    /// Bytes to write to the socket, already encrypted under TLS.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.flush();
+        (!self.wire.is_empty()).then(|| self.wire.split().freeze())
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Self::handle_timeout`]: the handshake deadline, until login completes.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.is_closed() {
+            None
+        } else {
+            self.deadline
+        }
+    }
+
+    // ---- internals ----
+
+    fn expect_phase(
+        &self,
+        call: &'static str,
+        ok: impl Fn(&Phase) -> bool,
+    ) -> Result<(), FrontendError> {
+        if ok(&self.phase) {
+            Ok(())
+        } else {
+            Err(FrontendError::InvalidPhase {
+                call,
+                phase: self.phase.name(),
+            })
+        }
+    }
+
+    /// Decodes and handles every packet the current phase may consume.
+    fn process(&mut self) {
+        loop {
+            match self.phase {
+                Phase::AwaitHello
+                | Phase::ProxyAuth(_)
+                | Phase::PassthroughClient
+                | Phase::Idle => {}
+                _ => return,
+            }
+            let packet = match self.decoder.next_packet() {
+                Ok(Some(packet)) => packet,
+                Ok(None) => return,
+                Err(e) => {
+                    let too_large = matches!(e, crate::DecodeError::PacketTooLarge { .. });
+                    let err = if self.is_command_phase() || too_large {
+                        ProtocolError::from_decode(&e)
+                    } else {
+                        bad_handshake()
+                    };
+                    self.fail(err);
+                    return;
+                }
+            };
+            match std::mem::replace(&mut self.phase, Phase::Closed) {
+                Phase::AwaitHello => self.on_hello(packet.payload),
+                Phase::ProxyAuth(mut auth) => {
+                    let step = auth.handle(&mut self.auth_context_parts(), &packet.payload);
+                    self.apply_step(auth, step);
+                }
+                Phase::PassthroughClient => {
+                    self.phase = Phase::PassthroughOwner;
+                    self.events.push_back(Event::AuthPacket(packet.payload));
+                }
+                Phase::Idle => {
+                    self.phase = Phase::Idle;
+                    self.on_command(packet.payload);
+                }
+                other => self.phase = other,
+            }
+        }
+    }
+
+    fn on_hello(&mut self, payload: Bytes) {
+        let hello = match ClientHello::parse(&payload) {
+            Ok(hello) => hello,
+            Err(_) => return self.fail(bad_handshake()),
+        };
+        match hello {
+            ClientHello::Pre41 { .. } => {
+                // The client cannot read a 4.1 ERR; answer in the old format.
+                self.caps = Capabilities::EMPTY;
+                self.fail(ProtocolError::new(
+                    1251,
+                    "08004",
+                    "Client does not support authentication protocol requested by server; \
+                     consider upgrading MySQL client",
+                ));
+            }
+            ClientHello::SslRequest(_) if self.tls.is_none() => self.start_tls(),
+            ClientHello::SslRequest(_) => self.fail(bad_handshake()),
+            ClientHello::Response(response) => {
+                if self.config.require_tls && self.tls.is_none() {
+                    return self.fail(ProtocolError::new(
+                        3159,
+                        "HY000",
+                        "Connections using insecure transport are prohibited while \
+                         --require_secure_transport=ON.",
+                    ));
+                }
+                self.on_handshake_response(&response, &payload);
+            }
+        }
+    }
+
+    fn start_tls(&mut self) {
+        let Some(config) = self.config.tls.clone() else {
+            // CLIENT_SSL was not offered: the client broke the handshake.
+            return self.fail(bad_handshake());
+        };
+        self.flush();
+        let mut tls = match TlsSession::server(config) {
+            Ok(tls) => tls,
+            Err(e) => return self.close_with(CloseReason::Tls(e), None),
+        };
+        // Bytes after the SSLRequest are the start of the TLS handshake.
+        let ciphertext = self.decoder.take_buffered();
+        if let Err(e) = tls.read_ciphertext(&ciphertext, self.decoder.buffer_mut()) {
+            return self.close_with(CloseReason::Tls(e), None);
+        }
+        self.tls = Some(tls);
+        self.phase = Phase::AwaitHello;
+    }
+
+    fn on_handshake_response(&mut self, response: &HandshakeResponse41<'_>, payload: &Bytes) {
+        self.caps = response
+            .capabilities
+            .intersect(self.config.advertised_capabilities());
+        let user = String::from_utf8_lossy(response.username).into_owned();
+        self.user = Some(user.clone());
+        self.database = response
+            .database
+            .filter(|d| !d.is_empty())
+            .map(|d| String::from_utf8_lossy(d).into_owned());
+        let plugin = response.auth_plugin_name.map(AuthPlugin::from_bytes);
+        match &self.config.auth {
+            AuthMode::Passthrough => {
+                let login = ClientLogin {
+                    user,
+                    database: self.database.clone(),
+                    plugin,
+                    auth_response: payload.slice_ref(response.auth_response),
+                    salt: self.salt,
+                    client_capabilities: response.capabilities,
+                    collation: response.collation,
+                    attributes: owned_attributes(response),
+                    tls: self.tls.is_some(),
+                };
+                self.phase = Phase::PassthroughOwner;
+                self.events.push_back(Event::ClientLogin(login));
+            }
+            AuthMode::Proxy { .. } => {
+                let salt = self.salt;
+                let (auth, step) = ProxyAuth::start(
+                    &mut self.auth_context_parts(),
+                    &user,
+                    plugin,
+                    response.auth_response,
+                    &salt,
+                );
+                self.pending_login = Some((response.collation, owned_attributes(response)));
+                self.apply_step(auth, step);
+            }
+        }
+    }
+}
+
+impl Frontend {
+    fn auth_context_parts(&mut self) -> AuthContext<'_> {
+        let (users, sha2_cache, rsa) = match &self.config.auth {
+            AuthMode::Proxy {
+                users,
+                sha2_cache,
+                rsa,
+            } => (Some(&**users), sha2_cache.as_ref(), rsa.as_deref()),
+            AuthMode::Passthrough => (None, None, None),
+        };
+        AuthContext {
+            users,
+            sha2_cache,
+            rsa,
+            host: &self.peer_host,
+            tls: self.tls.is_some(),
+            rng: self.rng.as_mut(),
+        }
+    }
+
+    fn apply_step(&mut self, auth: ProxyAuth, step: Step) {
+        match step {
+            Step::Send(payload) => {
+                self.decoder.encode_packet(&mut self.plain, &payload);
+                self.phase = Phase::ProxyAuth(auth);
+            }
+            Step::Accept {
+                before_ok,
+                secret,
+                plugin,
+            } => {
+                if let Some(payload) = before_ok {
+                    self.decoder.encode_packet(&mut self.plain, &payload);
+                }
+                let (collation, attributes) = self.pending_login.take().unwrap_or_default();
+                self.events.push_back(Event::Authenticated(Authenticated {
+                    user: self.user.clone().unwrap_or_default(),
+                    database: self.database.clone(),
+                    plugin,
+                    secret,
+                    capabilities: self.caps,
+                    collation,
+                    attributes,
+                    tls: self.tls.is_some(),
+                }));
+                self.phase = Phase::AwaitLogin;
+                if self.config.auto_accept_login {
+                    self.enter_command_phase();
+                }
+            }
+            Step::Deny(err) => self.fail(err),
+        }
+    }
+
+    /// Sends the login OK; from now on packets are commands.
+    fn enter_command_phase(&mut self) {
+        self.encode_ok(&OkPacket {
+            eof: false,
+            affected_rows: 0,
+            last_insert_id: 0,
+            status: self.status,
+            warnings: 0,
+            info: b"",
+            session_state: Vec::new(),
+        });
+        self.deadline = None;
+        self.pending_login = None;
+        self.decoder
+            .set_max_packet_size(self.config.max_packet_size);
+        self.decoder.reset_sequence();
+        self.phase = Phase::Idle;
+        self.process();
+        self.flush();
+    }
+
+    fn encode_ok(&mut self, ok: &OkPacket<'_>) {
+        let mut payload = Vec::new();
+        ok.encode(&mut payload, self.caps);
+        self.decoder.encode_packet(&mut self.plain, &payload);
+    }
+
+    fn encode_err(&mut self, err: &ProtocolError) {
+        let mut payload = Vec::new();
+        ErrPacket::from(err).encode(&mut payload, self.caps);
+        self.decoder.encode_packet(&mut self.plain, &payload);
+    }
+
+    /// Sends `err` and closes.
+    fn fail(&mut self, err: ProtocolError) {
+        self.close_with(CloseReason::Error(err.clone()), Some(err));
+    }
+
+    fn close_with(&mut self, reason: CloseReason, err: Option<ProtocolError>) {
+        if let Some(err) = err {
+            self.encode_err(&err);
+        }
+        let tls_failed = matches!(reason, CloseReason::Tls(_));
+        self.phase = Phase::Closed;
+        self.deadline = None;
+        if tls_failed {
+            // The TLS stream is broken: nothing more can be sent on it.
+            self.plain.clear();
+        } else {
+            self.flush();
+            if let Some(tls) = &mut self.tls {
+                tls.close();
+            }
+            self.flush();
+        }
+        self.events.push_back(Event::Closed { reason });
+    }
+
+    /// Moves encoded packets to the wire buffer, through TLS when it is on.
+    fn flush(&mut self) {
+        match &mut self.tls {
+            None => {
+                if !self.plain.is_empty() {
+                    let plain = self.plain.split();
+                    self.wire.unsplit(plain);
+                }
+            }
+            Some(tls) => {
+                if !self.plain.is_empty() {
+                    let plain = self.plain.split();
+                    if let Err(e) = tls.write_plaintext(&plain) {
+                        self.phase = Phase::Closed;
+                        self.deadline = None;
+                        self.events.push_back(Event::Closed {
+                            reason: CloseReason::Tls(e),
+                        });
+                        return;
+                    }
+                }
+                let mut out = Vec::new();
+                tls.take_ciphertext(&mut out);
+                self.wire.extend_from_slice(&out);
+            }
+        }
+    }
+}
+
+/// ERR 1043 `08S01` "Bad handshake": what MySQL sends for anything wrong before login.
+fn bad_handshake() -> ProtocolError {
+    ProtocolError::new(1043, "08S01", "Bad handshake")
+}
+
+fn owned_attributes(response: &HandshakeResponse41<'_>) -> Vec<(String, String)> {
+    response
+        .connect_attrs
+        .iter()
+        .map(|(k, v)| {
+            (
+                String::from_utf8_lossy(k).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
