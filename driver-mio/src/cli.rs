@@ -1,0 +1,227 @@
+//! The command line: `ferry --config ferry.toml` plus flags that override the file.
+//!
+//! Merge rules ([`Cli::into_config_file`]):
+//!
+//! - the file (if `--config` is given) is read first; every flag given replaces the file's value:
+//!   `--listen` → `proxy.listen`, `--admin` → `admin.listen`, `--workers` → `proxy.workers`,
+//!   `--auth-mode` → `auth.mode`;
+//! - `--backend` (repeatable) replaces the file's whole `[[backends]]` list; backends given by
+//!   flag are named `db1`, `db2`, … in order;
+//! - a key given neither way takes its default (`--listen` 127.0.0.1:6000, `--admin`
+//!   127.0.0.1:6080, ...: see [`crate::config`]), so defaults never override the file;
+//! - no `--config` and no `--backend` is refused ([`ConfigError::NoBackends`]).
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::config::{AuthMode, BackendSection, Config, ConfigError, ConfigFile};
+
+/// ferry: a MySQL-protocol proxy that moves live sessions between backends.
+#[derive(Debug, Clone, PartialEq, Eq, Parser)]
+#[command(name = "ferry", version)]
+pub struct Cli {
+    /// Configuration file (TOML); flags override its values.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address clients connect to [default: 127.0.0.1:6000].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// A backend server (repeatable); replaces the file's backends, named db1, db2, ...
+    #[arg(long = "backend", value_name = "ADDR")]
+    pub backends: Vec<SocketAddr>,
+    /// Address of the admin HTTP endpoint (/health, /metrics, /api) [default: 127.0.0.1:6080].
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+    /// Event-loop threads [default: the number of cores].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<NonZeroUsize>,
+    /// Who checks passwords: the backend (passthrough) or ferry's user table (proxy).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub auth_mode: Option<AuthMode>,
+    /// Check the configuration, print a summary and exit.
+    #[arg(long)]
+    pub check: bool,
+}
+
+impl Cli {
+    /// The configuration file with the flags applied, not yet checked.
+    pub fn into_config_file(&self) -> Result<ConfigFile, ConfigError> {
+        let mut file = match &self.config {
+            Some(path) => ConfigFile::load(path)?,
+            None if self.backends.is_empty() => return Err(ConfigError::NoBackends),
+            None => ConfigFile::default(),
+        };
+        if let Some(listen) = self.listen {
+            file.proxy.listen = Some(listen.to_string());
+        }
+        if let Some(admin) = self.admin {
+            file.admin.listen = Some(admin.to_string());
+        }
+        if let Some(workers) = self.workers {
+            file.proxy.workers = Some(workers.get());
+        }
+        if let Some(mode) = self.auth_mode {
+            file.auth.mode = Some(mode);
+        }
+        if !self.backends.is_empty() {
+            file.backends = self
+                .backends
+                .iter()
+                .enumerate()
+                .map(|(i, addr)| BackendSection {
+                    name: format!("db{}", i + 1),
+                    addr: addr.to_string(),
+                })
+                .collect();
+        }
+        Ok(file)
+    }
+
+    /// The checked configuration: file, then flags, then defaults and validation.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        Config::from_file(&self.into_config_file()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut argv = vec!["ferry"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn file(text: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.toml");
+        std::fs::write(&path, text).unwrap();
+        let path = path.display().to_string();
+        (dir, path)
+    }
+
+    const FILE: &str = r#"
+[proxy]
+listen = "127.0.0.1:7000"
+workers = 3
+idle-timeout = "10s"
+[admin]
+listen = "127.0.0.1:7080"
+[[backends]]
+name = "primary"
+addr = "127.0.0.1:3306"
+"#;
+
+    #[test]
+    fn no_config_and_no_backend_is_refused() {
+        let err = cli(&[]).config().unwrap_err();
+        assert_eq!(err, ConfigError::NoBackends);
+        assert!(err.to_string().contains("--backend"), "{err}");
+    }
+
+    #[test]
+    fn backends_by_flag_alone_with_defaults() {
+        let c = cli(&["--backend", "127.0.0.1:3306", "--backend", "10.0.0.2:3307"])
+            .config()
+            .unwrap();
+        let names: Vec<_> = c.backends.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["db1", "db2"]);
+        assert_eq!(c.backends[1].addr, "10.0.0.2:3307".parse().unwrap());
+        assert_eq!(c.proxy.listen, "127.0.0.1:6000".parse().unwrap());
+        assert_eq!(c.admin.listen, "127.0.0.1:6080".parse().unwrap());
+        assert_eq!(c.auth.mode, AuthMode::Passthrough);
+    }
+
+    #[test]
+    fn file_values_stand_when_no_flag_is_given() {
+        let (_dir, path) = file(FILE);
+        let c = cli(&["--config", &path]).config().unwrap();
+        assert_eq!(c.proxy.listen, "127.0.0.1:7000".parse().unwrap());
+        assert_eq!(c.admin.listen, "127.0.0.1:7080".parse().unwrap());
+        assert_eq!(c.proxy.workers.get(), 3);
+        assert_eq!(c.backends[0].name, "primary");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let (_dir, path) = file(FILE);
+        let c = cli(&[
+            "-c",
+            &path,
+            "--listen",
+            "0.0.0.0:6001",
+            "--admin",
+            "127.0.0.1:9090",
+            "--workers",
+            "5",
+            "--backend",
+            "127.0.0.1:4000",
+        ])
+        .config()
+        .unwrap();
+        assert_eq!(c.proxy.listen, "0.0.0.0:6001".parse().unwrap());
+        assert_eq!(c.admin.listen, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!(c.proxy.workers.get(), 5);
+        // --backend replaces the file's list.
+        assert_eq!(c.backends.len(), 1);
+        assert_eq!(c.backends[0].name, "db1");
+        assert_eq!(c.backends[0].addr, "127.0.0.1:4000".parse().unwrap());
+        // Keys without a flag keep the file's value.
+        assert_eq!(c.proxy.idle_timeout, Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn auth_mode_flag_is_validated_with_the_file() {
+        // proxy mode without users: refused by validation, naming the key.
+        let err = cli(&["--backend", "127.0.0.1:3306", "--auth-mode", "proxy"])
+            .config()
+            .unwrap_err();
+        assert!(err.to_string().contains("auth.users"), "{err}");
+        let (_dir, path) = file(&format!(
+            "{FILE}[auth]\nmode = \"proxy\"\n[[auth.users]]\nname = \"app\"\npassword-hash = \"\"\n"
+        ));
+        let c = cli(&["-c", &path]).config().unwrap();
+        assert_eq!(c.auth.mode, AuthMode::Proxy);
+        // Switching a proxy-mode file to passthrough by flag leaves its users unused: refused.
+        let err = cli(&["-c", &path, "--auth-mode", "passthrough"])
+            .config()
+            .unwrap_err();
+        assert!(err.to_string().contains("auth.users"), "{err}");
+    }
+
+    #[test]
+    fn bad_flags_are_refused_by_the_parser() {
+        for args in [
+            &["--listen", "localhost"][..],
+            &["--backend", "nope"],
+            &["--workers", "0"],
+            &["--auth-mode", "ldap"],
+            &["--bogus"],
+        ] {
+            let mut argv = vec!["ferry"];
+            argv.extend_from_slice(args);
+            assert!(Cli::try_parse_from(argv).is_err(), "{args:?} accepted");
+        }
+    }
+
+    #[test]
+    fn missing_config_file_is_reported() {
+        let err = cli(&["--config", "/nonexistent/ferry.toml"])
+            .config()
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
+        assert!(err.to_string().contains("/nonexistent/ferry.toml"), "{err}");
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
