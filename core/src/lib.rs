@@ -19,6 +19,7 @@ mod error;
 pub mod frontend;
 mod random;
 pub mod tls;
+pub mod token;
 pub mod wire;
 
 pub use error::{DecodeError, ProtocolError};
