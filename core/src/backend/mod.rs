@@ -70,6 +70,7 @@
 mod auth;
 mod config;
 mod error;
+mod login;
 mod response;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -84,10 +85,10 @@ pub use response::{PacketKind, ResponseSummary, SessionChanges};
 use self::auth::{AuthContext, ClientAuth};
 use self::response::{has_response, ResponseTracker, Step};
 use crate::auth::{AuthPlugin, ClientSecret};
-use crate::tls::{client_config, TlsSession};
+use crate::tls::TlsSession;
 use crate::wire::{
-    frames, AuthSwitchRequest, Capabilities, ChangeUser, Command, ErrPacket, HandshakeResponse41,
-    HandshakeV10, OkPacket, PacketDecoder, ServerStatus, SslRequest, MAX_FRAME_PAYLOAD,
+    frames, AuthSwitchRequest, Capabilities, ChangeUser, Command, PacketDecoder, ServerStatus,
+    MAX_FRAME_PAYLOAD,
 };
 use crate::{ProtocolError, RandomSource};
 
@@ -180,7 +181,7 @@ enum State {
     Authenticating(ClientAuth),
     Ready,
     InFlight {
-        tracker: ResponseTracker,
+        tracker: Box<ResponseTracker>,
         effect: Effect,
         /// `Some` for [`Backend::change_user`]; `None` for relayed exchanges.
         own_auth: Option<OwnChangeUser>,
@@ -599,7 +600,7 @@ impl Backend {
             return;
         }
         self.state = State::InFlight {
-            tracker: ResponseTracker::new(code, self.caps, self.status),
+            tracker: Box::new(ResponseTracker::new(code, self.caps, self.status)),
             effect,
             own_auth,
             awaiting_auth_data: false,
@@ -692,168 +693,12 @@ impl Backend {
         }
     }
 
-    fn on_greeting(&mut self, payload: Bytes) -> Result<(), BackendError> {
-        if payload.first() == Some(&0xFF) {
-            let err = ErrPacket::parse(&payload, Capabilities::EMPTY)?;
-            let error = err.to_protocol_error();
-            self.events.push_back(Event::AuthFailed {
-                error: error.clone(),
-                payload,
-            });
-            return Err(BackendError::AuthFailed(error));
-        }
-        let hello = HandshakeV10::parse(&payload)?;
-        if hello.protocol_version != 10 {
-            return Err(BackendError::Unsupported(format!(
-                "protocol version {}",
-                hello.protocol_version
-            )));
-        }
-        let server = hello.capabilities;
-        for (flag, name) in [
-            (Capabilities::PROTOCOL_41, "CLIENT_PROTOCOL_41"),
-            (Capabilities::SECURE_CONNECTION, "CLIENT_SECURE_CONNECTION"),
-        ] {
-            if !server.contains(flag) {
-                return Err(BackendError::Unsupported(format!("server without {name}")));
-            }
-        }
-        let tls_config = match &self.config.tls {
-            Some(t) if server.contains(Capabilities::SSL) => Some(t.clone()),
-            Some(t) if t.required => {
-                return Err(BackendError::Unsupported(
-                    "TLS is required but the server does not offer it".into(),
-                ))
-            }
-            _ => None,
-        };
-        self.server_caps = server;
-        self.caps = self.config.negotiate(server, tls_config.is_some());
-        self.server_version = String::from_utf8_lossy(hello.server_version).into_owned();
-        self.connection_id = hello.connection_id;
-        self.status = hello.status;
-        let mut salt = hello.scramble_1.to_vec();
-        salt.extend_from_slice(hello.scramble_2);
-        self.salt = salt;
-        let max_packet = u32::try_from(self.config.max_packet_size).unwrap_or(u32::MAX);
-
-        if let Some(t) = tls_config {
-            let request = SslRequest {
-                capabilities: self.caps,
-                max_packet_size: max_packet,
-                collation: self.config.collation,
-                mariadb_capabilities: 0,
-            };
-            let mut out = BytesMut::new();
-            request.encode(&mut out);
-            self.write_payload(out.freeze());
-            if self.decoder.buffered_len() > 0 {
-                return Err(BackendError::UnexpectedPacket {
-                    state: "starting TLS (the server sent data before the TLS handshake)",
-                });
-            }
-            self.tls = Some(TlsSession::client(
-                client_config(&t.trust)?,
-                &t.server_name,
-            )?);
-        }
-
-        let plugin = auth::initial_plugin(hello.auth_plugin_name, &self.config.secret);
-        let (auth, response) = auth::start(
-            plugin.clone(),
-            &self.salt,
-            &self.auth_context(&self.config.secret),
-        )?;
-        self.auth_plugin = plugin.clone();
-        let attrs: Vec<(&[u8], &[u8])> = self
-            .config
-            .connect_attrs
-            .iter()
-            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
-            .collect();
-        let hello = HandshakeResponse41 {
-            capabilities: self.caps,
-            max_packet_size: max_packet,
-            collation: self.config.collation,
-            mariadb_capabilities: 0,
-            username: self.config.user.as_bytes(),
-            auth_response: &response,
-            database: self.config.database.as_deref().map(str::as_bytes),
-            auth_plugin_name: Some(plugin.name().as_bytes()),
-            connect_attrs: attrs,
-            zstd_compression_level: None,
-        };
-        let mut out = BytesMut::new();
-        hello.encode(&mut out);
-        self.write_payload(out.freeze());
-        self.state = State::Authenticating(auth);
-        Ok(())
-    }
-
-    fn on_auth_packet(&mut self, mut auth: ClientAuth, payload: Bytes) -> Result<(), BackendError> {
-        match payload.first() {
-            Some(0x00) => {
-                let ok = OkPacket::parse(&payload, self.caps)?;
-                let mut session = SessionChanges::default();
-                session.apply(&ok.session_state);
-                self.status = ok.status;
-                self.absorb_session(&session);
-                self.set_timer(Timer::Connect, None);
-                self.state = State::Ready;
-                self.events.push_back(Event::Connected(ConnectedInfo {
-                    server_version: self.server_version.clone(),
-                    connection_id: self.connection_id,
-                    capabilities: self.caps,
-                    server_capabilities: self.server_caps,
-                    status: self.status,
-                    auth_plugin: auth.plugin(),
-                    tls: self.tls.is_some(),
-                    session,
-                }));
-                Ok(())
-            }
-            Some(0xFF) => {
-                let error = ErrPacket::parse(&payload, self.caps)?.to_protocol_error();
-                self.events.push_back(Event::AuthFailed {
-                    error: error.clone(),
-                    payload,
-                });
-                Err(BackendError::AuthFailed(error))
-            }
-            Some(0xFE) => {
-                let switch = AuthSwitchRequest::parse(&payload)?;
-                let plugin = AuthPlugin::from_bytes(switch.plugin_name);
-                let (next, response) = auth::start(
-                    plugin.clone(),
-                    switch.data,
-                    &self.auth_context(&self.config.secret),
-                )?;
-                self.auth_plugin = plugin;
-                // The new plugin's salt replaces the greeting's (COM_CHANGE_USER reuses it).
-                self.salt = crate::auth::auth_salt(switch.data).to_vec();
-                self.write_payload(Bytes::from(response));
-                self.state = State::Authenticating(next);
-                Ok(())
-            }
-            Some(0x01) => {
-                if let Some(reply) = auth.handle_more_data(&payload, self.rng.as_mut())? {
-                    self.write_payload(Bytes::from(reply));
-                }
-                self.state = State::Authenticating(auth);
-                Ok(())
-            }
-            _ => Err(BackendError::UnexpectedPacket {
-                state: "authenticating",
-            }),
-        }
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn on_response(
         &mut self,
         now: Instant,
         payload: Bytes,
-        mut tracker: ResponseTracker,
+        mut tracker: Box<ResponseTracker>,
         effect: Effect,
         mut own_auth: Option<OwnChangeUser>,
         awaiting_auth_data: bool,

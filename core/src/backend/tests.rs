@@ -12,6 +12,7 @@ use crate::wire::{
     ExecuteParams, LocalInfileRequest, Packet, Query, SessionStateChange, StmtExecute,
     StmtExecuteHeader,
 };
+use crate::wire::{ErrPacket, HandshakeResponse41, HandshakeV10, OkPacket, SslRequest};
 use crate::SeededRandom;
 
 const SALT: [u8; 20] = *b"abcdefghijklmnopqrst";
