@@ -10,8 +10,12 @@ mod command;
 mod datadir;
 mod mariadb;
 mod python;
+mod test_server;
 
 pub use binaries::{find_executable, require_executable};
 pub use command::{run_with_deadline, CommandError, CommandOutput};
 pub use mariadb::{quote_identifier, quote_string, MariaDb, MariaDbBuilder, SqlError};
 pub use python::{python3, python_module_available, require_python_module};
+pub use test_server::{
+    MemorySha2Cache, OsRandom, TestServer, TestServerBuilder, TEST_SERVER_DATABASES,
+};
