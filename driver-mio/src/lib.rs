@@ -4,5 +4,6 @@
 //! [`config`] and [`admin`] hold no mio types, so other drivers (ferry-smol) reuse them.
 #![forbid(unsafe_code)]
 
-pub mod config;
+pub mod admin;
 pub mod cli;
+pub mod config;

@@ -1,0 +1,295 @@
+//! HTTP/1.1 requests and responses for the admin endpoint, without I/O: [`parse_request`] takes
+//! the bytes read so far and says whether a whole request is there; [`Response::to_bytes`] gives
+//! the bytes to write. Every response closes the connection, so there is no pipelining to track.
+//!
+//! Limits: the request head (line and headers) is at most [`MAX_HEAD`] bytes and
+//! [`MAX_HEADERS`] headers (431 beyond), the body at most [`MAX_BODY`] bytes by `Content-Length`
+//! (413 beyond); `Transfer-Encoding` is not supported (501); anything `httparse` rejects, or an
+//! unreadable `Content-Length`, is a 400.
+
+/// Largest request head accepted.
+pub const MAX_HEAD: usize = 8 * 1024;
+/// Most headers accepted.
+pub const MAX_HEADERS: usize = 32;
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// A complete request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The method, as sent (`GET`, `POST`, ...).
+    pub method: String,
+    /// The path without the query string.
+    pub path: String,
+    /// The body (`Content-Length` bytes).
+    pub body: Vec<u8>,
+}
+
+/// What the bytes read so far amount to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// Not a whole request yet: read more (the caller caps the total at `MAX_HEAD + MAX_BODY`).
+    Incomplete,
+    /// A whole request.
+    Complete(Request),
+    /// A request that will not be served: send this response and close.
+    Invalid(Response),
+}
+
+/// Parses the request at the start of `buf`.
+pub fn parse_request(buf: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
+        Ok(httparse::Status::Complete(_)) => return Parsed::Invalid(head_too_large()),
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+            return Parsed::Invalid(head_too_large())
+        }
+        Ok(httparse::Status::Partial) => return Parsed::Incomplete,
+        Err(httparse::Error::TooManyHeaders) => return Parsed::Invalid(head_too_large()),
+        Err(e) => return Parsed::Invalid(Response::text(400, format!("bad request: {e}\n"))),
+    };
+    let mut content_length: Option<usize> = None;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Parsed::Invalid(Response::text(
+                501,
+                "Transfer-Encoding is not supported; send Content-Length\n",
+            ));
+        }
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let value = std::str::from_utf8(h.value)
+                .ok()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<usize>().ok());
+            match (value, content_length) {
+                (None, _) => return Parsed::Invalid(Response::text(400, "bad Content-Length\n")),
+                (Some(v), Some(prev)) if v != prev => {
+                    return Parsed::Invalid(Response::text(400, "conflicting Content-Length\n"))
+                }
+                (Some(v), _) => content_length = Some(v),
+            }
+        }
+    }
+    let body_len = content_length.unwrap_or(0);
+    if body_len > MAX_BODY {
+        return Parsed::Invalid(Response::text(413, format!("body over {MAX_BODY} bytes\n")));
+    }
+    let Some(body) = buf.get(head_len..head_len + body_len) else {
+        return Parsed::Incomplete;
+    };
+    // A complete parse always sets method and path; the fallbacks only keep this panic-free.
+    let path = req.path.unwrap_or("");
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    Parsed::Complete(Request {
+        method: req.method.unwrap_or("").to_owned(),
+        path: path.to_owned(),
+        body: body.to_vec(),
+    })
+}
+
+fn head_too_large() -> Response {
+    Response::text(
+        431,
+        format!("request head over {MAX_HEAD} bytes or {MAX_HEADERS} headers\n"),
+    )
+}
+
+/// A response; every one is sent with `Connection: close`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The `Content-Type`.
+    pub content_type: &'static str,
+    /// For 405: the methods the path accepts (`Allow`).
+    pub allow: Option<&'static str>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// `Content-Type` of plain text.
+pub const TEXT: &str = "text/plain; charset=utf-8";
+/// `Content-Type` of JSON.
+pub const JSON: &str = "application/json";
+/// `Content-Type` of the Prometheus text exposition format.
+pub const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+impl Response {
+    /// A plain-text response.
+    pub fn text(status: u16, body: impl Into<String>) -> Self {
+        Self {
+            status,
+            content_type: TEXT,
+            allow: None,
+            body: body.into().into_bytes(),
+        }
+    }
+
+    /// A JSON response.
+    pub fn json(status: u16, value: &impl serde::Serialize) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(body) => Self {
+                status,
+                content_type: JSON,
+                allow: None,
+                body,
+            },
+            // Our types serialize infallibly (no maps with non-string keys); be safe anyway.
+            Err(e) => Self::text(500, format!("cannot encode response: {e}\n")),
+        }
+    }
+
+    /// A JSON `{"error": message}` response.
+    pub fn error(status: u16, message: impl std::fmt::Display) -> Self {
+        Self::json(status, &serde_json::json!({ "error": message.to_string() }))
+    }
+
+    /// 405 with the `Allow` header.
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        Self {
+            allow: Some(allow),
+            ..Self::error(405, format!("method not allowed; use {allow}"))
+        }
+    }
+
+    /// The bytes to write: status line, headers, body.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            self.status,
+            reason(self.status),
+            self.content_type,
+            self.body.len()
+        );
+        if let Some(allow) = self.allow {
+            out.push_str("Allow: ");
+            out.push_str(allow);
+            out.push_str("\r\n");
+        }
+        out.push_str("\r\n");
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(&self.body);
+        bytes
+    }
+}
+
+/// The reason phrase of the status codes this endpoint sends.
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn complete(bytes: &[u8]) -> Request {
+        match parse_request(bytes) {
+            Parsed::Complete(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn invalid(bytes: &[u8]) -> u16 {
+        match parse_request(bytes) {
+            Parsed::Invalid(r) => r.status,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_get_and_strips_query() {
+        let r = complete(b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(r.method, "GET");
+        assert_eq!(r.path, "/metrics");
+        assert!(r.body.is_empty());
+    }
+
+    #[test]
+    fn waits_for_head_and_body() {
+        let full = b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+        for cut in 0..full.len() {
+            assert_eq!(parse_request(&full[..cut]), Parsed::Incomplete, "cut {cut}");
+        }
+        assert_eq!(complete(full).body, b"hello");
+        // Bytes past Content-Length are not part of the body.
+        let mut more = full.to_vec();
+        more.extend_from_slice(b"extra");
+        assert_eq!(complete(&more).body, b"hello");
+    }
+
+    #[test]
+    fn refuses_bad_requests() {
+        assert_eq!(invalid(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n"), 400);
+        assert_eq!(invalid(b"\x00\x01\x02 / HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(invalid(b"GET / HTTP/2.0\r\n\r\n"), 400);
+        assert_eq!(
+            invalid(b"POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            invalid(b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            invalid(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"),
+            400
+        );
+        assert_eq!(
+            invalid(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            501
+        );
+    }
+
+    #[test]
+    fn enforces_caps() {
+        let big_body = format!(
+            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 1
+        );
+        assert_eq!(invalid(big_body.as_bytes()), 413);
+        // A head that never ends.
+        let long = format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX_HEAD));
+        assert_eq!(invalid(long.as_bytes()), 431);
+        let mut many = String::from("GET / HTTP/1.1\r\n");
+        for i in 0..=MAX_HEADERS {
+            many.push_str(&format!("X-{i}: v\r\n"));
+        }
+        many.push_str("\r\n");
+        assert_eq!(invalid(many.as_bytes()), 431);
+    }
+
+    #[test]
+    fn response_bytes() {
+        let r = Response::method_not_allowed("GET");
+        let text = String::from_utf8(r.to_bytes()).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nAllow: GET\r\n"), "{text}");
+        assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert!(v["error"].as_str().unwrap().contains("GET"));
+    }
+}

@@ -1,0 +1,452 @@
+//! Counters as a plain snapshot ([`Metrics`]) and their rendering in the Prometheus text
+//! exposition format 0.0.4 ([`render`]).
+//!
+//! The event loop keeps its own counters (per worker, without locks) and builds a [`Metrics`]
+//! when `/metrics` is asked for, merging workers with [`Histogram::merge`] and plain additions.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `ferry_sessions` | gauge | |
+//! | `ferry_sessions_accepted_total` | counter | |
+//! | `ferry_commands_total` | counter | |
+//! | `ferry_bytes_received_total`, `ferry_bytes_sent_total` | counter | `peer` = `client` / `backend` |
+//! | `ferry_errors_total` | counter | `kind` |
+//! | `ferry_backend_up`, `ferry_backend_draining`, `ferry_backend_sessions` | gauge | `backend`, `addr` |
+//! | `ferry_migrations_started_total`, `ferry_migrations_succeeded_total` | counter | |
+//! | `ferry_migrations_failed_total` | counter | `reason` |
+//! | `ferry_pinned_sessions` | gauge | `reason` |
+//! | `ferry_migration_pause_seconds` | histogram | |
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+use super::BackendInfo;
+
+/// Everything `/metrics` shows, as plain values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Metrics {
+    /// Client sessions open now.
+    pub sessions: u64,
+    /// Client connections accepted since start.
+    pub sessions_accepted: u64,
+    /// Commands relayed since start.
+    pub commands: u64,
+    /// Bytes read from clients.
+    pub client_bytes_received: u64,
+    /// Bytes written to clients.
+    pub client_bytes_sent: u64,
+    /// Bytes read from backends.
+    pub backend_bytes_received: u64,
+    /// Bytes written to backends.
+    pub backend_bytes_sent: u64,
+    /// Errors by kind (`backend_connect`, `protocol`, `auth_failed`, ...).
+    pub errors: BTreeMap<String, u64>,
+    /// Per backend: health, draining, sessions.
+    pub backends: Vec<BackendInfo>,
+    /// Migrations started since start.
+    pub migrations_started: u64,
+    /// Migrations that completed.
+    pub migrations_succeeded: u64,
+    /// Migrations that failed, by reason (the session stayed on its old backend).
+    pub migrations_failed: BTreeMap<String, u64>,
+    /// Sessions pinned now, by reason.
+    pub pinned_sessions: BTreeMap<String, u64>,
+    /// The pause each migration added to the statement that waited for it.
+    pub migration_pause: Histogram,
+}
+
+/// A cumulative histogram with fixed bucket bounds (seconds), as Prometheus wants it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    /// Upper bounds in seconds, ascending, finite; `+Inf` is implied.
+    bounds: Vec<f64>,
+    /// Observations per bucket (not cumulative); one more than `bounds` for `+Inf`.
+    counts: Vec<u64>,
+    /// Sum of the observations.
+    sum: Duration,
+}
+
+/// Bucket bounds for migration pauses: 0.5 ms to 5 s.
+pub const PAUSE_BUCKETS: [f64; 13] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+impl Default for Histogram {
+    /// A histogram over [`PAUSE_BUCKETS`].
+    fn default() -> Self {
+        Self::new(&PAUSE_BUCKETS)
+    }
+}
+
+impl Histogram {
+    /// A histogram with these upper bounds in seconds (sorted; duplicates, NaN and infinities
+    /// dropped).
+    pub fn new(bounds: &[f64]) -> Self {
+        let mut bounds: Vec<f64> = bounds.iter().copied().filter(|b| b.is_finite()).collect();
+        bounds.sort_by(f64::total_cmp);
+        bounds.dedup();
+        Self {
+            counts: vec![0; bounds.len() + 1],
+            bounds,
+            sum: Duration::ZERO,
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&mut self, value: Duration) {
+        let secs = value.as_secs_f64();
+        let i = self.bounds.partition_point(|&b| b < secs);
+        self.counts[i] += 1;
+        self.sum = self.sum.saturating_add(value);
+    }
+
+    /// Adds `other`'s observations (another worker's) to these; `false`, and nothing added,
+    /// if the bounds differ.
+    pub fn merge(&mut self, other: &Histogram) -> bool {
+        if self.bounds != other.bounds {
+            return false;
+        }
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.sum = self.sum.saturating_add(other.sum);
+        true
+    }
+
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Sum of the observations.
+    pub fn sum(&self) -> Duration {
+        self.sum
+    }
+}
+
+/// Renders `m` in the Prometheus text exposition format 0.0.4.
+pub fn render(m: &Metrics) -> String {
+    let mut out = String::with_capacity(4096);
+    let o = &mut out;
+    family(o, "ferry_sessions", "gauge", "Client sessions open now.");
+    sample(o, "ferry_sessions", &[], m.sessions);
+    family(
+        o,
+        "ferry_sessions_accepted_total",
+        "counter",
+        "Client connections accepted.",
+    );
+    sample(o, "ferry_sessions_accepted_total", &[], m.sessions_accepted);
+    family(o, "ferry_commands_total", "counter", "Commands relayed.");
+    sample(o, "ferry_commands_total", &[], m.commands);
+    family(
+        o,
+        "ferry_bytes_received_total",
+        "counter",
+        "Bytes read, by peer.",
+    );
+    sample(
+        o,
+        "ferry_bytes_received_total",
+        &[("peer", "client")],
+        m.client_bytes_received,
+    );
+    sample(
+        o,
+        "ferry_bytes_received_total",
+        &[("peer", "backend")],
+        m.backend_bytes_received,
+    );
+    family(
+        o,
+        "ferry_bytes_sent_total",
+        "counter",
+        "Bytes written, by peer.",
+    );
+    sample(
+        o,
+        "ferry_bytes_sent_total",
+        &[("peer", "client")],
+        m.client_bytes_sent,
+    );
+    sample(
+        o,
+        "ferry_bytes_sent_total",
+        &[("peer", "backend")],
+        m.backend_bytes_sent,
+    );
+    family(o, "ferry_errors_total", "counter", "Errors, by kind.");
+    for (kind, n) in &m.errors {
+        sample(o, "ferry_errors_total", &[("kind", kind)], *n);
+    }
+
+    family(
+        o,
+        "ferry_backend_up",
+        "gauge",
+        "1 if the backend passes health checks.",
+    );
+    for b in &m.backends {
+        let labels = [("backend", b.name.as_str()), ("addr", b.addr.as_str())];
+        sample(o, "ferry_backend_up", &labels, u64::from(b.healthy));
+    }
+    family(
+        o,
+        "ferry_backend_draining",
+        "gauge",
+        "1 if the backend is being drained.",
+    );
+    for b in &m.backends {
+        let labels = [("backend", b.name.as_str()), ("addr", b.addr.as_str())];
+        sample(o, "ferry_backend_draining", &labels, u64::from(b.draining));
+    }
+    family(
+        o,
+        "ferry_backend_sessions",
+        "gauge",
+        "Sessions on the backend.",
+    );
+    for b in &m.backends {
+        let labels = [("backend", b.name.as_str()), ("addr", b.addr.as_str())];
+        sample(o, "ferry_backend_sessions", &labels, b.sessions);
+    }
+
+    family(
+        o,
+        "ferry_migrations_started_total",
+        "counter",
+        "Session migrations started.",
+    );
+    sample(
+        o,
+        "ferry_migrations_started_total",
+        &[],
+        m.migrations_started,
+    );
+    family(
+        o,
+        "ferry_migrations_succeeded_total",
+        "counter",
+        "Session migrations completed.",
+    );
+    sample(
+        o,
+        "ferry_migrations_succeeded_total",
+        &[],
+        m.migrations_succeeded,
+    );
+    family(
+        o,
+        "ferry_migrations_failed_total",
+        "counter",
+        "Session migrations that failed (the session stayed), by reason.",
+    );
+    for (reason, n) in &m.migrations_failed {
+        sample(
+            o,
+            "ferry_migrations_failed_total",
+            &[("reason", reason)],
+            *n,
+        );
+    }
+    family(
+        o,
+        "ferry_pinned_sessions",
+        "gauge",
+        "Sessions that cannot migrate now, by reason.",
+    );
+    for (reason, n) in &m.pinned_sessions {
+        sample(o, "ferry_pinned_sessions", &[("reason", reason)], *n);
+    }
+
+    let h = &m.migration_pause;
+    let name = "ferry_migration_pause_seconds";
+    family(
+        o,
+        name,
+        "histogram",
+        "Pause a migration added to the statement that waited for it.",
+    );
+    let mut cumulative = 0;
+    for (bound, n) in h.bounds.iter().zip(&h.counts) {
+        cumulative += n;
+        let _ = writeln!(o, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    let _ = writeln!(o, "{name}_bucket{{le=\"+Inf\"}} {}", h.count());
+    let _ = writeln!(o, "{name}_sum {}", h.sum.as_secs_f64());
+    let _ = writeln!(o, "{name}_count {}", h.count());
+    out
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(k);
+            out.push_str("=\"");
+            escape_label(out, v);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {value}");
+}
+
+/// Label values escape `\`, `"` and newlines (exposition format 0.0.4).
+fn escape_label(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_metrics() -> Metrics {
+        let mut m = Metrics {
+            sessions: 3,
+            sessions_accepted: 10,
+            commands: 1234,
+            client_bytes_received: 1,
+            client_bytes_sent: 2,
+            backend_bytes_received: 3,
+            backend_bytes_sent: 4,
+            migrations_started: 5,
+            migrations_succeeded: 4,
+            ..Metrics::default()
+        };
+        m.errors.insert("backend_connect".into(), 2);
+        m.migrations_failed.insert("timeout".into(), 1);
+        m.pinned_sessions.insert("transaction".into(), 2);
+        m.pinned_sessions.insert("temporary table".into(), 1);
+        m.backends = vec![
+            BackendInfo {
+                name: "db1".into(),
+                addr: "127.0.0.1:3306".into(),
+                healthy: true,
+                sessions: 2,
+                draining: false,
+            },
+            BackendInfo {
+                name: "db2".into(),
+                addr: "127.0.0.1:3307".into(),
+                healthy: false,
+                sessions: 1,
+                draining: true,
+            },
+        ];
+        m.migration_pause.observe(Duration::from_micros(300));
+        m.migration_pause.observe(Duration::from_millis(3));
+        m.migration_pause.observe(Duration::from_millis(3));
+        m.migration_pause.observe(Duration::from_secs(60));
+        m
+    }
+
+    #[test]
+    fn renders_every_family_and_sample() {
+        let text = render(&sample_metrics());
+        for line in [
+            "ferry_sessions 3",
+            "ferry_sessions_accepted_total 10",
+            "ferry_commands_total 1234",
+            "ferry_bytes_received_total{peer=\"client\"} 1",
+            "ferry_bytes_received_total{peer=\"backend\"} 3",
+            "ferry_bytes_sent_total{peer=\"client\"} 2",
+            "ferry_bytes_sent_total{peer=\"backend\"} 4",
+            "ferry_errors_total{kind=\"backend_connect\"} 2",
+            "ferry_backend_up{backend=\"db1\",addr=\"127.0.0.1:3306\"} 1",
+            "ferry_backend_up{backend=\"db2\",addr=\"127.0.0.1:3307\"} 0",
+            "ferry_backend_draining{backend=\"db2\",addr=\"127.0.0.1:3307\"} 1",
+            "ferry_backend_sessions{backend=\"db1\",addr=\"127.0.0.1:3306\"} 2",
+            "ferry_migrations_started_total 5",
+            "ferry_migrations_succeeded_total 4",
+            "ferry_migrations_failed_total{reason=\"timeout\"} 1",
+            "ferry_pinned_sessions{reason=\"temporary table\"} 1",
+            "ferry_pinned_sessions{reason=\"transaction\"} 2",
+            "# TYPE ferry_migration_pause_seconds histogram",
+            "ferry_migration_pause_seconds_bucket{le=\"0.0005\"} 1",
+            "ferry_migration_pause_seconds_bucket{le=\"0.001\"} 1",
+            "ferry_migration_pause_seconds_bucket{le=\"0.005\"} 3",
+            "ferry_migration_pause_seconds_bucket{le=\"5\"} 3",
+            "ferry_migration_pause_seconds_bucket{le=\"+Inf\"} 4",
+            "ferry_migration_pause_seconds_sum 60.0063",
+            "ferry_migration_pause_seconds_count 4",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn exposition_format_is_well_formed() {
+        let text = render(&sample_metrics());
+        assert!(text.ends_with('\n'));
+        let mut declared = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert!(matches!(kind, "counter" | "gauge" | "histogram"));
+                assert!(declared.insert(name.to_owned()), "{name} declared twice");
+                continue;
+            }
+            if line.starts_with("# HELP ") {
+                continue;
+            }
+            // name{labels} value, where the name belongs to a declared family.
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+            let name = series.split('{').next().unwrap();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|f| declared.contains(*f)))
+                .unwrap_or(name);
+            assert!(declared.contains(family), "undeclared {name}");
+            assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut m = Metrics::default();
+        m.errors.insert("a\"b\\c\nd".into(), 1);
+        let text = render(&m);
+        assert!(
+            text.contains("ferry_errors_total{kind=\"a\\\"b\\\\c\\nd\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn histogram_buckets_merge_and_bounds() {
+        let mut a = Histogram::new(&[1.0, 0.5, f64::NAN, 0.5, f64::INFINITY]);
+        assert_eq!(a.bounds, vec![0.5, 1.0]);
+        a.observe(Duration::from_millis(500)); // le 0.5 is inclusive
+        a.observe(Duration::from_millis(700));
+        let mut b = Histogram::new(&[0.5, 1.0]);
+        b.observe(Duration::from_secs(2));
+        assert!(a.merge(&b));
+        assert_eq!(a.counts, vec![1, 1, 1]);
+        assert_eq!(a.count(), 3);
+        assert_eq!(a.sum(), Duration::from_millis(3200));
+        assert!(!a.merge(&Histogram::default()));
+        assert_eq!(a.count(), 3);
+    }
+}

@@ -1,0 +1,101 @@
+//! Maps admin requests to [`AdminApi`] calls and their answers to responses.
+
+use serde::Deserialize;
+
+use super::http::{Request, Response, PROMETHEUS};
+use super::{metrics, AdminApi, ApiError};
+
+/// The body of `POST /api/sessions/{id}/migrate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MigrateBody {
+    to: String,
+}
+
+/// The response to `req`.
+pub fn route(req: &Request, api: &dyn AdminApi) -> Response {
+    let segments: Vec<&str> = req.path.split('/').skip(1).collect();
+    match segments.as_slice() {
+        ["health"] => get(req, || {
+            if api.serving() {
+                Response::text(200, "ok\n")
+            } else {
+                Response::text(503, "shutting down\n")
+            }
+        }),
+        ["metrics"] => get(req, || match api.metrics() {
+            Ok(m) => Response {
+                content_type: PROMETHEUS,
+                ..Response::text(200, metrics::render(&m))
+            },
+            Err(e) => api_error(&e),
+        }),
+        ["api", "backends"] => get(req, || match api.backends() {
+            Ok(list) => Response::json(200, &list),
+            Err(e) => api_error(&e),
+        }),
+        ["api", "sessions"] => get(req, || match api.sessions() {
+            Ok(list) => Response::json(200, &list),
+            Err(e) => api_error(&e),
+        }),
+        ["api", "backends", name, action @ ("drain" | "undrain")] => post(req, || {
+            let draining = *action == "drain";
+            match api.set_draining(name, draining) {
+                Ok(()) => Response::json(
+                    200,
+                    &serde_json::json!({ "backend": name, "draining": draining }),
+                ),
+                Err(e) => api_error(&e),
+            }
+        }),
+        ["api", "sessions", id, "migrate"] => post(req, || {
+            // Ids are decimal integers; anything else names no session.
+            let Some(id) = id
+                .parse::<u64>()
+                .ok()
+                .filter(|_| id.bytes().all(|b| b.is_ascii_digit()))
+            else {
+                return Response::error(404, format!("no session with id {id:?}"));
+            };
+            let body: MigrateBody = match serde_json::from_slice(&req.body) {
+                Ok(body) => body,
+                Err(e) => {
+                    return Response::error(400, format!("expected {{\"to\": \"backend\"}}: {e}"))
+                }
+            };
+            match api.migrate(id, &body.to) {
+                Ok(()) => Response::json(202, &serde_json::json!({ "session": id, "to": body.to })),
+                Err(e) => api_error(&e),
+            }
+        }),
+        _ => Response::error(404, format!("no such path {:?}", req.path)),
+    }
+}
+
+fn get(req: &Request, handler: impl FnOnce() -> Response) -> Response {
+    if req.method == "GET" {
+        handler()
+    } else {
+        Response::method_not_allowed("GET")
+    }
+}
+
+fn post(req: &Request, handler: impl FnOnce() -> Response) -> Response {
+    if req.method == "POST" {
+        handler()
+    } else {
+        Response::method_not_allowed("POST")
+    }
+}
+
+fn api_error(e: &ApiError) -> Response {
+    let status = match e {
+        ApiError::UnknownBackend(_) | ApiError::UnknownSession(_) => 404,
+        ApiError::Conflict(_) => 409,
+        ApiError::Unavailable(_) => 503,
+    };
+    Response::error(status, e)
+}
+
+#[cfg(test)]
+mod tests;
