@@ -6,7 +6,8 @@
 //! - [`wire`]: framing (4-byte headers, 16 MiB continuation, sequence ids, size cap) and typed
 //!   messages parsed and encoded under the negotiated capability flags;
 //! - [`auth`]: the authentication plugins, both sides of each;
-//! - [`balance`]: the balancing policy (backend choice, rebalancing plans).
+//! - [`balance`]: the balancing policy (backend choice, rebalancing plans);
+//! - [`token`]: TiDB-compatible session tokens (sign, validate, certificate rotation).
 //!
 //! Errors come from bad input; a panic means a broken invariant, and every `expect` says why it
 //! cannot fire.

@@ -53,7 +53,7 @@ impl CertStore {
         self.last_load = Some(now);
         let cert = SigningCert::from_pem(cert_pem, key_pem)?;
         let scheme = cert.scheme();
-        let valid_until = now + CERT_RELOAD_INTERVAL + OLD_CERT_VALID_TIME;
+        let valid_until = later(now, CERT_RELOAD_INTERVAL + OLD_CERT_VALID_TIME);
         // Entries are ordered by expiry, so the first expired one ends the live ones.
         let live = self
             .entries
@@ -70,7 +70,7 @@ impl CertStore {
     pub fn next_reload(&self, now: SystemTime) -> SystemTime {
         match self.last_load {
             None => now,
-            Some(last) => last + CERT_RELOAD_INTERVAL,
+            Some(last) => later(last, CERT_RELOAD_INTERVAL),
         }
     }
 
@@ -177,6 +177,12 @@ impl CertStore {
             .filter(|e| now <= e.valid_until)
             .map(|e| &e.cert)
     }
+}
+
+/// `t + d`, or `t` itself where `SystemTime` cannot represent the sum (`+` would panic): no real
+/// clock is near that end, and no input may panic the core.
+fn later(t: SystemTime, d: std::time::Duration) -> SystemTime {
+    t.checked_add(d).unwrap_or(t)
 }
 
 #[cfg(test)]

@@ -438,3 +438,21 @@ fn debug_output_does_not_show_the_private_key() {
     assert!(debug.contains("RsaPkcs1Sha256"), "{debug}");
     assert!(!debug.contains("BigUint") && debug.len() < 500, "{debug}");
 }
+
+#[test]
+fn the_far_end_of_system_time_does_not_panic() {
+    // The largest SystemTime on this platform: adding the validity window must not overflow.
+    let mut end = UNIX_EPOCH;
+    let mut step = Duration::from_secs(u64::MAX / 2);
+    while step > Duration::ZERO {
+        match end.checked_add(step) {
+            Some(t) => end = t,
+            None => step /= 2,
+        }
+    }
+    let mut store = CertStore::new();
+    store.load(end, A_CERT, A_KEY).unwrap();
+    assert_eq!(store.next_reload(end), end);
+    let token = store.sign(end, 0, b"app", &mut rng()).unwrap();
+    let _ = store.validate(end, &token.to_json(), b"app");
+}
