@@ -1,0 +1,208 @@
+//! The configuration file as written: every key optional where a default exists, unknown keys
+//! refused. [`super::Config::from_file`] checks it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::units::{ByteSize, ConfigDuration};
+use super::ConfigError;
+
+/// The TOML file as written: every key optional where a default exists, unknown keys refused.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigFile {
+    /// `[proxy]`
+    #[serde(default)]
+    pub proxy: ProxySection,
+    /// `[admin]`
+    #[serde(default)]
+    pub admin: AdminSection,
+    /// `[[backends]]`
+    #[serde(default)]
+    pub backends: Vec<BackendSection>,
+    /// `[auth]`
+    #[serde(default)]
+    pub auth: AuthSection,
+    /// `[tls]`
+    pub tls: Option<TlsSection>,
+    /// `[backend-tls]`
+    pub backend_tls: Option<BackendTlsSection>,
+    /// `[health]`
+    #[serde(default)]
+    pub health: HealthSection,
+    /// `[migration]`
+    #[serde(default)]
+    pub migration: MigrationSection,
+    /// The folder relative paths start from: the config file's, or the working directory.
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
+}
+
+/// `[proxy]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProxySection {
+    /// `listen`
+    pub listen: Option<String>,
+    /// `workers`
+    pub workers: Option<usize>,
+    /// `max-connections`
+    pub max_connections: Option<usize>,
+    /// `idle-timeout`
+    pub idle_timeout: Option<ConfigDuration>,
+    /// `max-packet-size`
+    pub max_packet_size: Option<ByteSize>,
+    /// `shutdown-timeout`
+    pub shutdown_timeout: Option<ConfigDuration>,
+}
+
+/// `[admin]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AdminSection {
+    /// `listen`
+    pub listen: Option<String>,
+}
+
+/// One `[[backends]]` entry as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BackendSection {
+    /// `name`
+    pub name: String,
+    /// `addr`
+    pub addr: String,
+}
+
+/// `[auth]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AuthSection {
+    /// `mode`
+    pub mode: Option<AuthMode>,
+    /// `[[auth.users]]`
+    #[serde(default)]
+    pub users: Vec<UserSection>,
+}
+
+/// One `[[auth.users]]` entry as written. `Debug` does not print the hash.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct UserSection {
+    /// `name`
+    pub name: String,
+    /// `password-hash`
+    pub password_hash: String,
+}
+
+impl fmt::Debug for UserSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserSection")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[tls]` as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsSection {
+    /// `cert`
+    pub cert: PathBuf,
+    /// `key`
+    pub key: PathBuf,
+    /// `require`
+    #[serde(default)]
+    pub require: bool,
+}
+
+/// `[backend-tls]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BackendTlsSection {
+    /// `ca`
+    pub ca: Option<PathBuf>,
+    /// `insecure-trust-all`
+    #[serde(default)]
+    pub insecure_trust_all: bool,
+    /// `server-name`
+    pub server_name: Option<String>,
+}
+
+/// `[health]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HealthSection {
+    /// `interval`
+    pub interval: Option<ConfigDuration>,
+    /// `timeout`
+    pub timeout: Option<ConfigDuration>,
+}
+
+/// `[migration]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MigrationSection {
+    /// `mode`
+    pub mode: Option<MigrationMode>,
+    /// `timeout`
+    pub timeout: Option<ConfigDuration>,
+    /// `rebalance-interval`
+    pub rebalance_interval: Option<ConfigDuration>,
+    /// `rebalance-max-moves`
+    pub rebalance_max_moves: Option<usize>,
+    /// `rebalance-tolerance`
+    pub rebalance_tolerance: Option<usize>,
+}
+
+/// Who checks client passwords.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// The backend does; ferry relays the exchange.
+    Passthrough,
+    /// ferry does, against `[[auth.users]]`, then logs in to backends as the same user.
+    Proxy,
+}
+
+/// How sessions move between backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MigrationMode {
+    /// Rebuild the session from tracked state (MySQL, MariaDB); needs `proxy` auth.
+    Replay,
+    /// TiDB's session states and session token.
+    Tidb,
+    /// Sessions never move; draining only stops new sessions.
+    Off,
+}
+
+impl ConfigFile {
+    /// Parses TOML text. Relative paths will start at `base_dir` (the working directory if `None`).
+    pub fn parse(text: &str, base_dir: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut file: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: "configuration".into(),
+            message: e.to_string(),
+        })?;
+        file.base_dir = base_dir.map(Path::to_path_buf);
+        Ok(file)
+    }
+
+    /// Reads and parses the file at `path`; relative paths in it start at its folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        Self::parse(&text, Some(base)).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                origin: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })
+    }
+}
