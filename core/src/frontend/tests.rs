@@ -12,8 +12,8 @@ use crate::auth::native::Sha1Password;
 use crate::auth::{native, Credential, Password, RsaKeyPair, RsaPublicKey};
 use crate::tls::{client_config, server_config, ServerTrust, TlsSession};
 use crate::wire::{
-    encode_packet, AuthSwitchRequest, ColumnType, Command, ErrPacket, HandshakeV10, OkPacket,
-    SslRequest,
+    encode_packet, AuthSwitchRequest, ColumnType, Command, ErrPacket, HandshakeResponse41,
+    HandshakeV10, OkPacket, SslRequest,
 };
 use crate::SeededRandom;
 
