@@ -1,6 +1,7 @@
 //! Balancing policy: which backend a new session goes to, and which live sessions to move where.
 //!
-//! Pure functions over a snapshot of backend health and load. They decide; the driver executes
+//! Pure functions over a snapshot of backend health and load, and the health probe
+//! ([`probe_greeting`]) that judges a backend's first packet. They decide; the driver executes
 //! (connects, starts migrations) and calls them again on its next tick with a fresh snapshot. Two
 //! decisions live here:
 //!
@@ -12,8 +13,12 @@
 //!   the rule that every move strictly lowers the imbalance mean that plans converge and then stay
 //!   empty: no migration storms, no oscillation.
 
+mod health;
 mod pick;
 mod plan;
 
+pub use health::{
+    probe_greeting, Probe, Unhealthy, ER_CON_COUNT_ERROR, ER_HOST_IS_BLOCKED, MAX_GREETING_SIZE,
+};
 pub use pick::{pick_backend, BackendLoad};
 pub use plan::{plan_rebalance, Move, RebalancePolicy, SessionLoad};
