@@ -7,7 +7,8 @@
 //!   messages parsed and encoded under the negotiated capability flags;
 //! - [`auth`]: the authentication plugins, both sides of each;
 //! - [`balance`]: the balancing policy (backend choice, rebalancing plans);
-//! - [`token`]: TiDB-compatible session tokens (sign, validate, certificate rotation).
+//! - [`token`]: TiDB-compatible session tokens (sign, validate, certificate rotation);
+//! - [`session`]: the proxy session pairing a frontend with its backend.
 //!
 //! Errors come from bad input; a panic means a broken invariant, and every `expect` says why it
 //! cannot fire.
@@ -19,6 +20,7 @@ pub mod balance;
 mod error;
 pub mod frontend;
 mod random;
+pub mod session;
 pub mod tls;
 pub mod token;
 pub mod wire;

@@ -53,6 +53,34 @@ pub struct BackendConfig {
     pub command_timeout: Option<Duration>,
     /// Largest packet accepted from the server.
     pub max_packet_size: usize,
+    /// Ask for `CLIENT_DEPRECATE_EOF` only when [`client_capabilities`](Self::client_capabilities)
+    /// has it, so that a proxy's backend connection frames result sets exactly as its client
+    /// expects them (relayed untouched). `false` (the default): ask whenever the server offers it.
+    pub mirror_deprecate_eof: bool,
+    /// `Some`: a *relayed* login (a proxy in `passthrough` mode): send this plugin name and auth
+    /// response instead of answering the server with [`secret`](Self::secret); every auth packet
+    /// of the server then comes out as an [`Event::Response`](super::Event::Response)
+    /// (`AuthSwitchRequest` / `AuthMoreData`) for the owner to relay, and the owner answers with
+    /// [`Backend::send_auth_data`](super::Backend::send_auth_data).
+    pub relayed_auth: Option<RelayedAuth>,
+}
+
+/// The first auth response of a relayed login ([`BackendConfig::relayed_auth`]).
+///
+/// A proxy that relays its client's login (TiProxy's model) names a plugin the server does not
+/// know, so that the server answers with an AuthSwitchRequest carrying its own salt, which the
+/// client then answers (its first response was computed over the proxy's salt, not the server's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayedAuth {
+    /// Plugin name written in the HandshakeResponse41.
+    pub plugin: String,
+    /// Auth response written in the HandshakeResponse41.
+    pub auth_response: Vec<u8>,
+}
+
+impl RelayedAuth {
+    /// A plugin name no server knows: forces the server to switch to the account's plugin.
+    pub const FORCE_SWITCH_PLUGIN: &'static str = "ferry_relayed_login";
 }
 
 impl BackendConfig {
@@ -88,6 +116,8 @@ impl BackendConfig {
             connect_timeout: Duration::from_secs(10),
             command_timeout: None,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+            mirror_deprecate_eof: false,
+            relayed_auth: None,
         }
     }
 
@@ -113,6 +143,13 @@ impl BackendConfig {
                 | Capabilities::SSL_VERIFY_SERVER_CERT
                 | Capabilities::CAPABILITY_EXTENSION,
         );
+        if self.mirror_deprecate_eof
+            && !self
+                .client_capabilities
+                .contains(Capabilities::DEPRECATE_EOF)
+        {
+            want = want.without(Capabilities::DEPRECATE_EOF);
+        }
         if tls {
             want |= Capabilities::SSL;
         }

@@ -4,7 +4,9 @@
 use bytes::{Bytes, BytesMut};
 
 use super::auth::{self, ClientAuth};
-use super::{Backend, BackendError, ConnectedInfo, Event, SessionChanges, State, Timer};
+use super::{
+    Backend, BackendError, ConnectedInfo, Event, PacketKind, SessionChanges, State, Timer,
+};
 use crate::auth::AuthPlugin;
 use crate::tls::{client_config, TlsSession};
 use crate::wire::{
@@ -79,6 +81,17 @@ impl Backend {
             )?);
         }
 
+        if let Some(relayed) = self.config.relayed_auth.clone() {
+            self.send_handshake_response(
+                max_packet,
+                relayed.plugin.as_bytes(),
+                &relayed.auth_response,
+            );
+            self.state = State::RelayedAuth {
+                awaiting_owner: false,
+            };
+            return Ok(());
+        }
         let plugin = auth::initial_plugin(hello.auth_plugin_name, &self.config.secret);
         let (auth, response) = auth::start(
             plugin.clone(),
@@ -86,6 +99,12 @@ impl Backend {
             &self.auth_context(&self.config.secret),
         )?;
         self.auth_plugin = plugin.clone();
+        self.send_handshake_response(max_packet, plugin.name().as_bytes(), &response);
+        self.state = State::Authenticating(auth);
+        Ok(())
+    }
+
+    fn send_handshake_response(&mut self, max_packet: u32, plugin: &[u8], response: &[u8]) {
         let attrs: Vec<(&[u8], &[u8])> = self
             .config
             .connect_attrs
@@ -98,16 +117,51 @@ impl Backend {
             collation: self.config.collation,
             mariadb_capabilities: 0,
             username: self.config.user.as_bytes(),
-            auth_response: &response,
+            auth_response: response,
             database: self.config.database.as_deref().map(str::as_bytes),
-            auth_plugin_name: Some(plugin.name().as_bytes()),
+            auth_plugin_name: Some(plugin),
             connect_attrs: attrs,
             zstd_compression_level: None,
         };
         let mut out = BytesMut::new();
         hello.encode(&mut out);
         self.write_payload(out.freeze());
-        self.state = State::Authenticating(auth);
+    }
+
+    /// A relayed login ([`super::BackendConfig::relayed_auth`]): OK and ERR end it as usual; auth
+    /// switches and more-data packets go to the owner, who answers with `send_auth_data` (except
+    /// caching_sha2's fast-auth success, which the client does not answer either).
+    pub(super) fn on_relayed_auth_packet(
+        &mut self,
+        payload: Bytes,
+        awaiting_owner: bool,
+    ) -> Result<(), BackendError> {
+        if awaiting_owner {
+            return Err(BackendError::UnexpectedPacket {
+                state: "waiting for the owner's auth data",
+            });
+        }
+        let kind = match payload.first() {
+            Some(0x00) | Some(0xFF) => {
+                let plugin = ClientAuth::OneShot(self.auth_plugin.clone());
+                return self.on_auth_packet(plugin, payload);
+            }
+            Some(0xFE) => {
+                let switch = AuthSwitchRequest::parse(&payload)?;
+                self.auth_plugin = AuthPlugin::from_bytes(switch.plugin_name);
+                self.salt = crate::auth::auth_salt(switch.data).to_vec();
+                PacketKind::AuthSwitchRequest
+            }
+            Some(0x01) => PacketKind::AuthMoreData,
+            _ => {
+                return Err(BackendError::UnexpectedPacket {
+                    state: "relaying a login",
+                })
+            }
+        };
+        let awaiting_owner = !super::is_fast_auth_success(&payload);
+        self.events.push_back(Event::Response { payload, kind });
+        self.state = State::RelayedAuth { awaiting_owner };
         Ok(())
     }
 

@@ -78,7 +78,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-pub use config::{BackendConfig, BackendTls, DEFAULT_COLLATION};
+pub use config::{BackendConfig, BackendTls, RelayedAuth, DEFAULT_COLLATION};
 pub use error::{BackendError, UsageError};
 pub use response::{PacketKind, ResponseSummary, SessionChanges};
 
@@ -179,6 +179,11 @@ struct Effect {
 enum State {
     AwaitGreeting,
     Authenticating(ClientAuth),
+    /// A relayed login ([`BackendConfig::relayed_auth`]): `awaiting_owner` while the server waits
+    /// for the owner's [`Backend::send_auth_data`].
+    RelayedAuth {
+        awaiting_owner: bool,
+    },
     Ready,
     InFlight {
         tracker: Box<ResponseTracker>,
@@ -499,9 +504,15 @@ impl Backend {
     /// Empty `data` sends nothing (the empty packet ends the file: use
     /// [`finish_local_infile`](Self::finish_local_infile)).
     pub fn send_local_infile_data(&mut self, data: &[u8]) -> Result<(), UsageError> {
+        self.send_local_infile_bytes(Bytes::copy_from_slice(data))
+    }
+
+    /// [`send_local_infile_data`](Self::send_local_infile_data) without a copy: the packet is
+    /// sent from `data`'s memory (e.g. a packet relayed from the client).
+    pub fn send_local_infile_bytes(&mut self, data: Bytes) -> Result<(), UsageError> {
         self.check_local_infile()?;
         if !data.is_empty() {
-            self.write_payload(Bytes::copy_from_slice(data));
+            self.write_payload(data);
         }
         Ok(())
     }
@@ -517,10 +528,16 @@ impl Backend {
         Ok(())
     }
 
-    /// Sends auth data in a relayed COM_CHANGE_USER exchange (after an
-    /// [`PacketKind::AuthSwitchRequest`] or [`PacketKind::AuthMoreData`] event).
+    /// Sends auth data in a relayed COM_CHANGE_USER exchange or a relayed login
+    /// ([`BackendConfig::relayed_auth`]), after an [`PacketKind::AuthSwitchRequest`] or
+    /// [`PacketKind::AuthMoreData`] event.
     pub fn send_auth_data(&mut self, now: Instant, data: &[u8]) -> Result<(), UsageError> {
         match &mut self.state {
+            State::RelayedAuth { awaiting_owner } if *awaiting_owner => {
+                *awaiting_owner = false;
+                self.write_payload(Bytes::copy_from_slice(data));
+                return Ok(());
+            }
             State::InFlight {
                 awaiting_auth_data, ..
             } if *awaiting_auth_data => *awaiting_auth_data = false,
@@ -573,7 +590,9 @@ impl Backend {
             State::Ready => Ok(()),
             State::InFlight { .. } => Err(UsageError::Busy),
             State::Closed | State::Quitting => Err(UsageError::Closed),
-            State::AwaitGreeting | State::Authenticating(_) => Err(UsageError::NotConnected),
+            State::AwaitGreeting | State::Authenticating(_) | State::RelayedAuth { .. } => {
+                Err(UsageError::NotConnected)
+            }
         }
     }
 
@@ -677,6 +696,9 @@ impl Backend {
         match std::mem::replace(&mut self.state, State::Closed) {
             State::AwaitGreeting => self.on_greeting(payload),
             State::Authenticating(auth) => self.on_auth_packet(auth, payload),
+            State::RelayedAuth { awaiting_owner } => {
+                self.on_relayed_auth_packet(payload, awaiting_owner)
+            }
             State::InFlight {
                 tracker,
                 effect,
@@ -730,7 +752,8 @@ impl Backend {
                 }
             }
             (None, true) => {
-                awaiting_auth_data = true;
+                // caching_sha2's fast-auth success (`01 03`) is followed by the OK: no answer.
+                awaiting_auth_data = !is_fast_auth_success(&payload);
                 self.events.push_back(Event::Response { payload, kind });
             }
             _ => self.events.push_back(Event::Response { payload, kind }),
@@ -811,6 +834,11 @@ impl Backend {
             self.variables.insert(name.clone(), value.clone());
         }
     }
+}
+
+/// caching_sha2_password's "fast auth success" AuthMoreData, which the client does not answer.
+pub(crate) fn is_fast_auth_success(payload: &[u8]) -> bool {
+    payload == crate::auth::caching_sha2::FAST_AUTH_SUCCESS
 }
 
 #[cfg(test)]

@@ -254,6 +254,7 @@ impl Frontend {
     pub fn end_response(&mut self) -> Result<(), FrontendError> {
         self.expect_busy("end_response")?;
         self.phase = Phase::Idle;
+        self.read_command_packet = false;
         self.decoder.reset_sequence();
         self.process();
         self.flush();

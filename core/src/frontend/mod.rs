@@ -101,9 +101,11 @@ mod auth;
 mod command;
 mod config;
 mod handshake;
+mod relay;
 mod users;
 
 pub use command::{column, ClientCommand};
+pub use relay::ZERO_COPY_THRESHOLD;
 pub use config::{
     default_capabilities, AuthMode, FrontendConfig, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_INPUT_BUFFER_CAP, HANDSHAKE_MAX_PACKET_SIZE,
@@ -137,6 +139,10 @@ pub enum Event {
     /// `proxy` mode: the credentials check out. Log in to a backend if needed, then call
     /// [`Frontend::accept_login`] or [`Frontend::reject_login`] (unless `auto_accept_login`).
     Authenticated(Authenticated),
+    /// A packet the client sent while a command is outstanding, after the owner asked for one
+    /// with [`Frontend::read_command_packet`] (LOCAL INFILE contents, auth data in a
+    /// COM_CHANGE_USER exchange). Payload only; the frontend keeps the sequence ids.
+    CommandPacket(Bytes),
     /// A command to answer: send a response with the `send_*` mutators, then
     /// [`Frontend::end_response`] (also for commands without a response, such as
     /// COM_STMT_CLOSE, where nothing is sent).
@@ -277,6 +283,11 @@ pub struct Frontend {
     plain: BytesMut,
     /// Bytes ready for the socket.
     wire: BytesMut,
+    /// Chunks ready for the socket *before* `wire` (zero-copy payloads from
+    /// [`Frontend::send_packet_bytes`]); whatever is in `wire` was written after all of them.
+    queued: VecDeque<Bytes>,
+    /// The owner asked for the client's next packet during a command (`read_command_packet`).
+    read_command_packet: bool,
     events: VecDeque<Event>,
     phase: Phase,
     /// Negotiated capabilities; the server's own until the client answers.
@@ -341,6 +352,8 @@ impl Frontend {
             tls: None,
             plain,
             wire: BytesMut::new(),
+            queued: VecDeque::new(),
+            read_command_packet: false,
             events: VecDeque::new(),
             phase: Phase::AwaitHello,
             caps,
@@ -494,6 +507,9 @@ impl Frontend {
     /// Bytes to write to the socket, already encrypted under TLS.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        if let Some(chunk) = self.queued.pop_front() {
+            return Some(chunk);
+        }
         self.flush();
         (!self.wire.is_empty()).then(|| self.wire.split().freeze())
     }
@@ -537,6 +553,7 @@ impl Frontend {
                 | Phase::ProxyAuth(_)
                 | Phase::PassthroughClient
                 | Phase::Idle => {}
+                Phase::Busy { .. } if self.read_command_packet => {}
                 _ => return,
             }
             let packet = match self.decoder.next_packet() {
@@ -566,6 +583,11 @@ impl Frontend {
                 Phase::Idle => {
                     self.phase = Phase::Idle;
                     self.on_command(packet.payload);
+                }
+                busy @ Phase::Busy { .. } => {
+                    self.phase = busy;
+                    self.read_command_packet = false;
+                    self.events.push_back(Event::CommandPacket(packet.payload));
                 }
                 other => self.phase = other,
             }

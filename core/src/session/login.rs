@@ -1,0 +1,210 @@
+//! The login: the two auth modes, from the client's handshake response to its OK (or ERR).
+//!
+//! ```text
+//! passthrough: ClientLogin ─► ConnectBackend ─► backend_connected ─► Backend (relayed login:
+//!   HandshakeResponse41 with the client's user/db/attrs, plugin "ferry_relayed_login")
+//!   backend auth switch / more data ─► client (send_auth_packet; 01 03: send_auth_notice)
+//!   client answer (AuthPacket) ─► backend (send_auth_data)          … until OK / ERR
+//!   backend OK ─► finish_auth(Ok): client OK;   backend ERR ─► finish_auth(Err): client ERR
+//! proxy:       Authenticated (user table checked) ─► ConnectBackend ─► backend_connected ─►
+//!   Backend logs in as the user with the recovered secret
+//!   backend OK ─► accept_login: client OK;      backend ERR ─► reject_login: client ERR
+//! either: connect failure / timeout / backend lost ─► client ERR 2003, Closed
+//! ```
+
+use std::time::Instant;
+
+use crate::backend::{Backend, ConnectedInfo, PacketKind, RelayedAuth};
+use crate::frontend::{Authenticated, ClientLogin};
+use crate::wire::Capabilities;
+use crate::ProtocolError;
+
+use bytes::Bytes;
+
+use super::{BackendLink, CloseReason, Event, Phase, ProxySession, Timer};
+
+/// What the backend login needs, kept from the client's login until the socket is open.
+#[derive(Debug)]
+pub(super) enum PendingLogin {
+    /// `passthrough`: the client's handshake response (`None` once the backend was created).
+    Passthrough(Option<Box<ClientLogin>>),
+    /// `proxy`: the verified login (`None` once the backend was created).
+    Proxy(Option<Box<Authenticated>>),
+}
+
+impl PendingLogin {
+    fn is_passthrough(&self) -> bool {
+        matches!(self, PendingLogin::Passthrough(_))
+    }
+}
+
+/// ERR for a login that could not reach a backend.
+fn unavailable(reason: &str) -> ProtocolError {
+    ProtocolError::new(
+        2003,
+        "HY000",
+        format!("Can't connect to MySQL server (ferry: {reason})"),
+    )
+}
+
+impl ProxySession {
+    pub(super) fn on_client_login(&mut self, now: Instant, login: ClientLogin) {
+        self.state.user = Some(login.user.clone());
+        self.state.schema = login.database.as_ref().map(|d| d.as_bytes().to_vec());
+        self.phase = Phase::Login(PendingLogin::Passthrough(Some(Box::new(login))));
+        self.connect_backend(now);
+    }
+
+    pub(super) fn on_authenticated(&mut self, now: Instant, auth: Authenticated) {
+        self.state.user = Some(auth.user.clone());
+        self.state.schema = auth.database.as_ref().map(|d| d.as_bytes().to_vec());
+        self.phase = Phase::Login(PendingLogin::Proxy(Some(Box::new(auth))));
+        self.connect_backend(now);
+    }
+
+    fn connect_backend(&mut self, now: Instant) {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        self.backend = Some(BackendLink {
+            id: conn,
+            conn: None,
+        });
+        let deadline = now + self.config.backend.connect_timeout;
+        self.set_timer(Timer::Connect, Some(deadline));
+        self.events
+            .push_back(Event::ConnectBackend { conn, target: None });
+    }
+
+    /// The socket is open: create the backend role for the pending login.
+    pub(super) fn start_backend(&mut self, now: Instant) {
+        let client_caps = self.frontend.capabilities();
+        let template = &self.config.backend;
+        let config = match &mut self.phase {
+            Phase::Login(PendingLogin::Passthrough(login)) => {
+                let Some(login) = login.take() else { return };
+                let mut config = template.backend_config(
+                    login.user,
+                    crate::auth::ClientSecret::NoPassword,
+                    client_caps,
+                );
+                config.database = login.database;
+                config.collation = login.collation;
+                config.connect_attrs = login.attributes;
+                config.relayed_auth = Some(RelayedAuth {
+                    plugin: RelayedAuth::FORCE_SWITCH_PLUGIN.to_owned(),
+                    auth_response: login.auth_response.to_vec(),
+                });
+                config
+            }
+            Phase::Login(PendingLogin::Proxy(auth)) => {
+                let Some(auth) = auth.take() else { return };
+                let mut config = template.backend_config(auth.user, auth.secret, client_caps);
+                config.database = auth.database;
+                config.collation = auth.collation;
+                config.connect_attrs = auth.attributes;
+                config
+            }
+            _ => return,
+        };
+        let mut config = config;
+        config.max_packet_size = self.config.backend_packet_cap();
+        let rng = Box::new(super::rng::HashRandom::from_parent(&mut self.rng));
+        let backend = Backend::new(now, config, rng);
+        if let Some(link) = self.backend.as_mut() {
+            link.conn = Some(backend);
+        }
+    }
+
+    /// A passthrough login's auth packet from the backend goes to the client.
+    pub(super) fn relay_login_packet(&mut self, payload: Bytes, kind: PacketKind) {
+        if !matches!(
+            kind,
+            PacketKind::AuthSwitchRequest | PacketKind::AuthMoreData
+        ) {
+            return;
+        }
+        // The frontend refuses only outside passthrough mode's owner phase, which cannot happen
+        // for a relayed login; a refusal would leave the client waiting until its deadline.
+        let _ = if payload[..] == crate::auth::caching_sha2::FAST_AUTH_SUCCESS {
+            self.frontend.send_auth_notice(&payload)
+        } else {
+            self.frontend.send_auth_packet(&payload)
+        };
+    }
+
+    pub(super) fn on_backend_connected(&mut self, now: Instant, info: ConnectedInfo) {
+        let Phase::Login(pending) = &self.phase else {
+            return;
+        };
+        let passthrough = pending.is_passthrough();
+        self.set_timer(Timer::Connect, None);
+        let deprecate_eof = Capabilities::DEPRECATE_EOF;
+        if info.capabilities.contains(deprecate_eof)
+            != self.frontend.capabilities().contains(deprecate_eof)
+        {
+            // Result sets would need rewriting; only servers older than MySQL 5.7 lack the flag.
+            return self.login_failed(
+                now,
+                "the backend does not support CLIENT_DEPRECATE_EOF".into(),
+            );
+        }
+        self.state.status = info.status;
+        if let Some(schema) = &info.session.schema {
+            self.state.schema = (!schema.is_empty()).then(|| schema.clone());
+        }
+        for (name, value) in &info.session.system_variables {
+            self.state.variables.insert(name.clone(), value.clone());
+        }
+        self.frontend.set_status(info.status);
+        let result = if passthrough {
+            self.frontend.finish_auth(Ok(()))
+        } else {
+            self.frontend.accept_login()
+        };
+        if result.is_err() {
+            // The frontend closed meanwhile (handshake deadline); its Closed event follows.
+            return;
+        }
+        let user = self.user().unwrap_or_default().to_owned();
+        self.events.push_back(Event::Authenticated { user });
+        self.enter_ready(now);
+    }
+
+    /// The backend refused the login with `error`: the client gets it.
+    pub(super) fn on_backend_refused(&mut self, _now: Instant, error: ProtocolError) {
+        let Phase::Login(pending) = &self.phase else {
+            return;
+        };
+        let passthrough = pending.is_passthrough();
+        self.set_timer(Timer::Connect, None);
+        self.close_reason = Some(CloseReason::LoginRefused(error.clone()));
+        self.refuse_login(passthrough, error);
+    }
+
+    /// No backend login: connect failure, timeout, or the backend failed before OK/ERR.
+    pub(super) fn login_failed(&mut self, now: Instant, reason: String) {
+        let Phase::Login(pending) = &self.phase else {
+            return;
+        };
+        let passthrough = pending.is_passthrough();
+        self.set_timer(Timer::Connect, None);
+        let err = unavailable(&reason);
+        if self.close_reason.is_none() {
+            self.close_reason = Some(CloseReason::BackendUnavailable(reason));
+        }
+        self.release_backend(now);
+        self.refuse_login(passthrough, err);
+    }
+
+    fn refuse_login(&mut self, passthrough: bool, err: ProtocolError) {
+        let result = if passthrough {
+            self.frontend.finish_auth(Err(err.clone()))
+        } else {
+            self.frontend.reject_login(err.clone())
+        };
+        if result.is_err() {
+            // Not at the login decision (e.g. a passthrough client owes an auth answer).
+            self.frontend.close_with_error(err);
+        }
+    }
+}

@@ -1,0 +1,710 @@
+//! The proxy session: one client connection ([`Frontend`]) paired with its backend connection
+//! ([`Backend`]), without I/O.
+//!
+//! A [`ProxySession`] authenticates the client (see [`login`](self#authentication)), then relays
+//! every command to the backend untouched and every response packet back to the client (the
+//! backend's `Bytes`, re-framed with the client side's sequence ids; large payloads are never
+//! copied), rewriting only what the two sides' capabilities make different: OK packets lose their
+//! session-state section for a client that did not ask for `CLIENT_SESSION_TRACK`. Along the way
+//! it keeps the session's state ([`SessionState`]: status flags, schema, variables, prepared
+//! statements, cursors), which migration builds on.
+//!
+//! # Authentication
+//!
+//! - `passthrough` (TiProxy's model, `reference/tidb-migration-protocol.md` §5): the client's
+//!   handshake response goes to the backend with a plugin name no server knows, so the backend
+//!   answers with an auth switch carrying its own salt; from there auth packets are relayed both
+//!   ways until the backend's OK or ERR, which the client then gets.
+//! - `proxy` (MyCat's model): the frontend checks the client against the user table; the session
+//!   then logs in to the backend as the same user with the secret the login revealed, and only
+//!   when that succeeds does the client get its OK (otherwise the backend's ERR).
+//!
+//! # Failures
+//!
+//! | what | the client gets | then |
+//! |---|---|---|
+//! | backend unreachable / refuses the login | its ERR, or 2003 `HY000` "Can't connect to MySQL server (…)" | closed |
+//! | backend dies while a command runs | ERR 2013 `HY000` "Lost connection to MySQL server during query" | closed |
+//! | backend sends an oversized packet | ERR 1153 `08S01` | closed |
+//! | backend dies between commands | nothing (as after a server restart: the next command fails locally with 2006/2013) | closed |
+//! | client packet over the cap | ERR 1153 `08S01` | closed |
+//! | idle longer than `idle_timeout` | ERR 4031 `HY000` (MySQL 8's inactivity error) | closed |
+//! | client vanishes (EOF) | — | backend released ([`Event::CloseBackend`]) |
+//!
+//! 2013 rather than 1053 `08S01` ("Server shutdown in progress") for a dead backend: the outcome
+//! of the statement is unknown, exactly the situation 2013 means to clients, and connection pools
+//! and ORMs treat 2013 as "discard this connection", which is the right reaction.
+//!
+//! # Driving it
+//!
+//! After **every** call, drain [`poll_transmit`](ProxySession::poll_transmit) (write each chunk to
+//! its peer's socket), then [`poll_event`](ProxySession::poll_event), then re-arm the timer from
+//! [`poll_timeout`](ProxySession::poll_timeout). Here a client and a backend are fed from memory:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Instant;
+//! use ferry_core::frontend::AuthMode;
+//! use ferry_core::session::{Event, Peer, ProxySession, SessionConfig};
+//! use ferry_core::SeededRandom; // a driver passes a CSPRNG-backed RandomSource
+//!
+//! let config = Arc::new(SessionConfig::new(AuthMode::Passthrough));
+//! let now = Instant::now();
+//! let mut session = ProxySession::new(now, config, 1, "10.0.0.7".into(), Box::new(SeededRandom::new(1)));
+//! # let mut reads: Vec<(Peer, Vec<u8>)> = vec![(Peer::Client, vec![])];
+//! loop {
+//!     while let Some(t) = session.poll_transmit() {
+//!         match t.peer {
+//!             Peer::Client => { /* write t.data to the client socket */ }
+//!             Peer::Backend(_conn) => { /* write t.data to that backend socket */ }
+//!         }
+//!     }
+//!     while let Some(event) = session.poll_event() {
+//!         match event {
+//!             Event::ConnectBackend { conn, .. } => {
+//!                 // start a non-blocking connect; on success:
+//!                 session.backend_connected(Instant::now(), conn, "db1");
+//!             }
+//!             Event::CloseBackend { conn: _ } => { /* close that socket after its writes */ }
+//!             Event::Closed { .. } => return,
+//!             _ => {}
+//!         }
+//!     }
+//!     // wait for readiness (only on sockets with `wants_input`) or `poll_timeout()`, then:
+//!     match reads.pop() {
+//!         Some((peer, bytes)) if bytes.is_empty() => session.handle_eof(Instant::now(), peer),
+//!         Some((peer, bytes)) => session.handle_input(Instant::now(), peer, &bytes),
+//!         None => break,
+//!     }
+//!     session.handle_timeout(Instant::now());
+//! }
+//! ```
+
+mod config;
+mod login;
+mod relay;
+mod rng;
+mod state;
+
+pub use config::{proxy_capabilities, BackendTemplate, SessionConfig};
+pub use state::{SessionState, StatementInfo};
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::backend::{Backend, BackendError};
+use crate::frontend::{self, Frontend, ZERO_COPY_THRESHOLD};
+use crate::wire::Command;
+use crate::{ProtocolError, RandomSource};
+
+use self::login::PendingLogin;
+use self::rng::HashRandom;
+
+/// Identifies one backend connection *attempt* within a session.
+pub type BackendConnId = u64;
+
+/// One end of the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Peer {
+    /// The client's socket.
+    Client,
+    /// The socket of this backend connection.
+    Backend(BackendConnId),
+}
+
+/// Bytes to write to a peer's socket, in order (already encrypted when that side uses TLS).
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Whose socket.
+    pub peer: Peer,
+    /// The bytes.
+    pub data: Bytes,
+}
+
+/// Something the driver must do or know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Open a TCP connection for `conn`: `target: None` = the driver picks a backend for a new
+    /// session; `Some(name)` = that backend. Answer with
+    /// [`ProxySession::backend_connected`] or [`ProxySession::backend_connect_failed`].
+    ConnectBackend {
+        /// The connection to open.
+        conn: BackendConnId,
+        /// Which backend, if the session cares.
+        target: Option<String>,
+    },
+    /// Close the socket of backend connection `conn` (after writing its pending transmits).
+    CloseBackend {
+        /// The connection to close.
+        conn: BackendConnId,
+    },
+    /// The client logged in (for `/api/sessions` and metrics); see also
+    /// [`ProxySession::backend_name`].
+    Authenticated {
+        /// The user name.
+        user: String,
+    },
+    /// One command finished (for metrics).
+    CommandDone {
+        /// Its command byte (`Command::COM_*`).
+        code: u8,
+        /// True when the response ended with an ERR.
+        error: bool,
+    },
+    /// The session is over: write the pending transmits, then close the client socket and any
+    /// backend socket. Nothing follows.
+    Closed {
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The client sent COM_QUIT.
+    Quit,
+    /// The client closed its socket (or the socket failed).
+    ClientGone,
+    /// The client side failed: a bad or oversized packet, a login ferry refused, the handshake
+    /// deadline, TLS. The client got the ERR the frontend owed it.
+    Frontend(frontend::CloseReason),
+    /// The backend refused the login; the client got its ERR.
+    LoginRefused(ProtocolError),
+    /// No backend could be reached or logged in to; the client got ERR 2003.
+    BackendUnavailable(String),
+    /// The backend connection failed after login (the client got ERR 2013 if a command ran).
+    BackendLost(String),
+    /// The client was idle longer than the idle timeout (it got ERR 4031).
+    IdleTimeout,
+    /// [`ProxySession::begin_shutdown`].
+    Shutdown,
+}
+
+/// Where the session is.
+#[derive(Debug)]
+enum Phase {
+    /// The frontend runs the greeting and (in proxy mode) the password check.
+    Handshake,
+    /// Waiting for the backend connection and login.
+    Login(PendingLogin),
+    /// Command phase, nothing outstanding.
+    Ready,
+    /// Command phase, a command in flight.
+    Command(InFlight),
+    Closed,
+}
+
+/// A command in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct InFlight {
+    code: u8,
+    /// Client packets that belong to the command are being relayed to the backend.
+    client_data: ClientData,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientData {
+    None,
+    /// LOCAL INFILE contents, until the empty packet.
+    LocalInfile,
+    /// The client's answer to a relayed COM_CHANGE_USER auth packet.
+    AuthData,
+}
+
+/// One deadline per kind; [`ProxySession::poll_timeout`] is the earliest of these and the roles'.
+#[derive(Debug, Clone, Copy)]
+enum Timer {
+    /// Idle between commands.
+    Idle,
+    /// From ConnectBackend to the end of the backend login.
+    Connect,
+}
+
+/// The backend connection of the session.
+struct BackendLink {
+    id: BackendConnId,
+    /// `None` until the driver reports the TCP connection open.
+    conn: Option<Backend>,
+}
+
+/// One client's proxied session. See the [module docs](self).
+pub struct ProxySession {
+    config: Arc<SessionConfig>,
+    frontend: Frontend,
+    backend: Option<BackendLink>,
+    rng: HashRandom,
+    next_conn: BackendConnId,
+    phase: Phase,
+    state: SessionState,
+    backend_name: Option<String>,
+    transmits: VecDeque<Transmit>,
+    /// Small backend-bound chunks are coalesced here (one write instead of header + payload).
+    backend_out: BytesMut,
+    events: VecDeque<Event>,
+    timers: [Option<Instant>; 2],
+    /// Set by whoever closes the frontend, so its `Closed` maps to the session's reason.
+    close_reason: Option<CloseReason>,
+    shutting_down: bool,
+    /// Re-encoded OK packets (small; reused).
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for ProxySession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxySession")
+            .field("phase", &self.phase)
+            .field("user", &self.state.user)
+            .field("backend", &self.backend_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProxySession {
+    /// A session for a client that just connected from `client_host` (shown in "Access denied
+    /// for 'u'@'host'"): queues the greeting. `connection_id` is the id the client sees; `rng`
+    /// must be a CSPRNG (salts, RSA padding).
+    pub fn new(
+        now: Instant,
+        config: Arc<SessionConfig>,
+        connection_id: u32,
+        client_host: String,
+        rng: Box<dyn RandomSource + Send>,
+    ) -> Self {
+        let (rng, child) = rng::split(rng);
+        let frontend = Frontend::new(
+            config.frontend.clone(),
+            connection_id,
+            client_host,
+            now,
+            rng,
+        );
+        let mut session = Self {
+            config,
+            frontend,
+            backend: None,
+            rng: child,
+            next_conn: 0,
+            phase: Phase::Handshake,
+            state: SessionState::default(),
+            backend_name: None,
+            transmits: VecDeque::new(),
+            backend_out: BytesMut::new(),
+            events: VecDeque::new(),
+            timers: [None; 2],
+            close_reason: None,
+            shutting_down: false,
+            scratch: Vec::new(),
+        };
+        session.drive(now);
+        session
+    }
+
+    // ---- getters ----
+
+    /// The logged-in user (after the client's handshake response; follows COM_CHANGE_USER).
+    pub fn user(&self) -> Option<&str> {
+        self.state.user.as_deref().or(self.frontend.user())
+    }
+
+    /// The name of the backend the session is on, once connected.
+    pub fn backend_name(&self) -> Option<&str> {
+        self.backend_name.as_deref()
+    }
+
+    /// True between commands (logged in, nothing in flight).
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Ready)
+    }
+
+    /// True once [`Event::Closed`] was queued.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// Whether the driver should read from `peer`'s socket (back-pressure: false while the client
+    /// has pipelined more than the frontend's input cap, and for closed or unknown connections).
+    /// Buffers of bytes *written* are the driver's: it should also stop reading from one side
+    /// while the other side's socket has a backlog.
+    pub fn wants_input(&self, peer: Peer) -> bool {
+        if self.is_closed() {
+            return false;
+        }
+        match peer {
+            Peer::Client => self.frontend.wants_input(),
+            Peer::Backend(id) => self
+                .backend
+                .as_ref()
+                .is_some_and(|l| l.id == id && l.conn.as_ref().is_some_and(|b| !b.is_closed())),
+        }
+    }
+
+    /// The tracked session state (status, schema, variables, prepared statements, cursors).
+    pub fn state(&self) -> &SessionState {
+        &self.state
+    }
+
+    /// The client side (negotiated capabilities, TLS...).
+    pub fn frontend(&self) -> &Frontend {
+        &self.frontend
+    }
+
+    /// The current backend connection, once its socket is open.
+    pub fn backend(&self) -> Option<&Backend> {
+        self.backend.as_ref().and_then(|l| l.conn.as_ref())
+    }
+
+    // ---- inputs ----
+
+    /// Bytes read from `peer`'s socket. Bytes from a backend connection that is not the
+    /// session's current one are ignored.
+    pub fn handle_input(&mut self, now: Instant, peer: Peer, bytes: &[u8]) {
+        if self.is_closed() {
+            return;
+        }
+        match peer {
+            Peer::Client => self.frontend.handle_input(now, bytes),
+            Peer::Backend(id) => match self.current_backend(id) {
+                Some(b) => b.handle_input(now, bytes),
+                None => return,
+            },
+        }
+        self.drive(now);
+    }
+
+    /// `peer`'s socket reached end of file or failed.
+    pub fn handle_eof(&mut self, now: Instant, peer: Peer) {
+        if self.is_closed() {
+            return;
+        }
+        match peer {
+            Peer::Client => {
+                self.release_backend(now);
+                self.frontend.close();
+                self.finish(CloseReason::ClientGone);
+            }
+            Peer::Backend(id) => {
+                if let Some(b) = self.current_backend(id) {
+                    b.handle_eof(now);
+                } else if self.backend.as_ref().is_some_and(|l| l.id == id) {
+                    // The connect itself failed before backend_connected.
+                    self.backend_connect_failed(now, id, "connection closed");
+                    return;
+                }
+            }
+        }
+        self.drive(now);
+    }
+
+    /// Fires the deadlines that passed at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.is_closed() {
+            return;
+        }
+        self.frontend.handle_timeout(now);
+        if let Some(b) = self.backend.as_mut().and_then(|l| l.conn.as_mut()) {
+            b.handle_timeout(now);
+        }
+        self.drive(now);
+        if self.is_closed() {
+            return;
+        }
+        if self.timer_passed(Timer::Connect, now) {
+            self.set_timer(Timer::Connect, None);
+            if matches!(self.phase, Phase::Login(_)) {
+                self.login_failed(now, "timed out connecting to the backend".into());
+            }
+        }
+        if self.timer_passed(Timer::Idle, now) && self.is_idle() {
+            self.release_backend(now);
+            self.close_reason = Some(CloseReason::IdleTimeout);
+            self.frontend.close_with_error(ProtocolError::new(
+                4031,
+                "HY000",
+                "The client was disconnected by the server because of inactivity. See \
+                 wait_timeout and interactive_timeout for configuring this behavior.",
+            ));
+        }
+        self.drive(now);
+    }
+
+    // ---- mutators ----
+
+    /// The TCP connection for `conn` is open (to the backend called `backend_name`): the backend
+    /// login starts when its greeting arrives.
+    pub fn backend_connected(&mut self, now: Instant, conn: BackendConnId, backend_name: &str) {
+        if self.is_closed() || !self.is_current(conn) {
+            return;
+        }
+        self.backend_name = Some(backend_name.to_owned());
+        self.start_backend(now);
+        self.drive(now);
+    }
+
+    /// The TCP connection for `conn` could not be opened (`reason` is shown to the client).
+    pub fn backend_connect_failed(&mut self, now: Instant, conn: BackendConnId, reason: &str) {
+        if self.is_closed() || !self.is_current(conn) {
+            return;
+        }
+        self.login_failed(now, reason.to_owned());
+        self.drive(now);
+    }
+
+    /// Graceful shutdown: a session running a statement finishes it (its response is relayed),
+    /// then closes; an idle session or one still logging in closes now.
+    pub fn begin_shutdown(&mut self, now: Instant) {
+        if self.is_closed() {
+            return;
+        }
+        self.shutting_down = true;
+        match self.phase {
+            Phase::Command(_) => {}
+            Phase::Ready => self.shutdown_now(now),
+            _ => {
+                self.release_backend(now);
+                self.close_reason = Some(CloseReason::Shutdown);
+                self.frontend.close_with_error(ProtocolError::new(
+                    1053,
+                    "08S01",
+                    "Server shutdown in progress",
+                ));
+            }
+        }
+        self.drive(now);
+    }
+
+    // ---- outputs ----
+
+    /// The next bytes to write, for either peer.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The earliest deadline; call [`handle_timeout`](Self::handle_timeout) when it passes.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.is_closed() {
+            return None;
+        }
+        let backend = self.backend().and_then(Backend::poll_timeout);
+        [self.frontend.poll_timeout(), backend]
+            .into_iter()
+            .chain(self.timers)
+            .flatten()
+            .min()
+    }
+
+    // ---- internals ----
+
+    /// True when `conn` is the session's backend connection (open or being opened).
+    fn is_current(&self, conn: BackendConnId) -> bool {
+        self.backend.as_ref().is_some_and(|l| l.id == conn)
+    }
+
+    fn current_backend(&mut self, id: BackendConnId) -> Option<&mut Backend> {
+        self.backend
+            .as_mut()
+            .filter(|l| l.id == id)
+            .and_then(|l| l.conn.as_mut())
+    }
+
+    fn backend_mut(&mut self) -> Option<&mut Backend> {
+        self.backend.as_mut().and_then(|l| l.conn.as_mut())
+    }
+
+    fn set_timer(&mut self, t: Timer, at: Option<Instant>) {
+        self.timers[t as usize] = at;
+    }
+
+    fn timer_passed(&self, t: Timer, now: Instant) -> bool {
+        self.timers[t as usize].is_some_and(|at| at <= now)
+    }
+
+    fn enter_ready(&mut self, now: Instant) {
+        self.phase = Phase::Ready;
+        let idle = self.config.idle_timeout.map(|d| now + d);
+        self.set_timer(Timer::Idle, idle);
+    }
+
+    /// Processes the roles' events until neither has any, then collects their output.
+    fn drive(&mut self, now: Instant) {
+        loop {
+            let mut progressed = false;
+            while let Some(event) = self.frontend.poll_event() {
+                progressed = true;
+                self.on_frontend_event(now, event);
+            }
+            while let Some(event) = self.backend_mut().and_then(Backend::poll_event) {
+                progressed = true;
+                self.on_backend_event(now, event);
+            }
+            if !progressed {
+                break;
+            }
+        }
+        self.collect_transmits();
+    }
+
+    fn collect_transmits(&mut self) {
+        while let Some(data) = self.frontend.poll_transmit() {
+            self.transmits.push_back(Transmit {
+                peer: Peer::Client,
+                data,
+            });
+        }
+        let Some(link) = self.backend.as_mut() else {
+            return;
+        };
+        let peer = Peer::Backend(link.id);
+        let Some(backend) = link.conn.as_mut() else {
+            return;
+        };
+        while let Some(chunk) = backend.poll_transmit() {
+            if chunk.len() < ZERO_COPY_THRESHOLD {
+                self.backend_out.extend_from_slice(&chunk);
+            } else {
+                if !self.backend_out.is_empty() {
+                    let data = self.backend_out.split().freeze();
+                    self.transmits.push_back(Transmit { peer, data });
+                }
+                self.transmits.push_back(Transmit { peer, data: chunk });
+            }
+        }
+        if !self.backend_out.is_empty() {
+            let data = self.backend_out.split().freeze();
+            self.transmits.push_back(Transmit { peer, data });
+        }
+    }
+
+    fn on_frontend_event(&mut self, now: Instant, event: frontend::Event) {
+        match event {
+            frontend::Event::ClientLogin(login) => self.on_client_login(now, login),
+            frontend::Event::Authenticated(auth) => self.on_authenticated(now, auth),
+            frontend::Event::AuthPacket(data) => {
+                if let Some(b) = self.backend_mut() {
+                    // A refusal means the backend already failed; its Closed event follows.
+                    let _ = b.send_auth_data(now, &data);
+                }
+            }
+            frontend::Event::Command(command) => self.on_command(now, command),
+            frontend::Event::CommandPacket(data) => self.on_command_packet(now, data),
+            frontend::Event::Closed { reason } => {
+                let reason = self.close_reason.take().unwrap_or(match reason {
+                    frontend::CloseReason::Quit => CloseReason::Quit,
+                    other => CloseReason::Frontend(other),
+                });
+                self.release_backend(now);
+                self.finish(reason);
+            }
+            // Events a later frontend may add change nothing the session relies on.
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+
+    fn on_backend_event(&mut self, now: Instant, event: crate::backend::Event) {
+        use crate::backend::Event as B;
+        match event {
+            B::Connected(info) => self.on_backend_connected(now, info),
+            B::AuthFailed { error, .. } => self.on_backend_refused(now, error),
+            B::Response { payload, kind } => match self.phase {
+                Phase::Login(_) => self.relay_login_packet(payload, kind),
+                Phase::Command(_) => self.relay_response(now, payload, kind),
+                _ => {}
+            },
+            B::ResponseComplete(summary) => self.on_response_complete(now, summary),
+            B::Closed { error } => self.on_backend_closed(now, error),
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+
+    /// The backend connection is gone (error, or after COM_QUIT).
+    fn on_backend_closed(&mut self, now: Instant, error: Option<BackendError>) {
+        let Some(link) = self.backend.as_ref() else {
+            return;
+        };
+        let id = link.id;
+        let why = error.as_ref().map_or_else(
+            || "backend closed the connection".to_owned(),
+            |e| e.to_string(),
+        );
+        match self.phase {
+            Phase::Login(_) => return self.login_failed(now, why),
+            Phase::Command(_) => {
+                // The frontend may already be closing (client gone); then only the reason counts.
+                let err = match &error {
+                    Some(BackendError::Decode(d))
+                        if matches!(d, crate::DecodeError::PacketTooLarge { .. }) =>
+                    {
+                        ProtocolError::from_decode(d)
+                    }
+                    _ => ProtocolError::new(
+                        2013,
+                        "HY000",
+                        "Lost connection to MySQL server during query",
+                    ),
+                };
+                self.close_reason = Some(CloseReason::BackendLost(why));
+                self.frontend.close_with_error(err);
+            }
+            Phase::Ready => {
+                self.close_reason = Some(CloseReason::BackendLost(why));
+                self.frontend.close();
+            }
+            Phase::Handshake | Phase::Closed => {}
+        }
+        self.collect_transmits();
+        self.backend = None;
+        self.events.push_back(Event::CloseBackend { conn: id });
+    }
+
+    /// Lets go of the backend connection: COM_QUIT if it is idle (a clean quit in the server's
+    /// log), then [`Event::CloseBackend`]. A connection with a response in flight cannot be reused,
+    /// so it is simply closed.
+    fn release_backend(&mut self, now: Instant) {
+        if let Some(b) = self.backend_mut() {
+            if b.is_idle() {
+                // Ready, so the command is accepted (the error case cannot occur).
+                let _ = b.send_raw_command(now, Bytes::from_static(&[Command::COM_QUIT]));
+            }
+        }
+        self.collect_transmits();
+        if let Some(link) = self.backend.take() {
+            self.events.push_back(Event::CloseBackend { conn: link.id });
+        }
+    }
+
+    fn shutdown_now(&mut self, now: Instant) {
+        self.release_backend(now);
+        self.close_reason = Some(CloseReason::Shutdown);
+        self.frontend.close();
+    }
+
+    /// Queues `Closed` once the frontend is closed; nothing happens after.
+    fn finish(&mut self, reason: CloseReason) {
+        if self.is_closed() {
+            return;
+        }
+        self.collect_transmits();
+        if let Some(link) = self.backend.take() {
+            self.events.push_back(Event::CloseBackend { conn: link.id });
+        }
+        self.phase = Phase::Closed;
+        self.timers = [None; 2];
+        self.events.push_back(Event::Closed { reason });
+    }
+}
+
+#[cfg(test)]
+mod tests;

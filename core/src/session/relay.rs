@@ -1,0 +1,184 @@
+//! The command phase: each client command goes to the backend as received, each response packet
+//! comes back to the client as received (re-framed with the client's sequence ids), and only OK
+//! packets are rewritten, when the client did not ask for session-state tracking.
+//!
+//! ```text
+//! Ready ── Command ──► send_raw_command ─┬─ no response (STMT_CLOSE, SEND_LONG_DATA) ─► Ready
+//!                                        └─► Command ── Response* ──► client
+//!   Command ── 0xFB (LOCAL INFILE) ─► client; client packets ─► backend until the empty one
+//!   Command ── auth switch / more data (COM_CHANGE_USER) ─► client; its answer ─► backend
+//!   Command ── ResponseComplete ─► state, end_response, CommandDone ─► Ready (or close if
+//!              shutting down)
+//! ```
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::backend::{PacketKind, RelayedAuth, ResponseSummary};
+use crate::frontend::ClientCommand;
+use crate::wire::{Capabilities, Command, OkPacket};
+use crate::ProtocolError;
+
+use super::{ClientData, CloseReason, Event, InFlight, Phase, ProxySession, Timer};
+
+/// ERR 1153 for a client packet over the session's cap.
+fn too_large() -> ProtocolError {
+    ProtocolError::new(
+        1153,
+        "08S01",
+        "Got a packet bigger than 'max_allowed_packet' bytes",
+    )
+}
+
+impl ProxySession {
+    pub(super) fn on_command(&mut self, now: Instant, command: ClientCommand) {
+        if !matches!(self.phase, Phase::Ready) {
+            return;
+        }
+        let mut payload = command.payload().clone();
+        if payload.len() > self.config.client_packet_cap() {
+            self.close_reason = Some(CloseReason::Frontend(crate::frontend::CloseReason::Error(
+                too_large(),
+            )));
+            self.release_backend(now);
+            return self.frontend.close_with_error(too_large());
+        }
+        let code = command.code();
+        self.state.on_command(&payload, command.capabilities());
+        if code == Command::COM_CHANGE_USER {
+            payload = self.force_auth_switch(&command).unwrap_or(payload);
+        }
+        let Some(backend) = self.backend_mut() else {
+            return;
+        };
+        if backend.send_raw_command(now, payload).is_err() {
+            // Only a closed backend refuses (Ready means idle); its Closed event was handled.
+            return;
+        }
+        self.set_timer(Timer::Idle, None);
+        if self.backend_mut().is_some_and(|b| b.is_idle()) {
+            // No response comes (COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA).
+            let _ = self.frontend.end_response();
+            self.events
+                .push_back(Event::CommandDone { code, error: false });
+            self.enter_ready(now);
+            if self.shutting_down {
+                self.shutdown_now(now);
+            }
+        } else {
+            self.phase = Phase::Command(InFlight {
+                code,
+                client_data: ClientData::None,
+            });
+        }
+    }
+
+    /// COM_CHANGE_USER is re-encoded naming a plugin no server knows, so the backend answers
+    /// with an auth switch carrying its own salt (the client's scramble was computed over a
+    /// salt the backend never issued); the exchange is then relayed like a passthrough login.
+    /// The backend checks the new user's password in both auth modes.
+    fn force_auth_switch(&self, command: &ClientCommand) -> Option<Bytes> {
+        let Ok(Command::ChangeUser(mut change)) = command.parse() else {
+            return None;
+        };
+        let caps = self.backend()?.capabilities();
+        change.auth_plugin = Some(RelayedAuth::FORCE_SWITCH_PLUGIN.as_bytes());
+        if change.collation.is_none() {
+            change.collation = Some(u16::from(crate::backend::DEFAULT_COLLATION));
+        }
+        let mut out = BytesMut::new();
+        Command::ChangeUser(change).encode(caps, &mut out);
+        Some(out.freeze())
+    }
+
+    /// A client packet that belongs to the command in flight.
+    pub(super) fn on_command_packet(&mut self, now: Instant, data: Bytes) {
+        let Phase::Command(inflight) = self.phase else {
+            return;
+        };
+        if data.len() > self.config.client_packet_cap() {
+            self.close_reason = Some(CloseReason::Frontend(crate::frontend::CloseReason::Error(
+                too_large(),
+            )));
+            self.release_backend(now);
+            return self.frontend.close_with_error(too_large());
+        }
+        let Some(backend) = self.backend_mut() else {
+            return;
+        };
+        match inflight.client_data {
+            ClientData::LocalInfile if data.is_empty() => {
+                let _ = backend.finish_local_infile(now);
+                self.set_client_data(ClientData::None);
+            }
+            ClientData::LocalInfile => {
+                let _ = backend.send_local_infile_bytes(data);
+                let _ = self.frontend.read_command_packet();
+            }
+            ClientData::AuthData => {
+                let _ = backend.send_auth_data(now, &data);
+                self.set_client_data(ClientData::None);
+            }
+            ClientData::None => {}
+        }
+    }
+
+    fn set_client_data(&mut self, client_data: ClientData) {
+        if let Phase::Command(inflight) = &mut self.phase {
+            inflight.client_data = client_data;
+        }
+    }
+
+    /// One response packet: to the client, untouched unless it is an OK to strip.
+    pub(super) fn relay_response(&mut self, _now: Instant, payload: Bytes, kind: PacketKind) {
+        let backend_caps = self
+            .backend()
+            .map_or(Capabilities::EMPTY, |b| b.capabilities());
+        let client_caps = self.frontend.capabilities();
+        let ok_format = kind == PacketKind::Ok
+            || (kind == PacketKind::Eof && backend_caps.contains(Capabilities::DEPRECATE_EOF));
+        let strip = backend_caps.contains(Capabilities::SESSION_TRACK)
+            && !client_caps.contains(Capabilities::SESSION_TRACK);
+        if ok_format && strip {
+            if let Ok(ok) = OkPacket::parse(&payload, backend_caps) {
+                self.scratch.clear();
+                ok.encode_without_session_state(&mut self.scratch, client_caps);
+                let _ = self.frontend.send_packet(&self.scratch);
+                return;
+            }
+        }
+        // The frontend refuses only when closed (client gone): nothing to deliver then.
+        let _ = self.frontend.send_packet_bytes(payload.clone());
+        match kind {
+            PacketKind::LocalInfileRequest => {
+                self.set_client_data(ClientData::LocalInfile);
+                let _ = self.frontend.read_command_packet();
+            }
+            PacketKind::AuthSwitchRequest | PacketKind::AuthMoreData
+                if payload[..] != crate::auth::caching_sha2::FAST_AUTH_SUCCESS =>
+            {
+                self.set_client_data(ClientData::AuthData);
+                let _ = self.frontend.read_command_packet();
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_response_complete(&mut self, now: Instant, summary: ResponseSummary) {
+        let Phase::Command(inflight) = self.phase else {
+            return;
+        };
+        self.state.on_response(&summary);
+        self.frontend.set_status(summary.status);
+        let _ = self.frontend.end_response();
+        self.events.push_back(Event::CommandDone {
+            code: inflight.code,
+            error: summary.error.is_some(),
+        });
+        self.enter_ready(now);
+        if self.shutting_down {
+            self.shutdown_now(now);
+        }
+    }
+}
