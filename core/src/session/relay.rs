@@ -1,6 +1,9 @@
 //! The command phase: each client command goes to the backend as received, each response packet
 //! comes back to the client as received (re-framed with the client's sequence ids), and only OK
-//! packets are rewritten, when the client did not ask for session-state tracking.
+//! packets are rewritten, when exactly one side tracks session state (`CLIENT_SESSION_TRACK`
+//! changes how an OK's info is framed): stripped of the session-state section for a client that
+//! did not ask for it, or with the info length-prefixed for a client that did when the backend
+//! cannot track.
 //!
 //! ```text
 //! Ready ── Command ──► send_raw_command ─┬─ no response (STMT_CLOSE, SEND_LONG_DATA) ─► Ready
@@ -138,12 +141,17 @@ impl ProxySession {
         let client_caps = self.frontend.capabilities();
         let ok_format = kind == PacketKind::Ok
             || (kind == PacketKind::Eof && backend_caps.contains(Capabilities::DEPRECATE_EOF));
-        let strip = backend_caps.contains(Capabilities::SESSION_TRACK)
-            && !client_caps.contains(Capabilities::SESSION_TRACK);
-        if ok_format && strip {
+        // The two sides frame an OK's info differently unless both or neither track sessions.
+        let client_tracks = client_caps.contains(Capabilities::SESSION_TRACK);
+        let bridge = backend_caps.contains(Capabilities::SESSION_TRACK) != client_tracks;
+        if ok_format && bridge {
             if let Ok(ok) = OkPacket::parse(&payload, backend_caps) {
                 self.scratch.clear();
-                ok.encode_without_session_state(&mut self.scratch, client_caps);
+                if client_tracks {
+                    ok.encode(&mut self.scratch, client_caps);
+                } else {
+                    ok.encode_without_session_state(&mut self.scratch, client_caps);
+                }
                 let _ = self.frontend.send_packet(&self.scratch);
                 return;
             }

@@ -268,3 +268,25 @@ fn the_same_event_sequence_gives_the_same_bytes() {
     assert!(!a.0.is_empty() && !a.1.is_empty());
     assert!(a == b, "two identical runs wrote different bytes");
 }
+
+#[test]
+fn ok_info_is_reframed_for_a_tracking_client_on_a_backend_without_tracking() {
+    let mut config = session_config(false);
+    let mut fe = (*config.frontend).clone();
+    fe.capabilities |= Capabilities::SESSION_TRACK;
+    config.frontend = Arc::new(fe);
+    let mut server = server_config();
+    server.capabilities = server.capabilities.without(Capabilities::SESSION_TRACK);
+    let mut net = Net::with_server(config, client_config(PASSWORD), server);
+    net.pump();
+    assert!(net.client_connected());
+    net.client_events.clear();
+    assert!(net
+        .client
+        .capabilities()
+        .contains(Capabilities::SESSION_TRACK));
+    let (packets, summary) = net.query(b"SET autocommit=0");
+    assert!(summary.is_ok());
+    let ok = OkPacket::parse(&packets[0].1, net.client.capabilities()).unwrap();
+    assert_eq!(ok.info, b"vars changed");
+}
