@@ -1,5 +1,5 @@
-//! ferry-mio: the `ferry` proxy binary's pieces that are not the event loop: configuration
-//! ([`config`]), command line ([`cli`]) and the admin HTTP endpoint with metrics ([`admin`]).
+//! ferry-mio: the `ferry` proxy binary: configuration ([`config`]), command line ([`cli`]), the
+//! admin HTTP endpoint with metrics ([`admin`]), and the mio event loops ([`proxy`]).
 //!
 //! [`config`] and [`admin`] hold no mio types, so other drivers (ferry-smol) reuse them.
 #![forbid(unsafe_code)]
@@ -7,3 +7,4 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod proxy;

@@ -1,0 +1,218 @@
+//! The health checker: a thread that checks every backend each `health.interval`.
+//!
+//! One check connects with `health.timeout`, reads what the server sends first and lets the
+//! core's [`probe_greeting`] judge it (a greeting is healthy; ERR 1040, 1129 or any other ERR,
+//! garbage, a refused or silent connection are not). Nothing is sent, so no account is needed.
+//! A backend that fails is skipped by new sessions and comes back when a check passes.
+//!
+//! Caveat: like HAProxy's plain `mysql-check`, closing after the greeting counts as a handshake
+//! error on the server for non-loopback clients; a server with a low `max_connect_errors` and no
+//! other traffic from ferry's host may block it (1129), which this check then reports.
+
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ferry_core::balance::{probe_greeting, Probe, MAX_GREETING_SIZE};
+
+use super::shared::Shared;
+
+/// Checks one backend: `Ok(server version)` or `Err(reason)`, within `timeout`.
+pub(crate) fn check_backend(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
+    let deadline = Instant::now() + timeout;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
+    let mut bytes = Vec::with_capacity(256);
+    let mut chunk = [0u8; 1024];
+    loop {
+        match probe_greeting(&bytes) {
+            Probe::Healthy { server_version } => return Ok(server_version),
+            Probe::Unhealthy(reason) => return Err(reason.to_string()),
+            Probe::NeedMore => {}
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(format!("no greeting within {timeout:?}"));
+        }
+        stream
+            .set_read_timeout(Some(remaining))
+            .map_err(|e| format!("socket: {e}"))?;
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err("closed before the greeting".into()),
+            Ok(n) if bytes.len() + n <= MAX_GREETING_SIZE + 4 => {
+                bytes.extend_from_slice(&chunk[..n])
+            }
+            // probe_greeting refuses an announcement over the cap before this can happen.
+            Ok(_) => return Err("greeting too large".into()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(format!("no greeting within {timeout:?}"))
+            }
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+}
+
+/// Checks every backend once, in parallel, and records the verdicts (logging changes).
+pub(crate) fn check_all(shared: &Shared, timeout: Duration) {
+    let registry = &shared.registry;
+    let verdicts: Vec<Result<String, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = registry
+            .backends()
+            .iter()
+            .map(|b| scope.spawn(move || check_backend(b.addr, timeout)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("health check panicked".into()))
+            })
+            .collect()
+    });
+    for (index, verdict) in verdicts.into_iter().enumerate() {
+        let Some(b) = registry.get(index) else {
+            continue;
+        };
+        let changed = registry.set_health(index, verdict.is_ok());
+        match (&verdict, changed) {
+            (Ok(version), true) => {
+                tracing::info!(backend = %b.name, addr = %b.addr, %version, "backend healthy")
+            }
+            (Err(reason), true) => {
+                tracing::warn!(backend = %b.name, addr = %b.addr, %reason, "backend unhealthy")
+            }
+            (Err(reason), false) => {
+                tracing::debug!(backend = %b.name, addr = %b.addr, %reason, "backend still unhealthy")
+            }
+            (Ok(_), false) => {}
+        }
+    }
+}
+
+/// The running checker thread; [`HealthChecker::stop`] (or dropping it) ends it.
+#[derive(Debug)]
+pub(crate) struct HealthChecker {
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HealthChecker {
+    /// Starts checking every `interval` (the first round runs after one interval: the caller
+    /// ran one already).
+    pub(crate) fn start(
+        shared: Arc<Shared>,
+        interval: Duration,
+        timeout: Duration,
+    ) -> io::Result<Self> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("ferry-health".into())
+            .spawn(move || loop {
+                match stopped.recv_timeout(interval) {
+                    Err(RecvTimeoutError::Timeout) => check_all(&shared, timeout),
+                    // Stop asked, or the proxy is gone.
+                    _ => return,
+                }
+            })?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread and waits for it (at most one check's timeout).
+    pub(crate) fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for HealthChecker {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// A server on a free port that writes `first` to each connection, then holds it briefly.
+    fn server(first: &'static [u8]) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let _ = conn.write_all(first);
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        addr
+    }
+
+    fn packet(payload: &[u8]) -> &'static [u8] {
+        let mut v = vec![payload.len() as u8, 0, 0, 0];
+        v.extend_from_slice(payload);
+        v.leak()
+    }
+
+    #[test]
+    fn refused_silent_and_erring_backends_are_unhealthy() {
+        // Nothing listens on a port just released.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let err = check_backend(addr, Duration::from_millis(500)).unwrap_err();
+        assert!(err.starts_with("connect:"), "{err}");
+
+        let silent = server(b"");
+        let start = Instant::now();
+        let err = check_backend(silent, Duration::from_millis(200)).unwrap_err();
+        assert!(err.contains("no greeting"), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(2));
+
+        let mut too_many = vec![0xFF];
+        too_many.extend_from_slice(&1040u16.to_le_bytes());
+        too_many.extend_from_slice(b"Too many connections");
+        let err = check_backend(server(packet(&too_many)), Duration::from_secs(2)).unwrap_err();
+        assert!(err.contains("too many connections"), "{err}");
+    }
+
+    #[test]
+    fn a_real_greeting_is_healthy() {
+        // A minimal protocol-10 greeting (pre-PLUGIN_AUTH layout the parser accepts).
+        let mut g = vec![10];
+        g.extend_from_slice(b"8.0.99-test\0");
+        g.extend_from_slice(&7u32.to_le_bytes());
+        g.extend_from_slice(b"abcdefgh\0");
+        g.extend_from_slice(&0x0200u16.to_le_bytes()); // PROTOCOL_41 only
+        g.push(45);
+        g.extend_from_slice(&2u16.to_le_bytes());
+        g.extend_from_slice(&0u16.to_le_bytes());
+        g.push(0);
+        g.extend_from_slice(&[0; 10]);
+        let version = check_backend(server(packet(&g)), Duration::from_secs(2)).unwrap();
+        assert_eq!(version, "8.0.99-test");
+    }
+}

@@ -1,0 +1,196 @@
+//! The backends as all workers, the health checker and the admin endpoint share them: health,
+//! draining flag and session counts, in atomics, so that picking a backend takes no lock.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use ferry_core::balance::{pick_backend, BackendLoad};
+
+use crate::admin::{ApiError, BackendInfo};
+use crate::config::BackendConfig;
+
+/// One backend's shared state.
+#[derive(Debug)]
+pub(crate) struct Backend {
+    /// Configured name.
+    pub(crate) name: String,
+    /// Address.
+    pub(crate) addr: SocketAddr,
+    healthy: AtomicBool,
+    draining: AtomicBool,
+    /// Backend connections open (or opening) to it.
+    sessions: AtomicUsize,
+}
+
+/// All backends, in configuration order (indices are stable).
+#[derive(Debug)]
+pub(crate) struct Registry {
+    backends: Vec<Backend>,
+}
+
+impl Registry {
+    /// Every backend starts unhealthy until its first check passes.
+    pub(crate) fn new(backends: &[BackendConfig]) -> Self {
+        Self {
+            backends: backends
+                .iter()
+                .map(|b| Backend {
+                    name: b.name.clone(),
+                    addr: b.addr,
+                    healthy: AtomicBool::new(false),
+                    draining: AtomicBool::new(false),
+                    sessions: AtomicUsize::new(0),
+                })
+                .collect(),
+        }
+    }
+
+    /// The backends.
+    pub(crate) fn backends(&self) -> &[Backend] {
+        &self.backends
+    }
+
+    /// The backend at `index`.
+    pub(crate) fn get(&self, index: usize) -> Option<&Backend> {
+        self.backends.get(index)
+    }
+
+    /// The index of the backend called `name`.
+    pub(crate) fn find(&self, name: &str) -> Option<usize> {
+        self.backends.iter().position(|b| b.name == name)
+    }
+
+    /// Picks a backend for a new connection with the core's policy and counts the connection on
+    /// it; `None` if no backend is healthy and not draining.
+    pub(crate) fn pick(&self) -> Option<usize> {
+        let loads: Vec<BackendLoad> = self
+            .backends
+            .iter()
+            .map(|b| BackendLoad {
+                healthy: b.healthy.load(Ordering::Relaxed),
+                draining: b.draining.load(Ordering::Relaxed),
+                sessions: b.sessions.load(Ordering::Relaxed),
+            })
+            .collect();
+        let index = pick_backend(&loads)?;
+        self.claim(index);
+        Some(index)
+    }
+
+    /// Counts one more connection on `index` (a connection to a named backend).
+    pub(crate) fn claim(&self, index: usize) {
+        if let Some(b) = self.backends.get(index) {
+            b.sessions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one connection less on `index`.
+    pub(crate) fn release(&self, index: usize) {
+        if let Some(b) = self.backends.get(index) {
+            // Never below zero, even if a caller releases twice.
+            let _ = b
+                .sessions
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+    }
+
+    /// Records a health verdict; true if the backend's health changed.
+    pub(crate) fn set_health(&self, index: usize, healthy: bool) -> bool {
+        let Some(b) = self.backends.get(index) else {
+            return false;
+        };
+        b.healthy.swap(healthy, Ordering::Relaxed) != healthy
+    }
+
+    /// Starts or stops draining the backend called `name` (new sessions avoid it).
+    pub(crate) fn set_draining(&self, name: &str, draining: bool) -> Result<(), ApiError> {
+        let index = self
+            .find(name)
+            .ok_or_else(|| ApiError::UnknownBackend(name.to_owned()))?;
+        self.backends[index]
+            .draining
+            .store(draining, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A snapshot for the admin API and metrics.
+    pub(crate) fn infos(&self) -> Vec<BackendInfo> {
+        self.backends
+            .iter()
+            .map(|b| BackendInfo {
+                name: b.name.clone(),
+                addr: b.addr.to_string(),
+                healthy: b.healthy.load(Ordering::Relaxed),
+                sessions: b.sessions.load(Ordering::Relaxed) as u64,
+                draining: b.draining.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(n: usize) -> Registry {
+        let configs: Vec<_> = (0..n)
+            .map(|i| BackendConfig {
+                name: format!("db{}", i + 1),
+                addr: format!("127.0.0.1:{}", 3306 + i).parse().unwrap(),
+            })
+            .collect();
+        Registry::new(&configs)
+    }
+
+    #[test]
+    fn nothing_is_picked_before_a_health_check_passes() {
+        let r = registry(2);
+        assert_eq!(r.pick(), None);
+        assert!(r.infos().iter().all(|b| !b.healthy && b.sessions == 0));
+    }
+
+    #[test]
+    fn picks_spread_over_healthy_backends_and_skip_unhealthy_and_draining() {
+        let r = registry(3);
+        for i in 0..3 {
+            assert!(r.set_health(i, true));
+        }
+        // Repeating a verdict is not a change.
+        assert!(!r.set_health(0, true));
+        let picks: Vec<_> = (0..6).map(|_| r.pick().unwrap()).collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+        assert!(r.set_health(1, false));
+        r.set_draining("db3", true).unwrap();
+        assert_eq!(r.pick(), Some(0));
+        assert_eq!(r.pick(), Some(0));
+        let infos = r.infos();
+        assert_eq!(
+            infos.iter().map(|b| b.sessions).collect::<Vec<_>>(),
+            [4, 2, 2]
+        );
+        assert!(!infos[1].healthy && infos[2].draining);
+        // A backend that comes back takes the next sessions (it has the fewest).
+        r.set_draining("db3", false).unwrap();
+        for _ in 0..2 {
+            r.release(0);
+        }
+        r.set_health(1, true);
+        r.release(1);
+        r.release(1);
+        assert_eq!(r.pick(), Some(1));
+    }
+
+    #[test]
+    fn release_never_goes_below_zero_and_unknown_names_are_refused() {
+        let r = registry(1);
+        r.release(0);
+        r.release(5);
+        assert_eq!(r.infos()[0].sessions, 0);
+        assert_eq!(
+            r.set_draining("nope", true),
+            Err(ApiError::UnknownBackend("nope".into()))
+        );
+        assert_eq!(r.find("db1"), Some(0));
+        assert!(!r.infos()[0].healthy);
+    }
+}

@@ -1,0 +1,758 @@
+//! One event loop: a `mio::Poll`, its own client listener, and the sessions it accepted.
+//!
+//! The loop only moves bytes and executes the sessions' requests; every protocol decision is the
+//! session's. Its rules:
+//!
+//! - **Reads** go into one 64 KiB buffer per worker (never per session) and straight into
+//!   `handle_input`; a read shorter than the buffer means the socket is drained (mio is
+//!   edge-triggered, and the next byte makes a new edge), so no extra `read` returns WouldBlock.
+//! - **After every call** into a session, its transmits are queued per socket, its events are
+//!   executed, and every socket that got bytes is flushed once with `writev`: a result set of a
+//!   hundred rows costs one system call, not a hundred. Bytes stay queued only when the socket
+//!   would block (WRITABLE interest is always registered, so the edge wakes us).
+//! - **Back-pressure**: a socket is read only while its session `wants_input` from it and the
+//!   opposite side's write queue is under [`HIGH_WATER`]; READABLE interest is dropped otherwise
+//!   and re-registered when that changes (re-registering reports data already waiting).
+//! - **Backends** are connected without blocking; WRITABLE (or an error) completes the attempt,
+//!   judged by `take_error` and `peer_addr`. A backend the driver picked that refuses is marked
+//!   down (until a health check passes) and the next one is tried before the session hears of it.
+//! - **Timers**: each session's `poll_timeout` is armed in a per-worker heap ([`super::timers`]).
+//! - **Shutdown**: the listener is closed, every session gets `begin_shutdown`, and the loop ends
+//!   when all sessions are gone and their last bytes written, or at the shutdown deadline.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::admin::SessionInfo;
+
+use super::session::{BackendConnId, Event, Peer, Session, SessionFactory, Transmit};
+use super::shared::{Shared, WorkerStats};
+use super::slab::Slab;
+use super::timers::{Deadline, Fire, Timers};
+
+mod close;
+mod connect;
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+/// Socket `i` has token `FIRST_SOCKET + i`.
+const FIRST_SOCKET: usize = 2;
+/// The per-worker read buffer.
+const READ_BUFFER: usize = 64 * 1024;
+/// Stop reading one side while the other side has this much queued and unwritten.
+pub(crate) const HIGH_WATER: usize = 1 << 20;
+/// Buffers handed to one `writev`.
+const MAX_IOV: usize = 64;
+/// How long a closing socket may take to deliver its last bytes and see the peer's FIN.
+const LINGER: Duration = Duration::from_secs(5);
+
+/// Limits a worker runs with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WorkerLimits {
+    pub(crate) max_connections: usize,
+    pub(crate) shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// A backend connection in progress, to registry backend `backend`.
+    Connecting {
+        /// Chosen by the driver (may be retried elsewhere) rather than named by the session.
+        picked: bool,
+        /// Backends tried so far for this attempt.
+        attempts: usize,
+    },
+    Open,
+    /// Detached from its session: writing its last bytes, then waiting for the peer's FIN.
+    Closing,
+}
+
+#[derive(Debug)]
+struct Socket {
+    stream: TcpStream,
+    /// Session slot and id (the id tells a reused slot apart).
+    session: usize,
+    session_id: u64,
+    peer: Peer,
+    state: State,
+    /// Registry index of the backend, for its session count.
+    backend: Option<usize>,
+    out: VecDeque<Bytes>,
+    queued: usize,
+    /// READABLE is part of the registered interest.
+    reading: bool,
+    /// Reading is over (EOF, error, or write side failed).
+    eof: bool,
+    /// Tells this socket's linger timer from a reused slot's.
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct Slot<S> {
+    session: S,
+    id: u64,
+    client: usize,
+    backends: Vec<(BackendConnId, usize)>,
+    deadline: Deadline,
+    published: bool,
+    closed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKey {
+    Session { slot: usize, id: u64 },
+    Linger { socket: usize, generation: u64 },
+}
+
+/// One worker thread's event loop.
+pub(crate) struct Worker<F: SessionFactory> {
+    index: usize,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    shared: Arc<Shared>,
+    factory: Arc<F>,
+    limits: WorkerLimits,
+    buf: Box<[u8]>,
+    sockets: Slab<Socket>,
+    sessions: Slab<Slot<F::Session>>,
+    timers: Timers<TimerKey>,
+    /// Sockets with bytes queued since the last flush.
+    touched: Vec<usize>,
+    /// Events taken from a session, executed after its transmits are queued.
+    pending: Vec<Event>,
+    next_generation: u64,
+    shutdown_deadline: Option<Instant>,
+}
+
+impl<F: SessionFactory> Worker<F> {
+    /// A worker serving `listener`; the waker interrupts its poll (for shutdown).
+    pub(crate) fn new(
+        index: usize,
+        mut listener: TcpListener,
+        shared: Arc<Shared>,
+        factory: Arc<F>,
+        limits: WorkerLimits,
+    ) -> io::Result<(Self, Arc<Waker>)> {
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        Ok((
+            Self {
+                index,
+                poll,
+                listener: Some(listener),
+                shared,
+                factory,
+                limits,
+                buf: vec![0; READ_BUFFER].into_boxed_slice(),
+                sockets: Slab::default(),
+                sessions: Slab::default(),
+                timers: Timers::default(),
+                touched: Vec::new(),
+                pending: Vec::new(),
+                next_generation: 0,
+                shutdown_deadline: None,
+            },
+            waker,
+        ))
+    }
+
+    fn stats(&self) -> &WorkerStats {
+        &self.shared.stats[self.index]
+    }
+
+    /// Runs until shutdown completes (or polling fails).
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut ready: Vec<(Token, bool, bool, bool)> = Vec::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                tracing::error!(worker = self.index, error = %e, "poll failed; worker stops");
+                break;
+            }
+            ready.clear();
+            ready.extend(events.iter().map(|e| {
+                (
+                    e.token(),
+                    e.is_readable() || e.is_read_closed(),
+                    e.is_writable() || e.is_write_closed(),
+                    e.is_error() || e.is_read_closed(),
+                )
+            }));
+            let now = Instant::now();
+            for &(token, readable, writable, error) in &ready {
+                match token {
+                    LISTENER => self.accept_all(now),
+                    WAKER => {}
+                    Token(t) => {
+                        self.socket_ready(t - FIRST_SOCKET, readable, writable, error, now);
+                    }
+                }
+            }
+            self.fire_timers(Instant::now());
+            if self.shutdown_deadline.is_none() && self.shared.shutting_down.load(Ordering::SeqCst)
+            {
+                self.begin_shutdown(Instant::now());
+            }
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.shutdown_complete() {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    tracing::warn!(
+                        worker = self.index,
+                        sessions = self.sessions.len(),
+                        "shutdown deadline passed; closing the remaining connections"
+                    );
+                    break;
+                }
+            }
+        }
+        self.close_everything();
+    }
+
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        let next = match (self.timers.next(), self.shutdown_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        next.map(|at| at.saturating_duration_since(now))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Accepting.
+
+    fn accept_all(&mut self, now: Instant) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            let (stream, addr) = match listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of descriptors and the like: the connection waits in the backlog.
+                    WorkerStats::add(&self.stats().accept_errors, 1);
+                    tracing::warn!(worker = self.index, error = %e, "accept failed");
+                    return;
+                }
+            };
+            let live = self.shared.live_sessions.fetch_add(1, Ordering::SeqCst);
+            if live >= self.limits.max_connections {
+                self.shared.live_sessions.fetch_sub(1, Ordering::SeqCst);
+                WorkerStats::add(&self.stats().refused_max_connections, 1);
+                tracing::warn!(client = %addr, max = self.limits.max_connections, "max-connections reached; connection closed");
+                drop(stream);
+                continue;
+            }
+            WorkerStats::add(&self.stats().accepted, 1);
+            if let Err(e) = self.start_session(stream, addr.ip().to_string(), now) {
+                self.shared.live_sessions.fetch_sub(1, Ordering::SeqCst);
+                tracing::warn!(client = %addr, error = %e, "cannot serve a new client");
+            }
+        }
+    }
+
+    fn start_session(
+        &mut self,
+        mut stream: TcpStream,
+        host: String,
+        now: Instant,
+    ) -> io::Result<()> {
+        stream.set_nodelay(true)?;
+        let socket_key = self.sockets.next_key();
+        self.poll.registry().register(
+            &mut stream,
+            Token(FIRST_SOCKET + socket_key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let connection_id = self.shared.next_connection_id();
+        let id = u64::from(connection_id);
+        let session = self.factory.new_session(now, connection_id, host);
+        let slot = self.sessions.insert(Slot {
+            session,
+            id,
+            client: socket_key,
+            backends: Vec::new(),
+            deadline: Deadline::default(),
+            published: false,
+            closed: false,
+        });
+        let generation = self.generation();
+        let key = self.sockets.insert(Socket {
+            stream,
+            session: slot,
+            session_id: id,
+            peer: Peer::Client,
+            state: State::Open,
+            backend: None,
+            out: VecDeque::new(),
+            queued: 0,
+            reading: true,
+            eof: false,
+            generation,
+        });
+        debug_assert_eq!(key, socket_key);
+        tracing::debug!(worker = self.index, session = id, "client connected");
+        self.after_call(slot, now);
+        Ok(())
+    }
+
+    fn generation(&mut self) -> u64 {
+        self.next_generation += 1;
+        self.next_generation
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Readiness.
+
+    /// `error`: an error or the peer's FIN came with this edge.
+    fn socket_ready(
+        &mut self,
+        key: usize,
+        readable: bool,
+        writable: bool,
+        error: bool,
+        now: Instant,
+    ) {
+        let Some(socket) = self.sockets.get(key) else {
+            return;
+        };
+        match socket.state {
+            State::Connecting { .. } => {
+                if self.finish_connect(key, now) && readable {
+                    // The server speaks first: its greeting may have come with this very edge,
+                    // and edge-triggered polling would not report it again.
+                    self.read_socket(key, error, now);
+                }
+            }
+            State::Open => {
+                if writable && !socket.out.is_empty() {
+                    self.flush_and_settle(key, now);
+                }
+                if readable || error {
+                    // With the peer's FIN (or an error) in the same edge, a short read does not
+                    // mean the end has been seen: read on to EOF.
+                    self.read_socket(key, error, now);
+                }
+            }
+            State::Closing => {
+                if (writable || error) && self.flush(key).is_err() {
+                    self.destroy(key);
+                    return;
+                }
+                if readable || error {
+                    self.discard_input(key);
+                }
+            }
+        }
+    }
+
+    /// Flushes an open socket after WRITABLE, then lets its session react: a drained queue may
+    /// lift back-pressure on the other side, a failed write is the peer's EOF.
+    fn flush_and_settle(&mut self, key: usize, now: Instant) {
+        let failed = self.flush(key).is_err();
+        let Some(socket) = self.sockets.get_mut(key) else {
+            return;
+        };
+        let (slot, peer) = (socket.session, socket.peer);
+        if failed {
+            socket.eof = true;
+            socket.out.clear();
+            socket.queued = 0;
+            if let Some(s) = self.sessions.get_mut(slot) {
+                s.session.handle_eof(now, peer);
+                self.after_call(slot, now);
+            }
+        } else {
+            self.update_interest(slot);
+        }
+    }
+
+    fn read_socket(&mut self, key: usize, to_end: bool, now: Instant) {
+        let mut buf = std::mem::take(&mut self.buf);
+        while let Some(socket) = self.sockets.get_mut(key) {
+            if socket.state != State::Open || socket.eof {
+                break;
+            }
+            let (slot, peer) = (socket.session, socket.peer);
+            if !self.may_read(slot, peer) {
+                break;
+            }
+            let Some(socket) = self.sockets.get_mut(key) else {
+                break;
+            };
+            match socket.stream.read(&mut buf) {
+                Ok(0) => {
+                    socket.eof = true;
+                    tracing::trace!(session = socket.session_id, ?peer, "end of file");
+                    if let Some(s) = self.sessions.get_mut(slot) {
+                        s.session.handle_eof(now, peer);
+                        self.after_call(slot, now);
+                    }
+                    break;
+                }
+                Ok(n) => {
+                    let stats = &self.shared.stats[self.index];
+                    match peer {
+                        Peer::Client => WorkerStats::add(&stats.client_bytes_received, n as u64),
+                        Peer::Backend(_) => {
+                            WorkerStats::add(&stats.backend_bytes_received, n as u64)
+                        }
+                    }
+                    if let Some(s) = self.sessions.get_mut(slot) {
+                        s.session.handle_input(now, peer, &buf[..n]);
+                        self.after_call(slot, now);
+                    }
+                    if n < buf.len() && !to_end {
+                        // A short read drained the socket; the next byte is a new edge.
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    socket.eof = true;
+                    tracing::debug!(session = socket.session_id, ?peer, error = %e, "read failed");
+                    if let Some(s) = self.sessions.get_mut(slot) {
+                        s.session.handle_eof(now, peer);
+                        self.after_call(slot, now);
+                    }
+                    break;
+                }
+            }
+        }
+        self.buf = buf;
+    }
+
+    /// A closing socket's input is read and dropped until the peer's FIN, so that closing does
+    /// not reset the connection under the last bytes written.
+    fn discard_input(&mut self, key: usize) {
+        // Not the worker's buffer: this runs inside `read_socket`, which holds that one.
+        let mut buf = [0u8; 4096];
+        let mut done = false;
+        if let Some(socket) = self.sockets.get_mut(key) {
+            loop {
+                match socket.stream.read(&mut buf) {
+                    Ok(0) => {
+                        done = true;
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        done = true;
+                        break;
+                    }
+                }
+            }
+            if socket.out.is_empty() && done {
+                self.destroy(key);
+            }
+        }
+    }
+
+    /// May `peer`'s socket of session `slot` be read now?
+    fn may_read(&self, slot: usize, peer: Peer) -> bool {
+        let Some(s) = self.sessions.get(slot) else {
+            return false;
+        };
+        if s.closed || !s.session.wants_input(peer) {
+            return false;
+        }
+        // The opposite side's queue: a slow reader holds back the fast writer.
+        match peer {
+            Peer::Client => s
+                .backends
+                .iter()
+                .all(|&(_, k)| self.sockets.get(k).map_or(0, |b| b.queued) < HIGH_WATER),
+            Peer::Backend(_) => self.sockets.get(s.client).map_or(0, |c| c.queued) < HIGH_WATER,
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Driving a session.
+
+    /// The drain rule: after any call into session `slot`, queue its transmits, execute its
+    /// events (which may call it again), flush, then re-arm interest and timer, or tear down.
+    fn after_call(&mut self, slot: usize, now: Instant) {
+        loop {
+            let mut pending = std::mem::take(&mut self.pending);
+            {
+                let Some(s) = self.sessions.get_mut(slot) else {
+                    self.pending = pending;
+                    return;
+                };
+                while let Some(t) = s.session.poll_transmit() {
+                    route(&mut self.sockets, &mut self.touched, s, t);
+                }
+                while let Some(e) = s.session.poll_event() {
+                    pending.push(e);
+                }
+            }
+            let had_events = !pending.is_empty();
+            for event in pending.drain(..) {
+                self.handle_event(slot, event, now);
+            }
+            self.pending = pending;
+            if !had_events {
+                break;
+            }
+        }
+        // Flush every socket that got bytes; a failed write is that peer's end of file.
+        let mut failed = Vec::new();
+        while let Some(key) = self.touched.pop() {
+            if self.flush(key).is_err() {
+                failed.push(key);
+            }
+        }
+        for key in failed {
+            let Some(socket) = self.sockets.get_mut(key) else {
+                continue;
+            };
+            socket.out.clear();
+            socket.queued = 0;
+            if socket.state == State::Closing {
+                self.destroy(key);
+                continue;
+            }
+            socket.eof = true;
+            let (owner, peer) = (socket.session, socket.peer);
+            if let Some(s) = self.sessions.get_mut(owner) {
+                if !s.closed {
+                    s.session.handle_eof(now, peer);
+                    self.after_call(owner, now);
+                }
+            }
+        }
+        let Some(s) = self.sessions.get_mut(slot) else {
+            return;
+        };
+        if s.closed || s.session.is_closed() {
+            self.teardown(slot, now);
+            return;
+        }
+        let at = s.session.poll_timeout();
+        let key = TimerKey::Session { slot, id: s.id };
+        s.deadline.set(at, key, &mut self.timers);
+        self.update_interest(slot);
+    }
+
+    fn handle_event(&mut self, slot: usize, event: Event, now: Instant) {
+        match event {
+            Event::ConnectBackend { conn, target } => {
+                self.connect_backend(slot, conn, target.as_deref(), 0, now)
+            }
+            Event::CloseBackend { conn } => {
+                let Some(s) = self.sessions.get_mut(slot) else {
+                    return;
+                };
+                if let Some(i) = s.backends.iter().position(|&(c, _)| c == conn) {
+                    let (_, key) = s.backends.swap_remove(i);
+                    self.close_socket(key, now);
+                }
+            }
+            Event::Authenticated { user } => {
+                let Some(s) = self.sessions.get_mut(slot) else {
+                    return;
+                };
+                s.published = true;
+                let backend = s.session.backend_name().map(str::to_owned);
+                tracing::info!(session = s.id, %user, backend = backend.as_deref().unwrap_or("-"), "authenticated");
+                self.shared.publish_session(SessionInfo {
+                    id: s.id,
+                    user,
+                    backend,
+                    pinned: None,
+                });
+            }
+            Event::CommandDone { error, .. } => {
+                let stats = &self.shared.stats[self.index];
+                WorkerStats::add(&stats.commands, 1);
+                if error {
+                    WorkerStats::add(&stats.command_errors, 1);
+                }
+            }
+            Event::Closed { reason } => {
+                if let Some(s) = self.sessions.get_mut(slot) {
+                    tracing::debug!(session = s.id, %reason, "session closed");
+                    s.closed = true;
+                }
+            }
+        }
+    }
+
+    /// Writes the socket's queue until it is empty or the socket would block.
+    fn flush(&mut self, key: usize) -> io::Result<()> {
+        let Some(socket) = self.sockets.get_mut(key) else {
+            return Ok(());
+        };
+        if matches!(socket.state, State::Connecting { .. }) {
+            // Written once connected.
+            return Ok(());
+        }
+        let mut written_total = 0;
+        let result = loop {
+            if socket.out.is_empty() {
+                break Ok(());
+            }
+            let written = {
+                let mut iov = [IoSlice::new(&[]); MAX_IOV];
+                let mut n = 0;
+                for (slot, bytes) in iov.iter_mut().zip(socket.out.iter()) {
+                    *slot = IoSlice::new(bytes);
+                    n += 1;
+                }
+                socket.stream.write_vectored(&iov[..n])
+            };
+            match written {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(mut n) => {
+                    written_total += n;
+                    socket.queued -= n;
+                    while n > 0 {
+                        let Some(front) = socket.out.front_mut() else {
+                            break;
+                        };
+                        if front.len() <= n {
+                            n -= front.len();
+                            socket.out.pop_front();
+                        } else {
+                            front.advance(n);
+                            n = 0;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        let stats = &self.shared.stats[self.index];
+        match socket.peer {
+            Peer::Client => WorkerStats::add(&stats.client_bytes_sent, written_total as u64),
+            Peer::Backend(_) => WorkerStats::add(&stats.backend_bytes_sent, written_total as u64),
+        }
+        if socket.state == State::Closing && socket.out.is_empty() && result.is_ok() {
+            // Everything is written: send FIN, then wait (briefly) for the peer's.
+            let _ = socket.stream.shutdown(std::net::Shutdown::Write);
+        }
+        result
+    }
+
+    /// Re-registers READABLE interest where back-pressure changed.
+    fn update_interest(&mut self, slot: usize) {
+        let Some(s) = self.sessions.get(slot) else {
+            return;
+        };
+        let mut keys = [None; 3];
+        keys[0] = Some((s.client, Peer::Client));
+        for (i, &(conn, key)) in s.backends.iter().take(2).enumerate() {
+            keys[i + 1] = Some((key, Peer::Backend(conn)));
+        }
+        for (key, peer) in keys.into_iter().flatten() {
+            let want = self.may_read(slot, peer);
+            let Some(socket) = self.sockets.get_mut(key) else {
+                continue;
+            };
+            if socket.state != State::Open || socket.eof || socket.reading == want {
+                continue;
+            }
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::WRITABLE
+            };
+            match self.poll.registry().reregister(
+                &mut socket.stream,
+                Token(FIRST_SOCKET + key),
+                interest,
+            ) {
+                Ok(()) => socket.reading = want,
+                Err(e) => tracing::warn!(error = %e, "cannot change socket interest"),
+            }
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some((at, key)) = self.timers.pop_due(now) {
+            match key {
+                TimerKey::Session { slot, id } => {
+                    let Some(s) = self.sessions.get_mut(slot).filter(|s| s.id == id) else {
+                        continue;
+                    };
+                    match s.deadline.fire(at, now) {
+                        Fire::Stale => {}
+                        Fire::Rearm(at) => self.timers.push(at, key),
+                        Fire::Due => {
+                            s.session.handle_timeout(now);
+                            self.after_call(slot, now);
+                        }
+                    }
+                }
+                TimerKey::Linger { socket, generation } => {
+                    let lingering = self
+                        .sockets
+                        .get(socket)
+                        .is_some_and(|s| s.generation == generation && s.state == State::Closing);
+                    if lingering {
+                        self.destroy(socket);
+                    }
+                }
+            }
+        }
+        // Stale entries pile up only when deadlines move earlier; drop them now and then.
+        if self.timers.len() > 64 + 4 * (self.sessions.len() + self.sockets.len()) {
+            let (sessions, sockets) = (&self.sessions, &self.sockets);
+            self.timers.compact(|at, key| match key {
+                TimerKey::Session { slot, id } => sessions
+                    .get(slot)
+                    .is_some_and(|s| s.id == id && s.deadline.is_armed_at(at)),
+                TimerKey::Linger { socket, generation } => sockets
+                    .get(socket)
+                    .is_some_and(|s| s.generation == generation),
+            });
+        }
+    }
+}
+
+/// Queues a transmit on its socket (bytes for a socket that is gone are dropped: the session
+/// learns of that socket's end through `handle_eof`).
+fn route<S>(sockets: &mut Slab<Socket>, touched: &mut Vec<usize>, s: &Slot<S>, t: Transmit) {
+    let key = match t.peer {
+        Peer::Client => Some(s.client),
+        Peer::Backend(conn) => s
+            .backends
+            .iter()
+            .find(|&&(c, _)| c == conn)
+            .map(|&(_, k)| k),
+    };
+    let Some(socket) = key.and_then(|k| sockets.get_mut(k)) else {
+        tracing::trace!(session = s.id, peer = ?t.peer, "bytes for a closed socket dropped");
+        return;
+    };
+    if socket.state == State::Closing || t.data.is_empty() {
+        return;
+    }
+    if socket.out.is_empty() {
+        if let Some(k) = key {
+            touched.push(k);
+        }
+    }
+    socket.queued += t.data.len();
+    socket.out.push_back(t.data);
+}

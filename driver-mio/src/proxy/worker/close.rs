@@ -1,0 +1,108 @@
+//! Closing sockets and sessions, and the worker's part of graceful shutdown.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use mio::{Interest, Token};
+
+use super::super::session::{Session, SessionFactory};
+use super::{State, TimerKey, Worker, FIRST_SOCKET, LINGER};
+
+impl<F: SessionFactory> Worker<F> {
+    /// Closes a socket once its queue is written (lingering at most [`LINGER`]).
+    pub(super) fn close_socket(&mut self, key: usize, now: Instant) {
+        let Some(socket) = self.sockets.get_mut(key) else {
+            return;
+        };
+        if let Some(index) = socket.backend.take() {
+            self.shared.registry.release(index);
+        }
+        let unsent = !socket.out.is_empty();
+        if matches!(socket.state, State::Connecting { .. }) || (!unsent && socket.eof) {
+            self.destroy(key);
+            return;
+        }
+        socket.state = State::Closing;
+        if !unsent {
+            let _ = socket.stream.shutdown(std::net::Shutdown::Write);
+        }
+        // Keep READABLE to see the peer's FIN; the input is discarded.
+        if !socket.reading {
+            let _ = self.poll.registry().reregister(
+                &mut socket.stream,
+                Token(FIRST_SOCKET + key),
+                Interest::READABLE | Interest::WRITABLE,
+            );
+            socket.reading = true;
+        }
+        let generation = socket.generation;
+        self.timers.push(
+            now + LINGER,
+            TimerKey::Linger {
+                socket: key,
+                generation,
+            },
+        );
+        self.discard_input(key);
+    }
+
+    /// Drops a socket now (closing the descriptor also removes it from the poll).
+    pub(super) fn destroy(&mut self, key: usize) {
+        if let Some(socket) = self.sockets.remove(key) {
+            if let Some(index) = socket.backend {
+                self.shared.registry.release(index);
+            }
+        }
+    }
+
+    pub(super) fn teardown(&mut self, slot: usize, now: Instant) {
+        let Some(s) = self.sessions.remove(slot) else {
+            return;
+        };
+        self.shared.live_sessions.fetch_sub(1, Ordering::SeqCst);
+        if s.published {
+            self.shared.unpublish_session(s.id);
+        }
+        tracing::debug!(session = s.id, "connection closed");
+        self.close_socket(s.client, now);
+        for (_, key) in s.backends {
+            self.close_socket(key, now);
+        }
+    }
+
+    pub(super) fn begin_shutdown(&mut self, now: Instant) {
+        self.shutdown_deadline = Some(now + self.limits.shutdown_timeout);
+        // Closing the listener: new clients are refused by the kernel (or go to a live worker).
+        self.listener = None;
+        tracing::info!(
+            worker = self.index,
+            sessions = self.sessions.len(),
+            "shutting down"
+        );
+        for slot in self.sessions.keys() {
+            if let Some(s) = self.sessions.get_mut(slot) {
+                s.session.begin_shutdown(now);
+                self.after_call(slot, now);
+            }
+        }
+    }
+
+    /// No session left and every closing socket's last bytes handed to the kernel.
+    pub(super) fn shutdown_complete(&self) -> bool {
+        self.sessions.is_empty() && self.sockets.iter().all(|(_, s)| s.out.is_empty())
+    }
+
+    pub(super) fn close_everything(&mut self) {
+        for slot in self.sessions.keys() {
+            if let Some(s) = self.sessions.remove(slot) {
+                self.shared.live_sessions.fetch_sub(1, Ordering::SeqCst);
+                if s.published {
+                    self.shared.unpublish_session(s.id);
+                }
+            }
+        }
+        for key in self.sockets.keys() {
+            self.destroy(key);
+        }
+    }
+}
