@@ -1,11 +1,15 @@
-//! The `ferry` proxy binary: parses flags and configuration, sets up logging, runs the proxy.
-//! The mio event loop lands with the proxy issue; until then the binary checks its configuration
-//! (`--check`) and otherwise says that it cannot proxy yet, rather than pretending to.
+//! The `ferry` proxy binary: parses flags and configuration, sets up logging, runs the proxy
+//! until SIGTERM or SIGINT, then shuts down gracefully (a second signal exits at once).
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use ferry_mio::cli::Cli;
+use ferry_mio::proxy::{session_config, CoreSessions, Proxy};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -36,6 +40,57 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    tracing::error!("the proxy event loop is not built yet (see README.md)");
-    ExitCode::from(2)
+    let sessions = match session_config(&config) {
+        Ok(s) => CoreSessions::new(Arc::new(s)),
+        Err(e) => {
+            eprintln!("ferry: configuration refused:\n{e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Signals are registered before serving, so that none is lost in between.
+    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ferry: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let proxy = match Proxy::start(&config, sessions) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!(
+                "ferry: cannot start (listen {}, admin {}): {e}",
+                config.proxy.listen, config.admin.listen
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let signals_handle = signals.handle();
+    if let Some(signal) = signals.forever().next() {
+        tracing::info!(signal, timeout = ?config.proxy.shutdown_timeout, "shutting down gracefully");
+    }
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        proxy.shutdown();
+        let _ = done_tx.send(());
+    });
+    // Wait for the graceful shutdown, a second signal, or the deadline (plus slack for the
+    // health checker and admin endpoint to stop).
+    let watcher = std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            tracing::warn!("second signal: exiting now");
+            std::process::exit(1);
+        }
+    });
+    let limit = config.proxy.shutdown_timeout + Duration::from_secs(5);
+    let code = match done_rx.recv_timeout(limit) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => {
+            tracing::error!("shutdown did not finish in time; exiting");
+            ExitCode::FAILURE
+        }
+    };
+    signals_handle.close();
+    let _ = watcher.join();
+    code
 }

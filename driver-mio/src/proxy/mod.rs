@@ -21,6 +21,7 @@ mod listen;
 mod random;
 mod registry;
 pub mod session;
+mod session_config;
 mod shared;
 mod slab;
 mod timers;
@@ -38,7 +39,8 @@ use crate::admin::AdminServer;
 use crate::config::Config;
 
 pub use random::OsRandom;
-pub use session::{Session, SessionFactory};
+pub use session::{CoreSessions, Session, SessionFactory};
+pub use session_config::session_config;
 
 use health::HealthChecker;
 use registry::Registry;

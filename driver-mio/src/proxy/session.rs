@@ -1,71 +1,18 @@
 //! The proxy session as the event loop drives it.
 //!
-//! The loop is written against the [`Session`] trait rather than `ferry_core`'s `ProxySession`
-//! directly, for two reasons: its own tests drive it with a byte-relay session (no MySQL), and
-//! the core's session landed after the loop. [`Session`] is exactly the core's contract: inputs
+//! The loop is generic over the [`Session`] trait rather than tied to `ferry_core`'s
+//! [`ProxySession`], so that its own tests can drive it with a byte-relay session (no MySQL);
+//! monomorphisation makes that free. [`Session`] is exactly the core's contract: inputs
 //! (`handle_*`), the driver's decisions (`backend_connected`, ...), and outputs drained by
-//! `poll_*` until empty after every call.
+//! `poll_*` until empty after every call. [`CoreSessions`] makes the real sessions.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
+pub use ferry_core::session::{BackendConnId, CloseReason, Event, Peer, Transmit};
+use ferry_core::session::{ProxySession, SessionConfig};
 
-/// One backend connection *attempt* within a session (a new one per connect, per migration).
-pub type BackendConnId = u64;
-
-/// Which socket of a session bytes come from or go to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Peer {
-    /// The client's socket.
-    Client,
-    /// The socket of one backend connection.
-    Backend(BackendConnId),
-}
-
-/// Bytes to write to one of the session's sockets.
-#[derive(Debug)]
-#[must_use]
-pub struct Transmit {
-    /// The socket.
-    pub peer: Peer,
-    /// The bytes, in order after everything transmitted to that peer before.
-    pub data: Bytes,
-}
-
-/// What a session asks of the driver, besides writing bytes.
-#[derive(Debug)]
-pub enum Event {
-    /// Open a TCP connection for `conn`: to a backend the driver picks (`target: None`) or to
-    /// the backend named `target`. Answered with `backend_connected` / `backend_connect_failed`.
-    ConnectBackend {
-        /// The attempt's id.
-        conn: BackendConnId,
-        /// The backend to use; `None`: the driver's balancing choice.
-        target: Option<String>,
-    },
-    /// Close backend connection `conn` once what was transmitted to it is written.
-    CloseBackend {
-        /// The attempt's id.
-        conn: BackendConnId,
-    },
-    /// The client logged in.
-    Authenticated {
-        /// The user name.
-        user: String,
-    },
-    /// One command finished.
-    CommandDone {
-        /// The command byte.
-        code: u8,
-        /// It ended in an ERR.
-        error: bool,
-    },
-    /// The session is over: write what is pending, then close every socket of it.
-    Closed {
-        /// Why, for the log.
-        reason: String,
-    },
-}
+use super::random::OsRandom;
 
 /// A proxy session: the sans-IO state machine the event loop feeds.
 pub trait Session: Send {
@@ -103,4 +50,73 @@ pub trait SessionFactory: Send + Sync + 'static {
     type Session: Session;
     /// A session for a client that just connected from `client_host` (an IP address).
     fn new_session(&self, now: Instant, connection_id: u32, client_host: String) -> Self::Session;
+}
+
+impl Session for ProxySession {
+    fn user(&self) -> Option<&str> {
+        ProxySession::user(self)
+    }
+    fn backend_name(&self) -> Option<&str> {
+        ProxySession::backend_name(self)
+    }
+    fn is_closed(&self) -> bool {
+        ProxySession::is_closed(self)
+    }
+    fn wants_input(&self, peer: Peer) -> bool {
+        ProxySession::wants_input(self, peer)
+    }
+    fn handle_input(&mut self, now: Instant, peer: Peer, bytes: &[u8]) {
+        ProxySession::handle_input(self, now, peer, bytes)
+    }
+    fn handle_eof(&mut self, now: Instant, peer: Peer) {
+        ProxySession::handle_eof(self, now, peer)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        ProxySession::handle_timeout(self, now)
+    }
+    fn backend_connected(&mut self, now: Instant, conn: BackendConnId, backend_name: &str) {
+        ProxySession::backend_connected(self, now, conn, backend_name)
+    }
+    fn backend_connect_failed(&mut self, now: Instant, conn: BackendConnId, reason: &str) {
+        ProxySession::backend_connect_failed(self, now, conn, reason)
+    }
+    fn begin_shutdown(&mut self, now: Instant) {
+        ProxySession::begin_shutdown(self, now)
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        ProxySession::poll_transmit(self)
+    }
+    fn poll_event(&mut self) -> Option<Event> {
+        ProxySession::poll_event(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        ProxySession::poll_timeout(self)
+    }
+}
+
+/// Makes the core's [`ProxySession`]s, all sharing one [`SessionConfig`], each with OS randomness.
+#[derive(Debug, Clone)]
+pub struct CoreSessions {
+    config: Arc<SessionConfig>,
+}
+
+impl CoreSessions {
+    /// A factory for sessions configured by `config`.
+    pub fn new(config: Arc<SessionConfig>) -> Self {
+        Self { config }
+    }
+}
+
+impl SessionFactory for CoreSessions {
+    type Session = ProxySession;
+
+    fn new_session(&self, now: Instant, connection_id: u32, client_host: String) -> ProxySession {
+        ProxySession::new(
+            now,
+            Arc::clone(&self.config),
+            connection_id,
+            client_host,
+            Box::new(OsRandom),
+        )
+    }
 }

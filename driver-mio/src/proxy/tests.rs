@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::session::{BackendConnId, Event, Peer, Session, SessionFactory, Transmit};
+use super::session::{BackendConnId, CloseReason, Event, Peer, Session, SessionFactory, Transmit};
 use super::Proxy;
 use crate::config::{Config, ConfigFile};
 
@@ -91,12 +91,10 @@ struct Relay {
 }
 
 impl Relay {
-    fn close(&mut self, reason: &str) {
+    fn close(&mut self, reason: CloseReason) {
         if !self.closed {
             self.closed = true;
-            self.events.push_back(Event::Closed {
-                reason: reason.into(),
-            });
+            self.events.push_back(Event::Closed { reason });
         }
     }
 }
@@ -130,7 +128,7 @@ impl Session for Relay {
         }
     }
     fn handle_eof(&mut self, _now: Instant, _peer: Peer) {
-        self.close("eof");
+        self.close(CloseReason::ClientGone);
     }
     fn handle_timeout(&mut self, now: Instant) {
         if self.deadline.is_some_and(|d| d <= now) {
@@ -138,7 +136,7 @@ impl Session for Relay {
                 peer: Peer::Client,
                 data: Bytes::from_static(b"IDLE"),
             });
-            self.close("idle");
+            self.close(CloseReason::IdleTimeout);
         }
     }
     fn backend_connected(&mut self, _now: Instant, conn: BackendConnId, name: &str) {
@@ -157,14 +155,14 @@ impl Session for Relay {
             peer: Peer::Client,
             data: Bytes::from(format!("ERR {reason}")),
         });
-        self.close("backend");
+        self.close(CloseReason::BackendUnavailable(reason.into()));
     }
     fn begin_shutdown(&mut self, _now: Instant) {
         self.out.push_back(Transmit {
             peer: Peer::Client,
             data: Bytes::from_static(b"BYE"),
         });
-        self.close("shutdown");
+        self.close(CloseReason::Shutdown);
     }
     fn poll_transmit(&mut self) -> Option<Transmit> {
         self.out.pop_front()

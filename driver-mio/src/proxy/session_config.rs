@@ -1,0 +1,105 @@
+//! From the checked [`Config`] to the core's [`SessionConfig`]: client-facing TLS and auth,
+//! backend transport, limits.
+
+use std::sync::Arc;
+
+use ferry_core::auth::AuthPlugin;
+use ferry_core::backend::BackendTls;
+use ferry_core::frontend::{AuthMode as CoreAuthMode, UserEntry, UserTable};
+use ferry_core::session::SessionConfig;
+use ferry_core::tls::ServerTrust;
+
+use crate::config::{AuthMode, Config, ConfigError, Problem};
+
+/// The session configuration `config` asks for. Fails only if a backend CA file changed since
+/// the configuration was checked.
+pub fn session_config(config: &Config) -> Result<SessionConfig, ConfigError> {
+    let auth = match config.auth.mode {
+        AuthMode::Passthrough => CoreAuthMode::Passthrough,
+        AuthMode::Proxy => {
+            let mut users = UserTable::new();
+            for u in &config.auth.users {
+                users.insert(
+                    u.name.clone(),
+                    UserEntry {
+                        credential: u.credential.clone(),
+                        plugin: AuthPlugin::MysqlNativePassword,
+                    },
+                );
+            }
+            CoreAuthMode::Proxy {
+                users: Arc::new(users),
+                sha2_cache: None,
+                rsa: None,
+            }
+        }
+    };
+    let mut session = SessionConfig::new(auth);
+    let frontend = Arc::make_mut(&mut session.frontend);
+    frontend.max_packet_size = config.proxy.max_packet_size;
+    if let Some(tls) = &config.tls {
+        frontend.tls = Some(Arc::clone(&tls.server_config));
+        frontend.require_tls = tls.require;
+    }
+    session.idle_timeout = config.proxy.idle_timeout;
+    session.max_packet_size = config.proxy.max_packet_size;
+    session.backend.max_packet_size = config.proxy.max_packet_size;
+    if let Some(tls) = &config.backend_tls {
+        let trust = match &tls.ca {
+            None => ServerTrust::InsecureTrustAll,
+            Some(ca) => ServerTrust::CaPem(std::fs::read(ca).map_err(|e| {
+                ConfigError::Invalid(vec![Problem {
+                    key: "backend-tls.ca".into(),
+                    reason: format!("cannot read {}: {e}", ca.display()),
+                }])
+            })?),
+        };
+        // One name for all backends: the configured one, else the first backend's IP.
+        let server_name = tls.server_name.clone().unwrap_or_else(|| {
+            config
+                .backends
+                .first()
+                .map(|b| b.addr.ip().to_string())
+                .unwrap_or_default()
+        });
+        session.backend.tls = Some(BackendTls {
+            server_name,
+            trust,
+            required: true,
+        });
+    }
+    Ok(session)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigFile;
+
+    #[test]
+    fn limits_auth_and_idle_timeout_carry_over() {
+        let text = r#"
+[proxy]
+idle-timeout = "90s"
+max-packet-size = "32MiB"
+[[backends]]
+name = "db1"
+addr = "127.0.0.1:3306"
+[auth]
+mode = "proxy"
+[[auth.users]]
+name = "app"
+password-hash = "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"
+"#;
+        let config = Config::from_file(&ConfigFile::parse(text, None).unwrap()).unwrap();
+        let s = session_config(&config).unwrap();
+        assert_eq!(s.idle_timeout, Some(std::time::Duration::from_secs(90)));
+        assert_eq!(s.max_packet_size, 32 << 20);
+        assert_eq!(s.frontend.max_packet_size, 32 << 20);
+        assert!(s.frontend.tls.is_none() && s.backend.tls.is_none());
+        match &s.frontend.auth {
+            CoreAuthMode::Proxy { users, .. } => assert!(users.get("app").is_some()),
+            other => panic!("{other:?}"),
+        }
+    }
+}
