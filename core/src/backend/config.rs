@@ -63,6 +63,23 @@ pub struct BackendConfig {
     /// (`AuthSwitchRequest` / `AuthMoreData`) for the owner to relay, and the owner answers with
     /// [`Backend::send_auth_data`](super::Backend::send_auth_data).
     pub relayed_auth: Option<RelayedAuth>,
+    /// `Some`: a *fixed* login (TiDB's `tidb_session_token` for a migrated session): send exactly
+    /// this plugin name and auth data, and accept only an OK in reply; an ERR fails the login as
+    /// usual, and anything else (an auth switch, more data) fails it too
+    /// ([`BackendError::UnexpectedPacket`](super::BackendError::UnexpectedPacket)).
+    /// [`secret`](Self::secret) is not used. Takes precedence over
+    /// [`relayed_auth`](Self::relayed_auth).
+    pub fixed_auth: Option<FixedAuth>,
+}
+
+/// The one auth response of a fixed login ([`BackendConfig::fixed_auth`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedAuth {
+    /// Plugin name written in the HandshakeResponse41 (e.g. `tidb_session_token`).
+    pub plugin: String,
+    /// Auth data written unchanged (length-encoded, which needs the server to offer
+    /// `CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA` when it is 251 bytes or longer).
+    pub auth_data: Vec<u8>,
 }
 
 /// The first auth response of a relayed login ([`BackendConfig::relayed_auth`]).
@@ -118,6 +135,7 @@ impl BackendConfig {
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             mirror_deprecate_eof: false,
             relayed_auth: None,
+            fixed_auth: None,
         }
     }
 

@@ -81,6 +81,24 @@ impl Backend {
             )?);
         }
 
+        if let Some(fixed) = self.config.fixed_auth.clone() {
+            // Truncating the data (what the encoder does without the flag) would corrupt it.
+            if fixed.auth_data.len() > 250
+                && !self
+                    .caps
+                    .contains(Capabilities::PLUGIN_AUTH_LENENC_CLIENT_DATA)
+            {
+                return Err(BackendError::Unsupported(
+                    "auth data of 251 bytes or more needs CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA"
+                        .into(),
+                ));
+            }
+            self.send_handshake_response(max_packet, fixed.plugin.as_bytes(), &fixed.auth_data);
+            self.auth_plugin = AuthPlugin::from_bytes(fixed.plugin.as_bytes());
+            // A one-step plugin: OK, ERR, and (refused below) an auth switch are all that follow.
+            self.state = State::Authenticating(ClientAuth::OneShot(self.auth_plugin.clone()));
+            return Ok(());
+        }
         if let Some(relayed) = self.config.relayed_auth.clone() {
             self.send_handshake_response(
                 max_packet,
@@ -199,6 +217,9 @@ impl Backend {
                 });
                 Err(BackendError::AuthFailed(error))
             }
+            Some(0xFE) if self.config.fixed_auth.is_some() => Err(BackendError::UnexpectedPacket {
+                state: "a fixed-auth login (only OK or ERR may answer it)",
+            }),
             Some(0xFE) => {
                 let switch = AuthSwitchRequest::parse(&payload)?;
                 let plugin = AuthPlugin::from_bytes(switch.plugin_name);

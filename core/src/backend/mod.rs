@@ -78,7 +78,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-pub use config::{BackendConfig, BackendTls, RelayedAuth, DEFAULT_COLLATION};
+pub use config::{BackendConfig, BackendTls, FixedAuth, RelayedAuth, DEFAULT_COLLATION};
 pub use error::{BackendError, UsageError};
 pub use response::{PacketKind, ResponseSummary, SessionChanges};
 
@@ -843,3 +843,5 @@ pub(crate) fn is_fast_auth_success(payload: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod fixed_auth_tests;
