@@ -244,8 +244,14 @@ impl<'a> OkPacket<'a> {
                 session_state = SessionStateChange::parse_all(block)?;
             }
             p.finish("OK packet")?;
-        } else {
-            info = p.take_rest();
+        } else if !p.is_empty() {
+            // The protocol documents string<EOF> here, but MySQL and MariaDB servers both write a
+            // length-encoded string, and libmariadb reads one. Accept the documented form too.
+            let mut lenenc = p;
+            info = match lenenc.lenenc_bytes("OK info") {
+                Ok(s) if lenenc.is_empty() => s,
+                _ => p.take_rest(),
+            };
         }
         Ok(Self {
             eof,
@@ -301,8 +307,9 @@ impl<'a> OkPacket<'a> {
                 }
                 put_lenenc_bytes(out, &block);
             }
-        } else {
-            out.put_slice(self.info);
+        } else if !self.info.is_empty() {
+            // Length-encoded, as real servers write it (see `parse`).
+            put_lenenc_bytes(out, self.info);
         }
     }
 }

@@ -352,3 +352,27 @@ proptest! {
         let _ = SessionStateChange::parse_all(&bytes);
     }
 }
+
+/// MariaDB 10.11's OK for a multi-row INSERT to a client without CLIENT_SESSION_TRACK (PyMySQL),
+/// captured from a real server: the info is length-encoded although the protocol documents
+/// string<EOF>, and libmariadb rejects the packet ("malformed packet") without the length.
+#[test]
+fn ok_info_without_session_track_is_length_encoded_like_real_servers() {
+    let captured = hex("00020001000000265265636f7264733a203220204475706c6963617465733a203020205761726e696e67733a2030");
+    let caps = Capabilities::PROTOCOL_41 | Capabilities::TRANSACTIONS;
+    let ok = OkPacket::parse(&captured, caps).unwrap();
+    assert_eq!(ok.affected_rows, 2);
+    assert_eq!(ok.info, b"Records: 2  Duplicates: 0  Warnings: 0");
+    let mut out = Vec::new();
+    ok.encode(&mut out, caps);
+    assert_eq!(out, captured);
+    let mut stripped = Vec::new();
+    ok.encode_without_session_state(&mut stripped, caps);
+    assert_eq!(stripped, captured);
+    // The documented string<EOF> form still parses.
+    let documented = [&captured[..7], b"Rows matched: 1"].concat();
+    assert_eq!(
+        OkPacket::parse(&documented, caps).unwrap().info,
+        b"Rows matched: 1"
+    );
+}
