@@ -161,8 +161,9 @@ impl<'a> HandshakeV10<'a> {
                 .saturating_sub(8)
                 .max(13);
             out.put_slice(self.scramble_2);
-            // At least the terminating NUL, however the length byte was set.
-            out.put_bytes(0, len.saturating_sub(self.scramble_2.len()).max(1));
+            // Padded to exactly the announced length, which a parser trusts: a part 2 that fills
+            // it (as `parse` may return) gets no extra NUL, or the plugin name would shift.
+            out.put_bytes(0, len.saturating_sub(self.scramble_2.len()));
         }
         if self.capabilities.contains(Capabilities::PLUGIN_AUTH) {
             put_nul_str(out, self.auth_plugin_name);

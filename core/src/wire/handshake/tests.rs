@@ -393,3 +393,28 @@ proptest! {
         let _ = AuthMoreData::parse(&bytes);
     }
 }
+
+/// A greeting whose part 2 fills the announced length (no NUL on the wire) re-encodes to the same
+/// bytes and keeps its plugin name; an extra NUL used to shift the name by one (found by fuzzing).
+#[test]
+fn greeting_with_part_two_filling_its_length_round_trips() {
+    let scramble = *b"abcdefghijklmnopqrst";
+    let caps =
+        Capabilities::PROTOCOL_41 | Capabilities::SECURE_CONNECTION | Capabilities::PLUGIN_AUTH;
+    let mut g = HandshakeV10::new(
+        b"v",
+        1,
+        &scramble,
+        caps,
+        8,
+        ServerStatus::AUTOCOMMIT,
+        b"mysql_native_password",
+    );
+    g.auth_plugin_data_len = 20; // part 2 = max(13, 12) = 13 bytes on the wire
+    g.scramble_2 = b"ijklmnopqrstu"; // exactly 13, no room for a NUL
+    let bytes = encoded(|o| g.encode(o));
+    let parsed = HandshakeV10::parse(&bytes).unwrap();
+    assert_eq!(parsed.scramble_2, g.scramble_2);
+    assert_eq!(parsed.auth_plugin_name, b"mysql_native_password");
+    assert_eq!(encoded(|o| parsed.encode(o)), bytes);
+}
