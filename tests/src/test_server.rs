@@ -16,17 +16,16 @@
 //! | `SET ...` | OK |
 //! | anything else | ERR 1064 |
 //!
-//! The driver loop is what any embedder of the frontend writes: feed socket bytes in while
-//! `wants_input()`, drain `poll_transmit` / `poll_event` after every call, honour `poll_timeout`.
+//! The driver loop (shared with the TiDB test server, in `frontend_driver.rs`) is what any
+//! embedder of the frontend writes: feed socket bytes in while `wants_input()`, drain
+//! `poll_transmit` / `poll_event` after every call, honour `poll_timeout`.
 
 use std::collections::HashMap;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io::Read;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ferry_core::auth::caching_sha2::Sha256Stage2Hash;
 use ferry_core::auth::{AuthPlugin, Credential, RsaKeyPair};
@@ -35,6 +34,8 @@ use ferry_core::frontend::{
 };
 use ferry_core::wire::{ColumnType, Command};
 use ferry_core::{ProtocolError, RandomSource};
+
+use crate::frontend_driver::{drive_frontend, Accepted, Listener};
 
 /// Databases the test server knows.
 pub const TEST_SERVER_DATABASES: &[&str] = &["test", "db1"];
@@ -160,20 +161,9 @@ impl TestServerBuilder {
         }
         let version = config.server_version.clone();
         let config = Arc::new(config);
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind test server");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let addr = listener.local_addr().expect("local addr");
-        let stop = Arc::new(AtomicBool::new(false));
-        let accept = {
-            let stop = stop.clone();
-            std::thread::spawn(move || accept_loop(listener, config, version, stop))
-        };
+        let listener = Listener::start(move |accepted| serve(accepted, config.clone(), &version));
         TestServer {
-            addr,
-            stop,
-            accept: Some(accept),
+            listener,
             cert_path,
             rsa_public_pem,
             _dir: dir,
@@ -184,9 +174,7 @@ impl TestServerBuilder {
 /// A running test server; stopped on drop.
 #[derive(Debug)]
 pub struct TestServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
+    listener: Listener,
     cert_path: Option<PathBuf>,
     rsa_public_pem: Option<PathBuf>,
     _dir: tempfile::TempDir,
@@ -200,12 +188,12 @@ impl TestServer {
 
     /// The listening address (127.0.0.1).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listener.addr()
     }
 
     /// The listening port.
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.listener.addr().port()
     }
 
     /// The self-signed certificate (PEM file), when TLS is on: clients use it as their CA.
@@ -219,41 +207,6 @@ impl TestServer {
     }
 }
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(handle) = self.accept.take() {
-            let _ = handle.join();
-        }
-    }
-}
-
-fn accept_loop(
-    listener: TcpListener,
-    config: Arc<FrontendConfig>,
-    version: String,
-    stop: Arc<AtomicBool>,
-) {
-    let next_id = AtomicU32::new(1);
-    while !stop.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                let config = config.clone();
-                let version = version.clone();
-                let stop = stop.clone();
-                let id = next_id.fetch_add(1, Ordering::SeqCst);
-                std::thread::spawn(move || {
-                    serve(stream, peer, id, config, &version, &stop);
-                });
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
-}
-
 /// Per-connection state the test server keeps.
 struct Session {
     user: String,
@@ -262,60 +215,28 @@ struct Session {
     version: String,
 }
 
-/// One connection: the frontend's run loop over a blocking socket with a short read timeout.
-fn serve(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    id: u32,
-    config: Arc<FrontendConfig>,
-    version: &str,
-    stop: &AtomicBool,
-) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
-    let host = peer.ip().to_string();
-    let mut frontend = Frontend::new(config, id, host.clone(), Instant::now(), Box::new(OsRandom));
+/// One connection: the shared frontend run loop, answering with [`handle_event`].
+fn serve(accepted: Accepted, config: Arc<FrontendConfig>, version: &str) {
+    let host = accepted.peer.ip().to_string();
+    let mut frontend = Frontend::new(
+        config,
+        accepted.id,
+        host.clone(),
+        Instant::now(),
+        Box::new(OsRandom),
+    );
     let mut session = Session {
         user: String::new(),
         host,
         database: None,
         version: version.to_owned(),
     };
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        while let Some(bytes) = frontend.poll_transmit() {
-            if stream.write_all(&bytes).is_err() {
-                return;
-            }
-        }
-        let mut closed = false;
-        while let Some(event) = frontend.poll_event() {
-            match event {
-                Event::Closed { .. } => closed = true,
-                other => handle_event(&mut frontend, &mut session, other),
-            }
-        }
-        // Events may have produced output.
-        while let Some(bytes) = frontend.poll_transmit() {
-            if stream.write_all(&bytes).is_err() {
-                return;
-            }
-        }
-        if closed || frontend.is_closed() || stop.load(Ordering::SeqCst) {
-            let _ = stream.shutdown(Shutdown::Both);
-            return;
-        }
-        if frontend.wants_input() {
-            match stream.read(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => frontend.handle_input(Instant::now(), &buf[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(_) => return,
-            }
-        }
-        frontend.handle_timeout(Instant::now());
-    }
+    drive_frontend(
+        accepted.stream,
+        &mut frontend,
+        &accepted.stop,
+        |frontend, event| handle_event(frontend, &mut session, event),
+    );
 }
 
 fn handle_event(frontend: &mut Frontend, session: &mut Session, event: Event) {
