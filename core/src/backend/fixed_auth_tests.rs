@@ -58,7 +58,7 @@ fn after_greeting(data: Vec<u8>, caps: Capabilities) -> (Backend, Vec<u8>) {
 fn token() -> Vec<u8> {
     // Longer than 250 bytes: needs the length-encoded form.
     let mut t = br#"{"username":"app","sign-time":"2024-01-01T00:00:00Z","expire-time":"2024-01-01T00:01:00Z","signature":""#.to_vec();
-    t.extend(std::iter::repeat(b'A').take(300));
+    t.extend(std::iter::repeat_n(b'A', 300));
     t.extend_from_slice(b"\"}");
     t
 }

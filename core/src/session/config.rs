@@ -80,6 +80,9 @@ pub struct SessionConfig {
     /// Largest packet relayed in either direction (applied on top of the frontend's and the
     /// template's own caps: the smallest wins).
     pub max_packet_size: usize,
+    /// Live migration (mode `Off` by default; `Replay` needs `proxy` auth, `Tidb` goes with
+    /// `passthrough`).
+    pub migration: super::MigrationConfig,
 }
 
 impl SessionConfig {
@@ -93,6 +96,7 @@ impl SessionConfig {
             backend: BackendTemplate::default(),
             idle_timeout: None,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+            migration: super::MigrationConfig::default(),
         }
     }
 

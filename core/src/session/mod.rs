@@ -82,16 +82,20 @@
 
 mod config;
 mod login;
+mod migration;
 mod relay;
 mod rng;
 mod state;
 
 pub use config::{proxy_capabilities, BackendTemplate, SessionConfig};
+pub use migration::{
+    MigrationConfig, MigrationFailure, MigrationMode, MigrationRefused, MigrationStart, PinReason,
+};
 pub use state::{SessionState, StatementInfo};
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -101,6 +105,7 @@ use crate::wire::Command;
 use crate::{ProtocolError, RandomSource};
 
 use self::login::PendingLogin;
+use self::migration::{Job, LoginInfo, Migration, StatementIds, Tracker};
 use self::rng::HashRandom;
 
 /// Identifies one backend connection *attempt* within a session.
@@ -148,6 +153,31 @@ pub enum Event {
     Authenticated {
         /// The user name.
         user: String,
+    },
+    /// A migration left its wait for a safe point and runs now (for metrics: started).
+    MigrationStarted {
+        /// The backend it goes to.
+        to: String,
+    },
+    /// The session moved (for metrics: succeeded, and the pause).
+    MigrationDone {
+        /// The backend it left.
+        from: String,
+        /// The backend it is on now.
+        to: String,
+        /// How long the client command that arrived during the migration waited (zero when
+        /// none did).
+        pause: Duration,
+        /// Session variables the new backend refused, skipped (log them).
+        skipped_variables: Vec<String>,
+    },
+    /// A migration failed; the session is still on its old backend (for metrics: failed by
+    /// [`MigrationFailure::label`]).
+    MigrationFailed {
+        /// The backend it was going to.
+        to: String,
+        /// Why.
+        reason: MigrationFailure,
     },
     /// One command finished (for metrics).
     CommandDone {
@@ -198,6 +228,9 @@ enum Phase {
     Ready,
     /// Command phase, a command in flight.
     Command(InFlight),
+    /// Command phase, ferry's own work holds the backend (session tracking, a migration); a
+    /// client command that arrives waits in `held`.
+    Internal(Job),
     Closed,
 }
 
@@ -225,7 +258,14 @@ enum Timer {
     Idle,
     /// From ConnectBackend to the end of the backend login.
     Connect,
+    /// A requested migration must find a safe point by then.
+    Migration,
+    /// The deadline of the running migration step.
+    MigrationStep,
 }
+
+/// Number of [`Timer`] kinds.
+const TIMERS: usize = 4;
 
 /// The backend connection of the session.
 struct BackendLink {
@@ -248,12 +288,23 @@ pub struct ProxySession {
     /// Small backend-bound chunks are coalesced here (one write instead of header + payload).
     backend_out: BytesMut,
     events: VecDeque<Event>,
-    timers: [Option<Instant>; 2],
+    timers: [Option<Instant>; TIMERS],
     /// Set by whoever closes the frontend, so its `Closed` maps to the session's reason.
     close_reason: Option<CloseReason>,
     shutting_down: bool,
     /// Re-encoded OK packets (small; reused).
     scratch: Vec<u8>,
+    /// A requested or running migration.
+    migration: Option<Box<Migration>>,
+    /// Pins, prepared-statement texts, last insert id (when migration is on).
+    track: Tracker,
+    /// What a migration login needs (when migration is on).
+    login_info: Option<Box<LoginInfo>>,
+    /// The client command waiting while `Phase::Internal`, and since when.
+    held: Option<frontend::ClientCommand>,
+    held_since: Option<Instant>,
+    /// Client ↔ backend statement ids, after a replay migration.
+    stmt_ids: Option<Box<StatementIds>>,
 }
 
 impl std::fmt::Debug for ProxySession {
@@ -297,10 +348,16 @@ impl ProxySession {
             transmits: VecDeque::new(),
             backend_out: BytesMut::new(),
             events: VecDeque::new(),
-            timers: [None; 2],
+            timers: [None; TIMERS],
             close_reason: None,
             shutting_down: false,
             scratch: Vec::new(),
+            migration: None,
+            track: Tracker::default(),
+            login_info: None,
+            held: None,
+            held_since: None,
+            stmt_ids: None,
         };
         session.drive(now);
         session
@@ -338,10 +395,12 @@ impl ProxySession {
         }
         match peer {
             Peer::Client => self.frontend.wants_input(),
-            Peer::Backend(id) => self
-                .backend
-                .as_ref()
-                .is_some_and(|l| l.id == id && l.conn.as_ref().is_some_and(|b| !b.is_closed())),
+            Peer::Backend(id) => {
+                self.backend
+                    .as_ref()
+                    .is_some_and(|l| l.id == id && l.conn.as_ref().is_some_and(|b| !b.is_closed()))
+                    || self.is_migration_conn(id)
+            }
         }
     }
 
@@ -372,7 +431,10 @@ impl ProxySession {
             Peer::Client => self.frontend.handle_input(now, bytes),
             Peer::Backend(id) => match self.current_backend(id) {
                 Some(b) => b.handle_input(now, bytes),
-                None => return,
+                None => match self.migration_backend(id) {
+                    Some(b) => b.handle_input(now, bytes),
+                    None => return,
+                },
             },
         }
         self.drive(now);
@@ -392,6 +454,10 @@ impl ProxySession {
             Peer::Backend(id) => {
                 if let Some(b) = self.current_backend(id) {
                     b.handle_eof(now);
+                } else if let Some(b) = self.migration_backend(id) {
+                    b.handle_eof(now);
+                } else if self.is_migration_conn(id) {
+                    return self.migration_connect_failed(now, id, "connection closed");
                 } else if self.backend.as_ref().is_some_and(|l| l.id == id) {
                     // The connect itself failed before backend_connected.
                     self.backend_connect_failed(now, id, "connection closed");
@@ -411,6 +477,11 @@ impl ProxySession {
         if let Some(b) = self.backend.as_mut().and_then(|l| l.conn.as_mut()) {
             b.handle_timeout(now);
         }
+        self.drive(now);
+        if self.is_closed() {
+            return;
+        }
+        self.migration_timeouts(now);
         self.drive(now);
         if self.is_closed() {
             return;
@@ -439,8 +510,11 @@ impl ProxySession {
     /// The TCP connection for `conn` is open (to the backend called `backend_name`): the backend
     /// login starts when its greeting arrives.
     pub fn backend_connected(&mut self, now: Instant, conn: BackendConnId, backend_name: &str) {
-        if self.is_closed() || !self.is_current(conn) {
+        if self.is_closed() {
             return;
+        }
+        if !self.is_current(conn) {
+            return self.migration_connected(now, conn, backend_name);
         }
         self.backend_name = Some(backend_name.to_owned());
         self.start_backend(now);
@@ -449,8 +523,11 @@ impl ProxySession {
 
     /// The TCP connection for `conn` could not be opened (`reason` is shown to the client).
     pub fn backend_connect_failed(&mut self, now: Instant, conn: BackendConnId, reason: &str) {
-        if self.is_closed() || !self.is_current(conn) {
+        if self.is_closed() {
             return;
+        }
+        if !self.is_current(conn) {
+            return self.migration_connect_failed(now, conn, reason);
         }
         self.login_failed(now, reason.to_owned());
         self.drive(now);
@@ -466,6 +543,8 @@ impl ProxySession {
         match self.phase {
             Phase::Command(_) => {}
             Phase::Ready => self.shutdown_now(now),
+            // Nobody waits for an answer: as if idle.
+            Phase::Internal(_) if self.held.is_none() => self.shutdown_now(now),
             _ => {
                 self.release_backend(now);
                 self.close_reason = Some(CloseReason::Shutdown);
@@ -497,7 +576,8 @@ impl ProxySession {
             return None;
         }
         let backend = self.backend().and_then(Backend::poll_timeout);
-        [self.frontend.poll_timeout(), backend]
+        let migration = self.migration_poll_timeout();
+        [self.frontend.poll_timeout(), backend, migration]
             .into_iter()
             .chain(self.timers)
             .flatten()
@@ -548,6 +628,9 @@ impl ProxySession {
                 progressed = true;
                 self.on_backend_event(now, event);
             }
+            if self.migration.is_some() {
+                progressed |= self.drive_migration_backend(now);
+            }
             if !progressed {
                 break;
             }
@@ -561,6 +644,9 @@ impl ProxySession {
                 peer: Peer::Client,
                 data,
             });
+        }
+        if self.migration.is_some() {
+            self.collect_migration_transmits();
         }
         let Some(link) = self.backend.as_mut() else {
             return;
@@ -588,8 +674,22 @@ impl ProxySession {
 
     fn on_frontend_event(&mut self, now: Instant, event: frontend::Event) {
         match event {
-            frontend::Event::ClientLogin(login) => self.on_client_login(now, login),
-            frontend::Event::Authenticated(auth) => self.on_authenticated(now, auth),
+            frontend::Event::ClientLogin(login) => {
+                self.remember_login(LoginInfo::new(
+                    None,
+                    login.collation,
+                    login.attributes.clone(),
+                ));
+                self.on_client_login(now, login)
+            }
+            frontend::Event::Authenticated(auth) => {
+                self.remember_login(LoginInfo::new(
+                    Some(auth.secret.clone()),
+                    auth.collation,
+                    auth.attributes.clone(),
+                ));
+                self.on_authenticated(now, auth)
+            }
             frontend::Event::AuthPacket(data) => {
                 if let Some(b) = self.backend_mut() {
                     // A refusal means the backend already failed; its Closed event follows.
@@ -615,13 +715,20 @@ impl ProxySession {
     fn on_backend_event(&mut self, now: Instant, event: crate::backend::Event) {
         use crate::backend::Event as B;
         match event {
-            B::Connected(info) => self.on_backend_connected(now, info),
+            B::Connected(info) => {
+                self.on_backend_connected(now, info);
+                self.start_tracking(now);
+            }
             B::AuthFailed { error, .. } => self.on_backend_refused(now, error),
             B::Response { payload, kind } => match self.phase {
                 Phase::Login(_) => self.relay_login_packet(payload, kind),
                 Phase::Command(_) => self.relay_response(now, payload, kind),
+                Phase::Internal(_) => self.on_internal_packet(&payload, kind),
                 _ => {}
             },
+            B::ResponseComplete(summary) if matches!(self.phase, Phase::Internal(_)) => {
+                self.on_internal_complete(now, summary)
+            }
             B::ResponseComplete(summary) => self.on_response_complete(now, summary),
             B::Closed { error } => self.on_backend_closed(now, error),
             #[allow(unreachable_patterns)]
@@ -639,9 +746,15 @@ impl ProxySession {
             || "backend closed the connection".to_owned(),
             |e| e.to_string(),
         );
+        // A client command is waiting for an answer (in flight, or held during internal work).
+        let answering = match self.phase {
+            Phase::Command(_) => true,
+            Phase::Internal(_) => self.held.is_some(),
+            _ => false,
+        };
         match self.phase {
             Phase::Login(_) => return self.login_failed(now, why),
-            Phase::Command(_) => {
+            _ if answering => {
                 // The frontend may already be closing (client gone); then only the reason counts.
                 let err = match &error {
                     Some(BackendError::Decode(d))
@@ -658,11 +771,11 @@ impl ProxySession {
                 self.close_reason = Some(CloseReason::BackendLost(why));
                 self.frontend.close_with_error(err);
             }
-            Phase::Ready => {
+            Phase::Ready | Phase::Internal(_) => {
                 self.close_reason = Some(CloseReason::BackendLost(why));
                 self.frontend.close();
             }
-            Phase::Handshake | Phase::Closed => {}
+            Phase::Handshake | Phase::Closed | Phase::Command(_) => {}
         }
         self.collect_transmits();
         self.backend = None;
@@ -700,8 +813,9 @@ impl ProxySession {
         if let Some(link) = self.backend.take() {
             self.events.push_back(Event::CloseBackend { conn: link.id });
         }
+        self.abort_migration();
         self.phase = Phase::Closed;
-        self.timers = [None; 2];
+        self.timers = [None; TIMERS];
         self.events.push_back(Event::Closed { reason });
     }
 }

@@ -23,7 +23,7 @@ use crate::frontend::ClientCommand;
 use crate::wire::{Capabilities, Command, OkPacket};
 use crate::ProtocolError;
 
-use super::{ClientData, CloseReason, Event, InFlight, Phase, ProxySession, Timer};
+use super::{ClientData, CloseReason, Event, InFlight, MigrationMode, Phase, ProxySession, Timer};
 
 /// ERR 1153 for a client packet over the session's cap.
 fn too_large() -> ProtocolError {
@@ -36,6 +36,10 @@ fn too_large() -> ProtocolError {
 
 impl ProxySession {
     pub(super) fn on_command(&mut self, now: Instant, command: ClientCommand) {
+        if matches!(self.phase, Phase::Internal(_)) {
+            // ferry's own work holds the backend: the command runs when it is done.
+            return self.hold_command(now, command);
+        }
         if !matches!(self.phase, Phase::Ready) {
             return;
         }
@@ -49,6 +53,12 @@ impl ProxySession {
         }
         let code = command.code();
         self.state.on_command(&payload, command.capabilities());
+        if self.config.migration.mode != MigrationMode::Off {
+            self.track.on_command(&payload);
+        }
+        if let Some(ids) = self.stmt_ids.as_mut() {
+            payload = ids.rewrite(payload);
+        }
         if code == Command::COM_CHANGE_USER {
             payload = self.force_auth_switch(&command).unwrap_or(payload);
         }
@@ -68,6 +78,8 @@ impl ProxySession {
             self.enter_ready(now);
             if self.shutting_down {
                 self.shutdown_now(now);
+            } else {
+                self.on_ready(now);
             }
         } else {
             self.phase = Phase::Command(InFlight {
@@ -135,6 +147,9 @@ impl ProxySession {
 
     /// One response packet: to the client, untouched unless it is an OK to strip.
     pub(super) fn relay_response(&mut self, _now: Instant, payload: Bytes, kind: PacketKind) {
+        if kind == PacketKind::PrepareOk && self.stmt_ids.is_some() {
+            return self.relay_prepare_ok(payload);
+        }
         let backend_caps = self
             .backend()
             .map_or(Capabilities::EMPTY, |b| b.capabilities());
@@ -173,10 +188,56 @@ impl ProxySession {
         }
     }
 
-    pub(super) fn on_response_complete(&mut self, now: Instant, summary: ResponseSummary) {
+    /// A prepare-OK after a replay migration: the client gets an id of its own (the backend's
+    /// could collide with one it holds).
+    fn relay_prepare_ok(&mut self, payload: Bytes) {
+        let Some(ids) = self.stmt_ids.as_mut() else {
+            return;
+        };
+        let Some(backend) = payload
+            .get(1..5)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        else {
+            let _ = self.frontend.send_packet_bytes(payload);
+            return;
+        };
+        let client = ids.assign(backend);
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&payload);
+        self.scratch[1..5].copy_from_slice(&client.to_le_bytes());
+        let _ = self.frontend.send_packet(&self.scratch);
+    }
+
+    pub(super) fn on_response_complete(&mut self, now: Instant, mut summary: ResponseSummary) {
         let Phase::Command(inflight) = self.phase else {
             return;
         };
+        let mode = self.config.migration.mode;
+        if mode != MigrationMode::Off {
+            // The state and the tracker know statements by the client's ids.
+            let client_id = summary.prepared.as_mut().map(|ok| {
+                if let Some(id) = self
+                    .stmt_ids
+                    .as_ref()
+                    .and_then(|m| m.client_id(ok.statement_id))
+                {
+                    ok.statement_id = id;
+                }
+                ok.statement_id
+            });
+            self.track
+                .on_response(&summary, client_id, mode == MigrationMode::Replay);
+        }
+        let reset = summary.is_ok()
+            && matches!(
+                summary.command,
+                Command::COM_RESET_CONNECTION | Command::COM_CHANGE_USER
+            );
+        if reset {
+            if let Some(ids) = self.stmt_ids.as_mut() {
+                ids.clear();
+            }
+        }
         self.state.on_response(&summary);
         self.frontend.set_status(summary.status);
         let _ = self.frontend.end_response();
@@ -187,6 +248,11 @@ impl ProxySession {
         self.enter_ready(now);
         if self.shutting_down {
             self.shutdown_now(now);
+        } else if reset {
+            // The server forgot ferry's session tracking with the rest.
+            self.start_tracking(now);
+        } else {
+            self.on_ready(now);
         }
     }
 }

@@ -1,0 +1,965 @@
+//! Live session migration (issue 5): moving a session to another backend between two statements
+//! without the client noticing, as an explicit state machine of the [`ProxySession`].
+//!
+//! ```text
+//!            start_migration(target)
+//!                    │
+//!   (pinned or a command in flight: wait for a safe point, until `timeout` → Failed(Pinned))
+//!                    ▼
+//!   ReadOld ── old backend: SHOW SESSION_STATES (tidb) / user variables (replay, if any) ──┐
+//!                    │ (replay without user variables skips it)                           │
+//!                    ▼                                                               ERR: Failed
+//!   Connecting ── Event::ConnectBackend { target: Some(name) } ── backend_connected ──┐
+//!                    ▼                                                                │
+//!   LoggingIn ── tidb: token login (tidb_session_token, only OK) / replay: same user, │
+//!                secret recovered at login, current database ── ERR/timeout: Failed ◄─┘
+//!                    ▼
+//!   Replaying ── replay: one statement per item (see `replay`); a refused optional
+//!                variable is skipped; any other ERR: Failed
+//!   Restoring ── tidb: SET SESSION_STATES '…'; ERR: Failed
+//!                    ▼
+//!   swap: old backend COM_QUIT + CloseBackend, new one current, statement ids mapped
+//!         (replay), MigrationDone { pause }, then the client command that waited runs
+//! ```
+//!
+//! While a migration runs (from `ReadOld` on), the session is in `Phase::Internal`: a client
+//! command that arrives waits (the frontend hands out one command at a time, so at most one
+//! waits) and runs after the swap, or after a failure on the old backend. That wait is the
+//! `pause` reported. Every step has the deadline `step_timeout`; a failure closes the new
+//! connection ([`Event::CloseBackend`]) and leaves the session on its old backend, untouched.
+//!
+//! A *safe point* (`reference/tidb-migration-protocol.md` §4): no command in flight and not
+//! pinned ([`PinReason`]: open transaction, cursor, long data, temporary tables, user locks,
+//! LOCK TABLES and, in `replay` mode, state ferry cannot attribute). A pending migration is
+//! re-checked every time a response completes, so a session in a transaction moves right after
+//! its COMMIT.
+//!
+//! `replay` mode also runs ferry's session tracking (`SET session_track_system_variables='*',
+//! …`) after every backend login and every COM_RESET_CONNECTION / COM_CHANGE_USER, before the
+//! client's next command (its OK is not relayed).
+//!
+//! Cost when nothing is pending: one `Option` test per response, the statement scan of
+//! [`pin`](self) (no allocation) when migration is enabled, nothing at all when it is `Off`.
+
+mod ids;
+mod pin;
+mod replay;
+mod sql;
+mod tidb;
+
+pub use pin::PinReason;
+
+pub(super) use ids::StatementIds;
+pub(super) use pin::Tracker;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::auth::ClientSecret;
+use crate::backend::{self, Backend, FixedAuth, PacketKind, ResponseSummary};
+use crate::frontend::ClientCommand;
+use crate::wire::{Capabilities, ResultSetHeader, ServerStatus, TextRow};
+use crate::ProtocolError;
+
+use self::replay::{Item, UserVar};
+use self::tidb::SessionStates;
+use super::{BackendConnId, BackendLink, Event, Phase, ProxySession, Timer, Transmit};
+
+/// How sessions move between backends (`[migration] mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MigrationMode {
+    /// No migration (the default): nothing is tracked beyond [`SessionState`](super::SessionState).
+    #[default]
+    Off,
+    /// MySQL/MariaDB with `proxy` auth: rebuild the session from what ferry tracked.
+    Replay,
+    /// TiDB-compatible servers with `passthrough` auth: SHOW/SET SESSION_STATES and a token login.
+    Tidb,
+}
+
+/// Migration settings shared by all sessions.
+#[derive(Debug, Clone)]
+pub struct MigrationConfig {
+    /// The mode.
+    pub mode: MigrationMode,
+    /// How long a requested migration may wait for a safe point before it is reported failed
+    /// ([`MigrationFailure::Pinned`]); the session stays where it is.
+    pub timeout: Duration,
+    /// The deadline of each step (reading the old session, connecting and logging in, each
+    /// replayed statement).
+    pub step_timeout: Duration,
+}
+
+impl Default for MigrationConfig {
+    fn default() -> Self {
+        Self {
+            mode: MigrationMode::Off,
+            timeout: Duration::from_secs(30),
+            step_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What [`ProxySession::start_migration`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationStart {
+    /// The session was at a safe point: the migration runs now.
+    Started,
+    /// Not at a safe point: the request waits for one (until the migration timeout). `Some`:
+    /// the pin; `None`: a command is in flight.
+    Waiting(Option<PinReason>),
+}
+
+/// Why [`ProxySession::start_migration`] refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MigrationRefused {
+    /// The configuration's migration mode is `Off`.
+    #[error("migration is disabled")]
+    Disabled,
+    /// The session is not logged in yet.
+    #[error("the session is not logged in yet")]
+    NotReady,
+    /// The session is closed.
+    #[error("the session is closed")]
+    Closed,
+    /// A migration is already requested or running.
+    #[error("a migration is already in progress")]
+    AlreadyMigrating,
+    /// The session is already on that backend.
+    #[error("the session is already on that backend")]
+    SameBackend,
+    /// `replay` mode without a credential for the user (`passthrough` auth).
+    #[error("replay migration needs proxy auth (no credential for the user)")]
+    NoCredential,
+}
+
+/// Why a migration failed (the session stays on its old backend).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MigrationFailure {
+    /// No safe point came before the migration timeout (the pin then, or `None`: busy).
+    Pinned(Option<PinReason>),
+    /// A step passed its deadline.
+    Timeout {
+        /// Which step.
+        step: &'static str,
+    },
+    /// [`ProxySession::cancel_migration`].
+    Cancelled,
+    /// The new backend could not be reached.
+    ConnectFailed(String),
+    /// The new backend refused the login.
+    LoginRefused(ProtocolError),
+    /// The new backend cannot serve this client (e.g. no `CLIENT_DEPRECATE_EOF`).
+    Incompatible(String),
+    /// The old backend could not report the session (ERR, no token, unreadable result).
+    OldBackend(String),
+    /// A replayed statement failed.
+    Replay {
+        /// What it restored.
+        what: String,
+        /// The error.
+        error: String,
+    },
+    /// The new backend connection failed midway.
+    BackendLost(String),
+    /// The session ended first.
+    SessionClosed,
+}
+
+impl MigrationFailure {
+    /// A short stable label (metrics: failed by reason).
+    pub fn label(&self) -> &'static str {
+        match self {
+            MigrationFailure::Pinned(_) => "pinned",
+            MigrationFailure::Timeout { .. } => "timeout",
+            MigrationFailure::Cancelled => "cancelled",
+            MigrationFailure::ConnectFailed(_) => "connect_failed",
+            MigrationFailure::LoginRefused(_) => "login_refused",
+            MigrationFailure::Incompatible(_) => "incompatible",
+            MigrationFailure::OldBackend(_) => "old_backend",
+            MigrationFailure::Replay { .. } => "replay",
+            MigrationFailure::BackendLost(_) => "backend_lost",
+            MigrationFailure::SessionClosed => "session_closed",
+        }
+    }
+}
+
+impl std::fmt::Display for MigrationFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MigrationFailure::Pinned(Some(p)) => write!(f, "no safe point in time (pinned: {p})"),
+            MigrationFailure::Pinned(None) => f.write_str("no safe point in time (busy)"),
+            MigrationFailure::Timeout { step } => write!(f, "timed out {step}"),
+            MigrationFailure::Cancelled => f.write_str("cancelled"),
+            MigrationFailure::ConnectFailed(e) => write!(f, "cannot connect: {e}"),
+            MigrationFailure::LoginRefused(e) => write!(f, "login refused: {e}"),
+            MigrationFailure::Incompatible(e) => write!(f, "incompatible backend: {e}"),
+            MigrationFailure::OldBackend(e) => write!(f, "cannot read the session: {e}"),
+            MigrationFailure::Replay { what, error } => write!(f, "replaying {what}: {error}"),
+            MigrationFailure::BackendLost(e) => write!(f, "new backend lost: {e}"),
+            MigrationFailure::SessionClosed => f.write_str("the session closed"),
+        }
+    }
+}
+
+/// What `Phase::Internal` is busy with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Job {
+    /// ferry's session-tracking statement on the current backend (replay mode).
+    Tracking,
+    /// A migration step.
+    Migration,
+    /// The response to a query of an abandoned migration, dropped when it completes.
+    Discard,
+}
+
+/// What a migration login needs from the client's login (kept only when migration is on).
+#[derive(Debug)]
+pub(super) struct LoginInfo {
+    /// `proxy` auth: what the login revealed; `passthrough`: nothing.
+    secret: Option<ClientSecret>,
+    collation: u8,
+    attributes: Vec<(String, String)>,
+}
+
+impl LoginInfo {
+    pub(super) fn new(
+        secret: Option<ClientSecret>,
+        collation: u8,
+        attributes: Vec<(String, String)>,
+    ) -> Box<Self> {
+        Box::new(Self {
+            secret,
+            collation,
+            attributes,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Waiting,
+    ReadOld,
+    Connecting,
+    LoggingIn,
+    Replaying,
+    Restoring,
+}
+
+impl Step {
+    fn name(self) -> &'static str {
+        match self {
+            Step::Waiting => "waiting for a safe point",
+            Step::ReadOld => "reading the session on the old backend",
+            Step::Connecting => "connecting to the new backend",
+            Step::LoggingIn => "logging in to the new backend",
+            Step::Replaying => "replaying the session",
+            Step::Restoring => "restoring the session states",
+        }
+    }
+}
+
+/// Rows of a result set ferry reads itself (small: user variables, session states).
+#[derive(Debug, Default)]
+struct Rows {
+    columns: usize,
+    rows: Vec<Vec<Option<Vec<u8>>>>,
+    error: Option<String>,
+}
+
+/// More rows than this in a result ferry reads is an error (bounds the memory).
+const MAX_ROWS: usize = 10_000;
+
+impl Rows {
+    fn on_packet(&mut self, payload: &[u8], kind: PacketKind, caps: Capabilities) {
+        match kind {
+            PacketKind::ResultSetHeader => match ResultSetHeader::parse(payload, caps) {
+                Ok(h) => self.columns = usize::try_from(h.column_count).unwrap_or(usize::MAX),
+                Err(e) => self.error = Some(e.to_string()),
+            },
+            PacketKind::Row if self.rows.len() >= MAX_ROWS => {
+                self.error = Some(format!("more than {MAX_ROWS} rows"));
+            }
+            PacketKind::Row => match TextRow::parse(payload, self.columns) {
+                Ok(cells) => self
+                    .rows
+                    .push(cells.into_iter().map(|c| c.map(<[u8]>::to_vec)).collect()),
+                Err(e) => self.error = Some(e.to_string()),
+            },
+            _ => {}
+        }
+    }
+}
+
+/// The new backend connection.
+struct NewBackend {
+    id: BackendConnId,
+    conn: Option<Backend>,
+}
+
+/// A requested or running migration.
+pub(super) struct Migration {
+    target: String,
+    /// The name the driver reported for the new connection.
+    to_name: Option<String>,
+    step: Step,
+    new: Option<NewBackend>,
+    cancelled: bool,
+    rows: Rows,
+    plan: VecDeque<Item>,
+    current: Option<Item>,
+    user_vars: Vec<UserVar>,
+    /// (client id, new backend id) of each re-prepared statement.
+    new_ids: Vec<(u32, u32)>,
+    skipped: Vec<String>,
+    states: Option<SessionStates>,
+}
+
+impl std::fmt::Debug for Migration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Migration")
+            .field("target", &self.target)
+            .field("step", &self.step)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProxySession {
+    // ---- getters ----
+
+    /// Why the session cannot move now, if it cannot (`None` also when migration is off).
+    pub fn pinned(&self) -> Option<PinReason> {
+        match self.config.migration.mode {
+            MigrationMode::Off => None,
+            mode => self.track.pin(&self.state, mode == MigrationMode::Replay),
+        }
+    }
+
+    /// True from [`start_migration`](Self::start_migration) until the migration succeeded or
+    /// failed (waiting for a safe point included).
+    pub fn migration_in_progress(&self) -> bool {
+        self.migration.is_some()
+    }
+
+    /// The backend a requested or running migration goes to.
+    pub fn migration_target(&self) -> Option<&str> {
+        self.migration.as_ref().map(|m| m.target.as_str())
+    }
+
+    // ---- mutators ----
+
+    /// Moves the session to backend `target`: now if it is at a safe point, otherwise at the
+    /// next one (the drain case), until the migration timeout. The outcome comes as
+    /// [`Event::MigrationDone`] or [`Event::MigrationFailed`].
+    pub fn start_migration(
+        &mut self,
+        now: Instant,
+        target: String,
+    ) -> Result<MigrationStart, MigrationRefused> {
+        let mode = self.config.migration.mode;
+        if self.is_closed() {
+            return Err(MigrationRefused::Closed);
+        }
+        if mode == MigrationMode::Off {
+            return Err(MigrationRefused::Disabled);
+        }
+        if matches!(self.phase, Phase::Handshake | Phase::Login(_)) || self.login_info.is_none() {
+            return Err(MigrationRefused::NotReady);
+        }
+        if self.migration.is_some() {
+            return Err(MigrationRefused::AlreadyMigrating);
+        }
+        if self.backend_name.as_deref() == Some(target.as_str()) {
+            return Err(MigrationRefused::SameBackend);
+        }
+        if mode == MigrationMode::Replay
+            && self.login_info.as_ref().is_some_and(|l| l.secret.is_none())
+        {
+            return Err(MigrationRefused::NoCredential);
+        }
+        let deadline = now + self.config.migration.timeout;
+        self.migration = Some(Box::new(Migration {
+            target,
+            to_name: None,
+            step: Step::Waiting,
+            new: None,
+            cancelled: false,
+            rows: Rows::default(),
+            plan: VecDeque::new(),
+            current: None,
+            user_vars: Vec::new(),
+            new_ids: Vec::new(),
+            skipped: Vec::new(),
+            states: None,
+        }));
+        self.set_timer(Timer::Migration, Some(deadline));
+        let started = self.try_begin_migration(now);
+        self.drive(now);
+        Ok(if started {
+            MigrationStart::Started
+        } else {
+            MigrationStart::Waiting(self.pinned())
+        })
+    }
+
+    /// Abandons a requested or running migration ([`Event::MigrationFailed`] with
+    /// [`MigrationFailure::Cancelled`]); a query already sent to the old backend finishes
+    /// first. Returns false when there was none.
+    pub fn cancel_migration(&mut self, now: Instant) -> bool {
+        let Some(m) = self.migration.as_mut() else {
+            return false;
+        };
+        if m.step == Step::ReadOld {
+            m.cancelled = true;
+        } else {
+            self.fail_migration(now, MigrationFailure::Cancelled);
+        }
+        self.drive(now);
+        true
+    }
+
+    // ---- hooks called by the session ----
+
+    /// The client's login: what a migration login will need.
+    pub(super) fn remember_login(&mut self, info: Box<LoginInfo>) {
+        if self.config.migration.mode != MigrationMode::Off {
+            self.login_info = Some(info);
+        }
+    }
+
+    /// A backend login finished (or the session was reset): in replay mode, run ferry's
+    /// session tracking before the client's next command.
+    pub(super) fn start_tracking(&mut self, now: Instant) {
+        if self.config.migration.mode != MigrationMode::Replay
+            || !matches!(self.phase, Phase::Ready)
+        {
+            return;
+        }
+        let Some(backend) = self.backend_mut() else {
+            return;
+        };
+        if !backend.capabilities().contains(Capabilities::SESSION_TRACK) {
+            self.track.no_tracking = true;
+            return;
+        }
+        let mut payload = vec![crate::wire::Command::COM_QUERY];
+        payload.extend_from_slice(replay::TRACKING_SETUP);
+        if backend.send_raw_command(now, payload.into()).is_ok() {
+            self.phase = Phase::Internal(Job::Tracking);
+        }
+    }
+
+    /// The session just became ready: start a pending migration if this is a safe point.
+    pub(super) fn on_ready(&mut self, now: Instant) {
+        if self.migration.is_some() {
+            self.try_begin_migration(now);
+        }
+    }
+
+    /// A client command that arrived while ferry is busy: it waits.
+    pub(super) fn hold_command(&mut self, now: Instant, command: ClientCommand) {
+        self.held = Some(command);
+        self.held_since = Some(now);
+    }
+
+    /// A response packet on the current backend during `Phase::Internal`.
+    pub(super) fn on_internal_packet(&mut self, payload: &[u8], kind: PacketKind) {
+        let caps = self
+            .backend()
+            .map_or(Capabilities::EMPTY, Backend::capabilities);
+        if !matches!(self.phase, Phase::Internal(Job::Migration)) {
+            return;
+        }
+        if let Some(m) = self.migration.as_mut() {
+            m.rows.on_packet(payload, kind, caps);
+        }
+    }
+
+    /// A response complete on the current backend during `Phase::Internal`.
+    pub(super) fn on_internal_complete(&mut self, now: Instant, summary: ResponseSummary) {
+        let job = match &self.phase {
+            Phase::Internal(job) => *job,
+            _ => return,
+        };
+        match job {
+            Job::Tracking => {
+                self.track.no_tracking = summary.error.is_some();
+                self.resume(now);
+            }
+            Job::Discard => self.resume(now),
+            Job::Migration => self.on_old_read(now, summary),
+        }
+    }
+
+    /// The backend connection `id` of a running migration, once its socket is open.
+    pub(super) fn migration_backend(&mut self, id: BackendConnId) -> Option<&mut Backend> {
+        self.migration
+            .as_mut()?
+            .new
+            .as_mut()
+            .filter(|n| n.id == id)?
+            .conn
+            .as_mut()
+    }
+
+    /// True when `id` is the (possibly still connecting) new connection of a migration.
+    pub(super) fn is_migration_conn(&self, id: BackendConnId) -> bool {
+        self.migration
+            .as_ref()
+            .and_then(|m| m.new.as_ref())
+            .is_some_and(|n| n.id == id)
+    }
+
+    /// The driver opened the migration's connection.
+    pub(super) fn migration_connected(&mut self, now: Instant, conn: BackendConnId, name: &str) {
+        if !self.is_migration_conn(conn) {
+            return;
+        }
+        let mode = self.config.migration.mode;
+        let Some(info) = self.login_info.as_ref() else {
+            return;
+        };
+        let user = self.state.user.clone().unwrap_or_default();
+        let secret = info.secret.clone().unwrap_or(ClientSecret::NoPassword);
+        let mut config =
+            self.config
+                .backend
+                .backend_config(user, secret, self.frontend.capabilities());
+        config.collation = info.collation;
+        config.connect_attrs = info.attributes.clone();
+        config.max_packet_size = self.config.backend_packet_cap();
+        let Some(m) = self.migration.as_mut() else {
+            return;
+        };
+        if m.step != Step::Connecting {
+            return;
+        }
+        match (mode, &m.states) {
+            (MigrationMode::Tidb, Some(states)) => {
+                config.database = states.current_db.clone();
+                config.fixed_auth = Some(FixedAuth {
+                    plugin: tidb::TOKEN_PLUGIN.to_owned(),
+                    auth_data: states.token.clone(),
+                });
+            }
+            _ => {
+                config.database = self
+                    .state
+                    .schema
+                    .as_ref()
+                    .map(|s| String::from_utf8_lossy(s).into_owned());
+            }
+        }
+        let rng = Box::new(super::rng::HashRandom::from_parent(&mut self.rng));
+        if let Some(new) = m.new.as_mut() {
+            new.conn = Some(Backend::new(now, config, rng));
+        }
+        m.to_name = Some(name.to_owned());
+        m.step = Step::LoggingIn;
+        self.arm_step(now);
+        self.drive(now);
+    }
+
+    /// The migration's connection could not be opened (or closed before it was reported open).
+    pub(super) fn migration_connect_failed(
+        &mut self,
+        now: Instant,
+        conn: BackendConnId,
+        reason: &str,
+    ) {
+        if self.is_migration_conn(conn) {
+            self.fail_migration(now, MigrationFailure::ConnectFailed(reason.to_owned()));
+            self.drive(now);
+        }
+    }
+
+    /// Fires the migration's deadlines.
+    pub(super) fn migration_timeouts(&mut self, now: Instant) {
+        let Some(m) = self.migration.as_mut() else {
+            return;
+        };
+        if let Some(b) = m.new.as_mut().and_then(|n| n.conn.as_mut()) {
+            b.handle_timeout(now);
+        }
+        let step = m.step;
+        if step == Step::Waiting && self.timer_passed(Timer::Migration, now) {
+            let pin = self.pinned();
+            self.fail_migration(now, MigrationFailure::Pinned(pin));
+        } else if step != Step::Waiting && self.timer_passed(Timer::MigrationStep, now) {
+            self.fail_migration(now, MigrationFailure::Timeout { step: step.name() });
+        }
+    }
+
+    /// The earliest deadline of the migration's backend connection.
+    pub(super) fn migration_poll_timeout(&self) -> Option<Instant> {
+        self.migration
+            .as_ref()?
+            .new
+            .as_ref()?
+            .conn
+            .as_ref()?
+            .poll_timeout()
+    }
+
+    /// Queues the new backend's output.
+    pub(super) fn collect_migration_transmits(&mut self) {
+        let Some(new) = self.migration.as_mut().and_then(|m| m.new.as_mut()) else {
+            return;
+        };
+        let peer = super::Peer::Backend(new.id);
+        if let Some(b) = new.conn.as_mut() {
+            while let Some(data) = b.poll_transmit() {
+                self.transmits.push_back(Transmit { peer, data });
+            }
+        }
+    }
+
+    /// Processes the new backend's events; false when it had none.
+    pub(super) fn drive_migration_backend(&mut self, now: Instant) -> bool {
+        let mut progressed = false;
+        while let Some(event) = self
+            .migration
+            .as_mut()
+            .and_then(|m| m.new.as_mut())
+            .and_then(|n| n.conn.as_mut())
+            .and_then(Backend::poll_event)
+        {
+            progressed = true;
+            self.on_new_backend_event(now, event);
+        }
+        progressed
+    }
+
+    /// The session is closing: a migration ends with it.
+    pub(super) fn abort_migration(&mut self) {
+        let Some(mut m) = self.migration.take() else {
+            return;
+        };
+        if let Some(new) = m.new.take() {
+            self.events.push_back(Event::CloseBackend { conn: new.id });
+        }
+        self.events.push_back(Event::MigrationFailed {
+            to: m.target,
+            reason: MigrationFailure::SessionClosed,
+        });
+    }
+
+    // ---- the steps ----
+
+    fn arm_step(&mut self, now: Instant) {
+        let at = now + self.config.migration.step_timeout;
+        self.set_timer(Timer::MigrationStep, Some(at));
+    }
+
+    /// Leaves `Waiting` if the session is at a safe point; true when it did.
+    fn try_begin_migration(&mut self, now: Instant) -> bool {
+        let waiting = self
+            .migration
+            .as_ref()
+            .is_some_and(|m| m.step == Step::Waiting);
+        if !waiting
+            || self.shutting_down
+            || !matches!(self.phase, Phase::Ready)
+            || self.pinned().is_some()
+            || !self.backend().is_some_and(Backend::is_idle)
+        {
+            return false;
+        }
+        let mode = self.config.migration.mode;
+        let query = match mode {
+            MigrationMode::Tidb => Some(tidb::show_session_states()),
+            // Only a state change can have set a user variable.
+            MigrationMode::Replay if self.state.opaque_state_changed => {
+                let version = self.backend().map_or("", Backend::server_version);
+                Some(replay::user_variables_query(version))
+            }
+            _ => None,
+        };
+        self.set_timer(Timer::Migration, None);
+        self.phase = Phase::Internal(Job::Migration);
+        let Some(m) = self.migration.as_mut() else {
+            return false;
+        };
+        self.events.push_back(Event::MigrationStarted {
+            to: m.target.clone(),
+        });
+        match query {
+            Some(query) => {
+                m.step = Step::ReadOld;
+                m.rows = Rows::default();
+                self.arm_step(now);
+                // The backend is idle (checked above), so the command is accepted.
+                if let Some(b) = self.backend_mut() {
+                    let _ = b.send_raw_command(now, query);
+                }
+            }
+            None => self.connect_new(now),
+        }
+        true
+    }
+
+    /// The old backend's answer to `ReadOld`.
+    fn on_old_read(&mut self, now: Instant, summary: ResponseSummary) {
+        let Some(m) = self.migration.as_mut() else {
+            return self.resume(now);
+        };
+        let rows = std::mem::take(&mut m.rows);
+        if m.cancelled {
+            return self.fail_migration(now, MigrationFailure::Cancelled);
+        }
+        if let Some(err) = summary.error {
+            return self.fail_migration(now, MigrationFailure::OldBackend(err.to_string()));
+        }
+        if let Some(e) = rows.error {
+            return self.fail_migration(now, MigrationFailure::OldBackend(e));
+        }
+        let parsed = match self.config.migration.mode {
+            MigrationMode::Tidb => {
+                tidb::parse_session_states(&rows.rows).map(|s| m.states = Some(s))
+            }
+            _ => replay::parse_user_variables(&rows.rows).map(|v| m.user_vars = v),
+        };
+        match parsed {
+            Ok(()) => self.connect_new(now),
+            Err(e) => self.fail_migration(now, MigrationFailure::OldBackend(e)),
+        }
+    }
+
+    fn connect_new(&mut self, now: Instant) {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        let Some(m) = self.migration.as_mut() else {
+            return;
+        };
+        m.step = Step::Connecting;
+        m.new = Some(NewBackend { id, conn: None });
+        let target = Some(m.target.clone());
+        self.events
+            .push_back(Event::ConnectBackend { conn: id, target });
+        self.arm_step(now);
+    }
+
+    fn on_new_backend_event(&mut self, now: Instant, event: backend::Event) {
+        use crate::backend::Event as B;
+        match event {
+            B::Connected(info) => {
+                let flag = Capabilities::DEPRECATE_EOF;
+                if info.capabilities.contains(flag) != self.frontend.capabilities().contains(flag) {
+                    return self.fail_migration(
+                        now,
+                        MigrationFailure::Incompatible(
+                            "the backend does not support CLIENT_DEPRECATE_EOF".into(),
+                        ),
+                    );
+                }
+                let mode = self.config.migration.mode;
+                let Some(m) = self.migration.as_mut() else {
+                    return;
+                };
+                if mode == MigrationMode::Tidb {
+                    let states = m.states.as_ref().map_or(&[][..], |s| &s.states[..]);
+                    let statement = tidb::set_session_states(states);
+                    m.step = Step::Restoring;
+                    self.send_new(now, statement);
+                } else {
+                    let user_vars = std::mem::take(&mut m.user_vars);
+                    m.plan = replay::plan(&self.state, &self.track, user_vars);
+                    m.step = Step::Replaying;
+                    self.replay_next(now);
+                }
+            }
+            B::AuthFailed { error, .. } => {
+                self.fail_migration(now, MigrationFailure::LoginRefused(error))
+            }
+            B::Response { .. } => {}
+            B::ResponseComplete(summary) => self.on_new_complete(now, summary),
+            B::Closed { error } => {
+                let why = error.map_or_else(|| "closed".to_owned(), |e| e.to_string());
+                self.fail_migration(now, MigrationFailure::BackendLost(why));
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+
+    fn send_new(&mut self, now: Instant, payload: bytes::Bytes) {
+        let sent = self
+            .migration
+            .as_mut()
+            .and_then(|m| m.new.as_mut())
+            .and_then(|n| n.conn.as_mut())
+            .map(|b| b.send_raw_command(now, payload));
+        match sent {
+            Some(Ok(())) => self.arm_step(now),
+            _ => self.fail_migration(
+                now,
+                MigrationFailure::BackendLost("the new backend is not ready".into()),
+            ),
+        }
+    }
+
+    /// Sends the next replay statement, or swaps when there is none.
+    fn replay_next(&mut self, now: Instant) {
+        loop {
+            let Some(m) = self.migration.as_mut() else {
+                return;
+            };
+            let Some(item) = m.plan.pop_front() else {
+                return self.finish_migration(now);
+            };
+            let no_backslash_escapes = m
+                .new
+                .as_ref()
+                .and_then(|n| n.conn.as_ref())
+                .is_some_and(|b| b.status().contains(ServerStatus::NO_BACKSLASH_ESCAPES));
+            match item.payload(no_backslash_escapes) {
+                Ok(payload) => {
+                    m.current = Some(item);
+                    return self.send_new(now, payload);
+                }
+                Err(_) if item.skippable() => m.skipped.push(item.label()),
+                Err(error) => {
+                    let what = item.label();
+                    return self.fail_migration(now, MigrationFailure::Replay { what, error });
+                }
+            }
+        }
+    }
+
+    fn on_new_complete(&mut self, now: Instant, summary: ResponseSummary) {
+        let Some(m) = self.migration.as_mut() else {
+            return;
+        };
+        match m.step {
+            Step::Restoring => match summary.error {
+                Some(e) => self.fail_migration(
+                    now,
+                    MigrationFailure::Replay {
+                        what: "SET SESSION_STATES".into(),
+                        error: e.to_string(),
+                    },
+                ),
+                None => self.finish_migration(now),
+            },
+            Step::Replaying => {
+                let Some(item) = m.current.take() else {
+                    return;
+                };
+                if let Some(e) = summary.error {
+                    if !item.skippable() {
+                        let what = item.label();
+                        let error = e.to_string();
+                        return self.fail_migration(now, MigrationFailure::Replay { what, error });
+                    }
+                    m.skipped.push(item.label());
+                } else if let Item::Prepare { client_id, .. } = item {
+                    match summary.prepared {
+                        Some(ok) => m.new_ids.push((client_id, ok.statement_id)),
+                        None => {
+                            let what = item.label();
+                            let error = "no prepare-OK".into();
+                            return self
+                                .fail_migration(now, MigrationFailure::Replay { what, error });
+                        }
+                    }
+                }
+                self.replay_next(now);
+            }
+            _ => {}
+        }
+    }
+
+    /// Success: the new connection becomes the session's.
+    fn finish_migration(&mut self, now: Instant) {
+        let Some(mut m) = self.migration.take() else {
+            return;
+        };
+        let Some(NewBackend {
+            id,
+            conn: Some(conn),
+        }) = m.new.take()
+        else {
+            return;
+        };
+        self.set_timer(Timer::MigrationStep, None);
+        self.set_timer(Timer::Migration, None);
+        let from = self.backend_name.take().unwrap_or_default();
+        self.release_backend(now);
+        let status = conn.status();
+        self.backend = Some(BackendLink {
+            id,
+            conn: Some(conn),
+        });
+        let to = m.to_name.take().unwrap_or_else(|| m.target.clone());
+        self.backend_name = Some(to.clone());
+        if self.config.migration.mode == MigrationMode::Replay {
+            let mut ids = StatementIds::new(
+                self.stmt_ids.as_deref(),
+                self.state.statements.keys().copied(),
+            );
+            for (client, backend) in m.new_ids.drain(..) {
+                ids.insert(client, backend);
+            }
+            self.stmt_ids = Some(Box::new(ids));
+            self.track.no_tracking = false;
+        }
+        self.state.status = status;
+        self.frontend.set_status(status);
+        let pause = self
+            .held_since
+            .take()
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        self.events.push_back(Event::MigrationDone {
+            from,
+            to,
+            pause,
+            skipped_variables: std::mem::take(&mut m.skipped),
+        });
+        self.resume(now);
+    }
+
+    /// Failure: the new connection is closed; the session continues on the old one.
+    fn fail_migration(&mut self, now: Instant, reason: MigrationFailure) {
+        let Some(mut m) = self.migration.take() else {
+            return;
+        };
+        self.set_timer(Timer::MigrationStep, None);
+        self.set_timer(Timer::Migration, None);
+        if let Some(new) = m.new.take() {
+            self.events.push_back(Event::CloseBackend { conn: new.id });
+        }
+        self.events.push_back(Event::MigrationFailed {
+            to: m.target,
+            reason,
+        });
+        if matches!(self.phase, Phase::Internal(Job::Migration)) {
+            if self.backend().is_some_and(Backend::is_idle) {
+                self.resume(now);
+            } else {
+                // A query of ours is still running on the old backend: drop its answer.
+                self.phase = Phase::Internal(Job::Discard);
+            }
+        }
+    }
+
+    /// Back to `Ready` after internal work; the client command that waited (if any) runs now.
+    fn resume(&mut self, now: Instant) {
+        let idle = self.timers[Timer::Idle as usize];
+        self.enter_ready(now);
+        self.held_since = None;
+        match self.held.take() {
+            Some(command) => self.on_command(now, command),
+            None => {
+                // Internal work is not client activity: the idle deadline stays.
+                self.set_timer(Timer::Idle, idle);
+                if self.shutting_down {
+                    self.shutdown_now(now);
+                } else {
+                    self.on_ready(now);
+                }
+            }
+        }
+    }
+}

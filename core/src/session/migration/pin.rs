@@ -1,0 +1,506 @@
+//! Why a session cannot move right now ([`PinReason`]), and the [`Tracker`] that watches the
+//! relayed commands and responses for what migration needs beyond [`SessionState`]: pins, the SQL
+//! of each prepared statement, `LAST_INSERT_ID()`.
+//!
+//! # Heuristics (from the statement text; the server is not asked)
+//!
+//! - **Temporary tables**: `CREATE [OR REPLACE] TEMPORARY TABLE [IF NOT EXISTS] [db.]t` adds `t`;
+//!   `DROP [TEMPORARY] TABLE [IF EXISTS] a, [db.]b` removes the names it lists, once it succeeded
+//!   (names compared case-insensitively, without the schema). A pin lasts until every table
+//!   created is dropped, or the session is reset (COM_RESET_CONNECTION, COM_CHANGE_USER). A
+//!   temporary table created by a stored procedure is not seen here; the state change it fires
+//!   is then unattributed (below), which pins too.
+//! - **User locks**: `GET_LOCK('name', …)` pins (even if it timed out: the result is not read),
+//!   `RELEASE_LOCK('name')` lifts that name, `RELEASE_ALL_LOCKS()` all of them. A lock whose name
+//!   is not a literal is released only by a non-literal `RELEASE_LOCK` or `RELEASE_ALL_LOCKS`.
+//! - **LOCK TABLES** pins until `UNLOCK TABLES`.
+//! - **Unattributed state change** (replay mode): a response reports `session_track_state_change`
+//!   but neither a variable nor the schema changed, the command was not a prepared-statement
+//!   command, and its SQL neither references a user variable (read at migration time) nor is a
+//!   `SET`/`USE` or one of the statements above. SQL-level `PREPARE`/`EXECUTE` and stored
+//!   procedures end up here. Lifted only by a session reset.
+//!
+//! Statements that add a pin count even when the response is an ERR (a multi-statement may have
+//! run them before failing); those that lift one count only on success.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use crate::backend::ResponseSummary;
+use crate::wire::Command;
+
+use super::sql::{is_kw, Lexer, Token};
+use crate::session::SessionState;
+
+/// Why a session stays on its backend for now (visible in `/api/sessions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PinReason {
+    /// A transaction is open (`SERVER_STATUS_IN_TRANS`).
+    Transaction,
+    /// A cursor is open on a prepared statement.
+    Cursor,
+    /// COM_STMT_SEND_LONG_DATA sent parameter data not yet executed.
+    LongData,
+    /// The session created temporary tables.
+    TemporaryTables,
+    /// The session holds user locks (`GET_LOCK`).
+    UserLocks,
+    /// `LOCK TABLES` is in effect.
+    LockTables,
+    /// Session state changed in a way ferry cannot attribute, so cannot rebuild.
+    UnattributedStateChange,
+    /// The backend cannot report session-state changes (`CLIENT_SESSION_TRACK` missing, or the
+    /// tracking variables refused), so ferry cannot know what to replay.
+    NoSessionTracking,
+    /// The client switched users (COM_CHANGE_USER): ferry does not hold that user's credential.
+    ChangedUser,
+}
+
+impl PinReason {
+    /// A short stable label (metrics, `/api/sessions`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PinReason::Transaction => "transaction",
+            PinReason::Cursor => "cursor",
+            PinReason::LongData => "long_data",
+            PinReason::TemporaryTables => "temporary_tables",
+            PinReason::UserLocks => "user_locks",
+            PinReason::LockTables => "lock_tables",
+            PinReason::UnattributedStateChange => "unattributed_state_change",
+            PinReason::NoSessionTracking => "no_session_tracking",
+            PinReason::ChangedUser => "changed_user",
+        }
+    }
+}
+
+impl std::fmt::Display for PinReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The name a non-literal `GET_LOCK` argument is recorded under.
+const UNKNOWN_LOCK: &[u8] = b"?";
+
+/// What the tracker watches; empty (no allocation) until a pin or a prepared statement appears.
+#[derive(Debug, Default)]
+pub(crate) struct Tracker {
+    /// The command in flight (a cheap `Bytes` clone), scanned when its response completes.
+    pending: Option<Bytes>,
+    temp_tables: Vec<Box<[u8]>>,
+    locks: Vec<Box<[u8]>>,
+    lock_tables: bool,
+    /// Client statement ids with long data sent and not yet executed.
+    long_data: Vec<u32>,
+    pub(crate) unattributed: bool,
+    pub(crate) changed_user: bool,
+    pub(crate) no_tracking: bool,
+    /// SQL text of each open prepared statement, by client statement id.
+    pub(crate) statement_sql: HashMap<u32, Box<[u8]>>,
+    /// The last non-zero insert id an OK reported (what `LAST_INSERT_ID()` returns).
+    pub(crate) last_insert_id: u64,
+}
+
+/// What one statement does, as far as pins go.
+#[derive(Debug, Default)]
+struct Effects {
+    /// The statement names user variables, is a `SET`/`USE`, or one of the pin statements: a
+    /// state change it fires is accounted for.
+    attributable: bool,
+    /// SQL-level `PREPARE`/`EXECUTE`/`DEALLOCATE`, `CALL`: state ferry cannot see.
+    opaque: bool,
+}
+
+impl Tracker {
+    /// The reason the session is pinned, if any; `replay` adds the reasons only replay has.
+    pub(crate) fn pin(&self, state: &SessionState, replay: bool) -> Option<PinReason> {
+        if state.in_transaction() {
+            Some(PinReason::Transaction)
+        } else if state.has_open_cursor() {
+            Some(PinReason::Cursor)
+        } else if !self.long_data.is_empty() {
+            Some(PinReason::LongData)
+        } else if !self.temp_tables.is_empty() {
+            Some(PinReason::TemporaryTables)
+        } else if !self.locks.is_empty() {
+            Some(PinReason::UserLocks)
+        } else if self.lock_tables {
+            Some(PinReason::LockTables)
+        } else if !replay {
+            None
+        } else if self.no_tracking {
+            Some(PinReason::NoSessionTracking)
+        } else if self.changed_user {
+            Some(PinReason::ChangedUser)
+        } else if self.unattributed {
+            Some(PinReason::UnattributedStateChange)
+        } else {
+            None
+        }
+    }
+
+    /// Notes a command about to be relayed (client statement ids).
+    pub(crate) fn on_command(&mut self, payload: &Bytes) {
+        let id = || {
+            payload
+                .get(1..5)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        match payload.first().copied() {
+            Some(Command::COM_STMT_SEND_LONG_DATA) => {
+                if let Some(id) = id() {
+                    if !self.long_data.contains(&id) {
+                        self.long_data.push(id);
+                    }
+                }
+            }
+            Some(Command::COM_STMT_CLOSE) => {
+                if let Some(id) = id() {
+                    self.long_data.retain(|&s| s != id);
+                    self.statement_sql.remove(&id);
+                }
+            }
+            Some(Command::COM_STMT_EXECUTE | Command::COM_STMT_RESET) => {
+                if let Some(id) = id() {
+                    // The server consumes (or discards) the long data either way.
+                    self.long_data.retain(|&s| s != id);
+                }
+            }
+            _ => {}
+        }
+        self.pending = Some(payload.clone());
+    }
+
+    /// Applies the response to the command last noted. `client_statement_id` is the client's id
+    /// for a prepare-OK in the summary (the backend's may differ after a migration).
+    pub(crate) fn on_response(
+        &mut self,
+        summary: &ResponseSummary,
+        client_statement_id: Option<u32>,
+        replay: bool,
+    ) {
+        let Some(payload) = self.pending.take() else {
+            return;
+        };
+        let ok = summary.is_ok();
+        let code = payload.first().copied().unwrap_or(0);
+        let effects = match code {
+            Command::COM_QUERY => self.scan(&payload[1..], ok),
+            Command::COM_STMT_EXECUTE => {
+                let id = payload
+                    .get(1..5)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                // Taken out and put back: no copy of the text (the map keeps its capacity).
+                let mut effects = Effects::default();
+                if let Some((id, sql)) = id.and_then(|id| self.statement_sql.remove_entry(&id)) {
+                    effects = self.scan(&sql, ok);
+                    self.statement_sql.insert(id, sql);
+                }
+                effects.attributable = true;
+                effects
+            }
+            _ => Effects {
+                attributable: true,
+                opaque: false,
+            },
+        };
+        if ok {
+            match code {
+                Command::COM_RESET_CONNECTION => self.reset(),
+                Command::COM_CHANGE_USER => {
+                    self.reset();
+                    self.changed_user = true;
+                }
+                Command::COM_STMT_PREPARE => {
+                    if let Some(id) = client_statement_id {
+                        self.statement_sql.insert(id, payload[1..].into());
+                    }
+                }
+                _ => {}
+            }
+            if summary.last_insert_id != 0 {
+                self.last_insert_id = summary.last_insert_id;
+            }
+        }
+        let session = &summary.session;
+        if replay
+            && session.state_changed
+            && session.system_variables.is_empty()
+            && session.schema.is_none()
+            && (effects.opaque || !effects.attributable)
+            && !matches!(
+                code,
+                Command::COM_RESET_CONNECTION | Command::COM_CHANGE_USER
+            )
+        {
+            self.unattributed = true;
+        }
+    }
+
+    /// Scans SQL for pin statements, applying their effects.
+    fn scan(&mut self, sql: &[u8], ok: bool) -> Effects {
+        let mut effects = Effects::default();
+        let mut lexer = Lexer::new(sql);
+        while let Some(token) = lexer.next() {
+            let word = match token {
+                Token::UserVar => {
+                    effects.attributable = true;
+                    continue;
+                }
+                Token::Word(w) => w,
+                _ => continue,
+            };
+            let is = |kw: &str| word.eq_ignore_ascii_case(kw.as_bytes());
+            if is("SET") || is("USE") {
+                effects.attributable = true;
+            } else if is("PREPARE") || is("EXECUTE") || is("DEALLOCATE") || is("CALL") {
+                effects.opaque = true;
+            } else if is("CREATE") {
+                let mut ahead = lexer.clone();
+                let mut next = ahead.next();
+                if is_kw(next, "OR") && is_kw(ahead.next(), "REPLACE") {
+                    next = ahead.next();
+                }
+                if is_kw(next, "TEMPORARY") && is_kw(ahead.next(), "TABLE") {
+                    effects.attributable = true;
+                    let mut after = ahead.clone();
+                    if is_kw(after.next(), "IF")
+                        && is_kw(after.next(), "NOT")
+                        && is_kw(after.next(), "EXISTS")
+                    {
+                        ahead = after;
+                    }
+                    if let Some(name) = table_name(&mut ahead) {
+                        if !self.temp_tables.contains(&name) {
+                            self.temp_tables.push(name);
+                        }
+                    }
+                    lexer = ahead;
+                }
+            } else if is("DROP") {
+                let mut ahead = lexer.clone();
+                let mut next = ahead.next();
+                if is_kw(next, "TEMPORARY") {
+                    next = ahead.next();
+                }
+                if is_kw(next, "TABLE") || is_kw(next, "TABLES") {
+                    effects.attributable = true;
+                    let mut after = ahead.clone();
+                    if is_kw(after.next(), "IF") && is_kw(after.next(), "EXISTS") {
+                        ahead = after;
+                    }
+                    while let Some(name) = table_name(&mut ahead) {
+                        if ok {
+                            self.temp_tables.retain(|t| *t != name);
+                        }
+                        let mut comma = ahead.clone();
+                        if comma.next() != Some(Token::Punct(b',')) {
+                            break;
+                        }
+                        ahead = comma;
+                    }
+                    lexer = ahead;
+                }
+            } else if is("GET_LOCK") {
+                effects.attributable = true;
+                let name = lock_name(&mut lexer.clone());
+                if !self.locks.contains(&name) {
+                    self.locks.push(name);
+                }
+            } else if is("RELEASE_LOCK") {
+                effects.attributable = true;
+                let name = lock_name(&mut lexer.clone());
+                if ok {
+                    self.locks.retain(|l| *l != name);
+                }
+            } else if is("RELEASE_ALL_LOCKS") {
+                effects.attributable = true;
+                if ok {
+                    self.locks.clear();
+                }
+            } else if is("LOCK") || is("UNLOCK") {
+                let mut ahead = lexer.clone();
+                let next = ahead.next();
+                if is_kw(next, "TABLE") || is_kw(next, "TABLES") {
+                    effects.attributable = true;
+                    if is("LOCK") {
+                        self.lock_tables = true;
+                    } else if ok {
+                        self.lock_tables = false;
+                    }
+                }
+            }
+        }
+        effects
+    }
+
+    /// COM_RESET_CONNECTION / COM_CHANGE_USER: temporary tables, locks, statements are gone.
+    pub(crate) fn reset(&mut self) {
+        self.temp_tables.clear();
+        self.locks.clear();
+        self.lock_tables = false;
+        self.long_data.clear();
+        self.unattributed = false;
+        self.statement_sql.clear();
+        self.last_insert_id = 0;
+    }
+}
+
+/// The (lowercased) table name of `[db.]t`, without the schema.
+fn table_name(lexer: &mut Lexer<'_>) -> Option<Box<[u8]>> {
+    let mut name = ident(lexer.next())?;
+    loop {
+        let mut ahead = lexer.clone();
+        if ahead.next() != Some(Token::Punct(b'.')) {
+            break;
+        }
+        match ident(ahead.next()) {
+            Some(n) => name = n,
+            None => break,
+        }
+        *lexer = ahead;
+    }
+    Some(name.to_ascii_lowercase().into())
+}
+
+fn ident(token: Option<Token<'_>>) -> Option<&[u8]> {
+    match token? {
+        Token::Word(w) | Token::Quoted(w) => Some(w),
+        _ => None,
+    }
+}
+
+/// The first argument of `GET_LOCK(` / `RELEASE_LOCK(` when it is a string literal.
+fn lock_name(lexer: &mut Lexer<'_>) -> Box<[u8]> {
+    if lexer.next() != Some(Token::Punct(b'(')) {
+        return UNKNOWN_LOCK.into();
+    }
+    match lexer.next() {
+        Some(Token::Str(s)) => s.to_ascii_lowercase().into(),
+        _ => UNKNOWN_LOCK.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::SessionChanges;
+    use crate::wire::ServerStatus;
+
+    fn summary(error: bool, state_changed: bool) -> ResponseSummary {
+        ResponseSummary {
+            command: Command::COM_QUERY,
+            error: error.then(|| crate::ProtocolError::new(1105, "HY000", "x")),
+            status: ServerStatus::AUTOCOMMIT,
+            affected_rows: 0,
+            last_insert_id: 0,
+            warnings: 0,
+            result_sets: 0,
+            rows: 0,
+            session: SessionChanges {
+                state_changed,
+                ..SessionChanges::default()
+            },
+            prepared: None,
+        }
+    }
+
+    fn run(t: &mut Tracker, sql: &str, error: bool, state_changed: bool) {
+        let mut p = vec![Command::COM_QUERY];
+        p.extend_from_slice(sql.as_bytes());
+        t.on_command(&Bytes::from(p));
+        t.on_response(&summary(error, state_changed), None, true);
+    }
+
+    fn pin(t: &Tracker) -> Option<PinReason> {
+        t.pin(&SessionState::default(), true)
+    }
+
+    #[test]
+    fn temporary_tables_pin_until_all_are_dropped() {
+        let mut t = Tracker::default();
+        run(
+            &mut t,
+            "CREATE TEMPORARY TABLE IF NOT EXISTS shop.`Tmp1` (a int)",
+            false,
+            true,
+        );
+        run(
+            &mut t,
+            "create or replace temporary table t2 select 1",
+            false,
+            true,
+        );
+        assert_eq!(pin(&t), Some(PinReason::TemporaryTables));
+        run(&mut t, "DROP TEMPORARY TABLE tmp1", true, false);
+        assert_eq!(
+            pin(&t),
+            Some(PinReason::TemporaryTables),
+            "a failed drop keeps it"
+        );
+        run(&mut t, "DROP TABLE IF EXISTS shop.tmp1, T2", false, true);
+        assert_eq!(pin(&t), None);
+        assert!(!t.unattributed, "temp tables explain the state change");
+        run(
+            &mut t,
+            "SELECT 'CREATE TEMPORARY TABLE x' /* CREATE TEMPORARY TABLE y */",
+            false,
+            false,
+        );
+        assert_eq!(pin(&t), None, "strings and comments are not statements");
+    }
+
+    #[test]
+    fn locks_pin_until_released() {
+        let mut t = Tracker::default();
+        run(
+            &mut t,
+            "SELECT GET_LOCK('a', 10), GET_LOCK('B', 1)",
+            false,
+            false,
+        );
+        assert_eq!(pin(&t), Some(PinReason::UserLocks));
+        run(&mut t, "DO RELEASE_LOCK('A')", false, false);
+        assert_eq!(pin(&t), Some(PinReason::UserLocks));
+        run(&mut t, "SELECT RELEASE_ALL_LOCKS()", false, false);
+        assert_eq!(pin(&t), None);
+        run(&mut t, "LOCK TABLES t1 READ", false, false);
+        assert_eq!(pin(&t), Some(PinReason::LockTables));
+        run(
+            &mut t,
+            "SELECT * FROM t FOR UPDATE; SELECT 1 LOCK IN SHARE MODE",
+            false,
+            false,
+        );
+        run(&mut t, "UNLOCK TABLES", false, false);
+        assert_eq!(pin(&t), None);
+    }
+
+    #[test]
+    fn state_changes_are_attributed_or_pin() {
+        let mut t = Tracker::default();
+        run(&mut t, "SET @a = 1", false, true);
+        run(&mut t, "SELECT @b := 2", false, true);
+        assert_eq!(pin(&t), None, "user variables are read at migration time");
+        run(&mut t, "PREPARE s FROM 'SELECT 1'", false, true);
+        assert_eq!(pin(&t), Some(PinReason::UnattributedStateChange));
+        assert_eq!(
+            t.pin(&SessionState::default(), false),
+            None,
+            "tidb mode ignores it"
+        );
+        let mut p = Bytes::from_static(&[Command::COM_RESET_CONNECTION]);
+        t.on_command(&p);
+        let mut s = summary(false, true);
+        s.command = Command::COM_RESET_CONNECTION;
+        t.on_response(&s, None, true);
+        assert_eq!(pin(&t), None, "a reset lifts it");
+        p = Bytes::from_static(&[Command::COM_STMT_SEND_LONG_DATA, 3, 0, 0, 0, 0, 0]);
+        t.on_command(&p);
+        assert_eq!(pin(&t), Some(PinReason::LongData));
+        t.on_command(&Bytes::from_static(&[Command::COM_STMT_CLOSE, 3, 0, 0, 0]));
+        assert_eq!(pin(&t), None);
+    }
+}

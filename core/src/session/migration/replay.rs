@@ -1,0 +1,448 @@
+//! `replay` mode: what ferry sends a new MySQL/MariaDB backend to rebuild a session it tracked.
+//!
+//! The login itself carries the user (with the secret recovered at the client's login), the
+//! client's capabilities, collation and attributes, and the current database
+//! (`CLIENT_CONNECT_WITH_DB`). Then, in order, one statement per [`Item`]:
+//!
+//! 1. ferry's session tracking (`SET session_track_system_variables='*', …`);
+//! 2. the character set: `SET NAMES 'cs' COLLATE 'coll'` when client, connection and results
+//!    character sets agree, otherwise each of the four variables in the order that keeps
+//!    `collation_connection` last;
+//! 3. every other tracked system variable, `SET SESSION name = value` (numbers bare, everything
+//!    else a string literal); a variable the new server refuses is skipped and reported;
+//! 4. user variables read from the old backend at migration time, in one `SET @a = …, @b = …`
+//!    with their types: integers and decimals as exact literals, doubles as `…e0`, strings as
+//!    `_charset X'…'` (the exact bytes), NULL;
+//! 5. each prepared statement, COM_STMT_PREPARE of the text the client prepared (the new ids are
+//!    mapped to the client's);
+//! 6. `SELECT LAST_INSERT_ID(n)` (its result set is not relayed).
+//!
+//! User variables are read with [`user_variables_query`]: MariaDB's
+//! `information_schema.USER_VARIABLES` (the `user_variables` plugin, built in since 10.2.6), or
+//! MySQL's `performance_schema.user_variables_by_thread`, which has no types (values come back
+//! as binary strings there). String values are assumed to arrive in their own character set
+//! (true when `character_set_results` matches it, as with the usual utf8mb4 everywhere).
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::wire::Command;
+
+use super::pin::Tracker;
+use super::sql::{is_integer, is_number, push_hex_literal, push_identifier, push_string_literal};
+use crate::session::SessionState;
+
+/// ferry's session tracking, run on every backend connection of a `replay` session.
+pub(crate) const TRACKING_SETUP: &[u8] =
+    b"SET session_track_system_variables='*', session_track_schema=1, session_track_state_change=1";
+
+/// Variables replay leaves alone: ferry's own tracking, and what the current database implies.
+const NOT_REPLAYED: &[&str] = &[
+    "session_track_system_variables",
+    "session_track_schema",
+    "session_track_state_change",
+    "session_track_transaction_info",
+    "session_track_gtids",
+    "character_set_database",
+    "collation_database",
+];
+
+const CHARSET_VARIABLES: [&str; 4] = [
+    "character_set_client",
+    "character_set_results",
+    "character_set_connection",
+    "collation_connection",
+];
+
+/// The type of a user variable, as `VARIABLE_TYPE` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UserVarType {
+    Int,
+    Decimal,
+    Double,
+    String,
+}
+
+/// A user variable read from the old backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UserVar {
+    pub(crate) name: Vec<u8>,
+    pub(crate) value: Option<Vec<u8>>,
+    pub(crate) kind: UserVarType,
+    pub(crate) charset: Option<Vec<u8>>,
+}
+
+/// One replay statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Item {
+    /// [`TRACKING_SETUP`].
+    Tracking,
+    /// `SET NAMES`.
+    Names {
+        charset: Vec<u8>,
+        collation: Option<Vec<u8>>,
+    },
+    /// `SET SESSION name = value`; `required` ones fail the migration if refused.
+    Variable {
+        name: Vec<u8>,
+        value: Vec<u8>,
+        required: bool,
+    },
+    /// `SET @a = …, …`.
+    UserVariables(Vec<UserVar>),
+    /// COM_STMT_PREPARE of the client's statement.
+    Prepare { client_id: u32, sql: Box<[u8]> },
+    /// `SELECT LAST_INSERT_ID(n)`.
+    LastInsertId(u64),
+}
+
+impl Item {
+    /// The command payload (command byte first). `no_backslash_escapes`: the new backend's
+    /// current `SERVER_STATUS_NO_BACKSLASH_ESCAPES`. `Err` names what cannot be written safely.
+    pub(crate) fn payload(&self, no_backslash_escapes: bool) -> Result<Bytes, String> {
+        let mut out = vec![Command::COM_QUERY];
+        match self {
+            Item::Tracking => out.extend_from_slice(TRACKING_SETUP),
+            Item::Names { charset, collation } => {
+                out.extend_from_slice(b"SET NAMES ");
+                push_string_literal(&mut out, charset, no_backslash_escapes);
+                if let Some(c) = collation {
+                    out.extend_from_slice(b" COLLATE ");
+                    push_string_literal(&mut out, c, no_backslash_escapes);
+                }
+            }
+            Item::Variable { name, value, .. } => {
+                if !is_variable_name(name) {
+                    return Err(format!(
+                        "variable name {:?} is not a plain identifier",
+                        String::from_utf8_lossy(name)
+                    ));
+                }
+                out.extend_from_slice(b"SET SESSION ");
+                out.extend_from_slice(name);
+                out.extend_from_slice(b" = ");
+                if is_number(value) {
+                    out.extend_from_slice(value);
+                } else {
+                    push_string_literal(&mut out, value, no_backslash_escapes);
+                }
+            }
+            Item::UserVariables(vars) => {
+                out.extend_from_slice(b"SET ");
+                for (i, var) in vars.iter().enumerate() {
+                    if i > 0 {
+                        out.extend_from_slice(b", ");
+                    }
+                    out.push(b'@');
+                    push_identifier(&mut out, &var.name);
+                    out.extend_from_slice(b" = ");
+                    push_user_value(&mut out, var)?;
+                }
+            }
+            Item::Prepare { sql, .. } => {
+                out[0] = Command::COM_STMT_PREPARE;
+                out.extend_from_slice(sql);
+            }
+            Item::LastInsertId(id) => {
+                out.extend_from_slice(format!("SELECT LAST_INSERT_ID({id})").as_bytes())
+            }
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// A refused optional variable is skipped rather than failing the migration.
+    pub(crate) fn skippable(&self) -> bool {
+        matches!(
+            self,
+            Item::Variable {
+                required: false,
+                ..
+            }
+        )
+    }
+
+    /// What the statement restores, for failure reports and the skipped list.
+    pub(crate) fn label(&self) -> String {
+        match self {
+            Item::Tracking => "session tracking".into(),
+            Item::Names { .. } => "SET NAMES".into(),
+            Item::Variable { name, .. } => String::from_utf8_lossy(name).into_owned(),
+            Item::UserVariables(_) => "user variables".into(),
+            Item::Prepare { client_id, .. } => format!("prepared statement {client_id}"),
+            Item::LastInsertId(_) => "LAST_INSERT_ID".into(),
+        }
+    }
+}
+
+fn is_variable_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+}
+
+fn push_user_value(out: &mut Vec<u8>, var: &UserVar) -> Result<(), String> {
+    let Some(value) = &var.value else {
+        out.extend_from_slice(b"NULL");
+        return Ok(());
+    };
+    let bad = |what: &str| {
+        format!(
+            "user variable @{} holds a {what} ferry cannot write exactly: {:?}",
+            String::from_utf8_lossy(&var.name),
+            String::from_utf8_lossy(value)
+        )
+    };
+    match var.kind {
+        UserVarType::Int if is_integer(value) => out.extend_from_slice(value),
+        UserVarType::Decimal if is_number(value) && !value.contains(&b'e') => {
+            out.extend_from_slice(value)
+        }
+        UserVarType::Double if is_number(value) => {
+            out.extend_from_slice(value);
+            if !value.iter().any(|&b| b == b'e' || b == b'E') {
+                // An approximate-value literal keeps the DOUBLE type.
+                out.extend_from_slice(b"e0");
+            }
+        }
+        UserVarType::Int => return Err(bad("integer")),
+        UserVarType::Decimal => return Err(bad("decimal")),
+        UserVarType::Double => return Err(bad("double")),
+        UserVarType::String => {
+            match &var.charset {
+                Some(cs)
+                    if !cs.is_empty()
+                        && cs.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_') =>
+                {
+                    out.push(b'_');
+                    out.extend_from_slice(&cs.to_ascii_lowercase());
+                    out.push(b' ');
+                }
+                _ => out.extend_from_slice(b"_binary "),
+            }
+            push_hex_literal(out, value);
+        }
+    }
+    Ok(())
+}
+
+/// The query that reads the user variables on the old backend (four columns: name, value,
+/// type, character set).
+pub(crate) fn user_variables_query(server_version: &str) -> Bytes {
+    let sql: &[u8] = if server_version.contains("MariaDB") {
+        b"SELECT VARIABLE_NAME, VARIABLE_VALUE, VARIABLE_TYPE, CHARACTER_SET_NAME \
+          FROM information_schema.USER_VARIABLES"
+    } else {
+        b"SELECT VARIABLE_NAME, VARIABLE_VALUE, NULL, NULL \
+          FROM performance_schema.user_variables_by_thread \
+          WHERE THREAD_ID = PS_CURRENT_THREAD_ID()"
+    };
+    let mut out = vec![Command::COM_QUERY];
+    out.extend_from_slice(sql);
+    Bytes::from(out)
+}
+
+/// The user variables in the rows [`user_variables_query`] returned.
+pub(crate) fn parse_user_variables(rows: &[Vec<Option<Vec<u8>>>]) -> Result<Vec<UserVar>, String> {
+    let mut vars = Vec::with_capacity(rows.len());
+    for row in rows {
+        let [Some(name), value, kind, charset] = row.as_slice() else {
+            return Err("unexpected row shape reading user variables".into());
+        };
+        let kind = match kind.as_deref().map(|k| k.to_ascii_uppercase()) {
+            Some(k) if k == b"INT" || k == b"INTEGER" => UserVarType::Int,
+            Some(k) if k == b"DECIMAL" => UserVarType::Decimal,
+            Some(k) if k == b"DOUBLE" || k == b"REAL" => UserVarType::Double,
+            _ => UserVarType::String,
+        };
+        vars.push(UserVar {
+            name: name.clone(),
+            value: value.clone(),
+            kind,
+            charset: charset.clone(),
+        });
+    }
+    Ok(vars)
+}
+
+/// The statements that rebuild `state` on a new backend, in order.
+pub(crate) fn plan(
+    state: &SessionState,
+    tracker: &Tracker,
+    user_vars: Vec<UserVar>,
+) -> VecDeque<Item> {
+    let mut items = VecDeque::new();
+    items.push_back(Item::Tracking);
+    let var = |name: &str| state.variables.get(name.as_bytes());
+    let [client, results, connection, collation] = CHARSET_VARIABLES.map(var);
+    match (client, results, connection) {
+        (Some(cl), Some(res), Some(conn)) if cl == res && cl == conn => {
+            items.push_back(Item::Names {
+                charset: cl.clone(),
+                collation: collation.cloned(),
+            })
+        }
+        _ => {
+            for name in CHARSET_VARIABLES {
+                if let Some(value) = var(name) {
+                    items.push_back(Item::Variable {
+                        name: name.as_bytes().to_vec(),
+                        value: value.clone(),
+                        required: true,
+                    });
+                }
+            }
+        }
+    }
+    for (name, value) in &state.variables {
+        let skip = |list: &[&str]| list.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name));
+        if skip(NOT_REPLAYED) || skip(&CHARSET_VARIABLES) {
+            continue;
+        }
+        items.push_back(Item::Variable {
+            name: name.clone(),
+            value: value.clone(),
+            required: false,
+        });
+    }
+    if !user_vars.is_empty() {
+        items.push_back(Item::UserVariables(user_vars));
+    }
+    let mut statements: Vec<_> = tracker.statement_sql.iter().collect();
+    statements.sort_by_key(|(id, _)| **id);
+    for (id, sql) in statements {
+        items.push_back(Item::Prepare {
+            client_id: *id,
+            sql: sql.clone(),
+        });
+    }
+    if tracker.last_insert_id != 0 {
+        items.push_back(Item::LastInsertId(tracker.last_insert_id));
+    }
+    items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sql(item: &Item) -> String {
+        let p = item.payload(false).unwrap();
+        String::from_utf8(p[1..].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn variables_are_quoted_by_kind() {
+        let v = |name: &str, value: &str| Item::Variable {
+            name: name.into(),
+            value: value.into(),
+            required: false,
+        };
+        assert_eq!(
+            sql(&v("time_zone", "+02:00")),
+            "SET SESSION time_zone = '+02:00'"
+        );
+        assert_eq!(
+            sql(&v("max_execution_time", "1000")),
+            "SET SESSION max_execution_time = 1000"
+        );
+        assert_eq!(sql(&v("sql_mode", "")), "SET SESSION sql_mode = ''");
+        assert_eq!(sql(&v("x", "it's")), "SET SESSION x = 'it''s'");
+        assert!(
+            v("x; DROP", "1").payload(false).is_err(),
+            "names are never spliced raw"
+        );
+        let backslash = v("lc", "a\\b");
+        assert_eq!(sql(&backslash), "SET SESSION lc = 'a\\\\b'");
+        let p = backslash.payload(true).unwrap();
+        assert_eq!(&p[1..], b"SET SESSION lc = 'a\\b'", "NO_BACKSLASH_ESCAPES");
+    }
+
+    #[test]
+    fn user_variables_keep_their_types() {
+        let rows = vec![
+            vec![
+                Some(b"i".to_vec()),
+                Some(b"-42".to_vec()),
+                Some(b"INT".to_vec()),
+                Some(b"latin1".to_vec()),
+            ],
+            vec![
+                Some(b"d".to_vec()),
+                Some(b"3.14".to_vec()),
+                Some(b"DECIMAL".to_vec()),
+                None,
+            ],
+            vec![
+                Some(b"f".to_vec()),
+                Some(b"2.5".to_vec()),
+                Some(b"DOUBLE".to_vec()),
+                None,
+            ],
+            vec![
+                Some(b"s".to_vec()),
+                Some("é'x".as_bytes().to_vec()),
+                Some(b"VARCHAR".to_vec()),
+                Some(b"utf8mb4".to_vec()),
+            ],
+            vec![
+                Some(b"n".to_vec()),
+                None,
+                Some(b"VARCHAR".to_vec()),
+                Some(b"binary".to_vec()),
+            ],
+        ];
+        let vars = parse_user_variables(&rows).unwrap();
+        assert_eq!(
+            sql(&Item::UserVariables(vars)),
+            "SET @`i` = -42, @`d` = 3.14, @`f` = 2.5e0, @`s` = _utf8mb4 X'C3A92778', @`n` = NULL"
+        );
+        let bad = UserVar {
+            name: b"x".to_vec(),
+            value: Some(b"1; DROP TABLE t".to_vec()),
+            kind: UserVarType::Int,
+            charset: None,
+        };
+        assert!(Item::UserVariables(vec![bad]).payload(false).is_err());
+        assert!(parse_user_variables(&[vec![None, None, None, None]]).is_err());
+    }
+
+    #[test]
+    fn plan_orders_names_variables_user_vars_statements_last_insert_id() {
+        let mut state = SessionState::default();
+        for (k, v) in [
+            ("character_set_client", "latin1"),
+            ("character_set_connection", "latin1"),
+            ("character_set_results", "latin1"),
+            ("collation_connection", "latin1_swedish_ci"),
+            ("sql_mode", "ANSI_QUOTES"),
+            ("session_track_schema", "ON"),
+            ("character_set_database", "utf8mb4"),
+        ] {
+            state.variables.insert(k.into(), v.into());
+        }
+        let mut tracker = Tracker::default();
+        tracker.statement_sql.insert(9, b"SELECT ?"[..].into());
+        tracker.statement_sql.insert(2, b"SELECT 2"[..].into());
+        tracker.last_insert_id = 77;
+        let items: Vec<String> = plan(&state, &tracker, vec![])
+            .iter()
+            .map(|i| {
+                let p = i.payload(false).unwrap();
+                format!("{:02X}:{}", p[0], String::from_utf8_lossy(&p[1..]))
+            })
+            .collect();
+        assert_eq!(
+            items,
+            vec![
+                format!("03:{}", String::from_utf8_lossy(TRACKING_SETUP)),
+                "03:SET NAMES 'latin1' COLLATE 'latin1_swedish_ci'".into(),
+                "03:SET SESSION sql_mode = 'ANSI_QUOTES'".into(),
+                "16:SELECT 2".into(),
+                "16:SELECT ?".into(),
+                "03:SELECT LAST_INSERT_ID(77)".into(),
+            ]
+        );
+    }
+}
