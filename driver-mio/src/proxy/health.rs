@@ -21,7 +21,7 @@ use ferry_core::balance::{probe_greeting, Probe, MAX_GREETING_SIZE};
 use super::shared::Shared;
 
 /// Checks one backend: `Ok(server version)` or `Err(reason)`, within `timeout`.
-pub(crate) fn check_backend(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
+pub fn check_backend(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
     let deadline = Instant::now() + timeout;
     let mut stream =
         TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;

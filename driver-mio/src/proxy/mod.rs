@@ -16,10 +16,10 @@
 //! (`begin_shutdown`) and returns when the workers are done, at most `proxy.shutdown-timeout`
 //! later.
 
-mod health;
+pub mod health;
 mod listen;
 mod random;
-mod registry;
+pub mod registry;
 pub mod session;
 mod session_config;
 mod shared;

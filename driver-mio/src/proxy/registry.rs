@@ -11,11 +11,11 @@ use crate::config::BackendConfig;
 
 /// One backend's shared state.
 #[derive(Debug)]
-pub(crate) struct Backend {
+pub struct Backend {
     /// Configured name.
-    pub(crate) name: String,
+    pub name: String,
     /// Address.
-    pub(crate) addr: SocketAddr,
+    pub addr: SocketAddr,
     healthy: AtomicBool,
     draining: AtomicBool,
     /// Backend connections open (or opening) to it.
@@ -24,13 +24,13 @@ pub(crate) struct Backend {
 
 /// All backends, in configuration order (indices are stable).
 #[derive(Debug)]
-pub(crate) struct Registry {
+pub struct Registry {
     backends: Vec<Backend>,
 }
 
 impl Registry {
     /// Every backend starts unhealthy until its first check passes.
-    pub(crate) fn new(backends: &[BackendConfig]) -> Self {
+    pub fn new(backends: &[BackendConfig]) -> Self {
         Self {
             backends: backends
                 .iter()
@@ -46,23 +46,23 @@ impl Registry {
     }
 
     /// The backends.
-    pub(crate) fn backends(&self) -> &[Backend] {
+    pub fn backends(&self) -> &[Backend] {
         &self.backends
     }
 
     /// The backend at `index`.
-    pub(crate) fn get(&self, index: usize) -> Option<&Backend> {
+    pub fn get(&self, index: usize) -> Option<&Backend> {
         self.backends.get(index)
     }
 
     /// The index of the backend called `name`.
-    pub(crate) fn find(&self, name: &str) -> Option<usize> {
+    pub fn find(&self, name: &str) -> Option<usize> {
         self.backends.iter().position(|b| b.name == name)
     }
 
     /// Picks a backend for a new connection with the core's policy and counts the connection on
     /// it; `None` if no backend is healthy and not draining.
-    pub(crate) fn pick(&self) -> Option<usize> {
+    pub fn pick(&self) -> Option<usize> {
         let loads: Vec<BackendLoad> = self
             .backends
             .iter()
@@ -78,14 +78,14 @@ impl Registry {
     }
 
     /// Counts one more connection on `index` (a connection to a named backend).
-    pub(crate) fn claim(&self, index: usize) {
+    pub fn claim(&self, index: usize) {
         if let Some(b) = self.backends.get(index) {
             b.sessions.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Counts one connection less on `index`.
-    pub(crate) fn release(&self, index: usize) {
+    pub fn release(&self, index: usize) {
         if let Some(b) = self.backends.get(index) {
             // Never below zero, even if a caller releases twice.
             let _ = b
@@ -95,7 +95,7 @@ impl Registry {
     }
 
     /// Records a health verdict; true if the backend's health changed.
-    pub(crate) fn set_health(&self, index: usize, healthy: bool) -> bool {
+    pub fn set_health(&self, index: usize, healthy: bool) -> bool {
         let Some(b) = self.backends.get(index) else {
             return false;
         };
@@ -103,7 +103,7 @@ impl Registry {
     }
 
     /// Starts or stops draining the backend called `name` (new sessions avoid it).
-    pub(crate) fn set_draining(&self, name: &str, draining: bool) -> Result<(), ApiError> {
+    pub fn set_draining(&self, name: &str, draining: bool) -> Result<(), ApiError> {
         let index = self
             .find(name)
             .ok_or_else(|| ApiError::UnknownBackend(name.to_owned()))?;
@@ -114,7 +114,7 @@ impl Registry {
     }
 
     /// A snapshot for the admin API and metrics.
-    pub(crate) fn infos(&self) -> Vec<BackendInfo> {
+    pub fn infos(&self) -> Vec<BackendInfo> {
         self.backends
             .iter()
             .map(|b| BackendInfo {

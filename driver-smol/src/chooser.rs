@@ -1,0 +1,76 @@
+//! The embedder's say in where a new session goes: [`BackendChooser`].
+//!
+//! When a session asks for a backend without naming one (a new login), the driver asks the
+//! chooser first. The login is known by then in both auth modes: the client's handshake response
+//! (user, initial database) is read before the backend connection is opened, so a chooser can
+//! route by user or database. [`Choice::Default`] falls back to the built-in policy (least
+//! sessions among healthy, non-draining backends, with failover to the next one if it refuses).
+//! Migrations name their target themselves and do not consult the chooser.
+
+use std::net::SocketAddr;
+
+use ferry_mio::admin::BackendInfo;
+
+/// What a chooser knows about the session that needs a backend.
+#[derive(Debug, Clone, Copy)]
+pub struct ChooseRequest<'a> {
+    /// The session id (the connection id the client sees).
+    pub session: u64,
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The user name the client logs in as.
+    pub user: Option<&'a str>,
+    /// The database the client asked for in its login, if any (and if it is UTF-8).
+    pub database: Option<&'a str>,
+    /// The backends, in configuration order, with their health, draining flag and load.
+    pub backends: &'a [BackendInfo],
+}
+
+/// A chooser's verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    /// The built-in policy decides (least sessions among healthy, non-draining backends).
+    Default,
+    /// The backend with this configured name (health and draining are not checked: the chooser
+    /// decided). If it cannot be reached the login fails with ERR 2003.
+    Backend(String),
+    /// No backend for this session: the client gets ERR 2003 with this reason.
+    Refuse(String),
+}
+
+/// Picks the backend of each new session. Called on the session's task, so it must be quick
+/// and must not block.
+///
+/// Any `Fn(&ChooseRequest) -> Choice` closure is a chooser:
+///
+/// ```
+/// use ferry_smol::{Choice, ChooseRequest};
+///
+/// // Reporting users go to the replica, everyone else is balanced as usual.
+/// let chooser = |req: &ChooseRequest<'_>| match req.user {
+///     Some(user) if user.starts_with("report") => Choice::Backend("replica".into()),
+///     Some("intruder") => Choice::Refuse("not on this proxy".into()),
+///     _ => Choice::Default,
+/// };
+/// # fn takes(_: impl ferry_smol::BackendChooser) {}
+/// # takes(chooser);
+/// # let backends = [];
+/// # let req = ChooseRequest { session: 1, client: "127.0.0.1:5000".parse().unwrap(),
+/// #     user: Some("report_ro"), database: None, backends: &backends };
+/// # assert_eq!(ferry_smol::BackendChooser::choose(&chooser, &req), Choice::Backend("replica".into()));
+/// ```
+///
+/// Pass it to [`ProxyBuilder::chooser`](crate::ProxyBuilder::chooser).
+pub trait BackendChooser: Send + Sync + 'static {
+    /// The backend for the session described by `request`.
+    fn choose(&self, request: &ChooseRequest<'_>) -> Choice;
+}
+
+impl<F> BackendChooser for F
+where
+    F: Fn(&ChooseRequest<'_>) -> Choice + Send + Sync + 'static,
+{
+    fn choose(&self, request: &ChooseRequest<'_>) -> Choice {
+        self(request)
+    }
+}

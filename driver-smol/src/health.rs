@@ -1,0 +1,67 @@
+//! Health checks on smol: every `health.interval`, each backend is checked with the mio driver's
+//! [`check_backend`] (connect, read the greeting, let the core's `probe_greeting` judge it) on
+//! smol's blocking pool, all backends at once, and the registry records the verdicts.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use ferry_mio::proxy::health::check_backend;
+use smol::channel::Receiver;
+use smol::future;
+use smol::Timer;
+
+use crate::shared::Inner;
+
+/// Checks every backend once and records the verdicts (logging changes).
+pub(crate) async fn check_all(inner: &Inner) {
+    let timeout = inner.limits.health_timeout;
+    let checks: Vec<_> = inner
+        .registry
+        .backends()
+        .iter()
+        .map(|b| {
+            let addr = b.addr;
+            smol::unblock(move || check_backend(addr, timeout))
+        })
+        .collect();
+    for (index, check) in checks.into_iter().enumerate() {
+        let verdict = check.await;
+        let Some(b) = inner.registry.get(index) else {
+            continue;
+        };
+        let changed = inner.registry.set_health(index, verdict.is_ok());
+        match (&verdict, changed) {
+            (Ok(version), true) => {
+                tracing::info!(backend = %b.name, addr = %b.addr, %version, "backend healthy")
+            }
+            (Err(reason), true) => {
+                tracing::warn!(backend = %b.name, addr = %b.addr, %reason, "backend unhealthy")
+            }
+            (Err(reason), false) => {
+                tracing::debug!(backend = %b.name, addr = %b.addr, %reason, "backend still unhealthy")
+            }
+            (Ok(_), false) => {}
+        }
+    }
+}
+
+/// Checks every interval until `stop` closes (the first round is the caller's).
+pub(crate) async fn run(inner: Arc<Inner>, stop: Receiver<Infallible>) {
+    loop {
+        let stopped = future::or(
+            async {
+                Timer::after(inner.limits.health_interval).await;
+                false
+            },
+            async {
+                let _ = stop.recv().await;
+                true
+            },
+        )
+        .await;
+        if stopped {
+            return;
+        }
+        check_all(&inner).await;
+    }
+}
