@@ -5,6 +5,8 @@
 mod commands;
 mod failures;
 mod login;
+mod migration;
+mod migration_tidb;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
