@@ -43,7 +43,8 @@ impl ClientCommand {
 
     /// The typed command, borrowing from the payload. Fails only for a COM_STMT_EXECUTE whose
     /// statement's parameter count the frontend never saw in a prepare-OK and the packet does not
-    /// carry; [`StmtExecuteHeader::peek`] reads such a packet's statement id anyway.
+    /// carry, or whose parameters were sent with COM_STMT_SEND_LONG_DATA (their values are not
+    /// in the packet); [`StmtExecuteHeader::peek`] reads such a packet's statement id anyway.
     pub fn parse(&self) -> Result<Command<'_>, DecodeError> {
         let count = self.param_count;
         Command::parse(&self.payload, self.caps, |_| count)
@@ -99,15 +100,14 @@ impl Frontend {
                 Outcome::Emit(None)
             }
             Ok(_) => Outcome::Emit(None),
-            // An execute of a statement the frontend did not see prepared: the owner may know it.
-            Err(_)
-                if payload.first() == Some(&Command::COM_STMT_EXECUTE)
-                    && StmtExecuteHeader::peek(&payload)
-                        .is_ok_and(|h| known(h.statement_id).is_none()) =>
-            {
-                Outcome::Emit(None)
-            }
-            Err(e) => Outcome::Malformed(e),
+            // An execute with a sound header is handed out even when its parameters cannot be
+            // read: the frontend may not have seen the statement prepared (the owner may know
+            // it), or parameters sent with COM_STMT_SEND_LONG_DATA have no value in the packet,
+            // which only the server, knowing what was sent, can judge.
+            Err(e) => match StmtExecuteHeader::peek(&payload) {
+                Ok(h) => Outcome::Emit(known(h.statement_id)),
+                Err(_) => Outcome::Malformed(e),
+            },
         };
         match outcome {
             Outcome::Quit => self.close_with(CloseReason::Quit, None),

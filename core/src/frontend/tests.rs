@@ -871,6 +871,36 @@ fn prepare_ok_teaches_the_parameter_count_for_execute() {
 }
 
 #[test]
+fn execute_after_long_data_is_handed_out_not_refused() {
+    let mut c = Client::logged_in(proxy_config(None, false));
+    c.send(0, b"\x16insert into t values (?)");
+    c.events();
+    // PrepareOk: statement 1, 0 columns, 1 parameter.
+    c.fe.send_packet(b"\x00\x01\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00")
+        .unwrap();
+    c.fe.end_response().unwrap();
+    c.packets();
+    // COM_STMT_SEND_LONG_DATA for parameter 0: no response.
+    c.send(0, b"\x18\x01\x00\x00\x00\x00\x00yyyy");
+    assert!(matches!(&c.events()[..], [Event::Command(cmd)] if cmd.code() == 0x18));
+    c.fe.end_response().unwrap();
+    // COM_STMT_EXECUTE as mysql-connector-python sends it then: bound, BLOB, and no value,
+    // since the value went as long data.
+    let exec = b"\x17\x01\x00\x00\x00\x00\x01\x00\x00\x00\x00\x01\xfc\x00";
+    c.send(0, exec);
+    let events = c.events();
+    let [Event::Command(cmd)] = &events[..] else {
+        panic!("execute after long data refused: {events:?}")
+    };
+    assert_eq!(&cmd.payload()[..], exec);
+    assert!(c.packets().is_empty(), "the frontend answered itself");
+    // A packet too short for the header is still malformed.
+    c.fe.end_response().unwrap();
+    c.send(0, b"\x17\x01\x00");
+    assert!(matches!(c.events().last(), Some(Event::Closed { .. })));
+}
+
+#[test]
 fn input_split_byte_by_byte_gives_the_same_result() {
     let mut c = Client::new(proxy_config(None, false));
     let salt = c.greeting_salt();
