@@ -1,0 +1,331 @@
+//! The migration's steps (see the diagram in [`migration`](super)): leaving the wait at a safe
+//! point, reading the old session, connecting, replaying or restoring, then the swap, or a
+//! failure that leaves the session where it was.
+
+use std::time::{Duration, Instant};
+
+use crate::backend::{self, Backend, ResponseSummary};
+use crate::wire::{Capabilities, ServerStatus};
+
+use super::replay::{self, Item};
+use super::{tidb, Job, MigrationFailure, MigrationMode, NewBackend, Rows, StatementIds, Step};
+use crate::session::{BackendLink, Event, Phase, ProxySession, Timer};
+
+impl ProxySession {
+    // ---- the steps ----
+
+    pub(super) fn arm_step(&mut self, now: Instant) {
+        let at = now + self.config.migration.step_timeout;
+        self.set_timer(Timer::MigrationStep, Some(at));
+    }
+
+    /// Leaves `Waiting` if the session is at a safe point; true when it did.
+    pub(super) fn try_begin_migration(&mut self, now: Instant) -> bool {
+        let waiting = self
+            .migration
+            .as_ref()
+            .is_some_and(|m| m.step == Step::Waiting);
+        if !waiting
+            || self.shutting_down
+            || !matches!(self.phase, Phase::Ready)
+            || self.pinned().is_some()
+            || !self.backend().is_some_and(Backend::is_idle)
+        {
+            return false;
+        }
+        let mode = self.config.migration.mode;
+        let query = match mode {
+            MigrationMode::Tidb => Some(tidb::show_session_states()),
+            // Only a state change can have set a user variable.
+            MigrationMode::Replay if self.state.opaque_state_changed => {
+                let version = self.backend().map_or("", Backend::server_version);
+                Some(replay::user_variables_query(version))
+            }
+            _ => None,
+        };
+        self.set_timer(Timer::Migration, None);
+        self.phase = Phase::Internal(Job::Migration);
+        let Some(m) = self.migration.as_mut() else {
+            return false;
+        };
+        self.events.push_back(Event::MigrationStarted {
+            to: m.target.clone(),
+        });
+        match query {
+            Some(query) => {
+                m.step = Step::ReadOld;
+                m.rows = Rows::default();
+                self.arm_step(now);
+                // The backend is idle (checked above), so the command is accepted.
+                if let Some(b) = self.backend_mut() {
+                    let _ = b.send_raw_command(now, query);
+                }
+            }
+            None => self.connect_new(now),
+        }
+        true
+    }
+
+    /// The old backend's answer to `ReadOld`.
+    pub(super) fn on_old_read(&mut self, now: Instant, summary: ResponseSummary) {
+        let Some(m) = self.migration.as_mut() else {
+            return self.resume(now);
+        };
+        let rows = std::mem::take(&mut m.rows);
+        if m.cancelled {
+            return self.fail_migration(now, MigrationFailure::Cancelled);
+        }
+        if let Some(err) = summary.error {
+            return self.fail_migration(now, MigrationFailure::OldBackend(err.to_string()));
+        }
+        if let Some(e) = rows.error {
+            return self.fail_migration(now, MigrationFailure::OldBackend(e));
+        }
+        let parsed = match self.config.migration.mode {
+            MigrationMode::Tidb => {
+                tidb::parse_session_states(&rows.rows).map(|s| m.states = Some(s))
+            }
+            _ => replay::parse_user_variables(&rows.rows).map(|v| m.user_vars = v),
+        };
+        match parsed {
+            Ok(()) => self.connect_new(now),
+            Err(e) => self.fail_migration(now, MigrationFailure::OldBackend(e)),
+        }
+    }
+
+    pub(super) fn connect_new(&mut self, now: Instant) {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        let Some(m) = self.migration.as_mut() else {
+            return;
+        };
+        m.step = Step::Connecting;
+        m.new = Some(NewBackend { id, conn: None });
+        let target = Some(m.target.clone());
+        self.events
+            .push_back(Event::ConnectBackend { conn: id, target });
+        self.arm_step(now);
+    }
+
+    pub(super) fn on_new_backend_event(&mut self, now: Instant, event: backend::Event) {
+        use crate::backend::Event as B;
+        match event {
+            B::Connected(info) => {
+                let flag = Capabilities::DEPRECATE_EOF;
+                if info.capabilities.contains(flag) != self.frontend.capabilities().contains(flag) {
+                    return self.fail_migration(
+                        now,
+                        MigrationFailure::Incompatible(
+                            "the backend does not support CLIENT_DEPRECATE_EOF".into(),
+                        ),
+                    );
+                }
+                let mode = self.config.migration.mode;
+                let Some(m) = self.migration.as_mut() else {
+                    return;
+                };
+                if mode == MigrationMode::Tidb {
+                    let states = m.states.as_ref().map_or(&[][..], |s| &s.states[..]);
+                    let statement = tidb::set_session_states(states);
+                    m.step = Step::Restoring;
+                    self.send_new(now, statement);
+                } else {
+                    let user_vars = std::mem::take(&mut m.user_vars);
+                    m.plan = replay::plan(&self.state, &self.track, user_vars);
+                    m.step = Step::Replaying;
+                    self.replay_next(now);
+                }
+            }
+            B::AuthFailed { error, .. } => {
+                self.fail_migration(now, MigrationFailure::LoginRefused(error))
+            }
+            B::Response { .. } => {}
+            B::ResponseComplete(summary) => self.on_new_complete(now, summary),
+            B::Closed { error } => {
+                let why = error.map_or_else(|| "closed".to_owned(), |e| e.to_string());
+                self.fail_migration(now, MigrationFailure::BackendLost(why));
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+
+    pub(super) fn send_new(&mut self, now: Instant, payload: bytes::Bytes) {
+        let sent = self
+            .migration
+            .as_mut()
+            .and_then(|m| m.new.as_mut())
+            .and_then(|n| n.conn.as_mut())
+            .map(|b| b.send_raw_command(now, payload));
+        match sent {
+            Some(Ok(())) => self.arm_step(now),
+            _ => self.fail_migration(
+                now,
+                MigrationFailure::BackendLost("the new backend is not ready".into()),
+            ),
+        }
+    }
+
+    /// Sends the next replay statement, or swaps when there is none.
+    pub(super) fn replay_next(&mut self, now: Instant) {
+        loop {
+            let Some(m) = self.migration.as_mut() else {
+                return;
+            };
+            let Some(item) = m.plan.pop_front() else {
+                return self.finish_migration(now);
+            };
+            let no_backslash_escapes = m
+                .new
+                .as_ref()
+                .and_then(|n| n.conn.as_ref())
+                .is_some_and(|b| b.status().contains(ServerStatus::NO_BACKSLASH_ESCAPES));
+            match item.payload(no_backslash_escapes) {
+                Ok(payload) => {
+                    m.current = Some(item);
+                    return self.send_new(now, payload);
+                }
+                Err(_) if item.skippable() => m.skipped.push(item.label()),
+                Err(error) => {
+                    let what = item.label();
+                    return self.fail_migration(now, MigrationFailure::Replay { what, error });
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_new_complete(&mut self, now: Instant, summary: ResponseSummary) {
+        let Some(m) = self.migration.as_mut() else {
+            return;
+        };
+        match m.step {
+            Step::Restoring => match summary.error {
+                Some(e) => self.fail_migration(
+                    now,
+                    MigrationFailure::Replay {
+                        what: "SET SESSION_STATES".into(),
+                        error: e.to_string(),
+                    },
+                ),
+                None => self.finish_migration(now),
+            },
+            Step::Replaying => {
+                let Some(item) = m.current.take() else {
+                    return;
+                };
+                if let Some(e) = summary.error {
+                    if !item.skippable() {
+                        let what = item.label();
+                        let error = e.to_string();
+                        return self.fail_migration(now, MigrationFailure::Replay { what, error });
+                    }
+                    m.skipped.push(item.label());
+                } else if let Item::Prepare { client_id, .. } = item {
+                    match summary.prepared {
+                        Some(ok) => m.new_ids.push((client_id, ok.statement_id)),
+                        None => {
+                            let what = item.label();
+                            let error = "no prepare-OK".into();
+                            return self
+                                .fail_migration(now, MigrationFailure::Replay { what, error });
+                        }
+                    }
+                }
+                self.replay_next(now);
+            }
+            _ => {}
+        }
+    }
+
+    /// Success: the new connection becomes the session's.
+    pub(super) fn finish_migration(&mut self, now: Instant) {
+        let Some(mut m) = self.migration.take() else {
+            return;
+        };
+        let Some(NewBackend {
+            id,
+            conn: Some(conn),
+        }) = m.new.take()
+        else {
+            return;
+        };
+        self.set_timer(Timer::MigrationStep, None);
+        self.set_timer(Timer::Migration, None);
+        let from = self.backend_name.take().unwrap_or_default();
+        self.release_backend(now);
+        let status = conn.status();
+        self.backend = Some(BackendLink {
+            id,
+            conn: Some(conn),
+        });
+        let to = m.to_name.take().unwrap_or_else(|| m.target.clone());
+        self.backend_name = Some(to.clone());
+        if self.config.migration.mode == MigrationMode::Replay {
+            let mut ids = StatementIds::new(
+                self.stmt_ids.as_deref(),
+                self.state.statements.keys().copied(),
+            );
+            for (client, backend) in m.new_ids.drain(..) {
+                ids.insert(client, backend);
+            }
+            self.stmt_ids = Some(Box::new(ids));
+            self.track.no_tracking = false;
+        }
+        self.state.status = status;
+        self.frontend.set_status(status);
+        let pause = self
+            .held_since
+            .take()
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        self.events.push_back(Event::MigrationDone {
+            from,
+            to,
+            pause,
+            skipped_variables: std::mem::take(&mut m.skipped),
+        });
+        self.resume(now);
+    }
+
+    /// Failure: the new connection is closed; the session continues on the old one.
+    pub(super) fn fail_migration(&mut self, now: Instant, reason: MigrationFailure) {
+        let Some(mut m) = self.migration.take() else {
+            return;
+        };
+        self.set_timer(Timer::MigrationStep, None);
+        self.set_timer(Timer::Migration, None);
+        if let Some(new) = m.new.take() {
+            self.events.push_back(Event::CloseBackend { conn: new.id });
+        }
+        self.events.push_back(Event::MigrationFailed {
+            to: m.target,
+            reason,
+        });
+        if matches!(self.phase, Phase::Internal(Job::Migration)) {
+            if self.backend().is_some_and(Backend::is_idle) {
+                self.resume(now);
+            } else {
+                // A query of ours is still running on the old backend: drop its answer.
+                self.phase = Phase::Internal(Job::Discard);
+            }
+        }
+    }
+
+    /// Back to `Ready` after internal work; the client command that waited (if any) runs now.
+    pub(super) fn resume(&mut self, now: Instant) {
+        let idle = self.timers[Timer::Idle as usize];
+        self.enter_ready(now);
+        self.held_since = None;
+        match self.held.take() {
+            Some(command) => self.on_command(now, command),
+            None => {
+                // Internal work is not client activity: the idle deadline stays.
+                self.set_timer(Timer::Idle, idle);
+                if self.shutting_down {
+                    self.shutdown_now(now);
+                } else {
+                    self.on_ready(now);
+                }
+            }
+        }
+    }
+}
