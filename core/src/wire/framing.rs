@@ -28,6 +28,11 @@ pub const MAX_FRAME_PAYLOAD: usize = 0xFF_FFFF;
 /// Default cap on a packet's payload: 64 MiB, MySQL 8's default `max_allowed_packet`.
 pub const DEFAULT_MAX_PACKET_SIZE: usize = 64 << 20;
 
+/// Largest buffer a connection keeps once it is drained. A bigger one (after a large result or
+/// command) is released, so that an idle session holds a few KiB rather than its high-water mark;
+/// smaller ones are kept and reused, so that a steady command/response flow allocates nothing.
+pub const RETAINED_BUFFER: usize = 16 * 1024;
+
 /// One complete packet: its payload with any continuation frames joined.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
@@ -56,6 +61,8 @@ pub struct PacketDecoder {
     /// Sequence id expected on the next frame read, or written on the next frame sent.
     seq: u8,
     error: Option<DecodeError>,
+    /// Size of the input buffer's allocation, as far as seen since it was last released.
+    buf_high: usize,
 }
 
 impl Default for PacketDecoder {
@@ -85,6 +92,7 @@ impl PacketDecoder {
             check_sequence: true,
             seq: 0,
             error: None,
+            buf_high: 0,
         }
     }
 
@@ -166,9 +174,19 @@ impl PacketDecoder {
         if let Some(err) = &self.error {
             return Err(err.clone());
         }
+        // `len + capacity` of the unread view is at most its allocation: seen here, right after
+        // new bytes arrived (by `feed` or through `buffer_mut`), it is the allocation's size.
+        self.buf_high = self.buf_high.max(self.buf.len() + self.buf.capacity());
         let located = match self.locate() {
             Ok(Some(located)) => located,
-            Ok(None) => return Ok(None),
+            Ok(None) => {
+                if self.buf.is_empty() && self.buf_high > RETAINED_BUFFER {
+                    // Drained after a burst: the memory goes once the packets handed out go.
+                    self.buf = BytesMut::new();
+                    self.buf_high = 0;
+                }
+                return Ok(None);
+            }
             Err(err) => {
                 self.error = Some(err.clone());
                 return Err(err);

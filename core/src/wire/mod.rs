@@ -18,7 +18,7 @@ mod writer;
 pub use capabilities::{Capabilities, ServerStatus};
 pub use framing::{
     encode_packet, frames, put_header, Frames, Packet, PacketDecoder, DEFAULT_MAX_PACKET_SIZE,
-    HEADER_LEN, MAX_FRAME_PAYLOAD,
+    HEADER_LEN, MAX_FRAME_PAYLOAD, RETAINED_BUFFER,
 };
 pub use handshake::{
     AuthMoreData, AuthSwitchRequest, ClientHello, HandshakeResponse41, HandshakeV10, SslRequest,

@@ -338,3 +338,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_drained_buffer_is_kept_when_small_and_released_after_a_burst() {
+    let mut dec = PacketDecoder::default();
+    let small = [3, 0, 0, 0, b'a', b'b', b'c'];
+    dec.feed(&small);
+    let p = decode_all(&mut dec);
+    assert_eq!(p.len(), 1);
+    drop(p);
+    // Small: the memory stays for the next packets.
+    assert!(dec.buffer_mut().capacity() > 0);
+
+    let len = RETAINED_BUFFER + 100;
+    let mut big = vec![len as u8, (len >> 8) as u8, (len >> 16) as u8, 1];
+    big.resize(HEADER_LEN + len, b'x');
+    dec.feed(&big);
+    let p = decode_all(&mut dec);
+    assert_eq!(p[0].payload.len(), len);
+    // Drained after a burst: the decoder holds nothing (the packet keeps its own bytes).
+    assert_eq!(dec.buffered_len(), 0);
+    assert_eq!(dec.buffer_mut().capacity(), 0);
+    assert!(p[0].payload.iter().all(|&b| b == b'x'));
+
+    // And it still decodes what comes next.
+    dec.feed(&[1, 0, 0, 2, b'q']);
+    let p = decode_all(&mut dec);
+    assert_eq!((p[0].seq, &p[0].payload[..]), (2, &b"q"[..]));
+}
