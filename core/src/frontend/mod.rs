@@ -120,7 +120,9 @@ use bytes::{Bytes, BytesMut};
 
 use crate::auth::{AuthPlugin, ClientSecret};
 use crate::tls::{TlsError, TlsSession};
-use crate::wire::{Capabilities, ErrPacket, HandshakeV10, OkPacket, PacketDecoder, ServerStatus};
+use crate::wire::{
+    Capabilities, ErrPacket, HandshakeV10, OkPacket, PacketDecoder, ServerStatus, RETAINED_BUFFER,
+};
 use crate::{ProtocolError, RandomSource};
 
 use self::auth::ProxyAuth;
@@ -511,7 +513,16 @@ impl Frontend {
             return Some(chunk);
         }
         self.flush();
-        (!self.wire.is_empty()).then(|| self.wire.split().freeze())
+        if self.wire.is_empty() {
+            return None;
+        }
+        let chunk = self.wire.split().freeze();
+        if chunk.len() + self.wire.capacity() > RETAINED_BUFFER {
+            // After a large response: let the memory go with the chunk rather than keep it for
+            // an idle session.
+            self.wire = BytesMut::new();
+        }
+        Some(chunk)
     }
 
     /// The next event.
@@ -658,15 +669,29 @@ impl Frontend {
     fn flush(&mut self) {
         match &mut self.tls {
             None => {
-                if !self.plain.is_empty() {
-                    let plain = self.plain.split();
-                    self.wire.unsplit(plain);
+                // The two buffers trade places rather than `plain` being split off: split, both
+                // would share one allocation with the chunk in flight, so encoding the next
+                // response could never reuse it (an allocation per response). Swapped, each is
+                // reused as soon as the driver drops the chunk frozen from it.
+                if self.plain.is_empty() {
+                    return;
+                }
+                if self.wire.is_empty() {
+                    std::mem::swap(&mut self.plain, &mut self.wire);
+                } else {
+                    self.wire.extend_from_slice(&self.plain);
+                    self.plain.clear();
+                    if self.plain.capacity() > RETAINED_BUFFER {
+                        self.plain = BytesMut::new();
+                    }
                 }
             }
             Some(tls) => {
                 if !self.plain.is_empty() {
-                    let plain = self.plain.split();
-                    if let Err(e) = tls.write_plaintext(&plain) {
+                    let written = tls.write_plaintext(&self.plain);
+                    // Cleared, not split: the buffer is reused for the next packets.
+                    self.plain.clear();
+                    if let Err(e) = written {
                         self.phase = Phase::Closed;
                         self.deadline = None;
                         self.events.push_back(Event::Closed {
