@@ -85,10 +85,11 @@ pub use response::{PacketKind, ResponseSummary, SessionChanges};
 use self::auth::{AuthContext, ClientAuth};
 use self::response::{has_response, ResponseTracker, Step};
 use crate::auth::{AuthPlugin, ClientSecret};
+use crate::frontend::ZERO_COPY_THRESHOLD;
 use crate::tls::TlsSession;
 use crate::wire::{
     frames, AuthSwitchRequest, Capabilities, ChangeUser, Command, PacketDecoder, ServerStatus,
-    MAX_FRAME_PAYLOAD,
+    RETAINED_BUFFER,
 };
 use crate::{ProtocolError, RandomSource};
 
@@ -204,8 +205,13 @@ pub struct Backend {
     decoder: PacketDecoder,
     tls: Option<TlsSession>,
     transmit: VecDeque<Bytes>,
+    /// Small outgoing packets are encoded here and split off: header and payload in one chunk,
+    /// and, once the owner drops the chunk, the same memory serves the next command.
+    out: BytesMut,
     events: VecDeque<Event>,
     state: State,
+    /// The tracker of the last finished response, reused by the next command (no allocation).
+    spare_tracker: Option<Box<ResponseTracker>>,
     /// Set once [`Event::Closed`] is queued; nothing happens after.
     closed: bool,
     timers: [Option<Instant>; 2],
@@ -244,8 +250,10 @@ impl Backend {
             rng,
             tls: None,
             transmit: VecDeque::new(),
+            out: BytesMut::new(),
             events: VecDeque::new(),
             state: State::AwaitGreeting,
+            spare_tracker: None,
             closed: false,
             error: None,
             server_version: String::new(),
@@ -618,8 +626,16 @@ impl Backend {
         if !has_response(code) {
             return;
         }
+        let fresh = ResponseTracker::new(code, self.caps, self.status);
+        let tracker = match self.spare_tracker.take() {
+            Some(mut spare) => {
+                *spare = fresh;
+                spare
+            }
+            None => Box::new(fresh),
+        };
         self.state = State::InFlight {
-            tracker: Box::new(ResponseTracker::new(code, self.caps, self.status)),
+            tracker,
             effect,
             own_auth,
             awaiting_auth_data: false,
@@ -638,24 +654,33 @@ impl Backend {
                 return self.fail(e.into());
             }
             self.flush_tls();
-        } else if payload.len() < MAX_FRAME_PAYLOAD {
-            let mut header = BytesMut::with_capacity(4);
-            crate::wire::put_header(&mut header, payload.len(), seq);
-            seq = seq.wrapping_add(1);
-            self.transmit.push_back(header.freeze());
-            if !payload.is_empty() {
-                self.transmit.push_back(payload);
-            }
+        } else if payload.len() < ZERO_COPY_THRESHOLD {
+            // A copy is cheaper than a separate chunk (and its header's allocation).
+            crate::wire::encode_packet(&mut self.out, &mut seq, &payload);
+            let chunk = self.split_out();
+            self.transmit.push_back(chunk);
         } else {
             // Relayed payloads keep their memory: headers are interleaved, chunks are slices.
             for (header, chunk) in frames(payload, &mut seq) {
-                self.transmit.push_back(Bytes::copy_from_slice(&header));
+                self.out.extend_from_slice(&header);
+                let header = self.split_out();
+                self.transmit.push_back(header);
                 if !chunk.is_empty() {
                     self.transmit.push_back(chunk);
                 }
             }
         }
         self.decoder.set_sequence(seq);
+    }
+
+    /// What `out` holds, as one chunk; `out` keeps its memory unless that is over
+    /// [`RETAINED_BUFFER`] (an idle connection should not hold a large command's buffer).
+    fn split_out(&mut self) -> Bytes {
+        let chunk = self.out.split().freeze();
+        if chunk.len() + self.out.capacity() > RETAINED_BUFFER {
+            self.out = BytesMut::new();
+        }
+        chunk
     }
 
     fn flush_tls(&mut self) {
@@ -762,7 +787,8 @@ impl Backend {
             Step::Done => {
                 self.set_timer(Timer::Command, None);
                 self.state = State::Ready;
-                let summary = tracker.into_summary();
+                let summary = tracker.take_summary();
+                self.spare_tracker = Some(tracker);
                 self.complete(&summary, effect, own_auth);
                 self.events.push_back(Event::ResponseComplete(summary));
             }

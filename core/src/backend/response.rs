@@ -198,24 +198,15 @@ impl ResponseTracker {
         Self {
             caps,
             expect,
-            summary: ResponseSummary {
-                command,
-                error: None,
-                status,
-                affected_rows: 0,
-                last_insert_id: 0,
-                warnings: 0,
-                result_sets: 0,
-                rows: 0,
-                session: SessionChanges::default(),
-                prepared: None,
-            },
+            summary: blank_summary(command, status),
         }
     }
 
-    /// Consumes the tracker for its summary.
-    pub(crate) fn into_summary(self) -> ResponseSummary {
-        self.summary
+    /// Takes the summary of the finished response, leaving a blank one (so the tracker's memory
+    /// can serve the next command).
+    pub(crate) fn take_summary(&mut self) -> ResponseSummary {
+        let blank = blank_summary(self.summary.command, self.summary.status);
+        std::mem::replace(&mut self.summary, blank)
     }
 
     /// The owner finished sending the local file; the server's OK or ERR comes next.
@@ -428,6 +419,22 @@ impl ResponseTracker {
         self.summary.error = Some(err.to_protocol_error());
         self.expect = Expect::Done;
         Ok(PacketKind::Err)
+    }
+}
+
+/// The summary of a response nothing has been received for (allocates nothing).
+fn blank_summary(command: u8, status: ServerStatus) -> ResponseSummary {
+    ResponseSummary {
+        command,
+        error: None,
+        status,
+        affected_rows: 0,
+        last_insert_id: 0,
+        warnings: 0,
+        result_sets: 0,
+        rows: 0,
+        session: SessionChanges::default(),
+        prepared: None,
     }
 }
 

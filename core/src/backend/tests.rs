@@ -12,7 +12,9 @@ use crate::wire::{
     ExecuteParams, LocalInfileRequest, Packet, Query, SessionStateChange, StmtExecute,
     StmtExecuteHeader,
 };
-use crate::wire::{ErrPacket, HandshakeResponse41, HandshakeV10, OkPacket, SslRequest};
+use crate::wire::{
+    ErrPacket, HandshakeResponse41, HandshakeV10, OkPacket, SslRequest, MAX_FRAME_PAYLOAD,
+};
 use crate::SeededRandom;
 
 const SALT: [u8; 20] = *b"abcdefghijklmnopqrst";
@@ -1157,3 +1159,5 @@ fn quit_then_eof_is_an_orderly_close() {
         BackendError::PeerClosed
     ));
 }
+
+mod buffers;
