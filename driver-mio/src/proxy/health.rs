@@ -78,11 +78,13 @@ pub(crate) fn check_all(shared: &Shared, timeout: Duration) {
             })
             .collect()
     });
+    let mut any_change = false;
     for (index, verdict) in verdicts.into_iter().enumerate() {
         let Some(b) = registry.get(index) else {
             continue;
         };
         let changed = registry.set_health(index, verdict.is_ok());
+        any_change |= changed;
         match (&verdict, changed) {
             (Ok(version), true) => {
                 tracing::info!(backend = %b.name, addr = %b.addr, %version, "backend healthy")
@@ -95,6 +97,10 @@ pub(crate) fn check_all(shared: &Shared, timeout: Duration) {
             }
             (Ok(_), false) => {}
         }
+    }
+    if any_change {
+        // A backend that came back takes sessions, one that fails loses them (migration on).
+        shared.nudge_balancer();
     }
 }
 

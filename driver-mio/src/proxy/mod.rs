@@ -6,9 +6,14 @@
 //!  clients ─► │ worker 0: Poll, listener, sessions    │ ─► backends
 //!  (SO_REUSEPORT) worker 1: ...                        │
 //!             │ Registry: health, draining, counts    │ ◄─ health checker thread
-//!             │ session list, per-worker counters     │ ◄─ admin HTTP thread (AdminApi)
+//!             │ session lists, per-worker counters    │ ◄─ admin HTTP thread (AdminApi)
+//!             │ mailboxes: commands + waker / worker  │ ◄─ balancer thread (migration on)
 //!             └───────────────────────────────────────┘
 //! ```
+//!
+//! Migration: a drain, an admin `migrate` or the balancer's plan ([`rebalance`]) becomes a
+//! command to the worker owning the session, which calls the core's `start_migration`; the core
+//! waits for a safe point and asks for the new connection like any other.
 //!
 //! [`Proxy::start`] binds everything (errors such as an address in use come back at once), runs
 //! one health round so the first clients find their backends, then starts the workers.
@@ -16,9 +21,11 @@
 //! (`begin_shutdown`) and returns when the workers are done, at most `proxy.shutdown-timeout`
 //! later.
 
+mod balancer;
 pub mod health;
 mod listen;
 mod random;
+pub mod rebalance;
 pub mod registry;
 pub mod session;
 mod session_config;
@@ -36,15 +43,16 @@ use std::thread::JoinHandle;
 use mio::Waker;
 
 use crate::admin::AdminServer;
-use crate::config::Config;
+use crate::config::{Config, MigrationMode};
 
 pub use random::OsRandom;
 pub use session::{CoreSessions, Session, SessionFactory};
 pub use session_config::session_config;
 
+use balancer::Balancer;
 use health::HealthChecker;
 use registry::Registry;
-use shared::{ProxyAdmin, Shared};
+use shared::{Mailbox, ProxyAdmin, Shared};
 use worker::{Worker, WorkerLimits};
 
 /// A running proxy.
@@ -55,6 +63,7 @@ pub struct Proxy {
     wakers: Vec<Arc<Waker>>,
     workers: Vec<JoinHandle<()>>,
     health: Option<HealthChecker>,
+    balancer: Option<Balancer>,
     admin: Option<AdminServer>,
 }
 
@@ -91,21 +100,38 @@ impl Proxy {
             wakers: Vec::new(),
             workers: Vec::new(),
             health: Some(health),
+            balancer: None,
             admin: Some(admin),
         };
+        let mut mailboxes = Vec::with_capacity(workers);
         for (index, listener) in listeners.into_iter().enumerate() {
+            let (commands, receiver) = std::sync::mpsc::channel();
             let (worker, waker) = Worker::new(
                 index,
                 listener,
                 Arc::clone(&shared),
                 Arc::clone(&factory),
                 limits,
+                receiver,
             )?;
             let thread = std::thread::Builder::new()
                 .name(format!("ferry-worker-{index}"))
                 .spawn(move || worker.run())?;
+            mailboxes.push(Mailbox {
+                commands,
+                waker: Arc::clone(&waker),
+            });
             proxy.wakers.push(waker);
             proxy.workers.push(thread);
+        }
+        // Set once, here: nothing else sets it.
+        let _ = shared.mailboxes.set(mailboxes);
+        if config.migration.mode != MigrationMode::Off {
+            proxy.balancer = Some(Balancer::start(
+                Arc::clone(&shared),
+                config.migration.rebalance_interval,
+                config.migration.rebalance,
+            )?);
         }
         tracing::info!(listen = %local_addr, workers, backends = config.backends.len(), "ferry is serving");
         Ok(proxy)
@@ -133,6 +159,9 @@ impl Proxy {
             return;
         }
         self.shared.shutting_down.store(true, Ordering::SeqCst);
+        if let Some(balancer) = self.balancer.take() {
+            balancer.stop();
+        }
         for waker in &self.wakers {
             if let Err(e) = waker.wake() {
                 tracing::warn!(error = %e, "cannot wake a worker");

@@ -22,6 +22,18 @@ pub struct Backend {
     sessions: AtomicUsize,
 }
 
+impl Backend {
+    /// Passes health checks.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Being drained.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
 /// All backends, in configuration order (indices are stable).
 #[derive(Debug)]
 pub struct Registry {

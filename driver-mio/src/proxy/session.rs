@@ -9,7 +9,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use ferry_core::session::{BackendConnId, CloseReason, Event, Peer, Transmit};
+pub use ferry_core::session::{
+    BackendConnId, CloseReason, Event, MigrationRefused, MigrationStart, Peer, PinReason, Transmit,
+};
 use ferry_core::session::{ProxySession, SessionConfig};
 
 use super::random::OsRandom;
@@ -42,6 +44,29 @@ pub trait Session: Send {
     fn poll_event(&mut self) -> Option<Event>;
     /// When [`Session::handle_timeout`] must be called next.
     fn poll_timeout(&self) -> Option<Instant>;
+
+    // Migration: the defaults are a session that never moves (the loop's byte-relay tests).
+
+    /// Why the session cannot move now, if it cannot.
+    fn pinned(&self) -> Option<PinReason> {
+        None
+    }
+    /// The backend a requested or running migration goes to.
+    fn migration_target(&self) -> Option<&str> {
+        None
+    }
+    /// Moves the session to backend `target` now or at its next safe point.
+    fn start_migration(
+        &mut self,
+        _now: Instant,
+        _target: String,
+    ) -> Result<MigrationStart, MigrationRefused> {
+        Err(MigrationRefused::Disabled)
+    }
+    /// Abandons a requested or running migration; false when there was none.
+    fn cancel_migration(&mut self, _now: Instant) -> bool {
+        false
+    }
 }
 
 /// Makes the session of each accepted client. Shared by all workers.
@@ -91,6 +116,22 @@ impl Session for ProxySession {
     }
     fn poll_timeout(&self) -> Option<Instant> {
         ProxySession::poll_timeout(self)
+    }
+    fn pinned(&self) -> Option<PinReason> {
+        ProxySession::pinned(self)
+    }
+    fn migration_target(&self) -> Option<&str> {
+        ProxySession::migration_target(self)
+    }
+    fn start_migration(
+        &mut self,
+        now: Instant,
+        target: String,
+    ) -> Result<MigrationStart, MigrationRefused> {
+        ProxySession::start_migration(self, now, target)
+    }
+    fn cancel_migration(&mut self, now: Instant) -> bool {
+        ProxySession::cancel_migration(self, now)
     }
 }
 

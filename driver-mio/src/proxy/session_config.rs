@@ -6,10 +6,10 @@ use std::sync::Arc;
 use ferry_core::auth::AuthPlugin;
 use ferry_core::backend::BackendTls;
 use ferry_core::frontend::{AuthMode as CoreAuthMode, UserEntry, UserTable};
-use ferry_core::session::SessionConfig;
+use ferry_core::session::{MigrationMode as CoreMigrationMode, SessionConfig};
 use ferry_core::tls::ServerTrust;
 
-use crate::config::{AuthMode, Config, ConfigError, Problem};
+use crate::config::{AuthMode, Config, ConfigError, MigrationMode, Problem};
 
 /// The session configuration `config` asks for. Fails only if a backend CA file changed since
 /// the configuration was checked.
@@ -44,6 +44,14 @@ pub fn session_config(config: &Config) -> Result<SessionConfig, ConfigError> {
     session.idle_timeout = config.proxy.idle_timeout;
     session.max_packet_size = config.proxy.max_packet_size;
     session.backend.max_packet_size = config.proxy.max_packet_size;
+    // `[migration] timeout` is the deadline of each step; how long a request waits for a safe
+    // point keeps the core's default (a drain retries after it, see `rebalance`).
+    session.migration.mode = match config.migration.mode {
+        MigrationMode::Off => CoreMigrationMode::Off,
+        MigrationMode::Replay => CoreMigrationMode::Replay,
+        MigrationMode::Tidb => CoreMigrationMode::Tidb,
+    };
+    session.migration.step_timeout = config.migration.timeout;
     if let Some(tls) = &config.backend_tls {
         let trust = match &tls.ca {
             None => ServerTrust::InsecureTrustAll,
@@ -97,9 +105,46 @@ password-hash = "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"
         assert_eq!(s.max_packet_size, 32 << 20);
         assert_eq!(s.frontend.max_packet_size, 32 << 20);
         assert!(s.frontend.tls.is_none() && s.backend.tls.is_none());
+        // Proxy auth migrates by replay unless told otherwise.
+        assert_eq!(s.migration.mode, CoreMigrationMode::Replay);
+        assert_eq!(s.migration.step_timeout, std::time::Duration::from_secs(5));
         match &s.frontend.auth {
             CoreAuthMode::Proxy { users, .. } => assert!(users.get("app").is_some()),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn migration_mode_and_step_timeout_carry_over() {
+        for (mode, auth, want) in [
+            ("off", "proxy", CoreMigrationMode::Off),
+            ("tidb", "passthrough", CoreMigrationMode::Tidb),
+            ("replay", "proxy", CoreMigrationMode::Replay),
+        ] {
+            let users = if auth == "proxy" {
+                "[[auth.users]]\nname = \"app\"\npassword-hash = \"\"\n"
+            } else {
+                ""
+            };
+            let text = format!(
+                "[[backends]]\nname = \"db1\"\naddr = \"127.0.0.1:3306\"\n\
+                 [auth]\nmode = \"{auth}\"\n{users}\
+                 [migration]\nmode = \"{mode}\"\ntimeout = \"750ms\"\n"
+            );
+            let config = Config::from_file(&ConfigFile::parse(&text, None).unwrap()).unwrap();
+            let s = session_config(&config).unwrap();
+            assert_eq!(s.migration.mode, want, "{mode}");
+            assert_eq!(
+                s.migration.step_timeout,
+                std::time::Duration::from_millis(750)
+            );
+        }
+        // Passthrough auth without a [migration] section does not migrate.
+        let text = "[[backends]]\nname = \"db1\"\naddr = \"127.0.0.1:3306\"\n";
+        let config = Config::from_file(&ConfigFile::parse(text, None).unwrap()).unwrap();
+        assert_eq!(
+            session_config(&config).unwrap().migration.mode,
+            CoreMigrationMode::Off
+        );
     }
 }

@@ -23,6 +23,7 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,15 +31,14 @@ use bytes::{Buf, Bytes};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::admin::SessionInfo;
-
-use super::session::{BackendConnId, Event, Peer, Session, SessionFactory, Transmit};
-use super::shared::{Shared, WorkerStats};
+use super::session::{BackendConnId, Event, Peer, PinReason, Session, SessionFactory, Transmit};
+use super::shared::{SessionEntry, Shared, WorkerCommand, WorkerStats};
 use super::slab::Slab;
 use super::timers::{Deadline, Fire, Timers};
 
 mod close;
 mod connect;
+mod migrate;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -103,6 +103,8 @@ struct Slot<S> {
     deadline: Deadline,
     published: bool,
     closed: bool,
+    /// The pin as last published.
+    pinned: Option<PinReason>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -129,16 +131,20 @@ pub(crate) struct Worker<F: SessionFactory> {
     pending: Vec<Event>,
     next_generation: u64,
     shutdown_deadline: Option<Instant>,
+    /// Requests for this worker's sessions (migrate, cancel), with [`WAKER`] rung after each.
+    commands: Receiver<WorkerCommand>,
 }
 
 impl<F: SessionFactory> Worker<F> {
-    /// A worker serving `listener`; the waker interrupts its poll (for shutdown).
+    /// A worker serving `listener`; the waker interrupts its poll (for shutdown and after a
+    /// command is sent on `commands`' sender).
     pub(crate) fn new(
         index: usize,
         mut listener: TcpListener,
         shared: Arc<Shared>,
         factory: Arc<F>,
         limits: WorkerLimits,
+        commands: Receiver<WorkerCommand>,
     ) -> io::Result<(Self, Arc<Waker>)> {
         let poll = Poll::new()?;
         poll.registry()
@@ -160,6 +166,7 @@ impl<F: SessionFactory> Worker<F> {
                 pending: Vec::new(),
                 next_generation: 0,
                 shutdown_deadline: None,
+                commands,
             },
             waker,
         ))
@@ -195,7 +202,7 @@ impl<F: SessionFactory> Worker<F> {
             for &(token, readable, writable, error) in &ready {
                 match token {
                     LISTENER => self.accept_all(now),
-                    WAKER => {}
+                    WAKER => self.run_commands(now),
                     Token(t) => {
                         self.socket_ready(t - FIRST_SOCKET, readable, writable, error, now);
                     }
@@ -290,6 +297,7 @@ impl<F: SessionFactory> Worker<F> {
             deadline: Deadline::default(),
             published: false,
             closed: false,
+            pinned: None,
         });
         let generation = self.generation();
         let key = self.sockets.insert(Socket {
@@ -546,6 +554,16 @@ impl<F: SessionFactory> Worker<F> {
             self.teardown(slot, now);
             return;
         }
+        if s.published {
+            // Cheap when nothing changed (the pin is computed, nothing allocated or locked).
+            let pinned = s.session.pinned();
+            if pinned != s.pinned {
+                s.pinned = pinned;
+                let label = pinned.map(PinReason::as_str);
+                self.shared
+                    .update_session(self.index, s.id, |e| e.pinned = label);
+            }
+        }
         let at = s.session.poll_timeout();
         let key = TimerKey::Session { slot, id: s.id };
         s.deadline.set(at, key, &mut self.timers);
@@ -573,12 +591,15 @@ impl<F: SessionFactory> Worker<F> {
                 s.published = true;
                 let backend = s.session.backend_name().map(str::to_owned);
                 tracing::info!(session = s.id, %user, backend = backend.as_deref().unwrap_or("-"), "authenticated");
-                self.shared.publish_session(SessionInfo {
-                    id: s.id,
-                    user,
-                    backend,
-                    pinned: None,
-                });
+                self.shared.publish_session(
+                    self.index,
+                    s.id,
+                    SessionEntry {
+                        user,
+                        backend,
+                        ..SessionEntry::default()
+                    },
+                );
             }
             Event::CommandDone { error, .. } => {
                 let stats = &self.shared.stats[self.index];
@@ -593,7 +614,10 @@ impl<F: SessionFactory> Worker<F> {
                     s.closed = true;
                 }
             }
-            // Later additions to the core's events (migration) are not this loop's yet.
+            event @ (Event::MigrationStarted { .. }
+            | Event::MigrationDone { .. }
+            | Event::MigrationFailed { .. }) => self.migration_event(slot, event, now),
+            // Later additions to the core's events are not this loop's yet.
             other => tracing::debug!(?other, "event not handled by this driver"),
         }
     }
