@@ -718,18 +718,49 @@ impl Backend {
     }
 
     fn on_packet(&mut self, now: Instant, payload: Bytes) -> Result<(), BackendError> {
+        if let State::InFlight {
+            tracker,
+            awaiting_auth_data,
+            ..
+        } = &mut self.state
+        {
+            if *awaiting_auth_data {
+                return Err(BackendError::UnexpectedPacket {
+                    state: "waiting for the owner's auth data",
+                });
+            }
+            let (kind, step) = tracker.handle(&payload)?;
+            let auth_packet = matches!(
+                kind,
+                PacketKind::AuthSwitchRequest | PacketKind::AuthMoreData
+            );
+            if step == Step::More && !auth_packet {
+                // The common case (every row): relayed in place, since moving the whole state
+                // out and back costs more than the packet itself.
+                self.arm_command_timer(now);
+                self.events.push_back(Event::Response { payload, kind });
+                return Ok(());
+            }
+            let State::InFlight {
+                tracker,
+                effect,
+                own_auth,
+                ..
+            } = std::mem::replace(&mut self.state, State::Closed)
+            else {
+                // Matched just above; nothing else can be there.
+                return Ok(());
+            };
+            return self.on_response(now, payload, (kind, step), tracker, effect, own_auth);
+        }
         match std::mem::replace(&mut self.state, State::Closed) {
             State::AwaitGreeting => self.on_greeting(payload),
             State::Authenticating(auth) => self.on_auth_packet(auth, payload),
             State::RelayedAuth { awaiting_owner } => {
                 self.on_relayed_auth_packet(payload, awaiting_owner)
             }
-            State::InFlight {
-                tracker,
-                effect,
-                own_auth,
-                awaiting_auth_data,
-            } => self.on_response(now, payload, tracker, effect, own_auth, awaiting_auth_data),
+            // Handled above.
+            State::InFlight { .. } => Ok(()),
             State::Ready => Err(BackendError::UnexpectedPacket {
                 state: "no command is outstanding",
             }),
@@ -740,22 +771,18 @@ impl Backend {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A response packet already classified by the tracker (`kind`, `step`), other than one
+    /// relayed in place by [`Self::on_packet`]: it ends the response, or is part of an auth
+    /// exchange or a LOCAL INFILE request.
     fn on_response(
         &mut self,
         now: Instant,
         payload: Bytes,
+        (kind, step): (PacketKind, Step),
         mut tracker: Box<ResponseTracker>,
         effect: Effect,
         mut own_auth: Option<OwnChangeUser>,
-        awaiting_auth_data: bool,
     ) -> Result<(), BackendError> {
-        if awaiting_auth_data {
-            return Err(BackendError::UnexpectedPacket {
-                state: "waiting for the owner's auth data",
-            });
-        }
-        let (kind, step) = tracker.handle(&payload)?;
         let auth_packet = matches!(
             kind,
             PacketKind::AuthSwitchRequest | PacketKind::AuthMoreData
