@@ -636,7 +636,11 @@ impl<F: SessionFactory> Worker<F> {
             if socket.out.is_empty() {
                 break Ok(());
             }
-            let written = {
+            let written = if socket.out.len() == 1 {
+                // One chunk (the common case: a command, or a small response coalesced by the
+                // core): `send` is a shorter path through the kernel than `writev`.
+                socket.stream.write(&socket.out[0])
+            } else {
                 let mut iov = [IoSlice::new(&[]); MAX_IOV];
                 let mut n = 0;
                 for (slot, bytes) in iov.iter_mut().zip(socket.out.iter()) {
