@@ -17,6 +17,7 @@ driver_tests!(
     proxy_auth_mode_cli_and_pymysql,
     a_backend_that_is_down_gives_an_error_quickly,
     a_backend_killed_mid_session,
+    a_client_that_vanishes_mid_result_releases_its_backend,
 );
 
 // ---------------------------------------------------------------- TLS
@@ -351,4 +352,54 @@ fn a_backend_killed_mid_session(driver: Driver) {
         ferry.api("/api/backends")
     );
     assert_eq!(ferry.http_get("/health").0, 200);
+}
+
+const PYMYSQL_VANISH_SCRIPT: &str = r#"
+import json, sys
+import pymysql, pymysql.cursors
+c = pymysql.connect(host="127.0.0.1", port=int(sys.argv[1]), user="app", password="s3cret",
+                    connect_timeout=10, read_timeout=30, ssl_disabled=True,
+                    cursorclass=pymysql.cursors.SSCursor)
+with c.cursor(pymysql.cursors.Cursor) as cur:
+    cur.execute("select connection_id()")
+    backend_id = cur.fetchone()[0]
+cur = c.cursor()
+# An unbuffered result far larger than the socket buffers: most of it is still on its way.
+cur.execute("select seq, repeat('x', 200) from mysql.seq_1_to_200000")
+first = cur.fetchone()[0]
+c._sock.close()  # vanish: no COM_QUIT, the rest of the result unread
+print(json.dumps({"backend_id": backend_id, "first": first}))
+"#;
+
+fn a_client_that_vanishes_mid_result_releases_its_backend(driver: Driver) {
+    let db = backend(1);
+    let ferry = FerryProcess::builder(driver)
+        .backend("db1", db.addr())
+        .start();
+    let r = python_json(
+        "pymysql",
+        "PyMySQL",
+        PYMYSQL_VANISH_SCRIPT,
+        &[ferry.port().to_string()],
+    );
+    assert_eq!(r["first"], 1, "{r}");
+    let backend_id = r["backend_id"].as_u64().expect("connection id");
+    // ferry lets go of the session and closes its backend connection: the server's thread ends.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            ferry.api("/api/backends")[0]["sessions"] == 0
+                && db.query_scalar(&format!(
+                    "select count(*) from information_schema.processlist where id = {backend_id}"
+                )) == "0"
+        }),
+        "backends: {}; processlist: {}",
+        ferry.api("/api/backends"),
+        db.sql("select id, command, state, info from information_schema.processlist")
+    );
+    assert!(ferry
+        .api("/api/sessions")
+        .as_array()
+        .is_some_and(|a| a.is_empty()));
+    // ferry still serves.
+    assert_eq!(ferry.mariadb(USER, PASSWORD, &[], "select 1").stdout, "1\n");
 }
