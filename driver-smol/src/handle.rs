@@ -77,27 +77,74 @@ impl ProxyHandle {
     pub fn metrics(&self) -> Metrics {
         self.inner.stats.metrics(
             self.inner.live.load(Ordering::Relaxed) as u64,
+            self.inner.pinned_counts(),
             self.inner.registry.infos(),
         )
     }
 
-    /// New sessions avoid backend `backend` (the built-in policy skips it; a chooser sees the
-    /// flag in [`ChooseRequest::backends`](crate::ChooseRequest::backends)).
+    /// Drains backend `backend`: new sessions avoid it (the built-in policy skips it; a chooser
+    /// sees the flag in [`ChooseRequest::backends`](crate::ChooseRequest::backends)), and with
+    /// migration on, its live sessions move to the other backends, each at its next safe point.
     pub fn drain(&self, backend: &str) -> Result<(), ApiError> {
-        self.inner.registry.set_draining(backend, true)
+        self.set_draining(backend, true)
     }
 
-    /// Backend `backend` takes new sessions again.
+    /// Backend `backend` takes new sessions again (and, with rebalancing on, its share of the
+    /// live ones).
     pub fn undrain(&self, backend: &str) -> Result<(), ApiError> {
-        self.inner.registry.set_draining(backend, false)
+        self.set_draining(backend, false)
+    }
+
+    fn set_draining(&self, backend: &str, draining: bool) -> Result<(), ApiError> {
+        self.inner.registry.set_draining(backend, draining)?;
+        if !draining {
+            // The drain's moves still waiting (pinned sessions) are called off.
+            let leaving: Vec<_> = self
+                .inner
+                .sessions()
+                .values()
+                .filter(|e| {
+                    e.target.is_some()
+                        && e.info.as_ref().and_then(|i| i.backend.as_deref()) == Some(backend)
+                })
+                .map(|e| e.commands.clone())
+                .collect();
+            for commands in leaving {
+                let _ = commands.try_send(Command::CancelMigration);
+            }
+        }
+        self.inner.nudge_balancer();
+        Ok(())
+    }
+
+    /// Gives up the migration requested or running for session `session` (it stays on its
+    /// backend; a running migration is rolled back).
+    pub fn cancel_migration(&self, session: u64) -> Result<(), ApiError> {
+        let commands = self
+            .inner
+            .commands_of(session)
+            .ok_or(ApiError::UnknownSession(session))?;
+        commands
+            .try_send(Command::CancelMigration)
+            .map_err(|_| ApiError::UnknownSession(session))
     }
 
     /// Asks session `session` to move to backend `to` at its next safe point. `Ok` means the
-    /// session accepted the request, not that the move is done. Until the core supports
-    /// migration this is refused with [`ApiError::Conflict`].
+    /// session accepted the request (it may wait for a safe point), not that the move is done;
+    /// [`ProxyHandle::sessions`] shows the new backend once it is. Refused with
+    /// [`ApiError::Conflict`] when the core refuses: migration off (`[migration] mode`), already
+    /// on that backend, already migrating, not logged in, no credential for replay...
     pub async fn migrate(&self, session: u64, to: &str) -> Result<(), ApiError> {
-        if self.inner.registry.find(to).is_none() {
-            return Err(ApiError::UnknownBackend(to.to_owned()));
+        let registry = &self.inner.registry;
+        let target = registry
+            .find(to)
+            .and_then(|i| registry.get(i))
+            .ok_or_else(|| ApiError::UnknownBackend(to.to_owned()))?;
+        if target.draining() {
+            return Err(ApiError::Conflict(format!("backend {to} is draining")));
+        }
+        if !target.healthy() {
+            return Err(ApiError::Conflict(format!("backend {to} is not healthy")));
         }
         // Only listed (authenticated) sessions can be asked, as with the admin endpoint.
         let listed = self
@@ -113,7 +160,7 @@ impl ProxyHandle {
         let sent = commands
             .send(Command::Migrate {
                 to: to.to_owned(),
-                reply,
+                reply: Some(reply),
             })
             .await;
         if sent.is_err() {
@@ -212,7 +259,7 @@ impl AdminApi for ProxyHandle {
     }
 
     fn set_draining(&self, backend: &str, draining: bool) -> Result<(), ApiError> {
-        self.inner.registry.set_draining(backend, draining)
+        ProxyHandle::set_draining(self, backend, draining)
     }
 
     fn migrate(&self, session: u64, to: &str) -> Result<(), ApiError> {

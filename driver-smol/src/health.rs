@@ -24,12 +24,14 @@ pub(crate) async fn check_all(inner: &Inner) {
             smol::unblock(move || check_backend(addr, timeout))
         })
         .collect();
+    let mut any_change = false;
     for (index, check) in checks.into_iter().enumerate() {
         let verdict = check.await;
         let Some(b) = inner.registry.get(index) else {
             continue;
         };
         let changed = inner.registry.set_health(index, verdict.is_ok());
+        any_change |= changed;
         match (&verdict, changed) {
             (Ok(version), true) => {
                 tracing::info!(backend = %b.name, addr = %b.addr, %version, "backend healthy")
@@ -42,6 +44,10 @@ pub(crate) async fn check_all(inner: &Inner) {
             }
             (Ok(_), false) => {}
         }
+    }
+    if any_change {
+        // A backend that came back takes sessions, one that fails loses them (migration on).
+        inner.nudge_balancer();
     }
 }
 

@@ -6,6 +6,11 @@
 //! which it can also serve: [`ProxyHandle::admin_api`]). A [`BackendChooser`] lets the embedder
 //! route new sessions, e.g. by user name.
 //!
+//! With `[migration] mode` on (`replay` with proxy auth, `tidb` with passthrough), a drain moves
+//! every session off the backend and a balancer task evens out the load, with the same planner
+//! as the mio driver (`ferry_mio::proxy::rebalance`); the core moves each session at its next
+//! safe point (a session in a transaction waits for its end).
+//!
 //! Each client session is one task: the core's sans-IO
 //! [`ProxySession`](ferry_core::session::ProxySession) between async sockets, with a timer at the
 //! session's next deadline. The driver parses no MySQL byte and takes no protocol decision, so
@@ -54,10 +59,10 @@
 //! tests and the benchmark).
 #![forbid(unsafe_code)]
 
+mod balancer;
 mod chooser;
 mod handle;
 mod health;
-mod migrate;
 mod proxy;
 mod session;
 mod shared;

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use ferry_core::session::SessionConfig;
-use ferry_mio::config::{Config, ConfigError};
+use ferry_mio::config::{Config, ConfigError, MigrationMode};
 use ferry_mio::proxy::registry::Registry;
 use ferry_mio::proxy::session_config;
 use smol::channel::Sender;
@@ -19,7 +19,7 @@ use crate::chooser::BackendChooser;
 use crate::handle::ProxyHandle;
 use crate::shared::{Inner, Limits, SessionEntry};
 use crate::stats::add;
-use crate::{health, session};
+use crate::{balancer, health, session};
 
 /// Pause after a failed `accept` (out of descriptors...): the connection waits in the backlog.
 const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
@@ -74,6 +74,10 @@ impl ProxyBuilder {
             shutdown_timeout: self.config.proxy.shutdown_timeout,
             health_interval: self.config.health.interval,
             health_timeout: self.config.health.timeout,
+            rebalance: (self.config.migration.mode != MigrationMode::Off).then_some((
+                self.config.migration.rebalance_interval,
+                self.config.migration.rebalance,
+            )),
         };
         let (finished_tx, finished_rx) = smol::channel::bounded(1);
         let inner = Arc::new(Inner::new(
@@ -137,6 +141,12 @@ impl Proxy {
             &self.executor,
             health::run(Arc::clone(&inner), inner.stop.1.clone()),
         );
+        if let Some((interval, policy)) = inner.limits.rebalance {
+            spawn(
+                &self.executor,
+                balancer::run(Arc::clone(&inner), interval, policy, inner.stop.1.clone()),
+            );
+        }
         tracing::info!(listen = %local, backends = inner.registry.backends().len(), "ferry (smol) is serving");
         let stop = inner.stop.1.clone();
         loop {
@@ -175,6 +185,8 @@ impl Proxy {
                 SessionEntry {
                     info: None,
                     commands: commands_tx,
+                    target: None,
+                    retry_at: None,
                 },
             );
             tracing::debug!(session = id, client = %addr, "client connected");

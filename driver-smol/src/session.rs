@@ -37,8 +37,10 @@ use smol::stream::Stream;
 use smol::Timer;
 
 use crate::chooser::{Choice, ChooseRequest};
-use crate::shared::{Command, Inner};
+use crate::shared::{Command, Inner, SessionEntry};
 use crate::stats::add;
+
+mod migrate;
 
 /// Size of the per-thread read buffer.
 const READ_BUFFER: usize = 64 * 1024;
@@ -86,6 +88,8 @@ struct Task {
     client_eof: bool,
     backends: Vec<BackendSocket>,
     connecting: Vec<Connecting>,
+    /// What the session list shows of it (backend, pin), to update it only on change.
+    listed: Option<(Option<String>, Option<&'static str>)>,
 }
 
 impl Drop for Task {
@@ -129,6 +133,7 @@ pub(crate) async fn serve(
         client_eof: false,
         backends: Vec::new(),
         connecting: Vec::new(),
+        listed: None,
     };
     let abort = inner.abort.1.clone();
     let finished_normally = future::or(
@@ -290,7 +295,14 @@ impl Task {
         match command {
             Command::Shutdown => self.session.begin_shutdown(Instant::now()),
             Command::Migrate { to, reply } => {
-                let _ = reply.try_send(crate::migrate::start(&mut self.session, &to));
+                let result = self.start_migration(to);
+                if let Some(reply) = reply {
+                    // The asker may have given up waiting; nothing to do then.
+                    let _ = reply.try_send(result);
+                }
+            }
+            Command::CancelMigration => {
+                self.session.cancel_migration(Instant::now());
             }
         }
     }
@@ -328,6 +340,7 @@ impl Task {
                 self.event(event);
             }
             if !produced {
+                self.sync_listing();
                 return;
             }
         }
@@ -388,7 +401,7 @@ impl Task {
             }
             Event::Authenticated { user } => {
                 tracing::info!(session = self.id, %user, backend = self.session.backend_name().unwrap_or("-"), "authenticated");
-                self.publish(Some(user));
+                self.publish(user);
             }
             Event::CommandDone { error, .. } => {
                 add(&self.inner.stats.commands, 1);
@@ -400,31 +413,68 @@ impl Task {
                 tracing::debug!(session = self.id, ?reason, "session closed");
             }
             other => {
-                if !crate::migrate::event(self.id, &other) {
+                if let Some(other) = self.migration_event_or(other) {
                     tracing::debug!(?other, "event not handled by this driver");
                 }
             }
         }
     }
 
-    /// Updates the session's entry in the list (`user`: newly authenticated as).
-    fn publish(&self, user: Option<String>) {
-        let mut sessions = self.inner.sessions();
-        let Some(entry) = sessions.get_mut(&self.id) else {
+    /// Lists the session once authenticated as `user`.
+    fn publish(&mut self, user: String) {
+        let backend = self.session.backend_name().map(str::to_owned);
+        let pinned = self.session.pinned().map(|p| p.as_str());
+        self.listed = Some((backend.clone(), pinned));
+        let id = self.id;
+        self.update_entry(|e| {
+            e.info = Some(SessionInfo {
+                id,
+                user,
+                backend,
+                pinned: pinned.map(str::to_owned),
+            })
+        });
+    }
+
+    /// Updates the listed backend and pin when they changed (checked after every drain: a
+    /// command can pin or unpin, a migration moves the session).
+    fn sync_listing(&mut self) {
+        let Some((backend, pinned)) = &self.listed else {
             return;
         };
-        let user = match (user, &entry.info) {
-            (Some(u), _) => u,
-            (None, Some(info)) => info.user.clone(),
-            // Not listed before authentication.
-            (None, None) => return,
-        };
-        entry.info = Some(SessionInfo {
-            id: self.id,
-            user,
-            backend: self.session.backend_name().map(str::to_owned),
-            pinned: crate::migrate::pinned(&self.session),
+        let now_backend = self.session.backend_name();
+        let now_pinned = self.session.pinned().map(|p| p.as_str());
+        if backend.as_deref() == now_backend && *pinned == now_pinned {
+            return;
+        }
+        let backend = now_backend.map(str::to_owned);
+        self.listed = Some((backend.clone(), now_pinned));
+        self.update_entry(|e| {
+            if let Some(info) = e.info.as_mut() {
+                info.backend = backend;
+                info.pinned = now_pinned.map(str::to_owned);
+            }
         });
+    }
+
+    /// Changes this session's entry in the proxy's table.
+    fn update_entry(&self, f: impl FnOnce(&mut SessionEntry)) {
+        if let Some(entry) = self.inner.sessions().get_mut(&self.id) {
+            f(entry);
+        }
+    }
+
+    /// A migration event is handled (`None`); any other event is given back.
+    fn migration_event_or(&mut self, event: Event) -> Option<Event> {
+        match event {
+            Event::MigrationStarted { .. }
+            | Event::MigrationDone { .. }
+            | Event::MigrationFailed { .. } => {
+                self.migration_event(event);
+                None
+            }
+            other => Some(other),
+        }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -511,7 +561,6 @@ impl Task {
                     eof: false,
                 });
                 self.session.backend_connected(Instant::now(), conn, &name);
-                self.publish(None);
             }
             Err(e) => {
                 registry.release(index);

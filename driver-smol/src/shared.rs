@@ -2,12 +2,15 @@
 //!
 //! [`ProxyHandle`]: crate::ProxyHandle
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use ferry_core::balance::RebalancePolicy;
+use ferry_mio::proxy::rebalance::SessionView;
 
 use ferry_core::session::SessionConfig;
 use ferry_mio::admin::{ApiError, SessionInfo};
@@ -22,11 +25,14 @@ use crate::stats::Stats;
 pub(crate) enum Command {
     /// Graceful shutdown: finish the statement in flight, then close.
     Shutdown,
-    /// Move to backend `to` at the next safe point; the answer goes to `reply`.
+    /// Move to backend `to` at the next safe point; the answer goes to `reply` (none for the
+    /// balancer's requests).
     Migrate {
         to: String,
-        reply: Sender<Result<(), ApiError>>,
+        reply: Option<Sender<Result<(), ApiError>>>,
     },
+    /// Give up a requested or running migration.
+    CancelMigration,
 }
 
 /// A live session as the proxy lists it.
@@ -35,6 +41,10 @@ pub(crate) struct SessionEntry {
     /// Listed (in [`Inner::session_infos`]) once authenticated, as the mio driver does.
     pub(crate) info: Option<SessionInfo>,
     pub(crate) commands: Sender<Command>,
+    /// The backend a requested or running migration goes to.
+    pub(crate) target: Option<String>,
+    /// Its last migration failed: the balancer leaves it alone until then.
+    pub(crate) retry_at: Option<Instant>,
 }
 
 /// Limits from the configuration.
@@ -44,6 +54,8 @@ pub(crate) struct Limits {
     pub(crate) shutdown_timeout: Duration,
     pub(crate) health_interval: Duration,
     pub(crate) health_timeout: Duration,
+    /// `None`: migration is off (no balancer).
+    pub(crate) rebalance: Option<(Duration, RebalancePolicy)>,
 }
 
 /// The state of one proxy.
@@ -66,6 +78,8 @@ pub(crate) struct Inner {
     /// Every session task holds a sender of this channel (and `run` holds one while
     /// accepting): receiving fails once all are gone.
     pub(crate) finished: Receiver<Infallible>,
+    /// Wakes the balancer before its interval (a drain, an undrain, a health change).
+    pub(crate) nudge: (Sender<()>, Receiver<()>),
     /// The address served, once `run` started.
     pub(crate) local_addr: OnceLock<SocketAddr>,
 }
@@ -101,6 +115,7 @@ impl Inner {
             stopping: AtomicBool::new(false),
             stop: smol::channel::bounded(1),
             abort: smol::channel::bounded(1),
+            nudge: smol::channel::bounded(1),
             finished,
             local_addr: OnceLock::new(),
         }
@@ -131,6 +146,41 @@ impl Inner {
             .collect();
         list.sort_by_key(|s| s.id);
         list
+    }
+
+    /// The live sessions as the rebalancing planner sees them (authenticated ones with a
+    /// known backend).
+    pub(crate) fn session_views(&self) -> Vec<SessionView> {
+        self.sessions()
+            .values()
+            .filter_map(|e| {
+                let info = e.info.as_ref()?;
+                let backend = self.registry.find(info.backend.as_deref()?)?;
+                Some(SessionView {
+                    id: info.id,
+                    backend,
+                    target: e.target.as_deref().and_then(|t| self.registry.find(t)),
+                    pinned: info.pinned.is_some(),
+                    retry_at: e.retry_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Sessions pinned now, by reason.
+    pub(crate) fn pinned_counts(&self) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::new();
+        for e in self.sessions().values() {
+            if let Some(reason) = e.info.as_ref().and_then(|i| i.pinned.clone()) {
+                *counts.entry(reason).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// Wakes the balancer (a full channel means a nudge is already pending).
+    pub(crate) fn nudge_balancer(&self) {
+        let _ = self.nudge.0.try_send(());
     }
 
     /// The command channel of session `id`.

@@ -2,8 +2,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
-use ferry_mio::admin::{BackendInfo, Metrics};
+use ferry_mio::admin::{BackendInfo, Histogram, Metrics};
+
+/// A counter lock; a panic while holding it left a whole value behind, so poisoning is ignored.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Counters since start. Relaxed atomics: they order nothing, and tasks on any thread add to them.
 #[derive(Debug, Default)]
@@ -18,6 +25,12 @@ pub(crate) struct Stats {
     pub(crate) backend_connect_errors: AtomicU64,
     pub(crate) refused_max_connections: AtomicU64,
     pub(crate) accept_errors: AtomicU64,
+    pub(crate) migrations_started: AtomicU64,
+    pub(crate) migrations_succeeded: AtomicU64,
+    /// Failed migrations by reason label.
+    pub(crate) migrations_failed: Mutex<BTreeMap<String, u64>>,
+    /// The pause each migration added to the command that waited for it.
+    pub(crate) migration_pause: Mutex<Histogram>,
 }
 
 /// Adds `n` to `counter`.
@@ -26,8 +39,27 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
 }
 
 impl Stats {
-    /// A snapshot with `sessions` open now and the backends as the registry sees them.
-    pub(crate) fn metrics(&self, sessions: u64, backends: Vec<BackendInfo>) -> Metrics {
+    /// Counts a failed migration under `label`.
+    pub(crate) fn migration_failed(&self, label: &str) {
+        *lock(&self.migrations_failed)
+            .entry(label.to_owned())
+            .or_insert(0) += 1;
+    }
+
+    /// Records the pause of a migration that succeeded.
+    pub(crate) fn migration_done(&self, pause: Duration) {
+        add(&self.migrations_succeeded, 1);
+        lock(&self.migration_pause).observe(pause);
+    }
+
+    /// A snapshot with `sessions` open now (`pinned` of them by reason) and the backends as the
+    /// registry sees them.
+    pub(crate) fn metrics(
+        &self,
+        sessions: u64,
+        pinned: BTreeMap<String, u64>,
+        backends: Vec<BackendInfo>,
+    ) -> Metrics {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut errors = BTreeMap::new();
         // The same kinds as the mio driver, so dashboards work with either.
@@ -49,7 +81,11 @@ impl Stats {
             backend_bytes_sent: get(&self.backend_bytes_sent),
             errors,
             backends,
-            ..Metrics::default()
+            migrations_started: get(&self.migrations_started),
+            migrations_succeeded: get(&self.migrations_succeeded),
+            migrations_failed: lock(&self.migrations_failed).clone(),
+            pinned_sessions: pinned,
+            migration_pause: lock(&self.migration_pause).clone(),
         }
     }
 }
