@@ -207,6 +207,9 @@ pub struct ProxyConfig {
     pub max_packet_size: usize,
     /// Graceful-shutdown deadline.
     pub shutdown_timeout: Duration,
+    /// The server version clients are told in the greeting; `None`: the backends' own (clients
+    /// pick features and collations by it, so by default ferry does not pretend to be another server).
+    pub server_version: Option<String>,
 }
 
 /// `[admin]`, checked.
@@ -438,6 +441,15 @@ fn check_proxy(p: &mut Checker, s: &ProxySection) -> Option<ProxyConfig> {
         s.shutdown_timeout,
         DEFAULT_SHUTDOWN_TIMEOUT,
     );
+    let server_version = s.server_version.clone();
+    if let Some(v) = &server_version {
+        if v.is_empty() || v.len() > 250 || v.bytes().any(|b| b == 0 || !b.is_ascii()) {
+            p.push(
+                "proxy.server-version",
+                "must be 1 to 250 ASCII characters without NUL",
+            );
+        }
+    }
     Some(ProxyConfig {
         listen: listen?,
         workers: workers?,
@@ -446,6 +458,7 @@ fn check_proxy(p: &mut Checker, s: &ProxySection) -> Option<ProxyConfig> {
         // Bounded by MAX_PACKET_SIZE above, which fits any usize of 32 bits or more.
         max_packet_size: usize::try_from(size).unwrap_or(usize::MAX),
         shutdown_timeout,
+        server_version,
     })
 }
 

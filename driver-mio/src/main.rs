@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use ferry_mio::cli::Cli;
-use ferry_mio::proxy::{session_config, CoreSessions, Proxy};
+use ferry_mio::proxy::{advertise_backend_version, session_config, CoreSessions, Proxy};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing_subscriber::EnvFilter;
@@ -41,7 +41,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let sessions = match session_config(&config) {
-        Ok(s) => CoreSessions::new(Arc::new(s)),
+        Ok(mut s) => {
+            advertise_backend_version(&mut s, &config);
+            CoreSessions::new(Arc::new(s))
+        }
         Err(e) => {
             eprintln!("ferry: configuration refused:\n{e}");
             return ExitCode::from(2);

@@ -56,6 +56,8 @@ pub struct ProxySection {
     pub max_packet_size: Option<ByteSize>,
     /// `shutdown-timeout`
     pub shutdown_timeout: Option<ConfigDuration>,
+    /// `server-version`
+    pub server_version: Option<String>,
 }
 
 /// `[admin]` as written.

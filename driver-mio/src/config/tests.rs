@@ -39,6 +39,7 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.proxy.idle_timeout, Some(Duration::from_secs(8 * 3600)));
     assert_eq!(c.proxy.max_packet_size, 64 << 20);
     assert_eq!(c.proxy.shutdown_timeout, Duration::from_secs(30));
+    assert_eq!(c.proxy.server_version, None);
     assert_eq!(c.auth.mode, AuthMode::Passthrough);
     assert!(c.auth.users.is_empty());
     assert!(c.tls.is_none() && c.backend_tls.is_none());
@@ -424,4 +425,26 @@ fn example_file_is_valid() {
     assert_eq!(c.auth.mode, AuthMode::Proxy);
     assert_eq!(c.migration.mode, MigrationMode::Replay);
     assert_eq!(c.backends.len(), 2);
+}
+
+#[test]
+fn server_version_is_kept_or_refused_when_unusable() {
+    let c = check(&format!(
+        "[proxy]\nserver-version = \"5.5.5-10.11.6-MariaDB\"\n{MINIMAL}"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.proxy.server_version.as_deref(),
+        Some("5.5.5-10.11.6-MariaDB")
+    );
+    refused(
+        &format!("[proxy]\nserver-version = \"\"\n{MINIMAL}"),
+        "proxy.server-version",
+        "ASCII",
+    );
+    refused(
+        &format!("[proxy]\nserver-version = \"caf\u{e9}\"\n{MINIMAL}"),
+        "proxy.server-version",
+        "ASCII",
+    );
 }

@@ -47,7 +47,7 @@ use crate::config::{Config, MigrationMode};
 
 pub use random::OsRandom;
 pub use session::{CoreSessions, Session, SessionFactory};
-pub use session_config::session_config;
+pub use session_config::{advertise_backend_version, session_config};
 
 use balancer::Balancer;
 use health::HealthChecker;
