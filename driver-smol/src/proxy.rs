@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ferry_core::session::SessionConfig;
 use ferry_mio::config::{Config, ConfigError, MigrationMode};
 use ferry_mio::proxy::registry::Registry;
-use ferry_mio::proxy::session_config;
+use ferry_mio::proxy::{advertise_backend_version, session_config};
 use smol::channel::Sender;
 use smol::future;
 use smol::net::TcpListener;
@@ -67,7 +67,11 @@ impl ProxyBuilder {
     pub fn build(self) -> Result<Proxy, ConfigError> {
         let session_config = match self.session_config {
             Some(s) => s,
-            None => session_config(&self.config)?,
+            None => {
+                let mut s = session_config(&self.config)?;
+                advertise_backend_version(&mut s, &self.config);
+                s
+            }
         };
         let limits = Limits {
             max_connections: self.config.proxy.max_connections,

@@ -179,7 +179,11 @@ async fn linger(mut client: TcpStream) {
 impl Task {
     async fn run(&mut self, commands: smol::channel::Receiver<Command>) {
         let mut commands = pin!(commands);
+        // Armed lazily: only when the session's deadline comes *earlier* than the armed one
+        // (re-arming a reactor timer after every command costs more than the command's relay);
+        // a timer that fires before the deadline is simply re-armed.
         let mut timer = Timer::never();
+        let mut armed: Option<Instant> = None;
         if self.inner.stopping.load(Ordering::SeqCst) {
             // Accepted just before shutdown began (the shutdown may not have seen it).
             self.session.begin_shutdown(Instant::now());
@@ -189,11 +193,14 @@ impl Task {
             if self.session.is_closed() {
                 return;
             }
-            match self.session.poll_timeout() {
-                Some(at) => timer.set_at(at),
-                None => timer = Timer::never(),
+            if let Some(at) = self.session.poll_timeout() {
+                if armed.is_none_or(|a| at < a) {
+                    timer.set_at(at);
+                    armed = Some(at);
+                }
             }
-            future::poll_fn(|cx| self.poll_wake(cx, &mut timer, commands.as_mut())).await;
+            future::poll_fn(|cx| self.poll_wake(cx, &mut timer, &mut armed, commands.as_mut()))
+                .await;
         }
     }
 
@@ -202,6 +209,7 @@ impl Task {
         &mut self,
         cx: &mut Context<'_>,
         timer: &mut Timer,
+        armed: &mut Option<Instant>,
         mut commands: Pin<&mut smol::channel::Receiver<Command>>,
     ) -> Poll<()> {
         match commands.as_mut().poll_next(cx) {
@@ -212,9 +220,13 @@ impl Task {
             // Every handle is gone and so is the proxy's table: nothing will ask again.
             Poll::Ready(None) | Poll::Pending => {}
         }
-        if Pin::new(&mut *timer).poll(cx).is_ready() {
-            *timer = Timer::never();
-            self.session.handle_timeout(Instant::now());
+        if armed.is_some() && Pin::new(&mut *timer).poll(cx).is_ready() {
+            *armed = None;
+            let now = Instant::now();
+            if self.session.poll_timeout().is_some_and(|at| at <= now) {
+                self.session.handle_timeout(now);
+            }
+            // Otherwise the deadline moved later: the loop re-arms at it.
             return Poll::Ready(());
         }
         for i in 0..self.connecting.len() {

@@ -425,3 +425,45 @@ fn the_shutdown_deadline_drops_a_statement_that_runs_too_long() {
     assert!(!out.status.success(), "{out:?}");
     assert_eq!(proxy.handle.backends()[0].sessions, 0);
 }
+
+#[test]
+fn the_idle_timeout_counts_from_the_last_command() {
+    let db = MariaDb::builder().server_id(62).start();
+    db.create_user("app", "s3cret");
+    let proxy = Running::start(
+        Proxy::new(&config(&[db.addr()], "[proxy]\nidle-timeout = \"1s\"\n")).unwrap(),
+    );
+    let python = require_python_module("pymysql", "PyMySQL");
+    // A command at 0.6 s moves the deadline to 1.6 s: at 1.2 s the session is still open (a
+    // timer armed for the first deadline must not close it), at 3 s it is gone.
+    let script = format!(
+        r#"
+import pymysql, time
+c = pymysql.connect(host="127.0.0.1", port={port}, user="app", password="s3cret")
+time.sleep(0.6)
+c.ping(reconnect=False)
+time.sleep(0.6)
+c.ping(reconnect=False)
+print("open at 1.2 s")
+time.sleep(1.8)
+try:
+    c.ping(reconnect=False)
+    print("still open")
+except pymysql.err.MySQLError as e:
+    print("closed", e.args[0])
+"#,
+        port = proxy.addr.port()
+    );
+    let out = run_with_deadline(
+        Command::new(python).arg("-c").arg(&script),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "open at 1.2 s", "{out:?}");
+    assert!(lines[1].starts_with("closed"), "{out:?}");
+    wait_until("the session to end", Duration::from_secs(10), || {
+        proxy.handle.session_count() == 0
+    });
+}
