@@ -55,9 +55,12 @@ impl ProxySession {
         self.state.on_command(&payload, command.capabilities());
         if self.config.migration.mode != MigrationMode::Off {
             self.track.on_command(&payload);
+            if code == Command::COM_STMT_EXECUTE {
+                self.track.on_execute(&payload, &self.state);
+            }
         }
         if let Some(ids) = self.stmt_ids.as_mut() {
-            payload = ids.rewrite(payload);
+            payload = ids.rewrite(payload, &self.track.param_types);
         }
         if code == Command::COM_CHANGE_USER {
             payload = self.force_auth_switch(&command).unwrap_or(payload);

@@ -99,6 +99,9 @@ pub(crate) struct Tracker {
     pub(crate) no_tracking: bool,
     /// SQL text of each open prepared statement, by client statement id.
     pub(crate) statement_sql: HashMap<u32, Box<[u8]>>,
+    /// The parameter types each statement's client last bound (two bytes per parameter), by
+    /// client statement id: put back for the new backend after a migration (see `ids`).
+    pub(crate) param_types: HashMap<u32, Box<[u8]>>,
     /// The last non-zero insert id an OK reported (what `LAST_INSERT_ID()` returns).
     pub(crate) last_insert_id: u64,
 }
@@ -160,6 +163,7 @@ impl Tracker {
                 if let Some(id) = id() {
                     self.long_data.retain(|&s| s != id);
                     self.statement_sql.remove(&id);
+                    self.param_types.remove(&id);
                 }
             }
             Some(Command::COM_STMT_EXECUTE | Command::COM_STMT_RESET) => {
@@ -171,6 +175,21 @@ impl Tracker {
             _ => {}
         }
         self.pending = Some(payload.clone());
+    }
+
+    /// Notes the parameter types a COM_STMT_EXECUTE binds (its statement's parameter count is
+    /// in `state`, from the prepare-OK).
+    pub(crate) fn on_execute(&mut self, payload: &[u8], state: &SessionState) {
+        let Some(id) = super::ids::statement_id(payload) else {
+            return;
+        };
+        let params = state.statements.get(&id).map_or(0, |s| s.params);
+        let Some(types) = super::ids::bound_types(payload, params) else {
+            return;
+        };
+        if self.param_types.get(&id).is_none_or(|t| **t != *types) {
+            self.param_types.insert(id, types.into());
+        }
     }
 
     /// Applies the response to the command last noted. `client_statement_id` is the client's id
@@ -344,6 +363,7 @@ impl Tracker {
         self.long_data.clear();
         self.unattributed = false;
         self.statement_sql.clear();
+        self.param_types.clear();
         self.last_insert_id = 0;
     }
 }
