@@ -10,9 +10,11 @@
 //!    sessions. Pinned sessions too: the core keeps the request and starts it at the session's
 //!    next safe point. Not bounded: `POST /drain` means "all of them".
 //! 2. **Rebalance** (skipped when `policy.max_moves` is 0): the core's
-//!    [`plan_rebalance`](ferry_core::balance::plan_rebalance) over the sessions that can move now
-//!    (not pinned, nothing requested, not pausing), which evacuates backends failing health
-//!    checks and then evens out counts within the policy's tolerance, at most `max_moves` moves.
+//!    [`plan_rebalance`](ferry_core::balance::plan_rebalance) over the sessions that can move
+//!    soon (no lasting pin, nothing requested, not pausing), which evacuates backends failing
+//!    health checks and then evens out counts within the policy's tolerance, at most `max_moves`
+//!    moves. A session in a transaction counts as movable: busy sessions are nearly always in
+//!    one, and the core starts the migration right after its COMMIT ([`pin_is_transient`]).
 //!
 //! Session counts are taken from the session list, with a session whose migration is requested
 //! counted on its target: the next tick sees the moves of this one even before they happen, so a
@@ -21,9 +23,20 @@
 use std::time::{Duration, Instant};
 
 use ferry_core::balance::{plan_rebalance, BackendLoad, Move, RebalancePolicy, SessionLoad};
+use ferry_core::session::PinReason;
 
 /// How long a session whose migration failed is left alone before it is planned again.
 pub const RETRY_DELAY: Duration = Duration::from_secs(3);
+
+/// True for pins that end by themselves within a statement or a transaction (the core keeps a
+/// request until then); false for those that last until the client acts (temporary tables,
+/// locks, ...), whose sessions rebalancing leaves alone.
+pub fn pin_is_transient(reason: PinReason) -> bool {
+    matches!(
+        reason,
+        PinReason::Transaction | PinReason::Cursor | PinReason::LongData
+    )
+}
 
 /// One backend as the planner sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +56,7 @@ pub struct SessionView {
     pub backend: usize,
     /// Index of the backend a requested or running migration goes to.
     pub target: Option<usize>,
-    /// The session is pinned now.
+    /// The session is pinned now by a lasting reason (not [`pin_is_transient`]).
     pub pinned: bool,
     /// Its last migration failed: not planned before this instant.
     pub retry_at: Option<Instant>,
@@ -220,6 +233,15 @@ mod tests {
         assert_eq!(on_db2, 3);
         // Stable: the next plan is empty, as is a plan with the moves still in flight.
         assert!(plan_migrations(&[UP, UP], &sessions, now, &policy).is_empty());
+    }
+
+    #[test]
+    fn only_lasting_pins_keep_sessions_out_of_rebalancing() {
+        assert!(pin_is_transient(PinReason::Transaction));
+        assert!(pin_is_transient(PinReason::Cursor));
+        assert!(!pin_is_transient(PinReason::TemporaryTables));
+        assert!(!pin_is_transient(PinReason::UserLocks));
+        assert!(!pin_is_transient(PinReason::UnattributedStateChange));
     }
 
     #[test]

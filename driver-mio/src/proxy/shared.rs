@@ -21,8 +21,9 @@ use mio::Waker;
 
 use crate::admin::{AdminApi, ApiError, BackendInfo, Histogram, Metrics, SessionInfo};
 
-use super::rebalance::SessionView;
+use super::rebalance::{pin_is_transient, SessionView};
 use super::registry::Registry;
+use super::session::PinReason;
 
 /// How long the admin endpoint waits for a worker's answer to a migration request.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -63,6 +64,8 @@ pub(crate) struct SessionEntry {
     pub(crate) backend: Option<String>,
     /// The pin's label.
     pub(crate) pinned: Option<&'static str>,
+    /// The pin lasts until the client acts (see [`pin_is_transient`]).
+    pub(crate) lasting_pin: bool,
     /// The backend a requested or running migration goes to.
     pub(crate) target: Option<String>,
     /// After a failed migration: not planned again before this.
@@ -206,7 +209,7 @@ impl Shared {
                     id,
                     backend,
                     target: e.target.as_deref().and_then(|t| self.registry.find(t)),
-                    pinned: e.pinned.is_some(),
+                    pinned: e.lasting_pin,
                     retry_at: e.retry_at,
                 });
             }
@@ -242,6 +245,14 @@ impl Shared {
         if self.send(worker, command).is_err() {
             self.update_session(worker, id, |e| e.target = None);
         }
+    }
+
+    /// Records session `id`'s new pin.
+    pub(crate) fn set_pin(&self, worker: usize, id: u64, pin: Option<PinReason>) {
+        self.update_session(worker, id, |e| {
+            e.pinned = pin.map(PinReason::as_str);
+            e.lasting_pin = pin.is_some_and(|p| !pin_is_transient(p));
+        });
     }
 
     /// Tells the balancer to plan now (when it runs).
@@ -514,7 +525,13 @@ mod tests {
         let api = ProxyAdmin(Arc::clone(&s));
         s.publish_session(1, 9, entry("db1"));
         s.publish_session(0, 4, entry("db1"));
-        s.update_session(1, 9, |e| e.pinned = Some("temporary_tables"));
+        s.set_pin(1, 9, Some(PinReason::TemporaryTables));
+        s.set_pin(0, 4, Some(PinReason::Transaction));
+        // Only the lasting pin keeps a session out of rebalancing plans.
+        let views = s.session_views();
+        assert_eq!((views[0].id, views[0].pinned), (4, false));
+        assert_eq!((views[1].id, views[1].pinned), (9, true));
+        s.set_pin(0, 4, None);
         let list = api.sessions().unwrap();
         let ids: Vec<u64> = list.iter().map(|s| s.id).collect();
         assert_eq!(ids, [4, 9]);

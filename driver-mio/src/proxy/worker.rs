@@ -559,9 +559,7 @@ impl<F: SessionFactory> Worker<F> {
             let pinned = s.session.pinned();
             if pinned != s.pinned {
                 s.pinned = pinned;
-                let label = pinned.map(PinReason::as_str);
-                self.shared
-                    .update_session(self.index, s.id, |e| e.pinned = label);
+                self.shared.set_pin(self.index, s.id, pinned);
             }
         }
         let at = s.session.poll_timeout();
