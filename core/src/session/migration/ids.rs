@@ -160,7 +160,7 @@ const EXECUTE_HEADER: usize = 10;
 /// `payload` (a COM_STMT_EXECUTE) with `types` bound, for `types.len() / 2` parameters.
 fn with_types(payload: &Bytes, types: &[u8]) -> Bound {
     let n = types.len() / 2;
-    if n == 0 || types.len() % 2 != 0 {
+    if n == 0 || !types.len().is_multiple_of(2) {
         return Bound::Unknown;
     }
     let flag_at = EXECUTE_HEADER + n.div_ceil(8);

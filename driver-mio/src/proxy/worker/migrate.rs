@@ -117,7 +117,11 @@ impl<F: SessionFactory> Worker<F> {
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .entry(reason.label())
                     .or_insert(0) += 1;
-                tracing::warn!(session = id, %to, %reason, "migration failed; the session stays");
+                if reason.label() == "cancelled" {
+                    tracing::info!(session = id, %to, "migration cancelled; the session stays");
+                } else {
+                    tracing::warn!(session = id, %to, %reason, "migration failed; the session stays");
+                }
                 self.shared.update_session(self.index, id, |e| {
                     e.target = None;
                     e.retry_at = Some(now + RETRY_DELAY);
