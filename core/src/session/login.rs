@@ -38,12 +38,14 @@ impl PendingLogin {
     }
 }
 
-/// ERR for a login that could not reach a backend.
+/// ERR for a login that could not reach a backend: ER_CONNECT_TO_FOREIGN_DATA_SOURCE, a
+/// server-range code (libmariadb shows a client-range code such as 2003 coming from a server as
+/// "2027 malformed packet", losing the reason).
 fn unavailable(reason: &str) -> ProtocolError {
     ProtocolError::new(
-        2003,
+        1429,
         "HY000",
-        format!("Can't connect to MySQL server (ferry: {reason})"),
+        format!("Can't connect to the backend server (ferry: {reason})"),
     )
 }
 

@@ -207,9 +207,9 @@ pub enum CloseReason {
     Frontend(frontend::CloseReason),
     /// The backend refused the login; the client got its ERR.
     LoginRefused(ProtocolError),
-    /// No backend could be reached or logged in to; the client got ERR 2003.
+    /// No backend could be reached or logged in to; the client got ERR 1429.
     BackendUnavailable(String),
-    /// The backend connection failed after login (the client got ERR 2013 if a command ran).
+    /// The backend connection failed after login (the client got ERR 1158 if a command ran).
     BackendLost(String),
     /// The client was idle longer than the idle timeout (it got ERR 4031).
     IdleTimeout,
@@ -762,10 +762,12 @@ impl ProxySession {
                     {
                         ProtocolError::from_decode(d)
                     }
+                    // A server-range code: libmariadb shows client-range ones (2013) as
+                    // "2027 malformed packet" when a server sends them.
                     _ => ProtocolError::new(
-                        2013,
-                        "HY000",
-                        "Lost connection to MySQL server during query",
+                        1158,
+                        "08S01",
+                        "Lost connection to the backend server during query (ferry)",
                     ),
                 };
                 self.close_reason = Some(CloseReason::BackendLost(why));

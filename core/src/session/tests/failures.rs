@@ -24,7 +24,7 @@ fn send_query(net: &mut Net, sql: &[u8]) {
 }
 
 #[test]
-fn backend_dying_mid_result_gives_the_client_2013_then_closes() {
+fn backend_dying_mid_result_gives_the_client_1158_then_closes() {
     let mut net = Net::logged_in(true);
     send_query(&mut net, b"HALF");
     let rows = net
@@ -45,7 +45,7 @@ fn backend_dying_mid_result_gives_the_client_2013_then_closes() {
     net.session.handle_eof(net.now, Peer::Backend(conn));
     net.pump();
     let err = client_err(&net);
-    assert_eq!((err.code, &err.sql_state), (2013, b"HY000"));
+    assert_eq!((err.code, &err.sql_state), (1158, b"08S01"));
     assert!(matches!(
         net.closed_reason(),
         Some(CloseReason::BackendLost(_))

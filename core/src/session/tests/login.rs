@@ -82,13 +82,13 @@ fn passthrough_wrong_password_gets_the_backends_error() {
 }
 
 #[test]
-fn backend_down_gives_2003_in_both_modes() {
+fn backend_down_gives_1429_in_both_modes() {
     for proxy in [true, false] {
         let mut net = Net::new(session_config(proxy), client_config(PASSWORD));
         net.connect = Connect::Refuse;
         net.pump();
         let err = login_error(&net);
-        assert_eq!(err.code, 2003, "{err:?}");
+        assert_eq!(err.code, 1429, "{err:?}");
         assert!(err.message.contains("connection refused"));
         assert!(matches!(
             net.closed_reason(),
@@ -109,7 +109,7 @@ fn backend_connect_deadline() {
     let deadline = net.session.poll_timeout().unwrap();
     assert_eq!(deadline, net.now + Duration::from_secs(3));
     net.advance(Duration::from_secs(3));
-    assert_eq!(login_error(&net).code, 2003);
+    assert_eq!(login_error(&net).code, 1429);
     assert!(net.session.is_closed());
     assert_eq!(net.session.poll_timeout(), None);
 }
