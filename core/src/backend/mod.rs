@@ -366,6 +366,30 @@ impl Backend {
         } else {
             self.decoder.feed(bytes);
         }
+        self.decode_input(now);
+    }
+
+    /// The buffer the server's next bytes should be read into, so that they are not copied
+    /// again: `None` under TLS (ciphertext goes through [`handle_input`](Self::handle_input)) and
+    /// once closed. After appending to it, call [`handle_buffered`](Self::handle_buffered).
+    pub fn input_buffer(&mut self) -> Option<&mut BytesMut> {
+        if self.tls.is_some() || self.is_finished() {
+            return None;
+        }
+        Some(self.decoder.buffer_mut())
+    }
+
+    /// Processes the bytes the driver appended to [`input_buffer`](Self::input_buffer): the
+    /// same as [`handle_input`](Self::handle_input) without the copy.
+    pub fn handle_buffered(&mut self, now: Instant) {
+        if self.is_finished() {
+            return;
+        }
+        self.decode_input(now);
+    }
+
+    /// Handles every complete packet buffered.
+    fn decode_input(&mut self, now: Instant) {
         loop {
             if self.is_finished() {
                 return;
@@ -895,6 +919,6 @@ pub(crate) fn is_fast_auth_success(payload: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod fixed_auth_tests;
+#[cfg(test)]
+mod tests;

@@ -105,11 +105,11 @@ mod relay;
 mod users;
 
 pub use command::{column, ClientCommand};
-pub use relay::ZERO_COPY_THRESHOLD;
 pub use config::{
     default_capabilities, AuthMode, FrontendConfig, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_INPUT_BUFFER_CAP, HANDSHAKE_MAX_PACKET_SIZE,
 };
+pub use relay::ZERO_COPY_THRESHOLD;
 pub use users::{Sha2Cache, UserEntry, UserTable};
 
 use std::collections::{HashMap, VecDeque};
@@ -442,6 +442,28 @@ impl Frontend {
             }
         } else {
             self.decoder.feed(bytes);
+        }
+        self.handle_timeout(now);
+        self.process();
+        self.flush();
+    }
+
+    /// The buffer the client's next bytes should be read into, so that they are not copied
+    /// again: `None` under TLS (ciphertext goes through [`handle_input`](Self::handle_input)) and
+    /// once closed. After appending to it, call [`handle_buffered`](Self::handle_buffered).
+    pub fn input_buffer(&mut self) -> Option<&mut BytesMut> {
+        if self.tls.is_some() || self.is_closed() {
+            return None;
+        }
+        Some(self.decoder.buffer_mut())
+    }
+
+    /// Processes the bytes the driver appended to [`input_buffer`](Self::input_buffer): the
+    /// same as [`handle_input`](Self::handle_input) without the copy. (Bytes that arrived with
+    /// an SSLRequest are handed to TLS as they would be after `handle_input`.)
+    pub fn handle_buffered(&mut self, now: Instant) {
+        if self.is_closed() {
+            return;
         }
         self.handle_timeout(now);
         self.process();

@@ -440,6 +440,47 @@ impl ProxySession {
         self.drive(now);
     }
 
+    /// The buffer `peer`'s next bytes should be read into, so that the core does not copy them
+    /// again (a driver appends what it reads, then calls
+    /// [`handle_input_buffered`](Self::handle_input_buffered)). `None` when that side runs TLS,
+    /// for an unknown or closed connection, and once the session is closed: then read into a
+    /// buffer of the driver's own and call [`handle_input`](Self::handle_input).
+    ///
+    /// Take only what is needed: capacity left in this buffer stays with the session while it
+    /// is idle (up to [`RETAINED_BUFFER`](crate::wire::RETAINED_BUFFER) per side). It pays
+    /// only for a driver that can read into the spare capacity without initialising it first:
+    /// zero-filling the room before each read (what safe code must do) costs more than the copy
+    /// `handle_input` makes, which is why ferry's own drivers keep a reused read buffer.
+    pub fn input_buffer(&mut self, peer: Peer) -> Option<&mut BytesMut> {
+        if self.is_closed() {
+            return None;
+        }
+        match peer {
+            Peer::Client => self.frontend.input_buffer(),
+            Peer::Backend(id) if self.is_current(id) => self.current_backend(id)?.input_buffer(),
+            Peer::Backend(id) => self.migration_backend(id)?.input_buffer(),
+        }
+    }
+
+    /// `peer`'s bytes were appended to [`input_buffer`](Self::input_buffer): the same as
+    /// [`handle_input`](Self::handle_input) with those bytes, without copying them.
+    pub fn handle_input_buffered(&mut self, now: Instant, peer: Peer) {
+        if self.is_closed() {
+            return;
+        }
+        match peer {
+            Peer::Client => self.frontend.handle_buffered(now),
+            Peer::Backend(id) => match self.current_backend(id) {
+                Some(b) => b.handle_buffered(now),
+                None => match self.migration_backend(id) {
+                    Some(b) => b.handle_buffered(now),
+                    None => return,
+                },
+            },
+        }
+        self.drive(now);
+    }
+
     /// `peer`'s socket reached end of file or failed.
     pub fn handle_eof(&mut self, now: Instant, peer: Peer) {
         if self.is_closed() {

@@ -252,7 +252,16 @@ fn com_quit_closes_both_sides() {
 
 /// One scripted run: everything the session wrote to either side.
 fn scripted_run() -> (Vec<u8>, Vec<u8>) {
-    let mut net = Net::logged_in(false);
+    scripted_run_with(false)
+}
+
+/// [`scripted_run`], feeding the session through `input_buffer` when `buffered`.
+fn scripted_run_with(buffered: bool) -> (Vec<u8>, Vec<u8>) {
+    let mut net = Net::new(session_config(false), client_config(PASSWORD));
+    net.buffered = buffered;
+    net.pump();
+    assert!(net.client_connected());
+    net.client_events.clear();
     net.query(b"SELECT 1");
     net.query(b"MULTI");
     net.query(b"SET autocommit=0");
@@ -267,6 +276,38 @@ fn the_same_event_sequence_gives_the_same_bytes() {
     let b = scripted_run();
     assert!(!a.0.is_empty() && !a.1.is_empty());
     assert!(a == b, "two identical runs wrote different bytes");
+}
+
+#[test]
+fn reading_into_the_input_buffer_gives_the_same_bytes_as_handle_input() {
+    let copied = scripted_run_with(false);
+    let buffered = scripted_run_with(true);
+    assert!(!copied.0.is_empty() && !copied.1.is_empty());
+    assert!(
+        copied == buffered,
+        "input_buffer changed what the session wrote"
+    );
+    // Big packets (over one frame) read in pieces straight into the decoders, both ways.
+    let mut net = Net::logged_in(true);
+    net.buffered = true;
+    let (packets, summary) = net.query(b"BIG");
+    assert!(summary.is_ok(), "{summary:?}");
+    assert!(packets
+        .iter()
+        .any(|(_, p)| p.len() > crate::wire::MAX_FRAME_PAYLOAD));
+}
+
+#[test]
+fn no_input_buffer_for_an_unknown_backend_or_a_closed_session() {
+    let mut net = Net::logged_in(true);
+    let conn = net.conn.unwrap();
+    assert!(net.session.input_buffer(Peer::Client).is_some());
+    assert!(net.session.input_buffer(Peer::Backend(conn)).is_some());
+    assert!(net.session.input_buffer(Peer::Backend(conn + 5)).is_none());
+    net.session.handle_eof(net.now, Peer::Client);
+    assert!(net.session.is_closed());
+    assert!(net.session.input_buffer(Peer::Client).is_none());
+    assert!(net.session.input_buffer(Peer::Backend(conn)).is_none());
 }
 
 #[test]

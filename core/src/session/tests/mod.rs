@@ -114,6 +114,9 @@ pub(super) struct Net {
     pub client_gone: bool,
     /// Contents the client sends when asked for a local file.
     pub local_file: Vec<u8>,
+    /// Feed the session through `input_buffer` + `handle_input_buffered`, in 7-byte reads,
+    /// instead of `handle_input` (where the side has a plain buffer).
+    pub buffered: bool,
 }
 
 impl Net {
@@ -150,6 +153,24 @@ impl Net {
             server_state: ServerState::default(),
             client_gone: false,
             local_file: b"1,a\n2,b\n".to_vec(),
+            buffered: false,
+        }
+    }
+
+    /// Hands `bytes` read from `peer` to the session the way `buffered` says.
+    fn feed(&mut self, peer: Peer, bytes: &[u8]) {
+        if !self.buffered {
+            return self.session.handle_input(self.now, peer, bytes);
+        }
+        let step = if bytes.len() > 4096 { 4093 } else { 7 };
+        for piece in bytes.chunks(step) {
+            match self.session.input_buffer(peer) {
+                Some(buf) => {
+                    buf.extend_from_slice(piece);
+                    self.session.handle_input_buffered(self.now, peer);
+                }
+                None => self.session.handle_input(self.now, peer, piece),
+            }
         }
     }
 
@@ -233,7 +254,7 @@ impl Net {
             if !self.client_gone {
                 while let Some(b) = self.client.poll_transmit() {
                     progress = true;
-                    self.session.handle_input(now, Peer::Client, &b);
+                    self.feed(Peer::Client, &b);
                 }
                 while let Some(e) = self.client.poll_event() {
                     progress = true;
@@ -250,11 +271,13 @@ impl Net {
                     self.client_events.push(e);
                 }
             }
-            if let (Some(server), Some(conn)) = (&mut self.server, self.conn) {
-                while let Some(b) = server.poll_transmit() {
+            if let Some(conn) = self.conn {
+                while let Some(b) = self.server.as_mut().and_then(Frontend::poll_transmit) {
                     progress = true;
-                    self.session.handle_input(now, Peer::Backend(conn), &b);
+                    self.feed(Peer::Backend(conn), &b);
                 }
+            }
+            if let Some(server) = &mut self.server {
                 while let Some(e) = server.poll_event() {
                     progress = true;
                     serve(server, &mut self.server_state, e);
