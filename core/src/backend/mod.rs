@@ -588,6 +588,12 @@ impl Backend {
         self.transmit.pop_front()
     }
 
+    /// True when [`poll_transmit`](Self::poll_transmit) has more bytes (an owner coalescing
+    /// chunks can tell a lone chunk, which needs no copying, from a run of them).
+    pub fn has_transmit(&self) -> bool {
+        !self.transmit.is_empty()
+    }
+
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()

@@ -698,6 +698,12 @@ impl ProxySession {
         };
         while let Some(chunk) = backend.poll_transmit() {
             if chunk.len() < ZERO_COPY_THRESHOLD {
+                if self.backend_out.is_empty() && !backend.has_transmit() {
+                    // A lone small chunk (a command: header and payload are one chunk already)
+                    // goes as it is: copying it would only make the same single write.
+                    self.transmits.push_back(Transmit { peer, data: chunk });
+                    continue;
+                }
                 self.backend_out.extend_from_slice(&chunk);
             } else {
                 if !self.backend_out.is_empty() {
