@@ -150,9 +150,38 @@ impl ProxySession {
 
     /// One response packet: to the client, untouched unless it is an OK to strip.
     pub(super) fn relay_response(&mut self, _now: Instant, payload: Bytes, kind: PacketKind) {
-        if kind == PacketKind::PrepareOk && self.stmt_ids.is_some() {
-            return self.relay_prepare_ok(payload);
+        // Rows (nearly every packet) only pass the kind tests: the capabilities are looked at
+        // for the few packets that can end a response or start an exchange.
+        let then = match kind {
+            PacketKind::Row | PacketKind::ColumnDefinition => None,
+            PacketKind::PrepareOk if self.stmt_ids.is_some() => {
+                return self.relay_prepare_ok(payload)
+            }
+            PacketKind::Ok | PacketKind::Eof => {
+                if self.rewrite_ok(&payload, kind) {
+                    return;
+                }
+                None
+            }
+            PacketKind::LocalInfileRequest => Some(ClientData::LocalInfile),
+            PacketKind::AuthSwitchRequest | PacketKind::AuthMoreData
+                if payload[..] != crate::auth::caching_sha2::FAST_AUTH_SUCCESS =>
+            {
+                Some(ClientData::AuthData)
+            }
+            _ => None,
+        };
+        // The frontend refuses only when closed (client gone): nothing to deliver then.
+        let _ = self.frontend.send_packet_bytes(payload);
+        if let Some(client_data) = then {
+            self.set_client_data(client_data);
+            let _ = self.frontend.read_command_packet();
         }
+    }
+
+    /// An OK (or an OK-format EOF) when exactly one side tracks session state: re-encoded for
+    /// the client and sent; false when it goes untouched.
+    fn rewrite_ok(&mut self, payload: &[u8], kind: PacketKind) -> bool {
         let backend_caps = self
             .backend()
             .map_or(Capabilities::EMPTY, |b| b.capabilities());
@@ -162,33 +191,20 @@ impl ProxySession {
         // The two sides frame an OK's info differently unless both or neither track sessions.
         let client_tracks = client_caps.contains(Capabilities::SESSION_TRACK);
         let bridge = backend_caps.contains(Capabilities::SESSION_TRACK) != client_tracks;
-        if ok_format && bridge {
-            if let Ok(ok) = OkPacket::parse(&payload, backend_caps) {
-                self.scratch.clear();
-                if client_tracks {
-                    ok.encode(&mut self.scratch, client_caps);
-                } else {
-                    ok.encode_without_session_state(&mut self.scratch, client_caps);
-                }
-                let _ = self.frontend.send_packet(&self.scratch);
-                return;
-            }
+        if !(ok_format && bridge) {
+            return false;
         }
-        // The frontend refuses only when closed (client gone): nothing to deliver then.
-        let _ = self.frontend.send_packet_bytes(payload.clone());
-        match kind {
-            PacketKind::LocalInfileRequest => {
-                self.set_client_data(ClientData::LocalInfile);
-                let _ = self.frontend.read_command_packet();
-            }
-            PacketKind::AuthSwitchRequest | PacketKind::AuthMoreData
-                if payload[..] != crate::auth::caching_sha2::FAST_AUTH_SUCCESS =>
-            {
-                self.set_client_data(ClientData::AuthData);
-                let _ = self.frontend.read_command_packet();
-            }
-            _ => {}
+        let Ok(ok) = OkPacket::parse(payload, backend_caps) else {
+            return false;
+        };
+        self.scratch.clear();
+        if client_tracks {
+            ok.encode(&mut self.scratch, client_caps);
+        } else {
+            ok.encode_without_session_state(&mut self.scratch, client_caps);
         }
+        let _ = self.frontend.send_packet(&self.scratch);
+        true
     }
 
     /// A prepare-OK after a replay migration: the client gets an id of its own (the backend's
