@@ -6,8 +6,8 @@
 //!                    │
 //!   (pinned or a command in flight: wait for a safe point, until `timeout` → Failed(Pinned))
 //!                    ▼
-//!   ReadOld ── old backend: SHOW SESSION_STATES (tidb) / user variables (replay, if any) ──┐
-//!                    │ (replay without user variables skips it)                           │
+//!   ReadOld ── old backend: SHOW SESSION_STATES (tidb) / charsets, user vars (replay) ────┐
+//!                    │ (replay: only after a state change or a character set change)      │
 //!                    ▼                                                               ERR: Failed
 //!   Connecting ── Event::ConnectBackend { target: Some(name) } ── backend_connected ──┐
 //!                    ▼                                                                │
@@ -62,7 +62,7 @@ use crate::frontend::ClientCommand;
 use crate::wire::{Capabilities, ResultSetHeader, TextRow};
 use crate::ProtocolError;
 
-use self::replay::{Item, UserVar};
+use self::replay::{Item, OldSession};
 use self::tidb::SessionStates;
 use super::{BackendConnId, Event, Phase, ProxySession, Timer, Transmit};
 
@@ -311,7 +311,8 @@ pub(super) struct Migration {
     rows: Rows,
     plan: VecDeque<Item>,
     current: Option<Item>,
-    user_vars: Vec<UserVar>,
+    /// What `ReadOld` read (replay).
+    old: OldSession,
     /// (client id, new backend id) of each re-prepared statement.
     new_ids: Vec<(u32, u32)>,
     skipped: Vec<String>,
@@ -390,7 +391,7 @@ impl ProxySession {
             rows: Rows::default(),
             plan: VecDeque::new(),
             current: None,
-            user_vars: Vec::new(),
+            old: OldSession::default(),
             new_ids: Vec::new(),
             skipped: Vec::new(),
             states: None,

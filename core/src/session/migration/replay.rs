@@ -5,9 +5,11 @@
 //! (`CLIENT_CONNECT_WITH_DB`). Then, in order, one statement per [`Item`]:
 //!
 //! 1. ferry's session tracking (`SET session_track_system_variables='*', …`);
-//! 2. the character set: `SET NAMES 'cs' COLLATE 'coll'` when client, connection and results
-//!    character sets agree, otherwise each of the four variables in the order that keeps
-//!    `collation_connection` last;
+//! 2. the character set, when the client changed any of it: `SET NAMES 'cs' COLLATE 'coll'` when
+//!    client, connection and results character sets agree, otherwise each of the four variables
+//!    in the order that keeps `collation_connection` last. The values are read live on the old
+//!    backend at migration time ([`Charsets`]): MariaDB does not report `collation_connection`
+//!    after `SET NAMES … COLLATE …`, so the tracked values would restore the default collation;
 //! 3. every other tracked system variable, `SET SESSION name = value` (numbers bare, everything
 //!    else a string literal); a variable the new server refuses is skipped and reported;
 //! 4. user variables read from the old backend at migration time, in one `SET @a = …, @b = …`
@@ -17,7 +19,8 @@
 //!    mapped to the client's);
 //! 6. `SELECT LAST_INSERT_ID(n)` (its result set is not relayed).
 //!
-//! User variables are read with [`user_variables_query`]: MariaDB's
+//! The old session is read with [`old_session_query`] (character sets and user variables in one
+//! query). User variables come from MariaDB's
 //! `information_schema.USER_VARIABLES` (the `user_variables` plugin, built in since 10.2.6), or
 //! MySQL's `performance_schema.user_variables_by_thread`, which has no types (values come back
 //! as binary strings there). String values are assumed to arrive in their own character set
@@ -64,6 +67,20 @@ pub(crate) enum UserVarType {
     String,
 }
 
+/// The connection's character set variables, read live on the old backend, in
+/// [`CHARSET_VARIABLES`] order (client, results, connection, collation); `None` is SQL NULL
+/// (`character_set_results` may be).
+pub(crate) type Charsets = [Option<Vec<u8>>; 4];
+
+/// What the old backend reported at migration time (`replay` mode).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct OldSession {
+    /// The live character set variables (`None` when they were not read).
+    pub(crate) charsets: Option<Charsets>,
+    /// The user variables.
+    pub(crate) user_vars: Vec<UserVar>,
+}
+
 /// A user variable read from the old backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct UserVar {
@@ -83,10 +100,10 @@ pub(crate) enum Item {
         charset: Vec<u8>,
         collation: Option<Vec<u8>>,
     },
-    /// `SET SESSION name = value`; `required` ones fail the migration if refused.
+    /// `SET SESSION name = value` (`None`: NULL); `required` ones fail the migration if refused.
     Variable {
         name: Vec<u8>,
-        value: Vec<u8>,
+        value: Option<Vec<u8>>,
         required: bool,
     },
     /// `SET @a = …, …`.
@@ -122,10 +139,10 @@ impl Item {
                 out.extend_from_slice(b"SET SESSION ");
                 out.extend_from_slice(name);
                 out.extend_from_slice(b" = ");
-                if is_number(value) {
-                    out.extend_from_slice(value);
-                } else {
-                    push_string_literal(&mut out, value, no_backslash_escapes);
+                match value {
+                    None => out.extend_from_slice(b"NULL"),
+                    Some(v) if is_number(v) => out.extend_from_slice(v),
+                    Some(v) => push_string_literal(&mut out, v, no_backslash_escapes),
                 }
             }
             Item::UserVariables(vars) => {
@@ -173,6 +190,14 @@ impl Item {
             Item::LastInsertId(_) => "LAST_INSERT_ID".into(),
         }
     }
+}
+
+/// True when the client changed the character set (a tracked report of any of the four
+/// variables): the old session must then be read, and the character set replayed.
+pub(crate) fn charsets_changed(state: &SessionState) -> bool {
+    CHARSET_VARIABLES
+        .iter()
+        .any(|n| state.variables.contains_key(n.as_bytes()))
 }
 
 fn is_variable_name(name: &[u8]) -> bool {
@@ -227,28 +252,40 @@ fn push_user_value(out: &mut Vec<u8>, var: &UserVar) -> Result<(), String> {
     Ok(())
 }
 
-/// The query that reads the user variables on the old backend (four columns: name, value,
-/// type, character set).
-pub(crate) fn user_variables_query(server_version: &str) -> Bytes {
+/// The query that reads the old session: the four [`CHARSET_VARIABLES`], then a user
+/// variable's name, value, type and character set. The LEFT JOIN returns one row (user-variable
+/// columns NULL) when there are none, so the character sets always come back.
+pub(crate) fn old_session_query(server_version: &str) -> Bytes {
     let sql: &[u8] = if server_version.contains("MariaDB") {
-        b"SELECT VARIABLE_NAME, VARIABLE_VALUE, VARIABLE_TYPE, CHARACTER_SET_NAME \
-          FROM information_schema.USER_VARIABLES"
+        b"SELECT @@character_set_client, @@character_set_results, @@character_set_connection, \
+          @@collation_connection, u.VARIABLE_NAME, u.VARIABLE_VALUE, u.VARIABLE_TYPE, \
+          u.CHARACTER_SET_NAME FROM (SELECT 1) AS one \
+          LEFT JOIN information_schema.USER_VARIABLES AS u ON 1"
     } else {
-        b"SELECT VARIABLE_NAME, VARIABLE_VALUE, NULL, NULL \
-          FROM performance_schema.user_variables_by_thread \
-          WHERE THREAD_ID = PS_CURRENT_THREAD_ID()"
+        b"SELECT @@character_set_client, @@character_set_results, @@character_set_connection, \
+          @@collation_connection, u.VARIABLE_NAME, u.VARIABLE_VALUE, NULL, NULL \
+          FROM (SELECT 1) AS one \
+          LEFT JOIN performance_schema.user_variables_by_thread AS u \
+          ON u.THREAD_ID = PS_CURRENT_THREAD_ID()"
     };
     let mut out = vec![Command::COM_QUERY];
     out.extend_from_slice(sql);
     Bytes::from(out)
 }
 
-/// The user variables in the rows [`user_variables_query`] returned.
-pub(crate) fn parse_user_variables(rows: &[Vec<Option<Vec<u8>>>]) -> Result<Vec<UserVar>, String> {
+/// The character sets and user variables in the rows [`old_session_query`] returned.
+pub(crate) fn parse_old_session(rows: &[Vec<Option<Vec<u8>>>]) -> Result<OldSession, String> {
     let mut vars = Vec::with_capacity(rows.len());
+    let mut charsets = None;
     for row in rows {
-        let [Some(name), value, kind, charset] = row.as_slice() else {
-            return Err("unexpected row shape reading user variables".into());
+        let [client, results, connection, collation, name, value, kind, charset] = row.as_slice()
+        else {
+            return Err("unexpected row shape reading the session".into());
+        };
+        charsets = Some([client, results, connection, collation].map(Clone::clone));
+        let Some(name) = name else {
+            // The LEFT JOIN's row when there are no user variables.
+            continue;
         };
         let kind = match kind.as_deref().map(|k| k.to_ascii_uppercase()) {
             Some(k) if k == b"INT" || k == b"INTEGER" => UserVarType::Int,
@@ -263,34 +300,44 @@ pub(crate) fn parse_user_variables(rows: &[Vec<Option<Vec<u8>>>]) -> Result<Vec<
             charset: charset.clone(),
         });
     }
-    Ok(vars)
+    if charsets.is_none() {
+        return Err("no row reading the session".into());
+    }
+    Ok(OldSession {
+        charsets,
+        user_vars: vars,
+    })
 }
 
 /// The statements that rebuild `state` on a new backend, in order.
-pub(crate) fn plan(
-    state: &SessionState,
-    tracker: &Tracker,
-    user_vars: Vec<UserVar>,
-) -> VecDeque<Item> {
+pub(crate) fn plan(state: &SessionState, tracker: &Tracker, old: OldSession) -> VecDeque<Item> {
     let mut items = VecDeque::new();
     items.push_back(Item::Tracking);
-    let var = |name: &str| state.variables.get(name.as_bytes());
-    let [client, results, connection, collation] = CHARSET_VARIABLES.map(var);
-    match (client, results, connection) {
-        (Some(cl), Some(res), Some(conn)) if cl == res && cl == conn => {
-            items.push_back(Item::Names {
-                charset: cl.clone(),
-                collation: collation.cloned(),
-            })
-        }
-        _ => {
-            for name in CHARSET_VARIABLES {
-                if let Some(value) = var(name) {
-                    items.push_back(Item::Variable {
-                        name: name.as_bytes().to_vec(),
-                        value: value.clone(),
-                        required: true,
-                    });
+    if charsets_changed(state) {
+        // The live values when read (always, in practice: see `charsets_changed`); otherwise
+        // what was tracked, and only that.
+        let tracked = || CHARSET_VARIABLES.map(|n| state.variables.get(n.as_bytes()).cloned());
+        let live = old.charsets.is_some();
+        let [client, results, connection, collation] = old.charsets.unwrap_or_else(tracked);
+        match (&client, &results, &connection) {
+            (Some(cl), Some(res), Some(conn)) if cl == res && cl == conn => {
+                items.push_back(Item::Names {
+                    charset: cl.clone(),
+                    collation,
+                })
+            }
+            _ => {
+                for (name, value) in CHARSET_VARIABLES
+                    .into_iter()
+                    .zip([client, results, connection, collation])
+                {
+                    if live || value.is_some() {
+                        items.push_back(Item::Variable {
+                            name: name.as_bytes().to_vec(),
+                            value,
+                            required: true,
+                        });
+                    }
                 }
             }
         }
@@ -302,12 +349,12 @@ pub(crate) fn plan(
         }
         items.push_back(Item::Variable {
             name: name.clone(),
-            value: value.clone(),
+            value: Some(value.clone()),
             required: false,
         });
     }
-    if !user_vars.is_empty() {
-        items.push_back(Item::UserVariables(user_vars));
+    if !old.user_vars.is_empty() {
+        items.push_back(Item::UserVariables(old.user_vars));
     }
     let mut statements: Vec<_> = tracker.statement_sql.iter().collect();
     statements.sort_by_key(|(id, _)| **id);
@@ -336,7 +383,7 @@ mod tests {
     fn variables_are_quoted_by_kind() {
         let v = |name: &str, value: &str| Item::Variable {
             name: name.into(),
-            value: value.into(),
+            value: Some(value.into()),
             required: false,
         };
         assert_eq!(
@@ -357,6 +404,27 @@ mod tests {
         assert_eq!(sql(&backslash), "SET SESSION lc = 'a\\\\b'");
         let p = backslash.payload(true).unwrap();
         assert_eq!(&p[1..], b"SET SESSION lc = 'a\\b'", "NO_BACKSLASH_ESCAPES");
+        let null = Item::Variable {
+            name: b"character_set_results".to_vec(),
+            value: None,
+            required: true,
+        };
+        assert_eq!(sql(&null), "SET SESSION character_set_results = NULL");
+    }
+
+    /// Rows as [`old_session_query`] returns them: the character sets, then each variable.
+    fn session_rows(vars: Vec<Vec<Option<Vec<u8>>>>) -> Vec<Vec<Option<Vec<u8>>>> {
+        let charsets = ["utf8mb4", "utf8mb4", "utf8mb4", "utf8mb4_unicode_ci"]
+            .map(|c| Some(c.as_bytes().to_vec()));
+        if vars.is_empty() {
+            return vec![charsets
+                .into_iter()
+                .chain([None, None, None, None])
+                .collect()];
+        }
+        vars.into_iter()
+            .map(|v| charsets.iter().cloned().chain(v).collect())
+            .collect()
     }
 
     #[test]
@@ -393,9 +461,9 @@ mod tests {
                 Some(b"binary".to_vec()),
             ],
         ];
-        let vars = parse_user_variables(&rows).unwrap();
+        let old = parse_old_session(&session_rows(rows)).unwrap();
         assert_eq!(
-            sql(&Item::UserVariables(vars)),
+            sql(&Item::UserVariables(old.user_vars)),
             "SET @`i` = -42, @`d` = 3.14, @`f` = 2.5e0, @`s` = _utf8mb4 X'C3A92778', @`n` = NULL"
         );
         let bad = UserVar {
@@ -405,7 +473,116 @@ mod tests {
             charset: None,
         };
         assert!(Item::UserVariables(vec![bad]).payload(false).is_err());
-        assert!(parse_user_variables(&[vec![None, None, None, None]]).is_err());
+        let nameless = session_rows(vec![vec![None, Some(b"1".to_vec()), None, None]]);
+        assert_eq!(parse_old_session(&nameless).unwrap().user_vars, vec![]);
+        assert!(parse_old_session(&[vec![None, None, None, None]]).is_err());
+        assert!(
+            parse_old_session(&[]).is_err(),
+            "the LEFT JOIN always gives a row"
+        );
+    }
+
+    #[test]
+    fn the_old_session_query_reads_charsets_and_user_variables_in_one_row_set() {
+        let old = parse_old_session(&session_rows(vec![])).unwrap();
+        assert_eq!(old.user_vars, vec![]);
+        assert_eq!(
+            old.charsets.unwrap()[3].as_deref(),
+            Some(&b"utf8mb4_unicode_ci"[..]),
+            "collation_connection read live"
+        );
+        let mariadb = old_session_query("10.11.19-MariaDB-0+deb12u1");
+        let text = String::from_utf8_lossy(&mariadb[1..]);
+        assert!(text.starts_with(
+            "SELECT @@character_set_client, @@character_set_results, \
+             @@character_set_connection, @@collation_connection, u.VARIABLE_NAME"
+        ));
+        assert!(text.contains("LEFT JOIN information_schema.USER_VARIABLES"));
+        let mysql = old_session_query("8.0.36");
+        assert!(String::from_utf8_lossy(&mysql).contains("user_variables_by_thread"));
+    }
+
+    fn charset_state(vars: &[(&str, &str)]) -> SessionState {
+        let mut state = SessionState::default();
+        for (k, v) in vars {
+            state
+                .variables
+                .insert(k.as_bytes().into(), v.as_bytes().into());
+        }
+        state
+    }
+
+    fn plan_sql(state: &SessionState, old: OldSession) -> Vec<String> {
+        plan(state, &Tracker::default(), old)
+            .iter()
+            .skip(1)
+            .map(sql)
+            .collect()
+    }
+
+    #[test]
+    fn set_names_replays_the_live_collation() {
+        // What MariaDB reports after `SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci`: no
+        // collation_connection.
+        let state = charset_state(&[
+            ("character_set_client", "utf8mb4"),
+            ("character_set_connection", "utf8mb4"),
+            ("character_set_results", "utf8mb4"),
+        ]);
+        assert!(charsets_changed(&state));
+        assert!(!charsets_changed(&charset_state(&[("sql_mode", "")])));
+        let old = parse_old_session(&session_rows(vec![])).unwrap();
+        assert_eq!(
+            plan_sql(&state, old),
+            vec!["SET NAMES 'utf8mb4' COLLATE 'utf8mb4_unicode_ci'"]
+        );
+        // Without a live read, only what was tracked (the default collation).
+        assert_eq!(
+            plan_sql(&state, OldSession::default()),
+            vec!["SET NAMES 'utf8mb4'"]
+        );
+        // Nothing changed: nothing replayed, whatever was read.
+        let old = parse_old_session(&session_rows(vec![])).unwrap();
+        assert_eq!(
+            plan_sql(&SessionState::default(), old),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn differing_charsets_replay_four_live_variables_collation_last() {
+        // `SET collation_connection = utf8mb4_bin` (reported) then `SET NAMES latin1` (reports
+        // the three charsets, not the collation): the tracked collation is stale.
+        let state = charset_state(&[
+            ("collation_connection", "utf8mb4_bin"),
+            ("character_set_client", "latin1"),
+            ("character_set_connection", "latin1"),
+            ("character_set_results", "latin1"),
+        ]);
+        let live = |v: [Option<&str>; 4]| OldSession {
+            charsets: Some(v.map(|c| c.map(|c| c.as_bytes().to_vec()))),
+            user_vars: vec![],
+        };
+        let names = [Some("latin1"); 3];
+        assert_eq!(
+            plan_sql(
+                &state,
+                live([names[0], names[1], names[2], Some("latin1_swedish_ci")])
+            ),
+            vec!["SET NAMES 'latin1' COLLATE 'latin1_swedish_ci'"]
+        );
+        assert_eq!(
+            plan_sql(
+                &state,
+                live([Some("utf8mb4"), None, Some("latin1"), Some("latin1_bin")])
+            ),
+            vec![
+                "SET SESSION character_set_client = 'utf8mb4'",
+                "SET SESSION character_set_results = NULL",
+                "SET SESSION character_set_connection = 'latin1'",
+                "SET SESSION collation_connection = 'latin1_bin'",
+            ]
+        );
     }
 
     #[test]
@@ -426,7 +603,7 @@ mod tests {
         tracker.statement_sql.insert(9, b"SELECT ?"[..].into());
         tracker.statement_sql.insert(2, b"SELECT 2"[..].into());
         tracker.last_insert_id = 77;
-        let items: Vec<String> = plan(&state, &tracker, vec![])
+        let items: Vec<String> = plan(&state, &tracker, OldSession::default())
             .iter()
             .map(|i| {
                 let p = i.payload(false).unwrap();

@@ -36,10 +36,13 @@ impl ProxySession {
         let mode = self.config.migration.mode;
         let query = match mode {
             MigrationMode::Tidb => Some(tidb::show_session_states()),
-            // Only a state change can have set a user variable.
-            MigrationMode::Replay if self.state.opaque_state_changed => {
+            // Only a state change can have set a user variable; the character sets are read
+            // live whenever the client changed them (MariaDB does not report every change).
+            MigrationMode::Replay
+                if self.state.opaque_state_changed || replay::charsets_changed(&self.state) =>
+            {
                 let version = self.backend().map_or("", Backend::server_version);
-                Some(replay::user_variables_query(version))
+                Some(replay::old_session_query(version))
             }
             _ => None,
         };
@@ -85,7 +88,7 @@ impl ProxySession {
             MigrationMode::Tidb => {
                 tidb::parse_session_states(&rows.rows).map(|s| m.states = Some(s))
             }
-            _ => replay::parse_user_variables(&rows.rows).map(|v| m.user_vars = v),
+            _ => replay::parse_old_session(&rows.rows).map(|old| m.old = old),
         };
         match parsed {
             Ok(()) => self.connect_new(now),
@@ -130,8 +133,8 @@ impl ProxySession {
                     m.step = Step::Restoring;
                     self.send_new(now, statement);
                 } else {
-                    let user_vars = std::mem::take(&mut m.user_vars);
-                    m.plan = replay::plan(&self.state, &self.track, user_vars);
+                    let old = std::mem::take(&mut m.old);
+                    m.plan = replay::plan(&self.state, &self.track, old);
                     m.step = Step::Replaying;
                     self.replay_next(now);
                 }

@@ -34,6 +34,8 @@ pub(super) struct Server {
     pub(super) closed: bool,
     /// A `tidb_session_token` login was accepted.
     pub(super) token_login: bool,
+    /// The connection's character set and collation (`SET NAMES`).
+    pub(super) names: (String, String),
 }
 
 impl Server {
@@ -184,6 +186,7 @@ impl Mig {
                 status: ServerStatus::AUTOCOMMIT,
                 closed: false,
                 token_login: false,
+                names: ("utf8mb4".into(), "utf8mb4_general_ci".into()),
             },
         );
         self.conns.push((conn, name.into()));
@@ -444,19 +447,33 @@ fn serve(server: &mut Server, event: frontend::Event) {
                 return;
             }
             let upper = sql.to_ascii_uppercase();
-            if sql.starts_with("SELECT VARIABLE_NAME") {
+            if sql.starts_with("SELECT @@character_set_client") {
+                // The old-session query: the live character sets joined with USER_VARIABLES.
                 let cols = [
-                    column(b"VARIABLE_NAME", ColumnType::VarString),
-                    column(b"VARIABLE_VALUE", ColumnType::VarString),
-                    column(b"VARIABLE_TYPE", ColumnType::VarString),
-                    column(b"CHARACTER_SET_NAME", ColumnType::VarString),
-                ];
-                let rows: Vec<Vec<Option<&[u8]>>> = server
+                    "@@character_set_client",
+                    "@@character_set_results",
+                    "@@character_set_connection",
+                    "@@collation_connection",
+                    "VARIABLE_NAME",
+                    "VARIABLE_VALUE",
+                    "VARIABLE_TYPE",
+                    "CHARACTER_SET_NAME",
+                ]
+                .map(|c| column(c.as_bytes(), ColumnType::VarString));
+                let (cs, coll) = &server.names;
+                let charsets = [cs, cs, cs, coll].map(|c| Some(c.as_bytes()));
+                let mut rows: Vec<Vec<Option<&[u8]>>> = server
                     .script
                     .user_vars
                     .iter()
-                    .map(|r| r.iter().map(|c| c.map(str::as_bytes)).collect())
+                    .map(|r| {
+                        let vars = r.iter().map(|c| c.map(str::as_bytes));
+                        charsets.iter().copied().chain(vars).collect()
+                    })
                     .collect();
+                if rows.is_empty() {
+                    rows.push(charsets.iter().copied().chain([None; 4]).collect());
+                }
                 server.fe.set_status(server.status);
                 server.fe.send_text_result(&cols, rows).unwrap();
             } else if sql.starts_with("SELECT LAST_INSERT_ID(") {
@@ -485,14 +502,15 @@ fn serve(server: &mut Server, event: frontend::Event) {
                     ],
                     0,
                 );
-            } else if let Some(cs) = sql.strip_prefix("SET NAMES ") {
-                let cs = cs
-                    .split(' ')
-                    .next()
-                    .unwrap_or_default()
-                    .trim_matches('\'')
-                    .to_owned();
-                let coll = format!("{cs}_swedish_ci");
+            } else if let Some(names) = sql.strip_prefix("SET NAMES ") {
+                let words: Vec<&str> = names.split(' ').map(|w| w.trim_matches('\'')).collect();
+                let cs = words[0].to_owned();
+                let coll = match words[..] {
+                    [_, collate, coll] if collate.eq_ignore_ascii_case("COLLATE") => coll.into(),
+                    _ => format!("{cs}_swedish_ci"),
+                };
+                server.names = (cs.clone(), coll);
+                // Like MariaDB 10.11: the three character sets, not collation_connection.
                 let mut state: Vec<SessionStateChange<'_>> = [
                     "character_set_client",
                     "character_set_connection",
@@ -504,10 +522,6 @@ fn serve(server: &mut Server, event: frontend::Event) {
                     value: cs.as_bytes(),
                 })
                 .collect();
-                state.push(SessionStateChange::SystemVariable {
-                    name: b"collation_connection",
-                    value: coll.as_bytes(),
-                });
                 state.push(SessionStateChange::StateChange(true));
                 ok_with(server, &format!("{name}:{sql}"), state, 0);
             } else if sql.starts_with("SET @") {
@@ -635,8 +649,10 @@ fn replay_rebuilds_every_piece_of_state_on_the_new_backend() {
     assert!(old.closed, "the old connection was released");
     assert!(old.fe.is_closed(), "after COM_QUIT");
     assert!(old.statements().last().unwrap().starts_with(
-        "SELECT VARIABLE_NAME, VARIABLE_VALUE, VARIABLE_TYPE, CHARACTER_SET_NAME \
-         FROM information_schema.USER_VARIABLES"
+        "SELECT @@character_set_client, @@character_set_results, @@character_set_connection, \
+         @@collation_connection, u.VARIABLE_NAME, u.VARIABLE_VALUE, u.VARIABLE_TYPE, \
+         u.CHARACTER_SET_NAME FROM (SELECT 1) AS one \
+         LEFT JOIN information_schema.USER_VARIABLES AS u ON 1"
     ));
 
     let new = mig.server("db2");
@@ -740,7 +756,7 @@ fn every_failure_leaves_the_session_on_its_old_backend() {
             "user variables ERR",
             |m| {
                 for s in m.servers.values_mut() {
-                    s.script.fail.push("SELECT VARIABLE_NAME");
+                    s.script.fail.push("SELECT @@character_set_client");
                 }
             },
             "old_backend",
@@ -806,6 +822,39 @@ fn every_failure_leaves_the_session_on_its_old_backend() {
             "{what}: statement ids untouched"
         );
     }
+}
+
+/// MariaDB 10.11 reports the character sets after `SET NAMES … COLLATE …`, not
+/// `collation_connection`: the live value, read on the old backend, is replayed.
+#[test]
+fn set_names_collate_keeps_its_collation() {
+    let mut mig = Mig::logged_in(MigrationMode::Replay);
+    mig.query("SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci");
+    assert_eq!(
+        mig.session
+            .state()
+            .variables
+            .get(&b"collation_connection"[..]),
+        None,
+        "not reported"
+    );
+    mig.session.start_migration(mig.now, "db2".into()).unwrap();
+    mig.pump();
+    assert!(mig.done().is_some(), "{:?}", mig.events);
+    assert!(mig
+        .server("db1")
+        .statements()
+        .last()
+        .unwrap()
+        .starts_with("SELECT @@character_set_client"));
+    assert_eq!(
+        mig.server("db2").statements()[1..],
+        ["SET NAMES 'utf8mb4' COLLATE 'utf8mb4_unicode_ci'"]
+    );
+    assert_eq!(
+        mig.server("db2").names,
+        ("utf8mb4".to_owned(), "utf8mb4_unicode_ci".to_owned())
+    );
 }
 
 #[test]
