@@ -8,6 +8,8 @@
 //!                    ▼
 //!   ReadOld ── old backend: SHOW SESSION_STATES (tidb) / charsets, user vars (replay) ────┐
 //!                    │ (replay: only after a state change or a character set change)      │
+//!                    ▼                                                                    │
+//!   ReadValues ── replay, string user variables: exact bytes and collations ──────────────┤
 //!                    ▼                                                               ERR: Failed
 //!   Connecting ── Event::ConnectBackend { target: Some(name) } ── backend_connected ──┐
 //!                    ▼                                                                │
@@ -243,6 +245,8 @@ impl LoginInfo {
 enum Step {
     Waiting,
     ReadOld,
+    /// The exact bytes of string user variables (`replay` on MariaDB, see `replay`).
+    ReadValues,
     Connecting,
     LoggingIn,
     Replaying,
@@ -254,6 +258,7 @@ impl Step {
         match self {
             Step::Waiting => "waiting for a safe point",
             Step::ReadOld => "reading the session on the old backend",
+            Step::ReadValues => "reading the user variables' values on the old backend",
             Step::Connecting => "connecting to the new backend",
             Step::LoggingIn => "logging in to the new backend",
             Step::Replaying => "replaying the session",
@@ -413,7 +418,7 @@ impl ProxySession {
         let Some(m) = self.migration.as_mut() else {
             return false;
         };
-        if m.step == Step::ReadOld {
+        if matches!(m.step, Step::ReadOld | Step::ReadValues) {
             m.cancelled = true;
         } else {
             self.fail_migration(now, MigrationFailure::Cancelled);

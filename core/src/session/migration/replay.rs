@@ -14,7 +14,7 @@
 //!    else a string literal); a variable the new server refuses is skipped and reported;
 //! 4. user variables read from the old backend at migration time, in one `SET @a = …, @b = …`
 //!    with their types: integers and decimals as exact literals, doubles as `…e0`, strings as
-//!    `_charset X'…'` (the exact bytes), NULL;
+//!    `_charset X'…' COLLATE collation` (the exact bytes), NULL;
 //! 5. each prepared statement, COM_STMT_PREPARE of the text the client prepared (the new ids are
 //!    mapped to the client's);
 //! 6. `SELECT LAST_INSERT_ID(n)` (its result set is not relayed).
@@ -23,8 +23,11 @@
 //! query). User variables come from MariaDB's
 //! `information_schema.USER_VARIABLES` (the `user_variables` plugin, built in since 10.2.6), or
 //! MySQL's `performance_schema.user_variables_by_thread`, which has no types (values come back
-//! as binary strings there). String values are assumed to arrive in their own character set
-//! (true when `character_set_results` matches it, as with the usual utf8mb4 everywhere).
+//! as binary strings there, exact). MariaDB's table is utf8mb3 (4-byte characters read back as
+//! `?`, binary bytes mangled) and converted to `character_set_results`, and it has no
+//! collation: the names and types come from it, then each string variable's exact bytes and
+//! collation from a second query, [`string_values_query`] (`CAST(@v AS BINARY)`, never
+//! converted, and `COLLATION(@v)`).
 
 use std::collections::VecDeque;
 
@@ -88,6 +91,8 @@ pub(crate) struct UserVar {
     pub(crate) value: Option<Vec<u8>>,
     pub(crate) kind: UserVarType,
     pub(crate) charset: Option<Vec<u8>>,
+    /// `COLLATION(@v)` of a string (read by [`string_values_query`]).
+    pub(crate) collation: Option<Vec<u8>>,
 }
 
 /// One replay statement.
@@ -235,19 +240,96 @@ fn push_user_value(out: &mut Vec<u8>, var: &UserVar) -> Result<(), String> {
         UserVarType::Decimal => return Err(bad("decimal")),
         UserVarType::Double => return Err(bad("double")),
         UserVarType::String => {
-            match &var.charset {
-                Some(cs)
-                    if !cs.is_empty()
-                        && cs.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_') =>
-                {
+            let charset = var.charset.as_deref().filter(|cs| is_charset_name(cs));
+            match charset {
+                Some(cs) => {
                     out.push(b'_');
                     out.extend_from_slice(&cs.to_ascii_lowercase());
                     out.push(b' ');
                 }
-                _ => out.extend_from_slice(b"_binary "),
+                None => out.extend_from_slice(b"_binary "),
             }
             push_hex_literal(out, value);
+            // `binary` is a keyword there, and the only collation of `_binary`.
+            let collation = var.collation.as_deref().filter(|c| {
+                charset.is_some() && is_charset_name(c) && !c.eq_ignore_ascii_case(b"binary")
+            });
+            if let Some(c) = collation {
+                out.extend_from_slice(b" COLLATE ");
+                out.extend_from_slice(&c.to_ascii_lowercase());
+            }
         }
+    }
+    Ok(())
+}
+
+/// A character set or collation name ferry writes bare: letters, digits, `_`.
+fn is_charset_name(name: &[u8]) -> bool {
+    !name.is_empty() && name.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// True for a variable [`string_values_query`] reads: a MariaDB string (its character set is
+/// known; MySQL's values are exact already) that is not NULL.
+fn needs_exact_value(var: &UserVar) -> bool {
+    var.kind == UserVarType::String && var.value.is_some() && var.charset.is_some()
+}
+
+/// The query that reads the exact bytes and collation of each string variable that
+/// [`parse_old_session`] returned (MariaDB): one row per variable, `index, CAST(@v AS BINARY),
+/// COLLATION(@v)`, the index into `vars` first. `None` when there is none to read.
+pub(crate) fn string_values_query(vars: &[UserVar]) -> Option<Bytes> {
+    let mut out = vec![Command::COM_QUERY];
+    for (i, var) in vars
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| needs_exact_value(v))
+    {
+        if out.len() > 1 {
+            out.extend_from_slice(b" UNION ALL ");
+        }
+        out.extend_from_slice(format!("SELECT {i}, CAST(@").as_bytes());
+        push_identifier(&mut out, &var.name);
+        out.extend_from_slice(b" AS BINARY), COLLATION(@");
+        push_identifier(&mut out, &var.name);
+        out.push(b')');
+    }
+    (out.len() > 1).then(|| Bytes::from(out))
+}
+
+/// Puts the rows of [`string_values_query`] into `vars`. Every variable it asked for must come
+/// back with a value (a name USER_VARIABLES showed with `?` for a 4-byte character does not
+/// name the variable, for one).
+pub(crate) fn apply_string_values(
+    vars: &mut [UserVar],
+    rows: &[Vec<Option<Vec<u8>>>],
+) -> Result<(), String> {
+    let mut read = vec![false; vars.len()];
+    for row in rows {
+        let [Some(index), value, collation] = row.as_slice() else {
+            return Err("unexpected row shape reading user variable values".into());
+        };
+        let i = std::str::from_utf8(index)
+            .ok()
+            .and_then(|i| i.parse::<usize>().ok())
+            .filter(|&i| vars.get(i).is_some_and(needs_exact_value))
+            .ok_or("unexpected row reading user variable values")?;
+        let var = &mut vars[i];
+        let Some(value) = value else {
+            return Err(format!(
+                "user variable @{} could not be read exactly",
+                String::from_utf8_lossy(&var.name)
+            ));
+        };
+        var.value = Some(value.clone());
+        var.collation = collation.clone();
+        read[i] = true;
+    }
+    let missing = vars
+        .iter()
+        .zip(read)
+        .any(|(v, read)| needs_exact_value(v) && !read);
+    if missing {
+        return Err("user variable values missing".into());
     }
     Ok(())
 }
@@ -298,6 +380,7 @@ pub(crate) fn parse_old_session(rows: &[Vec<Option<Vec<u8>>>]) -> Result<OldSess
             value: value.clone(),
             kind,
             charset: charset.clone(),
+            collation: None,
         });
     }
     if charsets.is_none() {
@@ -471,6 +554,7 @@ mod tests {
             value: Some(b"1; DROP TABLE t".to_vec()),
             kind: UserVarType::Int,
             charset: None,
+            collation: None,
         };
         assert!(Item::UserVariables(vec![bad]).payload(false).is_err());
         let nameless = session_rows(vec![vec![None, Some(b"1".to_vec()), None, None]]);
@@ -480,6 +564,75 @@ mod tests {
             parse_old_session(&[]).is_err(),
             "the LEFT JOIN always gives a row"
         );
+    }
+
+    #[test]
+    fn string_values_are_read_exactly_with_their_collation() {
+        // As USER_VARIABLES shows them: 4-byte characters as '?', binary bytes mangled.
+        let rows = session_rows(
+            [
+                ["i", "1", "INT", "latin1"],
+                ["emoji", "zo\u{eb} ?", "VARCHAR", "utf8mb4"],
+                ["bin", "\0?", "VARCHAR", "binary"],
+                ["n", "", "VARCHAR", "binary"],
+                ["we`ird", "x", "VARCHAR", "latin1"],
+            ]
+            .into_iter()
+            .map(|r| {
+                let mut row: Vec<_> = r.iter().map(|c| Some(c.as_bytes().to_vec())).collect();
+                if r[0] == "n" {
+                    row[1] = None;
+                }
+                row
+            })
+            .collect(),
+        );
+        let mut vars = parse_old_session(&rows).unwrap().user_vars;
+        let query = string_values_query(&vars).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&query[1..]),
+            "SELECT 1, CAST(@`emoji` AS BINARY), COLLATION(@`emoji`) UNION ALL \
+             SELECT 2, CAST(@`bin` AS BINARY), COLLATION(@`bin`) UNION ALL \
+             SELECT 4, CAST(@`we``ird` AS BINARY), COLLATION(@`we``ird`)"
+        );
+        let answer = |i: &str, v: &[u8], c: &str| {
+            vec![
+                Some(i.as_bytes().to_vec()),
+                Some(v.to_vec()),
+                Some(c.as_bytes().to_vec()),
+            ]
+        };
+        let values = vec![
+            answer("1", "zoë 😀".as_bytes(), "utf8mb4_unicode_ci"),
+            answer("2", &[0, 0xFF], "binary"),
+            answer("4", b"x", "latin1_bin"),
+        ];
+        let mut missing = vars.clone();
+        assert!(apply_string_values(&mut missing, &values[..2]).is_err());
+        let mut null = values.clone();
+        null[0][1] = None;
+        assert!(apply_string_values(&mut vars.clone(), &null).is_err());
+        let mut wrong = values.clone();
+        wrong[0][0] = Some(b"0".to_vec());
+        assert!(
+            apply_string_values(&mut vars.clone(), &wrong).is_err(),
+            "an INT is not read"
+        );
+        apply_string_values(&mut vars, &values).unwrap();
+        assert_eq!(
+            sql(&Item::UserVariables(vars)),
+            "SET @`i` = 1, @`emoji` = _utf8mb4 X'7A6FC3AB20F09F9880' COLLATE utf8mb4_unicode_ci, \
+             @`bin` = _binary X'00FF', @`n` = NULL, @`we``ird` = _latin1 X'78' COLLATE latin1_bin"
+        );
+        // MySQL: values are exact already (no character set column), nothing more to read.
+        let mysql = UserVar {
+            name: b"s".to_vec(),
+            value: Some(b"x".to_vec()),
+            kind: UserVarType::String,
+            charset: None,
+            collation: None,
+        };
+        assert_eq!(string_values_query(&[mysql]), None);
     }
 
     #[test]

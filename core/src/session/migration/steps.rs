@@ -84,15 +84,32 @@ impl ProxySession {
         if let Some(e) = rows.error {
             return self.fail_migration(now, MigrationFailure::OldBackend(e));
         }
-        let parsed = match self.config.migration.mode {
-            MigrationMode::Tidb => {
+        let parsed = match (self.config.migration.mode, m.step) {
+            (MigrationMode::Tidb, _) => {
                 tidb::parse_session_states(&rows.rows).map(|s| m.states = Some(s))
             }
+            (_, Step::ReadValues) => replay::apply_string_values(&mut m.old.user_vars, &rows.rows),
             _ => replay::parse_old_session(&rows.rows).map(|old| m.old = old),
         };
-        match parsed {
-            Ok(()) => self.connect_new(now),
-            Err(e) => self.fail_migration(now, MigrationFailure::OldBackend(e)),
+        if let Err(e) = parsed {
+            return self.fail_migration(now, MigrationFailure::OldBackend(e));
+        }
+        // USER_VARIABLES shows strings through utf8mb3 ('?' for what it cannot hold, binary
+        // bytes mangled): their exact bytes are read in a second query.
+        let values = match m.step {
+            Step::ReadOld => replay::string_values_query(&m.old.user_vars),
+            _ => None,
+        };
+        let Some(query) = values else {
+            return self.connect_new(now);
+        };
+        m.step = Step::ReadValues;
+        self.arm_step(now);
+        // The old backend just completed a response: it is idle.
+        let sent = self.backend_mut().map(|b| b.send_raw_command(now, query));
+        if !matches!(sent, Some(Ok(()))) {
+            let why = "the old backend refused the query".to_owned();
+            self.fail_migration(now, MigrationFailure::OldBackend(why));
         }
     }
 

@@ -16,6 +16,9 @@ pub(super) struct Script {
     pub(super) hold: Vec<&'static str>,
     /// Rows of the user-variables query (name, value, type, charset).
     pub(super) user_vars: Vec<[Option<&'static str>; 4]>,
+    /// A string variable's exact bytes and collation, when USER_VARIABLES shows them lossily
+    /// (otherwise its shown value and `<charset>_general_ci`).
+    pub(super) exact: Vec<(&'static str, &'static [u8], &'static str)>,
     /// First statement id handed out.
     pub(super) first_stmt: u32,
     /// `tidb` test server: `Some` answers token logins and SHOW/SET SESSION_STATES.
@@ -409,6 +412,51 @@ fn parse_set(sql: &str) -> Option<(String, String)> {
     Some((name.trim().to_owned(), value))
 }
 
+/// `SELECT i, CAST(@`v` AS BINARY), COLLATION(@`v`) UNION ALL …`: each variable's exact bytes.
+fn string_values(server: &mut Server, sql: &str) {
+    let cols = [
+        column(b"0", ColumnType::LongLong),
+        column(b"CAST", ColumnType::Blob),
+        column(b"COLLATION", ColumnType::VarString),
+    ];
+    let rows: Vec<[Option<Vec<u8>>; 3]> = sql
+        .split(" UNION ALL ")
+        .map(|select| {
+            let (index, rest) = select
+                .strip_prefix("SELECT ")
+                .and_then(|s| s.split_once(", CAST(@`"))
+                .expect("the values query");
+            let name = rest.split_once("` AS BINARY)").expect("a name").0;
+            let script = &server.script;
+            let (value, collation) = match script.exact.iter().find(|(n, ..)| *n == name) {
+                Some((_, value, collation)) => (Some(value.to_vec()), Some(collation.to_string())),
+                None => match script.user_vars.iter().find(|r| r[0] == Some(name)) {
+                    Some([_, value, _, charset]) => (
+                        value.map(|v| v.as_bytes().to_vec()),
+                        charset.map(|c| format!("{c}_general_ci")),
+                    ),
+                    // No such variable: NULL, as on a server.
+                    None => (None, None),
+                },
+            };
+            [
+                Some(index.as_bytes().to_vec()),
+                value,
+                collation.map(String::into_bytes),
+            ]
+        })
+        .collect();
+    server.fe.set_status(server.status);
+    server
+        .fe
+        .send_text_result(
+            &cols,
+            rows.iter()
+                .map(|r| r.iter().map(|c| c.as_deref()).collect::<Vec<_>>()),
+        )
+        .unwrap();
+}
+
 /// The in-test servers' answers (see [`Script`]).
 fn serve(server: &mut Server, event: frontend::Event) {
     let command = match event {
@@ -476,6 +524,10 @@ fn serve(server: &mut Server, event: frontend::Event) {
                 }
                 server.fe.set_status(server.status);
                 server.fe.send_text_result(&cols, rows).unwrap();
+            } else if sql.starts_with("SELECT 0, CAST(@")
+                || sql.contains(" AS BINARY), COLLATION(@")
+            {
+                string_values(server, &sql);
             } else if sql.starts_with("SELECT LAST_INSERT_ID(") {
                 let cols = [column(b"LAST_INSERT_ID()", ColumnType::LongLong)];
                 server.fe.set_status(server.status);
@@ -602,10 +654,18 @@ fn stateful_session(mig: &mut Mig) -> (u32, u32) {
         [Some("f"), Some("2.5"), Some("DOUBLE"), Some("latin1")],
         [Some("s"), Some("it's"), Some("VARCHAR"), Some("utf8mb4")],
         [Some("n"), None, Some("VARCHAR"), Some("binary")],
+        // USER_VARIABLES is utf8mb3: 4-byte characters show as '?', binary bytes mangled.
+        [Some("e"), Some("? ok"), Some("VARCHAR"), Some("utf8mb4")],
+        [Some("b"), Some("?"), Some("VARCHAR"), Some("binary")],
+    ];
+    mig.scripts.get_mut("db1").unwrap().exact = vec![
+        ("e", "😀 ok".as_bytes(), "utf8mb4_unicode_ci"),
+        ("b", &[0xFF], "binary"),
     ];
     for s in mig.servers.values_mut() {
         if s.name == "db1" {
             s.script.user_vars = mig.scripts["db1"].user_vars.clone();
+            s.script.exact = mig.scripts["db1"].exact.clone();
         }
     }
     assert_eq!(mig.query("USE shop"), "db1:USE shop");
@@ -613,7 +673,10 @@ fn stateful_session(mig: &mut Mig) -> (u32, u32) {
     mig.query("SET sql_mode = 'ANSI_QUOTES'");
     mig.query("SET time_zone = '+02:00'");
     mig.query("SET autocommit = 0");
-    mig.query("SET @i = 42, @d = 3.14, @f = 2.5e0, @s = 'it''s', @n = NULL");
+    mig.query(
+        "SET @i = 42, @d = 3.14, @f = 2.5e0, @s = 'it''s', @n = NULL, \
+         @e = '😀 ok' COLLATE utf8mb4_unicode_ci, @b = X'FF'",
+    );
     let a = mig.prepare("SELECT 'a'");
     let b = mig.prepare("SELECT 'b'");
     assert_eq!(
@@ -648,7 +711,15 @@ fn replay_rebuilds_every_piece_of_state_on_the_new_backend() {
     let old = mig.server("db1");
     assert!(old.closed, "the old connection was released");
     assert!(old.fe.is_closed(), "after COM_QUIT");
-    assert!(old.statements().last().unwrap().starts_with(
+    let read = old.statements();
+    assert_eq!(
+        read[read.len() - 1],
+        "SELECT 3, CAST(@`s` AS BINARY), COLLATION(@`s`) UNION ALL \
+         SELECT 5, CAST(@`e` AS BINARY), COLLATION(@`e`) UNION ALL \
+         SELECT 6, CAST(@`b` AS BINARY), COLLATION(@`b`)",
+        "the exact bytes of the non-NULL strings"
+    );
+    assert!(read[read.len() - 2].starts_with(
         "SELECT @@character_set_client, @@character_set_results, @@character_set_connection, \
          @@collation_connection, u.VARIABLE_NAME, u.VARIABLE_VALUE, u.VARIABLE_TYPE, \
          u.CHARACTER_SET_NAME FROM (SELECT 1) AS one \
@@ -666,7 +737,9 @@ fn replay_rebuilds_every_piece_of_state_on_the_new_backend() {
             "SET SESSION autocommit = 'OFF'",
             "SET SESSION sql_mode = 'ANSI_QUOTES'",
             "SET SESSION time_zone = '+02:00'",
-            "SET @`i` = 42, @`d` = 3.14, @`f` = 2.5e0, @`s` = _utf8mb4 X'69742773', @`n` = NULL",
+            "SET @`i` = 42, @`d` = 3.14, @`f` = 2.5e0, \
+             @`s` = _utf8mb4 X'69742773' COLLATE utf8mb4_general_ci, @`n` = NULL, \
+             @`e` = _utf8mb4 X'F09F9880206F6B' COLLATE utf8mb4_unicode_ci, @`b` = _binary X'FF'",
             "PREPARE SELECT 'a'",
             "PREPARE SELECT 'b'",
             "SELECT LAST_INSERT_ID(42)",
@@ -757,6 +830,15 @@ fn every_failure_leaves_the_session_on_its_old_backend() {
             |m| {
                 for s in m.servers.values_mut() {
                     s.script.fail.push("SELECT @@character_set_client");
+                }
+            },
+            "old_backend",
+        ),
+        (
+            "user variable values ERR",
+            |m| {
+                for s in m.servers.values_mut() {
+                    s.script.fail.push("SELECT 3, CAST(@");
                 }
             },
             "old_backend",
