@@ -267,6 +267,13 @@ enum Timer {
 /// Number of [`Timer`] kinds.
 const TIMERS: usize = 4;
 
+/// Slots an idle session's transmit and event queues shrink to, once over [`IDLE_QUEUE_MAX`].
+const IDLE_QUEUE: usize = 16;
+const IDLE_QUEUE_MAX: usize = 256;
+/// Bytes an idle session keeps for re-encoded OK packets, once over [`IDLE_SCRATCH_MAX`].
+const IDLE_SCRATCH: usize = 256;
+const IDLE_SCRATCH_MAX: usize = 4096;
+
 /// The backend connection of the session.
 struct BackendLink {
     id: BackendConnId,
@@ -655,6 +662,21 @@ impl ProxySession {
         self.phase = Phase::Ready;
         let idle = self.config.idle_timeout.map(|d| now + d);
         self.set_timer(Timer::Idle, idle);
+        // An idle session keeps small buffers, not the high-water mark of its last burst (the
+        // roles and their decoders do the same). Only well past what a command uses: shrinking
+        // what the next command grows again would cost two reallocations per command.
+        if self.backend_out.capacity() > crate::wire::RETAINED_BUFFER {
+            self.backend_out = BytesMut::new();
+        }
+        if self.transmits.capacity() > IDLE_QUEUE_MAX {
+            self.transmits.shrink_to(IDLE_QUEUE);
+        }
+        if self.events.capacity() > IDLE_QUEUE_MAX {
+            self.events.shrink_to(IDLE_QUEUE);
+        }
+        if self.scratch.capacity() > IDLE_SCRATCH_MAX {
+            self.scratch.shrink_to(IDLE_SCRATCH);
+        }
     }
 
     /// Processes the roles' events until neither has any, then collects their output.

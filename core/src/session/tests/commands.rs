@@ -331,3 +331,20 @@ fn ok_info_is_reframed_for_a_tracking_client_on_a_backend_without_tracking() {
     let ok = OkPacket::parse(&packets[0].1, net.client.capabilities()).unwrap();
     assert_eq!(ok.info, b"vars changed");
 }
+
+#[test]
+fn an_idle_session_lets_go_of_its_burst_buffers() {
+    let mut net = Net::logged_in(true);
+    // As after a large result set: queues and buffers at a high-water mark, since drained.
+    net.session.transmits.reserve(5000);
+    net.session.events.reserve(5000);
+    net.session.scratch.reserve(100_000);
+    net.session.backend_out.reserve(1 << 20);
+    let (_, summary) = net.query(b"SELECT 1");
+    assert!(summary.is_ok());
+    assert!(net.session.is_idle());
+    assert!(net.session.transmits.capacity() < 100);
+    assert!(net.session.events.capacity() < 100);
+    assert!(net.session.scratch.capacity() <= super::IDLE_SCRATCH_MAX);
+    assert!(net.session.backend_out.capacity() <= crate::wire::RETAINED_BUFFER);
+}
