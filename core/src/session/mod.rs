@@ -274,6 +274,15 @@ const IDLE_QUEUE_MAX: usize = 256;
 const IDLE_SCRATCH: usize = 256;
 const IDLE_SCRATCH_MAX: usize = 4096;
 
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
 /// The backend connection of the session.
 struct BackendLink {
     id: BackendConnId,
@@ -623,13 +632,18 @@ impl ProxySession {
         if self.is_closed() {
             return None;
         }
-        let backend = self.backend().and_then(Backend::poll_timeout);
-        let migration = self.migration_poll_timeout();
-        [self.frontend.poll_timeout(), backend, migration]
-            .into_iter()
-            .chain(self.timers)
-            .flatten()
-            .min()
+        // Asked after every call: a plain fold, without building an iterator chain.
+        let mut next = self.frontend.poll_timeout();
+        if let Some(b) = self.backend() {
+            next = earliest(next, b.poll_timeout());
+        }
+        if self.migration.is_some() {
+            next = earliest(next, self.migration_poll_timeout());
+        }
+        for t in self.timers {
+            next = earliest(next, t);
+        }
+        next
     }
 
     // ---- internals ----
