@@ -13,8 +13,9 @@
 //! 3. every other tracked system variable, `SET SESSION name = value` (numbers bare, everything
 //!    else a string literal); a variable the new server refuses is skipped and reported;
 //! 4. user variables read from the old backend at migration time, in one `SET @a = …, @b = …`
-//!    with their types: integers and decimals as exact literals, doubles as `…e0`, strings as
-//!    `_charset X'…' COLLATE collation` (the exact bytes), NULL;
+//!    with their types: integers and decimals as exact literals, unsigned integers as
+//!    `CAST(n AS UNSIGNED)`, doubles as `…e0`, strings as `_charset X'…' COLLATE collation`
+//!    (the exact bytes), a NULL of a numeric type as `CAST(NULL AS …)`, other NULLs as NULL;
 //! 5. each prepared statement, COM_STMT_PREPARE of the text the client prepared (the new ids are
 //!    mapped to the client's);
 //! 6. `SELECT LAST_INSERT_ID(n)` (its result set is not relayed).
@@ -61,10 +62,13 @@ const CHARSET_VARIABLES: [&str; 4] = [
     "collation_connection",
 ];
 
-/// The type of a user variable, as `VARIABLE_TYPE` names it.
+/// The type of a user variable, as `VARIABLE_TYPE` names it (MariaDB 10.11: `INT`,
+/// `INT UNSIGNED`, `DECIMAL`, `DOUBLE`, `VARCHAR`; a NULL keeps the type it was given).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum UserVarType {
     Int,
+    /// `INT UNSIGNED`: a literal above `i64::MAX` is unsigned by itself, a smaller one is not.
+    UnsignedInt,
     Decimal,
     Double,
     String,
@@ -214,7 +218,14 @@ fn is_variable_name(name: &[u8]) -> bool {
 
 fn push_user_value(out: &mut Vec<u8>, var: &UserVar) -> Result<(), String> {
     let Some(value) = &var.value else {
-        out.extend_from_slice(b"NULL");
+        out.extend_from_slice(match var.kind {
+            UserVarType::Int => b"CAST(NULL AS SIGNED)",
+            UserVarType::UnsignedInt => b"CAST(NULL AS UNSIGNED)",
+            UserVarType::Decimal => b"CAST(NULL AS DECIMAL)",
+            UserVarType::Double => b"CAST(NULL AS DOUBLE)",
+            // A plain NULL is what a string NULL reads back as (VARCHAR, binary).
+            UserVarType::String => b"NULL",
+        });
         return Ok(());
     };
     let bad = |what: &str| {
@@ -226,6 +237,11 @@ fn push_user_value(out: &mut Vec<u8>, var: &UserVar) -> Result<(), String> {
     };
     match var.kind {
         UserVarType::Int if is_integer(value) => out.extend_from_slice(value),
+        UserVarType::UnsignedInt if is_integer(value) && !value.starts_with(b"-") => {
+            out.extend_from_slice(b"CAST(");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b" AS UNSIGNED)");
+        }
         UserVarType::Decimal if is_number(value) && !value.contains(&b'e') => {
             out.extend_from_slice(value)
         }
@@ -237,6 +253,7 @@ fn push_user_value(out: &mut Vec<u8>, var: &UserVar) -> Result<(), String> {
             }
         }
         UserVarType::Int => return Err(bad("integer")),
+        UserVarType::UnsignedInt => return Err(bad("unsigned integer")),
         UserVarType::Decimal => return Err(bad("decimal")),
         UserVarType::Double => return Err(bad("double")),
         UserVarType::String => {
@@ -371,6 +388,7 @@ pub(crate) fn parse_old_session(rows: &[Vec<Option<Vec<u8>>>]) -> Result<OldSess
         };
         let kind = match kind.as_deref().map(|k| k.to_ascii_uppercase()) {
             Some(k) if k == b"INT" || k == b"INTEGER" => UserVarType::Int,
+            Some(k) if k == b"INT UNSIGNED" => UserVarType::UnsignedInt,
             Some(k) if k == b"DECIMAL" => UserVarType::Decimal,
             Some(k) if k == b"DOUBLE" || k == b"REAL" => UserVarType::Double,
             _ => UserVarType::String,
@@ -564,6 +582,46 @@ mod tests {
             parse_old_session(&[]).is_err(),
             "the LEFT JOIN always gives a row"
         );
+    }
+
+    #[test]
+    fn unsigned_integers_and_typed_nulls_keep_their_types() {
+        // What MariaDB 10.11 reports for `SET @u = 18446744073709551615, @five =
+        // CAST(5 AS UNSIGNED), @ni = CAST(NULL AS SIGNED), …`.
+        let rows: Vec<Vec<Option<Vec<u8>>>> = [
+            ["u", "18446744073709551615", "INT UNSIGNED", "latin1"],
+            ["five", "5", "INT UNSIGNED", "latin1"],
+            ["ni", "NULL", "INT", "latin1"],
+            ["nu", "NULL", "INT UNSIGNED", "latin1"],
+            ["nd", "NULL", "DECIMAL", "latin1"],
+            ["nf", "NULL", "DOUBLE", "latin1"],
+            ["ns", "NULL", "VARCHAR", "binary"],
+        ]
+        .into_iter()
+        .map(|r| {
+            let mut row: Vec<_> = r.iter().map(|c| Some(c.as_bytes().to_vec())).collect();
+            if r[1] == "NULL" {
+                row[1] = None;
+            }
+            row
+        })
+        .collect();
+        let vars = parse_old_session(&session_rows(rows)).unwrap().user_vars;
+        assert_eq!(string_values_query(&vars), None, "no string to read");
+        assert_eq!(
+            sql(&Item::UserVariables(vars)),
+            "SET @`u` = CAST(18446744073709551615 AS UNSIGNED), @`five` = CAST(5 AS UNSIGNED), \
+             @`ni` = CAST(NULL AS SIGNED), @`nu` = CAST(NULL AS UNSIGNED), \
+             @`nd` = CAST(NULL AS DECIMAL), @`nf` = CAST(NULL AS DOUBLE), @`ns` = NULL"
+        );
+        let negative = UserVar {
+            name: b"x".to_vec(),
+            value: Some(b"-1".to_vec()),
+            kind: UserVarType::UnsignedInt,
+            charset: None,
+            collation: None,
+        };
+        assert!(Item::UserVariables(vec![negative]).payload(false).is_err());
     }
 
     #[test]

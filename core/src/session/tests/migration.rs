@@ -657,6 +657,14 @@ fn stateful_session(mig: &mut Mig) -> (u32, u32) {
         // USER_VARIABLES is utf8mb3: 4-byte characters show as '?', binary bytes mangled.
         [Some("e"), Some("? ok"), Some("VARCHAR"), Some("utf8mb4")],
         [Some("b"), Some("?"), Some("VARCHAR"), Some("binary")],
+        // MariaDB's types for `@u = 18446744073709551615` and `@ni = CAST(NULL AS SIGNED)`.
+        [
+            Some("u"),
+            Some("18446744073709551615"),
+            Some("INT UNSIGNED"),
+            Some("latin1"),
+        ],
+        [Some("ni"), None, Some("INT"), Some("latin1")],
     ];
     mig.scripts.get_mut("db1").unwrap().exact = vec![
         ("e", "😀 ok".as_bytes(), "utf8mb4_unicode_ci"),
@@ -675,7 +683,8 @@ fn stateful_session(mig: &mut Mig) -> (u32, u32) {
     mig.query("SET autocommit = 0");
     mig.query(
         "SET @i = 42, @d = 3.14, @f = 2.5e0, @s = 'it''s', @n = NULL, \
-         @e = '😀 ok' COLLATE utf8mb4_unicode_ci, @b = X'FF'",
+         @e = '😀 ok' COLLATE utf8mb4_unicode_ci, @b = X'FF', @u = 18446744073709551615, \
+         @ni = CAST(NULL AS SIGNED)",
     );
     let a = mig.prepare("SELECT 'a'");
     let b = mig.prepare("SELECT 'b'");
@@ -739,7 +748,8 @@ fn replay_rebuilds_every_piece_of_state_on_the_new_backend() {
             "SET SESSION time_zone = '+02:00'",
             "SET @`i` = 42, @`d` = 3.14, @`f` = 2.5e0, \
              @`s` = _utf8mb4 X'69742773' COLLATE utf8mb4_general_ci, @`n` = NULL, \
-             @`e` = _utf8mb4 X'F09F9880206F6B' COLLATE utf8mb4_unicode_ci, @`b` = _binary X'FF'",
+             @`e` = _utf8mb4 X'F09F9880206F6B' COLLATE utf8mb4_unicode_ci, @`b` = _binary X'FF', \
+             @`u` = CAST(18446744073709551615 AS UNSIGNED), @`ni` = CAST(NULL AS SIGNED)",
             "PREPARE SELECT 'a'",
             "PREPARE SELECT 'b'",
             "SELECT LAST_INSERT_ID(42)",
