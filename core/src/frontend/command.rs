@@ -151,8 +151,14 @@ impl Frontend {
                 }
             }
         }
-        self.decoder.encode_packet(&mut self.plain, payload);
-        self.flush();
+        if self.tls.is_none() && self.plain.is_empty() {
+            // Straight to the wire buffer (after everything queued, like a flush would put it):
+            // one copy per relayed row, not two.
+            self.decoder.encode_packet(&mut self.wire, payload);
+        } else {
+            self.decoder.encode_packet(&mut self.plain, payload);
+            self.flush();
+        }
         Ok(())
     }
 
