@@ -194,8 +194,11 @@ impl PacketDecoder {
         };
         let seq = self.buf[3];
         let payload = if located.frames == 1 {
-            self.buf.advance(HEADER_LEN);
-            self.buf.split_to(located.len).freeze()
+            // Split with its header, which the frozen view then skips: advancing `Bytes` is two
+            // field updates, advancing `BytesMut` is not.
+            let mut frame = self.buf.split_to(HEADER_LEN + located.len).freeze();
+            frame.advance(HEADER_LEN);
+            frame
         } else {
             // The whole packet is buffered already, so this allocation is bounded by bytes received.
             let mut joined = BytesMut::with_capacity(located.len);
@@ -281,6 +284,15 @@ pub fn encode_packet(out: &mut BytesMut, seq: &mut u8, payload: &[u8]) {
 }
 
 fn encode_with_limit(out: &mut BytesMut, seq: &mut u8, payload: &[u8], limit: usize) {
+    if payload.len() < limit {
+        // One frame (nearly every packet): two plain appends.
+        let l = payload.len().to_le_bytes();
+        out.reserve(HEADER_LEN + payload.len());
+        out.extend_from_slice(&[l[0], l[1], l[2], *seq]);
+        out.extend_from_slice(payload);
+        *seq = seq.wrapping_add(1);
+        return;
+    }
     let frame_count = payload.len() / limit + 1;
     out.reserve(payload.len() + frame_count * HEADER_LEN);
     let mut rest = payload;
