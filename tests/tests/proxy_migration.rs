@@ -142,7 +142,8 @@ fn migration_backend(server_id: u32) -> MariaDb {
 /// Everything the session set, read with the text protocol.
 const STATE_SQL: &str = "select @i, @neg, @d, @f, @s, @n, @big, @@sql_mode, @@time_zone, \
     @@autocommit, @@character_set_client, @@character_set_results, @@collation_connection, \
-    database(), last_insert_id(), @@div_precision_increment";
+    database(), last_insert_id(), @@div_precision_increment, @big + 0, HEX(@emoji), \
+    COLLATION(@emoji), HEX(@bin), COLLATION(@s)";
 
 fn replay_state_survives_drain_and_migrate(driver: Driver) {
     let (db1, db2, db3) = (
@@ -165,11 +166,11 @@ fn replay_state_survives_drain_and_migrate(driver: Driver) {
     let first = name_of(&backends, port);
     assert_eq!(session_backend(&ferry, id), first);
 
-    // Not `COLLATE x` nor 4-byte characters (emoji) in user variables: MariaDB 10.11 does not
-    // report collation_connection after `SET NAMES … COLLATE`, and its
-    // information_schema.USER_VARIABLES is utf8mb3 (4-byte characters read back as '?'); both
-    // are replay limitations of the core, reported, not the driver's.
-    conn.query_drop("SET NAMES utf8mb4").unwrap();
+    // MariaDB 10.11 does not report collation_connection after `SET NAMES … COLLATE`, and its
+    // information_schema.USER_VARIABLES is utf8mb3 (4-byte characters and binary bytes read
+    // back as '?') and says `INT UNSIGNED`: the replay reads what it needs on the old backend.
+    conn.query_drop("SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci")
+        .unwrap();
     conn.query_drop("USE migr").unwrap();
     conn.query_drop(
         "SET SESSION sql_mode = 'ANSI_QUOTES,STRICT_ALL_TABLES,NO_ZERO_DATE', \
@@ -178,7 +179,8 @@ fn replay_state_survives_drain_and_migrate(driver: Driver) {
     .unwrap();
     conn.query_drop(
         "SET @i = 42, @neg = -7, @d = 3.14159, @f = 1.5e300, @s = 'zoë 日本語 ½ \\'q\\'', \
-         @n = NULL, @big = 18446744073709551615",
+         @n = NULL, @big = 18446744073709551615, @emoji = 'ok 😀🚀 fin' COLLATE utf8mb4_bin, \
+         @bin = X'00FF80', @ni = CAST(NULL AS SIGNED)",
     )
     .unwrap();
     conn.query_drop("insert into t (v) values ('before')")
@@ -186,9 +188,7 @@ fn replay_state_survives_drain_and_migrate(driver: Driver) {
     let insert = conn.prep("insert into t (v) values (?)").unwrap();
     let echo = conn.prep("select ?, @s, @@port").unwrap();
     let typed = conn
-        // Not @big: MariaDB lists it as `INT UNSIGNED`, which the core's replay restores as a
-        // string of the same digits (reported); its text value is compared in `state`.
-        .prep("select @i, @neg, @d, @f, @s, @n")
+        .prep("select @i, @neg, @d, @f, @s, @n, @big, @emoji, @bin, @ni")
         .unwrap();
     // autocommit=0 opens no transaction until a statement touches a table: still movable.
     conn.query_drop("SET autocommit = 0").unwrap();
@@ -209,6 +209,18 @@ fn replay_state_survives_drain_and_migrate(driver: Driver) {
     assert_eq!(before[4], r"'zoë 日本語 ½ \'q\''");
     assert_eq!(before[5], "NULL");
     assert_eq!(before[9], "'0'");
+    assert_eq!(before[12], "'utf8mb4_unicode_ci'");
+    assert_eq!(
+        before[16], "'18446744073709551615'",
+        "@big + 0 is an unsigned integer"
+    );
+    assert_eq!(before[17], "'6F6B20F09F9880F09F9A802066696E'");
+    assert_eq!(before[18], "'utf8mb4_bin'");
+    assert_eq!(before[19], "'00FF80'");
+    assert_eq!(
+        before[20], "'utf8mb4_unicode_ci'",
+        "@s has the connection's collation"
+    );
     assert_eq!(session(&ferry, id)["pinned"], Json::Null);
 
     // Drain: the idle session moves at once, to one of the two others.
