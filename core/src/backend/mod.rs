@@ -214,6 +214,9 @@ pub struct Backend {
     spare_tracker: Option<Box<ResponseTracker>>,
     /// Set once [`Event::Closed`] is queued; nothing happens after.
     closed: bool,
+    /// Rows arrived in this input: the command deadline is re-armed once after decoding it,
+    /// not per row (every packet of one input has the same `now`).
+    rearm_command_timer: bool,
     timers: [Option<Instant>; 2],
     error: Option<BackendError>,
     server_version: String,
@@ -255,6 +258,7 @@ impl Backend {
             state: State::AwaitGreeting,
             spare_tracker: None,
             closed: false,
+            rearm_command_timer: false,
             error: None,
             server_version: String::new(),
             connection_id: 0,
@@ -400,9 +404,12 @@ impl Backend {
                         return self.fail(e);
                     }
                 }
-                Ok(None) => return,
+                Ok(None) => break,
                 Err(e) => return self.fail(e.into()),
             }
+        }
+        if std::mem::take(&mut self.rearm_command_timer) {
+            self.arm_command_timer(now);
         }
     }
 
@@ -771,7 +778,7 @@ impl Backend {
             if step == Step::More && !auth_packet {
                 // The common case (every row): relayed in place, since moving the whole state
                 // out and back costs more than the packet itself.
-                self.arm_command_timer(now);
+                self.rearm_command_timer = true;
                 self.events.push_back(Event::Response { payload, kind });
                 return Ok(());
             }
@@ -821,6 +828,8 @@ impl Backend {
             kind,
             PacketKind::AuthSwitchRequest | PacketKind::AuthMoreData
         );
+        // This packet decides the command deadline below, whatever rows came before it.
+        self.rearm_command_timer = false;
         let mut awaiting_auth_data = false;
         match (&mut own_auth, auth_packet) {
             (Some(own), true) => {

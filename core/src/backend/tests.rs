@@ -537,6 +537,73 @@ fn command_timeout_is_a_read_timeout() {
 }
 
 #[test]
+fn rows_and_a_local_infile_request_in_one_read_leave_no_command_deadline() {
+    // The deadline is re-armed once per input for rows; a packet that hands the turn to the
+    // client (here a LOCAL INFILE request after a first result) decides it, rows or not.
+    let t0 = Instant::now();
+    let mut config = BackendConfig::new("app", plaintext("pw"));
+    config.command_timeout = Some(Duration::from_secs(5));
+    let mut b = Backend::new(t0, config, Box::new(SeededRandom::new(1)));
+    b.handle_input(t0, &greeting(server_caps(true), "mysql_native_password"));
+    sent_packets(&mut b);
+    let caps = b.capabilities();
+    b.handle_input(
+        t0,
+        &frame(2, &ok_payload(ServerStatus::AUTOCOMMIT, 0, caps)),
+    );
+    events(&mut b);
+    query(
+        &mut b,
+        t0,
+        "SELECT 1; LOAD DATA LOCAL INFILE 'f.csv' INTO TABLE t",
+    );
+    let more = ServerStatus(ServerStatus::AUTOCOMMIT.0 | ServerStatus::MORE_RESULTS_EXISTS.0);
+    let mut req = Vec::new();
+    LocalInfileRequest { filename: b"f.csv" }.encode(&mut req);
+    let packets = [
+        count(1),
+        column("1"),
+        text_row(&[b"1"]),
+        eof_ok(more, caps),
+        req,
+    ];
+    let mut input = Vec::new();
+    for (i, p) in packets.iter().enumerate() {
+        input.extend_from_slice(&frame(1 + i as u8, p));
+    }
+    let t1 = t0 + Duration::from_secs(1);
+    b.handle_input(t1, &input);
+    let evs = events(&mut b);
+    assert_eq!(kinds(&evs).last(), Some(&PacketKind::LocalInfileRequest));
+    assert_eq!(
+        b.poll_timeout(),
+        None,
+        "the client's turn: no command deadline"
+    );
+    // Rows alone in one read: the deadline counts from that read.
+    b.send_local_infile_data(b"1\n").unwrap();
+    b.finish_local_infile(t1).unwrap();
+    sent_packets(&mut b);
+    let t2 = t1 + Duration::from_secs(1);
+    b.handle_input(
+        t2,
+        &frame(8, &ok_payload(ServerStatus::AUTOCOMMIT, 1, caps)),
+    );
+    events(&mut b);
+    query(&mut b, t2, "SELECT 1");
+    let t3 = t2 + Duration::from_secs(3);
+    let mut input = Vec::new();
+    for (i, p) in [count(1), column("1"), text_row(&[b"1"])]
+        .iter()
+        .enumerate()
+    {
+        input.extend_from_slice(&frame(1 + i as u8, p));
+    }
+    b.handle_input(t3, &input);
+    assert_eq!(b.poll_timeout(), Some(t3 + Duration::from_secs(5)));
+}
+
+#[test]
 fn text_result_set_with_deprecate_eof_relays_payloads_untouched() {
     let t0 = Instant::now();
     let mut b = connected(t0, true);
