@@ -191,6 +191,7 @@ impl Proxy {
                     commands: commands_tx,
                     target: None,
                     retry_at: None,
+                    lasting_pin: false,
                 },
             );
             tracing::debug!(session = id, client = %addr, "client connected");

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 use ferry_core::session::{BackendConnId, Event, Peer, ProxySession};
 use ferry_mio::admin::SessionInfo;
+use ferry_mio::proxy::rebalance::pin_is_transient;
 use ferry_mio::proxy::OsRandom;
 use smol::future;
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -435,10 +436,12 @@ impl Task {
     /// Lists the session once authenticated as `user`.
     fn publish(&mut self, user: String) {
         let backend = self.session.backend_name().map(str::to_owned);
-        let pinned = self.session.pinned().map(|p| p.as_str());
+        let pin = self.session.pinned();
+        let pinned = pin.map(|p| p.as_str());
         self.listed = Some((backend.clone(), pinned));
         let id = self.id;
         self.update_entry(|e| {
+            e.lasting_pin = pin.is_some_and(|p| !pin_is_transient(p));
             e.info = Some(SessionInfo {
                 id,
                 user,
@@ -455,13 +458,15 @@ impl Task {
             return;
         };
         let now_backend = self.session.backend_name();
-        let now_pinned = self.session.pinned().map(|p| p.as_str());
+        let pin = self.session.pinned();
+        let now_pinned = pin.map(|p| p.as_str());
         if backend.as_deref() == now_backend && *pinned == now_pinned {
             return;
         }
         let backend = now_backend.map(str::to_owned);
         self.listed = Some((backend.clone(), now_pinned));
         self.update_entry(|e| {
+            e.lasting_pin = pin.is_some_and(|p| !pin_is_transient(p));
             if let Some(info) = e.info.as_mut() {
                 info.backend = backend;
                 info.pinned = now_pinned.map(str::to_owned);

@@ -45,6 +45,9 @@ pub(crate) struct SessionEntry {
     pub(crate) target: Option<String>,
     /// Its last migration failed: the balancer leaves it alone until then.
     pub(crate) retry_at: Option<Instant>,
+    /// Pinned by a reason that lasts until the client acts (temporary tables, locks, ...), as
+    /// opposed to a transaction, which the core waits out ([`pin_is_transient`](ferry_mio::proxy::rebalance::pin_is_transient)).
+    pub(crate) lasting_pin: bool,
 }
 
 /// Limits from the configuration.
@@ -160,7 +163,7 @@ impl Inner {
                     id: info.id,
                     backend,
                     target: e.target.as_deref().and_then(|t| self.registry.find(t)),
-                    pinned: info.pinned.is_some(),
+                    pinned: e.lasting_pin,
                     retry_at: e.retry_at,
                 })
             })
