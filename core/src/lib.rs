@@ -19,6 +19,7 @@ pub mod backend;
 pub mod balance;
 mod error;
 pub mod frontend;
+mod id_map;
 mod random;
 pub mod session;
 pub mod tls;
@@ -26,4 +27,5 @@ pub mod token;
 pub mod wire;
 
 pub use error::{DecodeError, ProtocolError};
+pub use id_map::{BuildIdHasher, IdHasher, IdMap};
 pub use random::{RandomSource, SeededRandom};

@@ -73,7 +73,7 @@ mod error;
 mod login;
 mod response;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -228,7 +228,7 @@ pub struct Backend {
     status: ServerStatus,
     schema: Option<Vec<u8>>,
     variables: BTreeMap<Vec<u8>, Vec<u8>>,
-    statements: HashMap<u32, PreparedStatement>,
+    statements: crate::IdMap<PreparedStatement>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -269,7 +269,7 @@ impl Backend {
             status: ServerStatus::default(),
             schema: config.database.as_ref().map(|d| d.as_bytes().to_vec()),
             variables: BTreeMap::new(),
-            statements: HashMap::new(),
+            statements: crate::IdMap::default(),
             config,
         };
         backend.set_timer(Timer::Connect, Some(now + backend.config.connect_timeout));

@@ -112,7 +112,7 @@ pub use config::{
 pub use relay::ZERO_COPY_THRESHOLD;
 pub use users::{Sha2Cache, UserEntry, UserTable};
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -299,7 +299,7 @@ pub struct Frontend {
     user: Option<String>,
     database: Option<String>,
     /// Parameter counts from the prepare-OKs sent, for decoding COM_STMT_EXECUTE.
-    param_counts: HashMap<u32, u16>,
+    param_counts: crate::IdMap<u16>,
     /// Collation and attributes of the handshake response, for the `Authenticated` event.
     pending_login: Option<(u8, Vec<(String, String)>)>,
 }
@@ -361,7 +361,7 @@ impl Frontend {
             caps,
             user: None,
             database: None,
-            param_counts: HashMap::new(),
+            param_counts: crate::IdMap::default(),
             pending_login: None,
         };
         frontend.flush();

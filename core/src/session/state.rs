@@ -6,7 +6,7 @@
 //! response's summary ([`SessionState::on_response`]); the backend's session-state tracking
 //! (`CLIENT_SESSION_TRACK`) reports schema and variable changes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use crate::backend::ResponseSummary;
 use crate::wire::{Command, ServerStatus};
@@ -34,7 +34,7 @@ pub struct SessionState {
     /// System variables the backend reported as changed, latest value per name.
     pub variables: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Open prepared statements by id.
-    pub statements: HashMap<u32, StatementInfo>,
+    pub statements: crate::IdMap<StatementInfo>,
     /// Some state ferry cannot see in detail changed (`session_track_state_change`: user
     /// variables, temporary tables, locks...). Cleared by COM_RESET_CONNECTION / COM_CHANGE_USER.
     pub opaque_state_changed: bool,
