@@ -180,10 +180,14 @@ impl<F: SessionFactory> Worker<F> {
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         let mut ready: Vec<(Token, bool, bool, bool)> = Vec::with_capacity(1024);
+        // The clock is read once per iteration, after the poll: the next timeout counts from
+        // that reading, so a timer fires late by at most the time one iteration takes.
+        let mut now = Instant::now();
         loop {
-            let timeout = self.poll_timeout(Instant::now());
+            let timeout = self.poll_timeout(now);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
+                    now = Instant::now();
                     continue;
                 }
                 tracing::error!(worker = self.index, error = %e, "poll failed; worker stops");
@@ -198,7 +202,7 @@ impl<F: SessionFactory> Worker<F> {
                     e.is_error() || e.is_read_closed(),
                 )
             }));
-            let now = Instant::now();
+            now = Instant::now();
             for &(token, readable, writable, error) in &ready {
                 match token {
                     LISTENER => self.accept_all(now),
@@ -208,7 +212,7 @@ impl<F: SessionFactory> Worker<F> {
                     }
                 }
             }
-            self.fire_timers(Instant::now());
+            self.fire_timers(now);
             if self.shutdown_deadline.is_none() && self.shared.shutting_down.load(Ordering::SeqCst)
             {
                 self.begin_shutdown(Instant::now());
