@@ -5,7 +5,7 @@
 //! id of the current exchange, and [`Frontend::end_response`] restarts the counter for the next
 //! command.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::wire::{
     Capabilities, ColumnDefinition41, ColumnFlags, ColumnType, Command, EofPacket, OkPacket,
@@ -14,6 +14,9 @@ use crate::wire::{
 use crate::{DecodeError, ProtocolError};
 
 use super::{CloseReason, Frontend, FrontendError, Phase};
+
+/// The least the wire buffer grows by when a relayed packet does not fit (see `send_packet`).
+const WIRE_MIN_GROWTH: usize = 2048;
 
 /// One command from the client: its payload (command byte first) as received, shared with the
 /// input buffer, and what is needed to parse it.
@@ -154,6 +157,22 @@ impl Frontend {
         if self.tls.is_none() && self.plain.is_empty() {
             // Straight to the wire buffer (after everything queued, like a flush would put it):
             // one copy per relayed row, not two.
+            let need = payload.len() + crate::wire::HEADER_LEN;
+            if self.wire.capacity() - self.wire.len() < need {
+                // Grown to powers of two from a few KiB rather than by the size of each row:
+                // a result set reaches its size in a few doublings (each copies what is
+                // encoded so far), and one that fits RETAINED_BUFFER keeps its buffer for the
+                // next response instead of being released and regrown every time.
+                // (`reserve` would double whatever size the buffer had, e.g. one a swap with
+                // `plain` brought, and overshoot RETAINED_BUFFER.)
+                let len = self.wire.len();
+                let target = (len + need).max(WIRE_MIN_GROWTH).next_power_of_two();
+                if !self.wire.try_reclaim(target - len) {
+                    let mut grown = BytesMut::with_capacity(target);
+                    grown.extend_from_slice(&self.wire);
+                    self.wire = grown;
+                }
+            }
             self.decoder.encode_packet(&mut self.wire, payload);
         } else {
             self.decoder.encode_packet(&mut self.plain, payload);

@@ -925,3 +925,32 @@ fn close_by_owner() {
     assert_eq!(closed_reason(&c.events()), &CloseReason::Local);
     assert!(c.fe.poll_event().is_none());
 }
+
+#[test]
+fn a_result_set_under_retained_buffer_reuses_one_buffer() {
+    // 100 rows of 125 bytes, as sysbench's range queries: encoded straight into the wire buffer,
+    // which keeps its allocation from one response to the next (no regrowth, no copy of what
+    // was encoded so far).
+    let mut c = Client::logged_in(proxy_config(None, false));
+    let row = [7u8; 125];
+    let mut starts = Vec::new();
+    for _ in 0..3 {
+        c.send(0, b"\x03select c from t");
+        assert!(matches!(c.events()[..], [Event::Command(_)]));
+        for _ in 0..100 {
+            c.fe.send_packet(&row).unwrap();
+        }
+        c.fe.end_response().unwrap();
+        let chunks: Vec<Bytes> = std::iter::from_fn(|| c.fe.poll_transmit()).collect();
+        assert_eq!(chunks.len(), 1, "one chunk for the whole result");
+        assert_eq!(chunks[0].len(), 100 * 129);
+        assert_eq!(&chunks[0][..4], &[125, 0, 0, 1]);
+        starts.push(chunks[0].as_ptr());
+        drop(chunks);
+        assert!(c.fe.wire.capacity() > 0, "the wire buffer was released");
+    }
+    assert_eq!(
+        starts[1], starts[2],
+        "the second and third results share one allocation"
+    );
+}
