@@ -11,6 +11,7 @@ use smol::future;
 use smol::Timer;
 
 use crate::shared::{Command, Inner};
+use crate::stats::Stats;
 
 /// How long [`ProxyHandle::migrate`] waits for the session's answer.
 const MIGRATE_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -75,7 +76,8 @@ impl ProxyHandle {
 
     /// The counters, as `/metrics` shows them.
     pub fn metrics(&self) -> Metrics {
-        self.inner.stats.metrics(
+        Stats::metrics(
+            std::slice::from_ref(&self.inner.stats),
             self.inner.live.load(Ordering::Relaxed) as u64,
             self.inner.pinned_counts(),
             self.inner.registry.infos(),

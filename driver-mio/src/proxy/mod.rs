@@ -31,6 +31,7 @@ pub mod session;
 mod session_config;
 mod shared;
 mod slab;
+pub mod stats;
 mod timers;
 mod worker;
 

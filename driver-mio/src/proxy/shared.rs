@@ -12,14 +12,14 @@
 //! polls, so sessions are only ever touched by their own thread.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use mio::Waker;
 
-use crate::admin::{AdminApi, ApiError, BackendInfo, Histogram, Metrics, SessionInfo};
+use crate::admin::{AdminApi, ApiError, BackendInfo, Metrics, SessionInfo};
 
 use super::rebalance::{pin_is_transient, SessionView};
 use super::registry::Registry;
@@ -29,33 +29,7 @@ use super::session::PinReason;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One worker's counters. Only that worker writes them.
-#[derive(Debug, Default)]
-pub(crate) struct WorkerStats {
-    pub(crate) accepted: AtomicU64,
-    pub(crate) commands: AtomicU64,
-    pub(crate) command_errors: AtomicU64,
-    pub(crate) client_bytes_received: AtomicU64,
-    pub(crate) client_bytes_sent: AtomicU64,
-    pub(crate) backend_bytes_received: AtomicU64,
-    pub(crate) backend_bytes_sent: AtomicU64,
-    pub(crate) backend_connect_errors: AtomicU64,
-    pub(crate) refused_max_connections: AtomicU64,
-    pub(crate) accept_errors: AtomicU64,
-    pub(crate) migrations_started: AtomicU64,
-    pub(crate) migrations_succeeded: AtomicU64,
-    /// By [`MigrationFailure::label`](ferry_core::session::MigrationFailure::label); locked once
-    /// per failed migration.
-    pub(crate) migrations_failed: Mutex<BTreeMap<&'static str, u64>>,
-    /// The pause of each migration; locked once per migration.
-    pub(crate) migration_pause: Mutex<Histogram>,
-}
-
-impl WorkerStats {
-    /// Adds `n` to a counter (relaxed: counters order nothing).
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-}
+pub(crate) use super::stats::Counters as WorkerStats;
 
 /// A session as the workers publish it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -261,13 +235,6 @@ impl Shared {
             let _ = balancer.send(BalancerMsg::Nudge);
         }
     }
-
-    fn sum(&self, field: impl Fn(&WorkerStats) -> &AtomicU64) -> u64 {
-        self.stats
-            .iter()
-            .map(|s| field(s).load(Ordering::Relaxed))
-            .sum()
-    }
 }
 
 /// The admin endpoint's view of the proxy.
@@ -299,54 +266,18 @@ impl AdminApi for ProxyAdmin {
 
     fn metrics(&self) -> Result<Metrics, ApiError> {
         let s = &self.0;
-        let mut errors = BTreeMap::new();
-        for (kind, n) in [
-            ("backend_connect", s.sum(|w| &w.backend_connect_errors)),
-            ("command", s.sum(|w| &w.command_errors)),
-            ("max_connections", s.sum(|w| &w.refused_max_connections)),
-            ("accept", s.sum(|w| &w.accept_errors)),
-        ] {
-            errors.insert(kind.to_owned(), n);
-        }
-        let mut migrations_failed = BTreeMap::new();
-        let mut migration_pause = Histogram::default();
-        for w in &s.stats {
-            let failed = w
-                .migrations_failed
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for (&reason, &n) in failed.iter() {
-                *migrations_failed.entry(reason.to_owned()).or_insert(0) += n;
-            }
-            drop(failed);
-            let pause = w
-                .migration_pause
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            migration_pause.merge(&pause);
-        }
         let mut pinned_sessions = BTreeMap::new();
         for (_, e) in s.entries() {
             if let Some(reason) = e.pinned {
                 *pinned_sessions.entry(reason.to_owned()).or_insert(0) += 1;
             }
         }
-        Ok(Metrics {
-            sessions: s.live_sessions.load(Ordering::Relaxed) as u64,
-            sessions_accepted: s.sum(|w| &w.accepted),
-            commands: s.sum(|w| &w.commands),
-            client_bytes_received: s.sum(|w| &w.client_bytes_received),
-            client_bytes_sent: s.sum(|w| &w.client_bytes_sent),
-            backend_bytes_received: s.sum(|w| &w.backend_bytes_received),
-            backend_bytes_sent: s.sum(|w| &w.backend_bytes_sent),
-            errors,
-            backends: s.registry.infos(),
-            migrations_started: s.sum(|w| &w.migrations_started),
-            migrations_succeeded: s.sum(|w| &w.migrations_succeeded),
-            migrations_failed,
+        Ok(WorkerStats::metrics(
+            &s.stats,
+            s.live_sessions.load(Ordering::Relaxed) as u64,
             pinned_sessions,
-            migration_pause,
-        })
+            s.registry.infos(),
+        ))
     }
 
     /// Draining stops new sessions at once; with migration on, the balancer moves the live ones

@@ -1,0 +1,160 @@
+//! The proxy's counters and their [`Metrics`] snapshot, for any driver: the mio driver keeps one
+//! [`Counters`] per worker thread (written by that thread only, so they never contend), the smol
+//! driver one for all its session tasks; [`Counters::metrics`] sums however many there are.
+//!
+//! Holds no mio type, so that ferry-smol reuses it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::admin::{BackendInfo, Histogram, Metrics};
+
+/// A counter lock; a panic while holding it left a whole value behind, so poisoning is ignored.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Counters since start. Relaxed atomics: they order nothing.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Client connections accepted.
+    pub accepted: AtomicU64,
+    /// Client commands relayed.
+    pub commands: AtomicU64,
+    /// Client commands that ended in an error.
+    pub command_errors: AtomicU64,
+    /// Bytes read from clients.
+    pub client_bytes_received: AtomicU64,
+    /// Bytes written to clients.
+    pub client_bytes_sent: AtomicU64,
+    /// Bytes read from backends.
+    pub backend_bytes_received: AtomicU64,
+    /// Bytes written to backends.
+    pub backend_bytes_sent: AtomicU64,
+    /// Backend connections that could not be made.
+    pub backend_connect_errors: AtomicU64,
+    /// Clients refused at `proxy.max-connections`.
+    pub refused_max_connections: AtomicU64,
+    /// Failed `accept` calls.
+    pub accept_errors: AtomicU64,
+    /// Migrations the core started.
+    pub migrations_started: AtomicU64,
+    /// Migrations that moved their session.
+    pub migrations_succeeded: AtomicU64,
+    /// Failed migrations by [`MigrationFailure::label`](ferry_core::session::MigrationFailure::label);
+    /// locked once per failed migration.
+    pub migrations_failed: Mutex<BTreeMap<&'static str, u64>>,
+    /// The pause each migration added to the command that waited for it; locked once per
+    /// migration.
+    pub migration_pause: Mutex<Histogram>,
+}
+
+impl Counters {
+    /// Adds `n` to `counter` (relaxed: counters order nothing).
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts a failed migration under `label`.
+    pub fn migration_failed(&self, label: &'static str) {
+        *lock(&self.migrations_failed).entry(label).or_insert(0) += 1;
+    }
+
+    /// Counts a migration that succeeded and records its pause.
+    pub fn migration_done(&self, pause: Duration) {
+        Self::add(&self.migrations_succeeded, 1);
+        lock(&self.migration_pause).observe(pause);
+    }
+
+    /// A snapshot of the sums over `sets`, with `sessions` open now (`pinned_sessions` of them
+    /// pinned, by reason) and the backends as the registry sees them.
+    pub fn metrics(
+        sets: &[Counters],
+        sessions: u64,
+        pinned_sessions: BTreeMap<String, u64>,
+        backends: Vec<BackendInfo>,
+    ) -> Metrics {
+        let sum = |field: fn(&Counters) -> &AtomicU64| -> u64 {
+            sets.iter().map(|c| field(c).load(Ordering::Relaxed)).sum()
+        };
+        // The same kinds in every driver, so that dashboards work with either.
+        let errors = [
+            ("backend_connect", sum(|c| &c.backend_connect_errors)),
+            ("command", sum(|c| &c.command_errors)),
+            ("max_connections", sum(|c| &c.refused_max_connections)),
+            ("accept", sum(|c| &c.accept_errors)),
+        ]
+        .into_iter()
+        .map(|(kind, n)| (kind.to_owned(), n))
+        .collect();
+        let mut migrations_failed = BTreeMap::new();
+        let mut migration_pause = Histogram::default();
+        for c in sets {
+            for (&reason, &n) in lock(&c.migrations_failed).iter() {
+                *migrations_failed.entry(reason.to_owned()).or_insert(0) += n;
+            }
+            migration_pause.merge(&lock(&c.migration_pause));
+        }
+        Metrics {
+            sessions,
+            sessions_accepted: sum(|c| &c.accepted),
+            commands: sum(|c| &c.commands),
+            client_bytes_received: sum(|c| &c.client_bytes_received),
+            client_bytes_sent: sum(|c| &c.client_bytes_sent),
+            backend_bytes_received: sum(|c| &c.backend_bytes_received),
+            backend_bytes_sent: sum(|c| &c.backend_bytes_sent),
+            errors,
+            backends,
+            migrations_started: sum(|c| &c.migrations_started),
+            migrations_succeeded: sum(|c| &c.migrations_succeeded),
+            migrations_failed,
+            pinned_sessions,
+            migration_pause,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_sum_every_set() {
+        let sets = [Counters::default(), Counters::default()];
+        Counters::add(&sets[0].commands, 3);
+        Counters::add(&sets[1].commands, 4);
+        Counters::add(&sets[1].accept_errors, 2);
+        Counters::add(&sets[0].client_bytes_sent, 10);
+        sets[0].migration_failed("pinned");
+        sets[1].migration_failed("pinned");
+        sets[1].migration_failed("timeout");
+        sets[0].migration_done(Duration::from_millis(3));
+        sets[1].migration_done(Duration::from_millis(4));
+        let pinned = BTreeMap::from([("transaction".to_owned(), 1)]);
+        let m = Counters::metrics(&sets, 5, pinned.clone(), Vec::new());
+        assert_eq!((m.sessions, m.commands, m.client_bytes_sent), (5, 7, 10));
+        assert_eq!(m.errors["accept"], 2);
+        assert_eq!(m.errors["command"], 0);
+        assert_eq!(m.errors.len(), 4);
+        assert_eq!(m.migrations_succeeded, 2);
+        assert_eq!(m.migrations_failed["pinned"], 2);
+        assert_eq!(m.migrations_failed["timeout"], 1);
+        assert_eq!(m.migration_pause.count(), 2);
+        assert_eq!(m.migration_pause.sum(), Duration::from_millis(7));
+        assert_eq!(m.pinned_sessions, pinned);
+    }
+
+    #[test]
+    fn one_set_is_its_own_snapshot() {
+        let c = Counters::default();
+        Counters::add(&c.accepted, 1);
+        Counters::add(&c.backend_connect_errors, 1);
+        c.migration_done(Duration::from_millis(1));
+        let m = Counters::metrics(std::slice::from_ref(&c), 0, BTreeMap::new(), Vec::new());
+        assert_eq!((m.sessions_accepted, m.errors["backend_connect"]), (1, 1));
+        assert_eq!(m.migration_pause.count(), 1);
+        assert!(m.migrations_failed.is_empty());
+    }
+}
