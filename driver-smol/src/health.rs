@@ -1,11 +1,12 @@
 //! Health checks on smol: every `health.interval`, each backend is checked with the mio driver's
 //! [`check_backend`] (connect, read the greeting, let the core's `probe_greeting` judge it) on
-//! smol's blocking pool, all backends at once, and the registry records the verdicts.
+//! smol's blocking pool, all backends at once, and the mio driver's [`record_verdict`]
+//! records the verdicts.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use ferry_mio::proxy::health::check_backend;
+use ferry_mio::proxy::health::{check_backend, record_verdict};
 use smol::channel::Receiver;
 use smol::future;
 use smol::Timer;
@@ -26,24 +27,7 @@ pub(crate) async fn check_all(inner: &Inner) {
         .collect();
     let mut any_change = false;
     for (index, check) in checks.into_iter().enumerate() {
-        let verdict = check.await;
-        let Some(b) = inner.registry.get(index) else {
-            continue;
-        };
-        let changed = inner.registry.set_health(index, verdict.is_ok());
-        any_change |= changed;
-        match (&verdict, changed) {
-            (Ok(version), true) => {
-                tracing::info!(backend = %b.name, addr = %b.addr, %version, "backend healthy")
-            }
-            (Err(reason), true) => {
-                tracing::warn!(backend = %b.name, addr = %b.addr, %reason, "backend unhealthy")
-            }
-            (Err(reason), false) => {
-                tracing::debug!(backend = %b.name, addr = %b.addr, %reason, "backend still unhealthy")
-            }
-            (Ok(_), false) => {}
-        }
+        any_change |= record_verdict(&inner.registry, index, &check.await);
     }
     if any_change {
         // A backend that came back takes sessions, one that fails loses them (migration on).

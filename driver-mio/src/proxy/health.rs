@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use ferry_core::balance::{probe_greeting, Probe, MAX_GREETING_SIZE};
 
+use super::registry::Registry;
 use super::shared::Shared;
 
 /// Checks one backend: `Ok(server version)` or `Err(reason)`, within `timeout`.
@@ -61,6 +62,28 @@ pub fn check_backend(addr: SocketAddr, timeout: Duration) -> Result<String, Stri
     }
 }
 
+/// Records backend `index`'s verdict from [`check_backend`] in `registry`, logging a change (and,
+/// at debug level, a backend still down); `true` if its health changed.
+pub fn record_verdict(registry: &Registry, index: usize, verdict: &Result<String, String>) -> bool {
+    let Some(b) = registry.get(index) else {
+        return false;
+    };
+    let changed = registry.set_health(index, verdict.is_ok());
+    match (verdict, changed) {
+        (Ok(version), true) => {
+            tracing::info!(backend = %b.name, addr = %b.addr, %version, "backend healthy")
+        }
+        (Err(reason), true) => {
+            tracing::warn!(backend = %b.name, addr = %b.addr, %reason, "backend unhealthy")
+        }
+        (Err(reason), false) => {
+            tracing::debug!(backend = %b.name, addr = %b.addr, %reason, "backend still unhealthy")
+        }
+        (Ok(_), false) => {}
+    }
+    changed
+}
+
 /// Checks every backend once, in parallel, and records the verdicts (logging changes).
 pub(crate) fn check_all(shared: &Shared, timeout: Duration) {
     let registry = &shared.registry;
@@ -80,23 +103,7 @@ pub(crate) fn check_all(shared: &Shared, timeout: Duration) {
     });
     let mut any_change = false;
     for (index, verdict) in verdicts.into_iter().enumerate() {
-        let Some(b) = registry.get(index) else {
-            continue;
-        };
-        let changed = registry.set_health(index, verdict.is_ok());
-        any_change |= changed;
-        match (&verdict, changed) {
-            (Ok(version), true) => {
-                tracing::info!(backend = %b.name, addr = %b.addr, %version, "backend healthy")
-            }
-            (Err(reason), true) => {
-                tracing::warn!(backend = %b.name, addr = %b.addr, %reason, "backend unhealthy")
-            }
-            (Err(reason), false) => {
-                tracing::debug!(backend = %b.name, addr = %b.addr, %reason, "backend still unhealthy")
-            }
-            (Ok(_), false) => {}
-        }
+        any_change |= record_verdict(registry, index, &verdict);
     }
     if any_change {
         // A backend that came back takes sessions, one that fails loses them (migration on).
@@ -203,6 +210,25 @@ mod tests {
         too_many.extend_from_slice(b"Too many connections");
         let err = check_backend(server(packet(&too_many)), Duration::from_secs(2)).unwrap_err();
         assert!(err.contains("too many connections"), "{err}");
+    }
+
+    #[test]
+    fn verdicts_change_the_registry_and_report_changes_only() {
+        let registry = Registry::new(&[crate::config::BackendConfig {
+            name: "db1".into(),
+            addr: "127.0.0.1:3306".parse().unwrap(),
+        }]);
+        let up: Result<String, String> = Ok("11.4.2-MariaDB".into());
+        let down: Result<String, String> = Err("connect: refused".into());
+        // Unhealthy until a first check passes.
+        assert!(record_verdict(&registry, 0, &up));
+        assert!(registry.get(0).unwrap().healthy());
+        assert!(!record_verdict(&registry, 0, &up));
+        assert!(record_verdict(&registry, 0, &down));
+        assert!(!registry.get(0).unwrap().healthy());
+        assert!(!record_verdict(&registry, 0, &down));
+        // A verdict for a backend the registry does not have changes nothing.
+        assert!(!record_verdict(&registry, 1, &up));
     }
 
     #[test]
