@@ -5,26 +5,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
-use ferry_mio::cli::Cli;
 use ferry_mio::proxy::{advertise_backend_version, session_config, CoreSessions, Proxy};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
-use tracing_subscriber::EnvFilter;
+use ferry_mio::startup;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    // RUST_LOG=ferry=debug etc.; info by default. Logs go to stderr.
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    let config = match cli.config() {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("ferry: configuration refused:\n{e}");
-            return ExitCode::from(2);
-        }
+    let (cli, config) = match startup::start("ferry") {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     // Debug output of the config never prints credentials or keys (see config.rs).
     tracing::debug!(?config, "configuration");
@@ -45,18 +32,12 @@ fn main() -> ExitCode {
             advertise_backend_version(&mut s, &config);
             CoreSessions::new(Arc::new(s))
         }
-        Err(e) => {
-            eprintln!("ferry: configuration refused:\n{e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return startup::refused("ferry", e),
     };
     // Signals are registered before serving, so that none is lost in between.
-    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+    let mut signals = match startup::signals("ferry") {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("ferry: cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let proxy = match Proxy::start(&config, sessions) {
         Ok(p) => p,

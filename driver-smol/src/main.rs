@@ -6,27 +6,15 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
 use ferry_mio::admin::AdminServer;
-use ferry_mio::cli::Cli;
+use ferry_mio::startup;
 use ferry_smol::{Proxy, ShutdownOutcome};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
 use smol::Executor;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    let config = match cli.config() {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("ferry-smol: configuration refused:\n{e}");
-            return ExitCode::from(2);
-        }
+    let (cli, config) = match startup::start("ferry-smol") {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     if cli.check {
         println!(
@@ -44,18 +32,12 @@ fn main() -> ExitCode {
         .build()
     {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("ferry-smol: configuration refused:\n{e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return startup::refused("ferry-smol", e),
     };
     let handle = proxy.handle();
-    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+    let mut signals = match startup::signals("ferry-smol") {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("ferry-smol: cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let listener = match smol::block_on(smol::net::TcpListener::bind(config.proxy.listen)) {
         Ok(l) => l,
