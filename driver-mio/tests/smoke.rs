@@ -1,24 +1,15 @@
 //! Smoke test of the real `ferry` binary in front of a real MariaDB: the `mariadb` CLI runs
 //! statements through it, the admin endpoint answers, and SIGTERM shuts it down cleanly.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ferry_tests::{require_executable, run_with_deadline, MariaDb};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use ferry_tests::{free_port, http_get, mariadb_cli, ChildGuard, CommandOutput, MariaDb};
 
 /// The ferry process; killed on drop if a test failed before stopping it.
 struct Ferry {
-    child: Option<Child>,
+    guard: ChildGuard,
     listen: SocketAddr,
     admin: SocketAddr,
 }
@@ -44,7 +35,7 @@ impl Ferry {
             .stderr(Stdio::inherit());
         let child = cmd.spawn().expect("start ferry");
         let ferry = Self {
-            child: Some(child),
+            guard: ChildGuard::new(child),
             listen,
             admin,
         };
@@ -59,67 +50,17 @@ impl Ferry {
         ferry
     }
 
-    fn mariadb(&self, user: &str, password: &str, sql: &str) -> ferry_tests::CommandOutput {
-        let client = require_executable("mariadb", "mariadb-client");
-        run_with_deadline(
-            Command::new(client)
-                .arg("--no-defaults")
-                .arg("--protocol=TCP")
-                .arg("-h127.0.0.1")
-                .arg(format!("-P{}", self.listen.port()))
-                .arg(format!("-u{user}"))
-                .arg(format!("-p{password}"))
-                .arg("--batch")
-                .arg("--skip-column-names")
-                .arg("-e")
-                .arg(sql),
-            Duration::from_secs(30),
-        )
-        .expect("run mariadb")
+    fn mariadb(&self, user: &str, password: &str, sql: &str) -> CommandOutput {
+        mariadb_cli(self.listen.port(), user, password, sql)
     }
 
     fn http_get(&self, path: &str) -> (u16, String) {
-        let mut s = TcpStream::connect(self.admin).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: ferry\r\n\r\n").unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        let status = text[9..12].parse().unwrap();
-        let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-        (status, body.to_owned())
+        http_get(self.admin, path)
     }
 
     /// SIGTERM, then the exit status within `limit`.
     fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let mut child = self.child.take().unwrap();
-        let ok = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -TERM failed");
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("ferry still running {limit:?} after SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Ferry {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.guard.signal_and_wait("TERM", limit)
     }
 }
 

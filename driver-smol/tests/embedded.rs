@@ -13,7 +13,8 @@ use ferry_smol::{
     ApiError, Choice, ChooseRequest, Config, ConfigFile, Proxy, ProxyHandle, ShutdownOutcome,
 };
 use ferry_tests::{
-    require_executable, require_python_module, run_with_deadline, CommandOutput, MariaDb,
+    mariadb_cli, mariadb_cli_command, require_python_module, run_with_deadline, CommandOutput,
+    MariaDb,
 };
 
 /// A checked configuration with these backends (named db1, db2, ...).
@@ -55,26 +56,11 @@ impl Running {
     }
 
     fn mariadb(&self, user: &str, password: &str, sql: &str) -> CommandOutput {
-        run_with_deadline(
-            &mut self.mariadb_command(user, password, sql),
-            Duration::from_secs(30),
-        )
-        .expect("run mariadb")
+        mariadb_cli(self.addr.port(), user, password, sql)
     }
 
     fn mariadb_command(&self, user: &str, password: &str, sql: &str) -> Command {
-        let mut cmd = Command::new(require_executable("mariadb", "mariadb-client"));
-        cmd.arg("--no-defaults")
-            .arg("--protocol=TCP")
-            .arg("-h127.0.0.1")
-            .arg(format!("-P{}", self.addr.port()))
-            .arg(format!("-u{user}"))
-            .arg(format!("-p{password}"))
-            .arg("--batch")
-            .arg("--skip-column-names")
-            .arg("-e")
-            .arg(sql);
-        cmd
+        mariadb_cli_command(self.addr.port(), user, password, sql)
     }
 
     /// Shuts down and checks that `run` returned.

@@ -1,89 +1,13 @@
 //! The programs of this crate in front of a real MariaDB: the `ferry-smol` binary (ferry's
 //! command line and admin endpoint on the smol driver) and the `embed` example.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ferry_tests::{require_executable, run_with_deadline, CommandOutput, MariaDb};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn mariadb(port: u16, user: &str, password: &str, sql: &str) -> CommandOutput {
-    let client = require_executable("mariadb", "mariadb-client");
-    run_with_deadline(
-        Command::new(client)
-            .arg("--no-defaults")
-            .arg("--protocol=TCP")
-            .arg("-h127.0.0.1")
-            .arg(format!("-P{port}"))
-            .arg(format!("-u{user}"))
-            .arg(format!("-p{password}"))
-            .arg("--batch")
-            .arg("--skip-column-names")
-            .arg("-e")
-            .arg(sql),
-        Duration::from_secs(30),
-    )
-    .expect("run mariadb")
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: ferry\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-    (status, body.to_owned())
-}
-
-/// Kills the child on drop (a failed test must not leave it running).
-struct Guard(Option<Child>);
-
-impl Guard {
-    /// Sends `signal`, then waits at most `limit` for the exit status.
-    fn signal_and_wait(&mut self, signal: &str, limit: Duration) -> ExitStatus {
-        let mut child = self.0.take().unwrap();
-        let ok = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{signal} failed");
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("still running {limit:?} after SIG{signal}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+use ferry_tests::{free_port, http_get, mariadb_cli, ChildGuard, MariaDb};
 
 #[test]
 fn the_ferry_smol_binary_serves_with_ferrys_command_line_and_admin_endpoint() {
@@ -105,7 +29,7 @@ fn the_ferry_smol_binary_serves_with_ferrys_command_line_and_admin_endpoint() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut guard = Guard(Some(child));
+    let mut guard = ChildGuard::new(child);
     let deadline = Instant::now() + Duration::from_secs(20);
     // Serving once the first health round found the backend.
     while TcpStream::connect(admin).is_err()
@@ -122,7 +46,7 @@ fn the_ferry_smol_binary_serves_with_ferrys_command_line_and_admin_endpoint() {
     assert_eq!(backends[0]["name"], "db1");
     assert_eq!(backends[0]["healthy"], true, "{body}");
 
-    let out = mariadb(
+    let out = mariadb_cli(
         listen.port(),
         "app",
         "s3cret",
@@ -173,8 +97,8 @@ fn the_embed_example_prints_its_port_serves_and_stops_on_ctrl_c() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut guard = Guard(Some(child));
-    let stdout = guard.0.as_mut().unwrap().stdout.take().unwrap();
+    let mut guard = ChildGuard::new(child);
+    let stdout = guard.child_mut().unwrap().stdout.take().unwrap();
     let (lines_tx, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -187,7 +111,7 @@ fn the_embed_example_prints_its_port_serves_and_stops_on_ctrl_c() {
         .unwrap_or_else(|| panic!("{first}"))
         .parse()
         .unwrap();
-    let out = mariadb(port, "app", "s3cret", "select @@server_id");
+    let out = mariadb_cli(port, "app", "s3cret", "select @@server_id");
     assert!(out.status.success(), "{out:?}");
     assert_eq!(out.stdout.trim(), "72");
     let chosen = lines.recv_timeout(Duration::from_secs(5)).unwrap();

@@ -5,22 +5,31 @@
 //!   test drives, failing with the package to install (tests never skip);
 //! - [`FerryProcess`]: the real proxy program of each [`Driver`] in front of those servers;
 //! - [`run_with_deadline`]: run a program with a time limit, so nothing hangs the test run;
+//!   [`ChildGuard`]: a long-running one, stopped by a signal or killed on drop;
+//! - [`mariadb_cli`], [`http_get`], [`free_port`]: the `mariadb` CLI, the admin endpoint and a
+//!   free port, for tests that start a proxy program themselves;
 //! - [`TidbTestServer`]: a TiDB-style *test server* (token logins, SHOW/SET SESSION_STATES) for
 //!   ferry's `tidb` migration mode, with [`RawClient`] for the logins stock clients cannot do.
 
+mod admin_http;
 mod binaries;
+mod child;
 mod command;
 mod datadir;
 mod frontend_driver;
 mod mariadb;
+mod mariadb_cli;
 mod proxy;
 mod python;
 mod test_server;
 mod tidb_server;
 
+pub use admin_http::{http_get, try_http_get};
 pub use binaries::{find_executable, require_executable};
+pub use child::ChildGuard;
 pub use command::{run_with_deadline, CommandError, CommandOutput};
-pub use mariadb::{quote_identifier, quote_string, MariaDb, MariaDbBuilder, SqlError};
+pub use mariadb::{free_port, quote_identifier, quote_string, MariaDb, MariaDbBuilder, SqlError};
+pub use mariadb_cli::{mariadb_cli, mariadb_cli_command};
 pub use proxy::{wait_until, AuthSetup, Driver, FerryBuilder, FerryProcess};
 pub use python::{python3, python_module_available, require_python_module};
 pub use test_server::{

@@ -465,7 +465,7 @@ fn terminate(mut child: Child, grace: Duration) {
 
 /// A port on 127.0.0.1 that was free a moment ago: bind port 0, read it, release it. A server
 /// that loses the race fails to bind and [`MariaDbBuilder::start`] tries another.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0 to find a free port: {e}"));
     listener

@@ -18,8 +18,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -463,22 +462,7 @@ impl FerryProcess {
     }
 
     fn try_http_get(&self, path: &str) -> std::io::Result<(u16, String)> {
-        let mut s = TcpStream::connect_timeout(&self.admin, HTTP_TIMEOUT)?;
-        s.set_read_timeout(Some(HTTP_TIMEOUT))?;
-        s.set_write_timeout(Some(HTTP_TIMEOUT))?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: ferry\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut text = String::new();
-        s.read_to_string(&mut text)?;
-        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, text.clone());
-        let status = text
-            .get(9..12)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(bad)?;
-        let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-        Ok((status, body.to_owned()))
+        crate::admin_http::try_http_get(self.admin, path, HTTP_TIMEOUT)
     }
 
     /// `GET path` as JSON; panics unless the status is 200 and the body is JSON.
@@ -558,11 +542,7 @@ impl Drop for FerryProcess {
 
 /// A loopback address whose port was free a moment ago (ferry retries if it is taken meanwhile).
 fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0 to find a free port: {e}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("local_addr: {e}"))
+    SocketAddr::from((Ipv4Addr::LOCALHOST, crate::mariadb::free_port()))
 }
 
 /// Polls `condition` every 50 ms until it holds or `timeout` passes; returns whether it held.

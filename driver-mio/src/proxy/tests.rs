@@ -8,6 +8,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use ferry_tests::{free_port, http_get};
 
 use super::session::{BackendConnId, CloseReason, Event, Peer, Session, SessionFactory, Transmit};
 use super::Proxy;
@@ -56,14 +57,6 @@ fn echo_backend() -> SocketAddr {
         }
     });
     addr
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn config(backend: SocketAddr, extra: &str) -> Config {
@@ -230,15 +223,6 @@ fn read_to_end(s: &mut TcpStream) -> Vec<u8> {
     buf
 }
 
-fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text
-}
-
 #[test]
 fn relays_both_ways_and_serves_the_admin_api() {
     let backend = echo_backend();
@@ -251,13 +235,13 @@ fn relays_both_ways_and_serves_the_admin_api() {
         assert_eq!(read_exact(c, msg.len()), msg.as_bytes());
     }
     let admin = proxy.admin_addr().unwrap();
-    let backends = http_get(admin, "/api/backends");
-    assert!(backends.starts_with("HTTP/1.1 200"), "{backends}");
+    let (status, backends) = http_get(admin, "/api/backends");
+    assert_eq!(status, 200, "{backends}");
     assert!(
         backends.contains("\"healthy\":true") && backends.contains("\"sessions\":4"),
         "{backends}"
     );
-    let metrics = http_get(admin, "/metrics");
+    let (_, metrics) = http_get(admin, "/metrics");
     assert!(metrics.contains("ferry_sessions 4"), "{metrics}");
     assert!(
         metrics.contains("ferry_sessions_accepted_total 4"),
@@ -266,11 +250,14 @@ fn relays_both_ways_and_serves_the_admin_api() {
     // A client that leaves releases its backend.
     drop(clients.pop());
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !http_get(admin, "/api/backends").contains("\"sessions\":3") {
+    while !http_get(admin, "/api/backends")
+        .1
+        .contains("\"sessions\":3")
+    {
         assert!(Instant::now() < deadline, "backend count not released");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(http_get(admin, "/health").starts_with("HTTP/1.1 200"));
+    assert_eq!(http_get(admin, "/health").0, 200);
     proxy.shutdown();
 }
 
@@ -300,7 +287,7 @@ fn no_healthy_backend_is_reported_to_the_session() {
     let mut c = connect(&proxy);
     let text = String::from_utf8(read_to_end(&mut c)).unwrap();
     assert_eq!(text, "ERR no healthy backend");
-    let metrics = http_get(proxy.admin_addr().unwrap(), "/metrics");
+    let (_, metrics) = http_get(proxy.admin_addr().unwrap(), "/metrics");
     assert!(
         metrics.contains("ferry_backend_up{backend=\"echo\""),
         "{metrics}"
@@ -347,7 +334,7 @@ fn connections_over_the_maximum_are_closed() {
     // The first still works.
     first.write_all(b"ok").unwrap();
     assert_eq!(read_exact(&mut first, 2), b"ok");
-    let metrics = http_get(proxy.admin_addr().unwrap(), "/metrics");
+    let (_, metrics) = http_get(proxy.admin_addr().unwrap(), "/metrics");
     assert!(
         metrics.contains("ferry_errors_total{kind=\"max_connections\"} 1"),
         "{metrics}"

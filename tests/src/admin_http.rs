@@ -1,0 +1,74 @@
+//! `GET` on ferry's admin HTTP endpoint, for the tests of either driver.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// How long [`http_get`] waits to connect, send and read.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `GET path` on the admin endpoint at `addr`: the status code and the body, each step within
+/// `timeout`.
+pub fn try_http_get(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    // One write: `write!` on the socket would send each piece of the format as a segment.
+    let request = format!("GET {path} HTTP/1.1\r\nHost: ferry\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes())?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, text.clone());
+    let status = text
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    Ok((status, body.to_owned()))
+}
+
+/// [`try_http_get`] with a 5 s timeout; panics on I/O errors and unreadable answers.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    try_http_get(addr, path, HTTP_TIMEOUT).unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// Answers one request with `answer`, returning what was asked.
+    fn server(answer: &'static str) -> (SocketAddr, std::thread::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut chunk = [0; 1024];
+            while !request.ends_with(b"\r\n\r\n") {
+                let n = conn.read(&mut chunk).unwrap();
+                assert!(n > 0, "the request ended early");
+                request.extend_from_slice(&chunk[..n]);
+            }
+            conn.write_all(answer.as_bytes()).unwrap();
+            String::from_utf8(request).unwrap()
+        });
+        (addr, t)
+    }
+
+    #[test]
+    fn status_and_body_are_split() {
+        let (addr, t) = server("HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nnope\n");
+        assert_eq!(http_get(addr, "/api/x"), (404, "nope\n".to_owned()));
+        assert!(t.join().unwrap().starts_with("GET /api/x HTTP/1.1\r\n"));
+    }
+
+    #[test]
+    fn an_answer_without_a_status_is_an_error() {
+        let (addr, t) = server("garbage");
+        let err = try_http_get(addr, "/", HTTP_TIMEOUT).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        t.join().unwrap();
+    }
+}
