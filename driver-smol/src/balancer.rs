@@ -12,9 +12,9 @@ use ferry_core::balance::RebalancePolicy;
 use ferry_mio::proxy::rebalance::{plan_migrations, BackendView};
 use smol::channel::Receiver;
 use smol::future;
-use smol::Timer;
 
 use crate::shared::{Command, Inner};
+use crate::tick::{or_stopped, sleep};
 
 /// Plans every `interval` or nudge until `stop` closes.
 pub(crate) async fn run(
@@ -25,24 +25,11 @@ pub(crate) async fn run(
 ) {
     let nudges = inner.nudge.1.clone();
     loop {
-        let stopped = future::or(
-            future::or(
-                async {
-                    Timer::after(interval).await;
-                    false
-                },
-                async {
-                    // A closed channel cannot happen (the proxy holds the sender); stop then.
-                    nudges.recv().await.is_err()
-                },
-            ),
-            async {
-                let _ = stop.recv().await;
-                true
-            },
-        )
-        .await;
-        if stopped {
+        let next = future::or(sleep(interval), async {
+            // A closed channel cannot happen (the proxy holds the sender); stop then.
+            nudges.recv().await.is_err()
+        });
+        if or_stopped(next, &stop).await {
             return;
         }
         tick(&inner, &policy, Instant::now());

@@ -8,10 +8,9 @@ use std::sync::Arc;
 
 use ferry_mio::proxy::health::{check_backend, record_verdict};
 use smol::channel::Receiver;
-use smol::future;
-use smol::Timer;
 
 use crate::shared::Inner;
+use crate::tick::{or_stopped, sleep};
 
 /// Checks every backend once and records the verdicts (logging changes).
 pub(crate) async fn check_all(inner: &Inner) {
@@ -37,21 +36,7 @@ pub(crate) async fn check_all(inner: &Inner) {
 
 /// Checks every interval until `stop` closes (the first round is the caller's).
 pub(crate) async fn run(inner: Arc<Inner>, stop: Receiver<Infallible>) {
-    loop {
-        let stopped = future::or(
-            async {
-                Timer::after(inner.limits.health_interval).await;
-                false
-            },
-            async {
-                let _ = stop.recv().await;
-                true
-            },
-        )
-        .await;
-        if stopped {
-            return;
-        }
+    while !or_stopped(sleep(inner.limits.health_interval), &stop).await {
         check_all(&inner).await;
     }
 }

@@ -67,6 +67,7 @@ mod proxy;
 mod session;
 mod shared;
 mod stats;
+mod tick;
 
 pub use chooser::{BackendChooser, Choice, ChooseRequest};
 pub use handle::{ProxyHandle, ShutdownOutcome};
