@@ -16,6 +16,9 @@ mod value;
 mod writer;
 
 pub use capabilities::{Capabilities, ServerStatus};
+pub use command::{
+    ChangeUser, Command, ExecuteParams, Param, Query, StmtExecute, StmtExecuteHeader,
+};
 pub use framing::{
     encode_packet, frames, put_header, Frames, Packet, PacketDecoder, DEFAULT_MAX_PACKET_SIZE,
     HEADER_LEN, MAX_FRAME_PAYLOAD, RETAINED_BUFFER,
@@ -30,12 +33,9 @@ pub use response::{
     SESSION_TRACK_SCHEMA, SESSION_TRACK_STATE_CHANGE, SESSION_TRACK_SYSTEM_VARIABLES,
     SESSION_TRACK_TRANSACTION_CHARACTERISTICS, SESSION_TRACK_TRANSACTION_STATE,
 };
-pub use writer::{lenenc_int_len, put_lenenc_bytes, put_lenenc_int, put_nul_str};
-pub use command::{
-    ChangeUser, Command, ExecuteParams, Param, Query, StmtExecute, StmtExecuteHeader,
-};
-pub use value::{ColumnType, DateTime, Time, Value, ValueType};
 pub use resultset::{
     BinaryRow, ColumnDefinition41, ColumnFlags, LocalInfileRequest, PrepareOk, ResultSetHeader,
     TextRow,
 };
+pub use value::{ColumnType, DateTime, Time, Value, ValueType};
+pub use writer::{lenenc_int_len, put_lenenc_bytes, put_lenenc_int, put_nul_str};
