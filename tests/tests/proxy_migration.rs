@@ -247,10 +247,20 @@ fn replay_state_survives_drain_and_migrate(driver: Driver) {
     let row: (i64, String, u16) = conn.exec_first(&echo, (7,)).unwrap().unwrap();
     assert_eq!(row, (7, "zoë 日本語 ½ 'q'".to_owned(), port));
     conn.exec_drop(&insert, ("after drain",)).unwrap();
-    // autocommit=0: that INSERT opened a transaction, which pins the session.
-    assert_eq!(session(&ferry, id)["pinned"], "transaction");
+    // autocommit=0: that INSERT opened a transaction, which pins the session. Workers publish
+    // a pin change after writing the reply, so /api/sessions may lag the client by a moment.
+    assert!(
+        wait_until(MOVE_TIMEOUT, || session(&ferry, id)["pinned"]
+            == "transaction"),
+        "{}",
+        session(&ferry, id)
+    );
     conn.query_drop("COMMIT").unwrap();
-    assert_eq!(session(&ferry, id)["pinned"], Json::Null);
+    assert!(
+        wait_until(MOVE_TIMEOUT, || session(&ferry, id)["pinned"] == Json::Null),
+        "{}",
+        session(&ferry, id)
+    );
     let second_db = backends.iter().find(|(n, _)| *n == second).unwrap().1;
     assert_eq!(
         second_db.sql("select v from migr.t order by id"),
@@ -333,8 +343,14 @@ fn transaction_and_temporary_table_pins(driver: Driver) {
     tmp.query_drop("CREATE TEMPORARY TABLE scratch (x int)")
         .unwrap();
     tmp.query_drop("insert into scratch values (1)").unwrap();
-    assert_eq!(session(&ferry, tx_id)["pinned"], "transaction");
-    assert_eq!(session(&ferry, tmp_id)["pinned"], "temporary_tables");
+    // Pins are published after the reply is written: wait for /api/sessions to catch up.
+    assert!(
+        wait_until(MOVE_TIMEOUT, || session(&ferry, tx_id)["pinned"]
+            == "transaction"
+            && session(&ferry, tmp_id)["pinned"] == "temporary_tables"),
+        "{}",
+        ferry.api("/api/sessions")
+    );
     assert_eq!(
         metric(&ferry, "ferry_pinned_sessions{reason=\"transaction\"}"),
         1.0
@@ -378,7 +394,13 @@ fn transaction_and_temporary_table_pins(driver: Driver) {
     let x: u32 = tmp.query_first("select x from scratch").unwrap().unwrap();
     assert_eq!(x, 1);
     tmp.query_drop("DROP TEMPORARY TABLE scratch").unwrap();
-    assert_eq!(session(&ferry, tmp_id)["pinned"], Json::Null);
+    assert!(
+        wait_until(MOVE_TIMEOUT, || session(&ferry, tmp_id)["pinned"]
+            == Json::Null
+            || session_backend(&ferry, tmp_id) == "db2"),
+        "{}",
+        session(&ferry, tmp_id)
+    );
     wait_on(&ferry, tmp_id, "db2");
     let port: u16 = tmp.query_first("select @@port").unwrap().unwrap();
     assert_eq!(port, port_of(&backends, "db2"));
