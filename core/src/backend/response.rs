@@ -129,6 +129,22 @@ pub struct ResponseSummary {
 }
 
 impl ResponseSummary {
+    /// The summary of a response to `command` nothing has been received for (allocates nothing).
+    pub(crate) fn blank(command: u8, status: ServerStatus) -> Self {
+        Self {
+            command,
+            error: None,
+            status,
+            affected_rows: 0,
+            last_insert_id: 0,
+            warnings: 0,
+            result_sets: 0,
+            rows: 0,
+            session: SessionChanges::default(),
+            prepared: None,
+        }
+    }
+
     /// True when the response did not end with an ERR.
     pub fn is_ok(&self) -> bool {
         self.error.is_none()
@@ -198,14 +214,14 @@ impl ResponseTracker {
         Self {
             caps,
             expect,
-            summary: blank_summary(command, status),
+            summary: ResponseSummary::blank(command, status),
         }
     }
 
     /// Takes the summary of the finished response, leaving a blank one (so the tracker's memory
     /// can serve the next command).
     pub(crate) fn take_summary(&mut self) -> ResponseSummary {
-        let blank = blank_summary(self.summary.command, self.summary.status);
+        let blank = ResponseSummary::blank(self.summary.command, self.summary.status);
         std::mem::replace(&mut self.summary, blank)
     }
 
@@ -419,22 +435,6 @@ impl ResponseTracker {
         self.summary.error = Some(err.to_protocol_error());
         self.expect = Expect::Done;
         Ok(PacketKind::Err)
-    }
-}
-
-/// The summary of a response nothing has been received for (allocates nothing).
-fn blank_summary(command: u8, status: ServerStatus) -> ResponseSummary {
-    ResponseSummary {
-        command,
-        error: None,
-        status,
-        affected_rows: 0,
-        last_insert_id: 0,
-        warnings: 0,
-        result_sets: 0,
-        rows: 0,
-        session: SessionChanges::default(),
-        prepared: None,
     }
 }
 

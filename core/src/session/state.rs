@@ -171,24 +171,12 @@ impl SessionState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::SessionChanges;
     use crate::wire::{Capabilities, PrepareOk};
 
     const CAPS: Capabilities = Capabilities::PROTOCOL_41;
 
     fn summary(command: u8, status: ServerStatus) -> ResponseSummary {
-        ResponseSummary {
-            command,
-            error: None,
-            status,
-            affected_rows: 0,
-            last_insert_id: 0,
-            warnings: 0,
-            result_sets: 0,
-            rows: 0,
-            session: SessionChanges::default(),
-            prepared: None,
-        }
+        ResponseSummary::blank(command, status)
     }
 
     #[test]

@@ -406,25 +406,13 @@ fn lock_name(lexer: &mut Lexer<'_>) -> Box<[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::SessionChanges;
     use crate::wire::ServerStatus;
 
     fn summary(error: bool, state_changed: bool) -> ResponseSummary {
-        ResponseSummary {
-            command: Command::COM_QUERY,
-            error: error.then(|| crate::ProtocolError::new(1105, "HY000", "x")),
-            status: ServerStatus::AUTOCOMMIT,
-            affected_rows: 0,
-            last_insert_id: 0,
-            warnings: 0,
-            result_sets: 0,
-            rows: 0,
-            session: SessionChanges {
-                state_changed,
-                ..SessionChanges::default()
-            },
-            prepared: None,
-        }
+        let mut s = ResponseSummary::blank(Command::COM_QUERY, ServerStatus::AUTOCOMMIT);
+        s.error = error.then(|| crate::ProtocolError::new(1105, "HY000", "x"));
+        s.session.state_changed = state_changed;
+        s
     }
 
     fn run(t: &mut Tracker, sql: &str, error: bool, state_changed: bool) {
