@@ -45,6 +45,8 @@
 //! [migration]
 //! mode = "replay"                 # "replay" | "tidb" | "off"; default: replay with proxy auth, else off
 //! timeout = "5s"                  # default: deadline of each migration step
+//! safe-point-timeout = "30s"      # default: how long a move waits for a safe point (no
+//!                                 # transaction, lock, ...) before it fails as pinned
 //! rebalance-interval = "1s"       # default: one rebalancing plan per interval
 //! rebalance-max-moves = 8         # default: migrations started per plan; 0 disables rebalancing
 //! rebalance-tolerance = 1         # default: no rebalancing while counts differ by at most this
@@ -91,6 +93,8 @@ pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 /// Default deadline of each migration step.
 pub const DEFAULT_MIGRATION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default wait of a requested migration for a safe point (the core's default).
+pub const DEFAULT_SAFE_POINT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default rebalancing interval.
 pub const DEFAULT_REBALANCE_INTERVAL: Duration = Duration::from_secs(1);
 /// Smallest accepted `max-packet-size` (MySQL's minimum `max_allowed_packet`).
@@ -305,6 +309,9 @@ pub struct MigrationConfig {
     pub mode: MigrationMode,
     /// Deadline of each migration step.
     pub timeout: Duration,
+    /// How long a requested migration waits for a safe point before it fails (the session
+    /// stays on its backend).
+    pub safe_point_timeout: Duration,
     /// Time between rebalancing plans.
     pub rebalance_interval: Duration,
     /// The planner's cap and hysteresis.
@@ -681,6 +688,11 @@ fn check_migration(
     Some(MigrationConfig {
         mode,
         timeout: p.positive("migration.timeout", s.timeout, DEFAULT_MIGRATION_TIMEOUT),
+        safe_point_timeout: p.positive(
+            "migration.safe-point-timeout",
+            s.safe_point_timeout,
+            DEFAULT_SAFE_POINT_TIMEOUT,
+        ),
         rebalance_interval: p.positive(
             "migration.rebalance-interval",
             s.rebalance_interval,

@@ -151,6 +151,8 @@ pub struct MigrationSection {
     pub mode: Option<MigrationMode>,
     /// `timeout`
     pub timeout: Option<ConfigDuration>,
+    /// `safe-point-timeout`
+    pub safe_point_timeout: Option<ConfigDuration>,
     /// `rebalance-interval`
     pub rebalance_interval: Option<ConfigDuration>,
     /// `rebalance-max-moves`

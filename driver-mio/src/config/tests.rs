@@ -46,6 +46,8 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.health.interval, Duration::from_secs(2));
     assert_eq!(c.health.timeout, Duration::from_secs(1));
     assert_eq!(c.migration.mode, MigrationMode::Off);
+    assert_eq!(c.migration.timeout, Duration::from_secs(5));
+    assert_eq!(c.migration.safe_point_timeout, Duration::from_secs(30));
     assert_eq!(c.migration.rebalance, RebalancePolicy::default());
     assert_eq!(
         c.backends,
@@ -92,6 +94,7 @@ timeout = "250ms"
 [migration]
 mode = "tidb"
 timeout = "2s"
+safe-point-timeout = "45s"
 rebalance-interval = "10s"
 rebalance-max-moves = 0
 rebalance-tolerance = 3
@@ -121,6 +124,7 @@ rebalance-tolerance = 3
     assert_eq!(c.health.interval, Duration::from_millis(500));
     assert_eq!(c.migration.mode, MigrationMode::Tidb);
     assert_eq!(c.migration.timeout, Duration::from_secs(2));
+    assert_eq!(c.migration.safe_point_timeout, Duration::from_secs(45));
     assert_eq!(c.migration.rebalance_interval, Duration::from_secs(10));
     assert_eq!(
         c.migration.rebalance,
@@ -156,6 +160,10 @@ fn unknown_keys_and_bad_types_are_refused_by_the_parser() {
         ("[migration]\nmode = \"live\"\n", "live"),
         ("[proxy]\nworkers = \"two\"\n", "workers"),
         ("[proxy]\nidle-timeout = \"8x\"\n", "unknown unit"),
+        (
+            "[migration]\nsafe-point-timeout = \"soon\"\n",
+            "safe-point-timeout",
+        ),
         ("[proxy]\nmax-packet-size = -5\n", "negative"),
         ("[[backends]]\nname = \"a\"\n", "addr"),
     ] {
@@ -242,6 +250,16 @@ fn refuses_bad_numbers() {
     refused(
         &format!("[health]\ntimeout = \"0s\"\n{MINIMAL}"),
         "health.timeout",
+        "greater than zero",
+    );
+    refused(
+        &format!("[migration]\nsafe-point-timeout = 0\n{MINIMAL}"),
+        "migration.safe-point-timeout",
+        "greater than zero",
+    );
+    refused(
+        &format!("[migration]\nsafe-point-timeout = \"0s\"\n{MINIMAL}"),
+        "migration.safe-point-timeout",
         "greater than zero",
     );
     refused(
@@ -446,5 +464,33 @@ fn server_version_is_kept_or_refused_when_unusable() {
         &format!("[proxy]\nserver-version = \"caf\u{e9}\"\n{MINIMAL}"),
         "proxy.server-version",
         "ASCII",
+    );
+}
+
+/// The driver's session configuration (what both drivers hand to the core) carries
+/// `safe-point-timeout` into the core's safe-point wait, separately from the step deadline.
+#[test]
+fn safe_point_timeout_reaches_the_core_migration_config() {
+    use crate::proxy::session_config;
+    use ferry_core::session::MigrationConfig as CoreMigrationConfig;
+
+    let users = format!(
+        "[auth]\nmode = \"proxy\"\n[[auth.users]]\nname = \"app\"\npassword-hash = \"{HASH}\"\n"
+    );
+    let text =
+        format!("{MINIMAL}{users}[migration]\ntimeout = \"2s\"\nsafe-point-timeout = \"90s\"\n");
+    let core = session_config(&check(&text).unwrap()).unwrap().migration;
+    assert_eq!(core.timeout, Duration::from_secs(90));
+    assert_eq!(core.step_timeout, Duration::from_secs(2));
+
+    // Unset: 30 s, the core's own default.
+    let core = session_config(&check(&format!("{MINIMAL}{users}")).unwrap())
+        .unwrap()
+        .migration;
+    assert_eq!(core.timeout, Duration::from_secs(30));
+    assert_eq!(core.timeout, CoreMigrationConfig::default().timeout);
+    assert_eq!(
+        DEFAULT_SAFE_POINT_TIMEOUT,
+        CoreMigrationConfig::default().timeout
     );
 }

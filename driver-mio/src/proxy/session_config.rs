@@ -47,14 +47,15 @@ pub fn session_config(config: &Config) -> Result<SessionConfig, ConfigError> {
     if let Some(version) = &config.proxy.server_version {
         Arc::make_mut(&mut session.frontend).server_version = version.clone();
     }
-    // `[migration] timeout` is the deadline of each step; how long a request waits for a safe
-    // point keeps the core's default (a drain retries after it, see `rebalance`).
+    // `[migration] timeout` is the deadline of each step; `safe-point-timeout` is how long a
+    // request waits for a safe point (a drain retries after it, see `rebalance`).
     session.migration.mode = match config.migration.mode {
         MigrationMode::Off => CoreMigrationMode::Off,
         MigrationMode::Replay => CoreMigrationMode::Replay,
         MigrationMode::Tidb => CoreMigrationMode::Tidb,
     };
     session.migration.step_timeout = config.migration.timeout;
+    session.migration.timeout = config.migration.safe_point_timeout;
     if let Some(tls) = &config.backend_tls {
         let trust = match &tls.ca {
             None => ServerTrust::InsecureTrustAll,
