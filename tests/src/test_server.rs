@@ -256,7 +256,7 @@ fn handle_event(frontend: &mut Frontend, session: &mut Session, event: Event) {
         }
         Event::Command(cmd) => {
             match cmd.parse() {
-                Ok(Command::Query(q)) => answer_query(frontend, session, &q.sql.to_vec()),
+                Ok(Command::Query(q)) => answer_query(frontend, session, q.sql),
                 Ok(Command::InitDb { schema }) => {
                     let db = String::from_utf8_lossy(schema).into_owned();
                     use_database(frontend, session, &db);

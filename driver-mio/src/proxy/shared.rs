@@ -10,6 +10,10 @@
 //! Requests for a session (migrate, cancel) go to the worker that owns it as a
 //! [`WorkerCommand`] through its channel and `mio::Waker`: the worker executes them between two
 //! polls, so sessions are only ever touched by their own thread.
+//!
+//! New clients are placed on the worker with the fewest sessions ([`Shared::place_session`]):
+//! `SO_REUSEPORT` spreads connections by a hash of their addresses, which leaves a few long-lived
+//! connections (a connection pool, a benchmark's threads) on one worker half the time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -57,6 +61,11 @@ pub(crate) enum WorkerCommand {
     },
     /// `cancel_migration(now)`.
     CancelMigration { session: u64 },
+    /// Serve this client, accepted by another worker ([`Shared::place_session`] counted it here).
+    Adopt {
+        stream: mio::net::TcpStream,
+        host: String,
+    },
 }
 
 /// A worker's command channel and the waker that interrupts its poll.
@@ -83,6 +92,8 @@ pub(crate) struct Shared {
     pub(crate) shutting_down: AtomicBool,
     /// Client sessions open now, across workers (checked against `max-connections`).
     pub(crate) live_sessions: AtomicUsize,
+    /// Client sessions per worker, counting those handed over and not yet adopted.
+    worker_sessions: Vec<AtomicUsize>,
     next_connection_id: AtomicU32,
     /// Authenticated sessions by id, one map per worker (the owner).
     sessions: Vec<Mutex<HashMap<u64, SessionEntry>>>,
@@ -100,11 +111,47 @@ impl Shared {
             registry,
             shutting_down: AtomicBool::new(false),
             live_sessions: AtomicUsize::new(0),
+            worker_sessions: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
             next_connection_id: AtomicU32::new(1),
             sessions: (0..workers).map(|_| Mutex::default()).collect(),
             mailboxes: OnceLock::new(),
             balancer: OnceLock::new(),
             stats: (0..workers).map(|_| WorkerStats::default()).collect(),
+        }
+    }
+
+    /// Counts a new client accepted by worker `by` and names the worker to serve it: the one
+    /// with the fewest sessions, `by` itself on a tie (no hand-over then). `None`: the
+    /// `max_connections` limit is reached and the client must be refused.
+    pub(crate) fn place_session(&self, by: usize, max_connections: usize) -> Option<usize> {
+        if self.live_sessions.fetch_add(1, Ordering::SeqCst) >= max_connections {
+            self.live_sessions.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        let load = |w: usize| {
+            self.worker_sessions
+                .get(w)
+                .map_or(usize::MAX, |count| count.load(Ordering::Relaxed))
+        };
+        let mut best = by;
+        for w in 0..self.worker_sessions.len() {
+            if load(w) < load(best) {
+                best = w;
+            }
+        }
+        // Two workers placing at once may both pick the same one: harmless, the next placement
+        // corrects it.
+        if let Some(count) = self.worker_sessions.get(best) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(best)
+    }
+
+    /// A session placed on `worker` has ended (or could not be started there).
+    pub(crate) fn session_ended(&self, worker: usize) {
+        self.live_sessions.fetch_sub(1, Ordering::SeqCst);
+        if let Some(count) = self.worker_sessions.get(worker) {
+            count.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -367,6 +414,34 @@ mod tests {
             backend: Some(backend.into()),
             ..SessionEntry::default()
         }
+    }
+
+    #[test]
+    fn new_clients_go_to_the_worker_with_the_fewest_sessions() {
+        let s = shared();
+        // Worker 1 accepts everything (as SO_REUSEPORT may arrange): placements alternate.
+        let placed: Vec<_> = (0..4).map(|_| s.place_session(1, 100)).collect();
+        assert_eq!(placed, [Some(1), Some(0), Some(1), Some(0)]);
+        assert_eq!(s.live_sessions.load(Ordering::SeqCst), 4);
+        // Two sessions on worker 0 end: the next two clients go there, whoever accepts them.
+        s.session_ended(0);
+        s.session_ended(0);
+        assert_eq!(s.place_session(1, 100), Some(0));
+        assert_eq!(s.place_session(0, 100), Some(0));
+        // A tie stays with the accepting worker (no hand-over).
+        assert_eq!(s.place_session(1, 100), Some(1));
+        assert_eq!(s.live_sessions.load(Ordering::SeqCst), 5);
+    }
+
+    #[test]
+    fn placing_beyond_max_connections_is_refused_and_counts_nothing() {
+        let s = shared();
+        assert_eq!(s.place_session(0, 2), Some(0));
+        assert_eq!(s.place_session(0, 2), Some(1));
+        assert_eq!(s.place_session(0, 2), None);
+        assert_eq!(s.live_sessions.load(Ordering::SeqCst), 2);
+        s.session_ended(1);
+        assert_eq!(s.place_session(0, 2), Some(1));
     }
 
     /// Mailboxes whose commands land in the returned receivers (the wakers wake nothing).

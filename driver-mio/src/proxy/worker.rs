@@ -131,7 +131,8 @@ pub(crate) struct Worker<F: SessionFactory> {
     pending: Vec<Event>,
     next_generation: u64,
     shutdown_deadline: Option<Instant>,
-    /// Requests for this worker's sessions (migrate, cancel), with [`WAKER`] rung after each.
+    /// Requests for this worker's sessions (migrate, cancel) and clients handed over by other
+    /// workers, with [`WAKER`] rung after each.
     commands: Receiver<WorkerCommand>,
 }
 
@@ -261,19 +262,59 @@ impl<F: SessionFactory> Worker<F> {
                     return;
                 }
             };
-            let live = self.shared.live_sessions.fetch_add(1, Ordering::SeqCst);
-            if live >= self.limits.max_connections {
-                self.shared.live_sessions.fetch_sub(1, Ordering::SeqCst);
+            let Some(worker) = self
+                .shared
+                .place_session(self.index, self.limits.max_connections)
+            else {
                 WorkerStats::add(&self.stats().refused_max_connections, 1);
                 tracing::warn!(client = %addr, max = self.limits.max_connections, "max-connections reached; connection closed");
                 drop(stream);
                 continue;
-            }
+            };
             WorkerStats::add(&self.stats().accepted, 1);
-            if let Err(e) = self.start_session(stream, addr.ip().to_string(), now) {
-                self.shared.live_sessions.fetch_sub(1, Ordering::SeqCst);
-                tracing::warn!(client = %addr, error = %e, "cannot serve a new client");
+            let host = addr.ip().to_string();
+            if worker == self.index {
+                self.adopt(stream, host, now);
+            } else {
+                self.hand_over(worker, stream, host);
             }
+        }
+    }
+
+    /// Serves a client placed on this worker (accepted here or handed over).
+    pub(super) fn adopt(&mut self, stream: TcpStream, host: String, now: Instant) {
+        if self.shutdown_deadline.is_some() {
+            // Accepted just before shutdown began elsewhere: closing it is what the listener's
+            // close does to the clients behind it.
+            self.shared.session_ended(self.index);
+            return;
+        }
+        if let Err(e) = self.start_session(stream, host.clone(), now) {
+            self.shared.session_ended(self.index);
+            tracing::warn!(client = %host, error = %e, "cannot serve a new client");
+        }
+    }
+
+    /// Passes a client to worker `worker` through its mailbox.
+    fn hand_over(&self, worker: usize, stream: TcpStream, host: String) {
+        let mailbox = self.shared.mailboxes.get().and_then(|m| m.get(worker));
+        let sent = mailbox.is_some_and(|mailbox| {
+            let sent = mailbox
+                .commands
+                .send(WorkerCommand::Adopt { stream, host })
+                .is_ok();
+            if sent {
+                if let Err(e) = mailbox.waker.wake() {
+                    // The client is served at that worker's next wake-up.
+                    tracing::warn!(worker, error = %e, "cannot wake a worker");
+                }
+            }
+            sent
+        });
+        if !sent {
+            // Workers drop their mailbox only when the proxy shuts down: the client is refused
+            // (its connection closes), as the listeners being closed would do.
+            self.shared.session_ended(worker);
         }
     }
 

@@ -1,6 +1,5 @@
 //! Closing sockets and sessions, and the worker's part of graceful shutdown.
 
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use mio::{Interest, Token};
@@ -59,7 +58,7 @@ impl<F: SessionFactory> Worker<F> {
         let Some(s) = self.sessions.remove(slot) else {
             return;
         };
-        self.shared.live_sessions.fetch_sub(1, Ordering::SeqCst);
+        self.shared.session_ended(self.index);
         if s.published {
             self.shared.unpublish_session(s.id);
         }
@@ -95,7 +94,7 @@ impl<F: SessionFactory> Worker<F> {
     pub(super) fn close_everything(&mut self) {
         for slot in self.sessions.keys() {
             if let Some(s) = self.sessions.remove(slot) {
-                self.shared.live_sessions.fetch_sub(1, Ordering::SeqCst);
+                self.shared.session_ended(self.index);
                 if s.published {
                     self.shared.unpublish_session(s.id);
                 }

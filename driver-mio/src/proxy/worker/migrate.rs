@@ -1,7 +1,8 @@
 //! The worker's part of migration: executing the commands other threads send for its sessions
-//! (migrate, cancel), and acting on the sessions' migration events (metrics, the published
-//! backend, the retry pause after a failure). The connections a migration opens and closes are
-//! ordinary `ConnectBackend { target: Some(name) }` / `CloseBackend` events.
+//! (migrate, cancel; also adopting a client another worker accepted), and acting on the
+//! sessions' migration events (metrics, the published backend, the retry pause after a failure).
+//! The connections a migration opens and closes are ordinary
+//! `ConnectBackend { target: Some(name) }` / `CloseBackend` events.
 
 use std::time::Instant;
 
@@ -24,6 +25,7 @@ impl<F: SessionFactory> Worker<F> {
                         let _ = reply.send(result);
                     }
                 }
+                WorkerCommand::Adopt { stream, host } => self.adopt(stream, host, now),
                 WorkerCommand::CancelMigration { session } => {
                     if let Some(slot) = self.find_slot(session) {
                         if let Some(s) = self.sessions.get_mut(slot) {
