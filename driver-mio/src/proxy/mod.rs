@@ -24,6 +24,7 @@
 mod balancer;
 pub mod health;
 mod listen;
+pub mod migration;
 mod random;
 pub mod rebalance;
 pub mod registry;

@@ -7,10 +7,9 @@ use std::time::Instant;
 
 use ferry_core::session::{Event, MigrationStart};
 use ferry_mio::admin::ApiError;
-use ferry_mio::proxy::rebalance::RETRY_DELAY;
+use ferry_mio::proxy::migration::{migration_event, Listing};
 
 use super::Task;
-use crate::stats::add;
 
 impl Task {
     /// Asks the core to move the session to `to` at its next safe point.
@@ -37,40 +36,24 @@ impl Task {
         }
     }
 
-    /// Handles a migration event; false if `event` is not one.
+    /// Handles a migration event (counted and logged as in every driver, then the listed entry
+    /// follows); false if `event` is not one.
     pub(super) fn migration_event(&mut self, event: Event) -> bool {
-        let stats = &self.inner.stats;
-        match event {
-            Event::MigrationStarted { to } => {
-                add(&stats.migrations_started, 1);
-                tracing::debug!(session = self.id, %to, "migration running");
-            }
-            Event::MigrationDone {
-                from,
-                to,
-                pause,
-                skipped_variables,
-            } => {
-                stats.migration_done(pause);
-                if !skipped_variables.is_empty() {
-                    // Names only: a variable's value may be a secret.
-                    tracing::warn!(session = self.id, %to, skipped = ?skipped_variables, "the new backend refused these session variables; the session runs without them");
-                }
-                tracing::info!(session = self.id, %from, %to, pause_us = pause.as_micros() as u64, "session migrated");
-                self.update_entry(|e| {
-                    e.target = None;
-                    e.retry_at = None;
-                });
-            }
-            Event::MigrationFailed { to, reason } => {
-                stats.migration_failed(reason.label());
-                tracing::warn!(session = self.id, %to, %reason, "migration failed; the session stays");
-                self.update_entry(|e| {
-                    e.target = None;
-                    e.retry_at = Some(Instant::now() + RETRY_DELAY);
-                });
-            }
-            _ => return false,
+        let Some(listing) = migration_event(&self.inner.stats, self.id, event, Instant::now())
+        else {
+            return false;
+        };
+        match listing {
+            // The listed backend follows the core's after every drain (`sync_listing`).
+            Listing::Moved { .. } => self.update_entry(|e| {
+                e.target = None;
+                e.retry_at = None;
+            }),
+            Listing::Stays { retry_at } => self.update_entry(|e| {
+                e.target = None;
+                e.retry_at = Some(retry_at);
+            }),
+            Listing::Unchanged => {}
         }
         true
     }

@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use crate::admin::ApiError;
 
-use super::super::rebalance::RETRY_DELAY;
+use super::super::migration::{self, Listing};
 use super::super::session::{Event, MigrationStart, Session, SessionFactory};
-use super::super::shared::{WorkerCommand, WorkerStats};
+use super::super::shared::WorkerCommand;
 use super::Worker;
 
 impl<F: SessionFactory> Worker<F> {
@@ -78,58 +78,24 @@ impl<F: SessionFactory> Worker<F> {
         result
     }
 
-    /// `MigrationStarted`, `MigrationDone` or `MigrationFailed` from session `slot`.
+    /// `MigrationStarted`, `MigrationDone` or `MigrationFailed` from session `slot`: counted and
+    /// logged as in every driver, then the published entry follows.
     pub(super) fn migration_event(&mut self, slot: usize, event: Event, now: Instant) {
         let Some(id) = self.sessions.get(slot).map(|s| s.id) else {
             return;
         };
         let stats = &self.shared.stats[self.index];
-        match event {
-            Event::MigrationStarted { to } => {
-                WorkerStats::add(&stats.migrations_started, 1);
-                tracing::debug!(session = id, %to, "migration running");
-            }
-            Event::MigrationDone {
-                from,
-                to,
-                pause,
-                skipped_variables,
-            } => {
-                WorkerStats::add(&stats.migrations_succeeded, 1);
-                stats
-                    .migration_pause
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .observe(pause);
-                if !skipped_variables.is_empty() {
-                    // Names only: a variable's value may be a secret.
-                    tracing::warn!(session = id, %to, skipped = ?skipped_variables, "the new backend refused these session variables; the session runs without them");
-                }
-                tracing::info!(session = id, %from, %to, pause_us = pause.as_micros() as u64, "session migrated");
-                self.shared.update_session(self.index, id, |e| {
-                    e.backend = Some(to);
-                    e.target = None;
-                    e.retry_at = None;
-                });
-            }
-            Event::MigrationFailed { to, reason } => {
-                *stats
-                    .migrations_failed
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .entry(reason.label())
-                    .or_insert(0) += 1;
-                if reason.label() == "cancelled" {
-                    tracing::info!(session = id, %to, "migration cancelled; the session stays");
-                } else {
-                    tracing::warn!(session = id, %to, %reason, "migration failed; the session stays");
-                }
-                self.shared.update_session(self.index, id, |e| {
-                    e.target = None;
-                    e.retry_at = Some(now + RETRY_DELAY);
-                });
-            }
-            _ => {}
+        match migration::migration_event(stats, id, event, now) {
+            Some(Listing::Moved { to }) => self.shared.update_session(self.index, id, |e| {
+                e.backend = Some(to);
+                e.target = None;
+                e.retry_at = None;
+            }),
+            Some(Listing::Stays { retry_at }) => self.shared.update_session(self.index, id, |e| {
+                e.target = None;
+                e.retry_at = Some(retry_at);
+            }),
+            Some(Listing::Unchanged) | None => {}
         }
     }
 }
