@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 use ferry_core::session::{BackendConnId, Event, Peer, ProxySession};
 use ferry_mio::admin::SessionInfo;
+use ferry_mio::proxy::health::record_refusal;
 use ferry_mio::proxy::rebalance::pin_is_transient;
 use ferry_mio::proxy::OsRandom;
 use smol::future;
@@ -411,6 +412,13 @@ impl Task {
                     let c = self.connecting.swap_remove(i);
                     self.inner.registry.release(c.index);
                 }
+            }
+            Event::BackendRefused { backend, error } => {
+                // An ERR in place of the greeting (too many connections): down until a health
+                // check passes, as a refused connect; the session asks for another backend.
+                add(&self.inner.stats.backend_connect_errors, 1);
+                tracing::debug!(session = self.id, %backend, code = error.code, "backend refused the session's connection");
+                record_refusal(&self.inner.registry, &backend, &error);
             }
             Event::Authenticated { user } => {
                 tracing::info!(session = self.id, %user, backend = self.session.backend_name().unwrap_or("-"), "authenticated");

@@ -213,6 +213,7 @@ pub struct FerryBuilder {
     workers: usize,
     extra_toml: String,
     rust_log: String,
+    health_interval: Duration,
 }
 
 impl FerryBuilder {
@@ -252,6 +253,13 @@ impl FerryBuilder {
         self
     }
 
+    /// `[health] interval` (default 500 ms): a long one keeps the health checker from deciding
+    /// what a test wants the sessions themselves to find out.
+    pub fn health_interval(mut self, interval: Duration) -> Self {
+        self.health_interval = interval;
+        self
+    }
+
     /// `RUST_LOG` for the process (default `info`, or the test's own `RUST_LOG`).
     pub fn rust_log(mut self, filter: &str) -> Self {
         self.rust_log = filter.to_owned();
@@ -262,8 +270,9 @@ impl FerryBuilder {
         let mut t = format!(
             "[proxy]\nlisten = \"{listen}\"\nworkers = {}\nshutdown-timeout = \"5s\"\n\n\
              [admin]\nlisten = \"{admin}\"\n\n\
-             [health]\ninterval = \"500ms\"\ntimeout = \"1s\"\n\n",
-            self.workers
+             [health]\ninterval = \"{}ms\"\ntimeout = \"1s\"\n\n",
+            self.workers,
+            self.health_interval.as_millis()
         );
         for (name, addr) in &self.backends {
             t.push_str(&format!(
@@ -403,6 +412,7 @@ impl FerryProcess {
             workers: 2,
             extra_toml: String::new(),
             rust_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            health_interval: Duration::from_millis(500),
         }
     }
 

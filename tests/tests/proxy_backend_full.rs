@@ -8,7 +8,11 @@
 //!   a drain moves it to the healthy backend with its user variables, database and session
 //!   variables intact; once connections are free again the backend is healthy again;
 //! - with rebalancing on, the balancer evacuates the full backend by itself: the session moves
-//!   without a drain and without a client error.
+//!   without a drain and without a client error;
+//! - with health checks too rare to notice (60 s), a new session that ferry sends to the full
+//!   backend is refused there before the greeting and logs in on the other backend instead, and
+//!   the full backend is marked unhealthy by that refusal; with only the full backend, the
+//!   client gets its ERR 1040 (not ferry's generic 1429).
 //!
 //! How the backend is filled: `SET GLOBAL max_connections = 10` (MariaDB's minimum), then
 //! connections as the test user are held until a fresh connection reads ERR 1040 instead of a
@@ -30,6 +34,8 @@ use serde_json::{json, Value as Json};
 driver_tests!(
     a_full_backend_is_avoided_and_drained,
     a_full_backend_is_evacuated_when_rebalancing_is_on,
+    a_new_session_goes_elsewhere_when_its_backend_refuses_it,
+    a_lone_full_backend_gives_the_client_its_1040,
 );
 
 /// How long ferry may take to see a health change (checks run every 500 ms, 1 s timeout).
@@ -40,6 +46,8 @@ const MOVE_TIMEOUT: Duration = Duration::from_secs(15);
 const MAX_CONNECTIONS: usize = 10;
 /// MySQL's ER_CON_COUNT_ERROR.
 const TOO_MANY_CONNECTIONS: u16 = 1040;
+/// A health check interval no test here waits for: only sessions can find a full backend.
+const RARE_CHECKS: Duration = Duration::from_secs(60);
 
 /// Replay migration on, rebalancing off: sessions move only on a drain.
 const REPLAY_NO_REBALANCE: &str = "[migration]\nmode = \"replay\"\nrebalance-max-moves = 0\n";
@@ -396,5 +404,100 @@ fn a_full_backend_is_evacuated_when_rebalancing_is_on(driver: Driver) {
     let port: u16 = old.query_first("select @@port").unwrap().unwrap();
     assert_eq!(port, db2.port(), "@@port after the evacuation");
     assert_eq!(state(&mut old), before, "state after the evacuation");
+    full.release();
+}
+
+// ---------------------------------------------------------------- refused before the greeting
+
+/// `ferry_errors_total{kind="backend_connect"}`.
+fn backend_connect_errors(ferry: &FerryProcess) -> u64 {
+    let (status, text) = ferry.http_get("/metrics");
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .find(|l| l.starts_with("ferry_errors_total{kind=\"backend_connect\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0, |v| v.parse().expect("a number"))
+}
+
+fn a_new_session_goes_elsewhere_when_its_backend_refuses_it(driver: Driver) {
+    let (db1, db2) = (backend(1), backend(2));
+    let ferry = FerryProcess::builder(driver)
+        .backend("db1", db1.addr())
+        .backend("db2", db2.addr())
+        .proxy_user(USER, &db1.user_password_hash(USER))
+        .health_interval(RARE_CHECKS)
+        .start();
+    let started = Instant::now();
+    // The first round of checks runs at startup; the next one only after RARE_CHECKS.
+    wait_health(&ferry, "db1", true);
+    wait_health(&ferry, "db2", true);
+    let errors_before = backend_connect_errors(&ferry);
+
+    // db1 fills up with no session of ferry on it. ferry still believes it healthy, and with no
+    // sessions anywhere its policy picks db1 (ties go to the first backend).
+    let full = Full::fill(&db1, 0);
+    assert_eq!(backend_info(&ferry, "db1")["healthy"], true);
+
+    let mut conn = mysql::Conn::new(mysql_opts(&ferry, USER, PASSWORD))
+        .unwrap_or_else(|e| panic!("a new session while db1 is full: {e}"));
+    let port: u16 = conn.query_first("select @@port").unwrap().unwrap();
+    assert_eq!(port, db2.port(), "served by db2");
+    assert_eq!(session_backend(&ferry, conn.connection_id()), "db2");
+
+    // The refusal marked db1 down (no health check ran since startup), and it was counted.
+    let info = backend_info(&ferry, "db1");
+    assert_eq!(info["healthy"], false, "{info}");
+    assert_eq!(
+        info["sessions"], 0,
+        "the refused connection is released: {info}"
+    );
+    assert_eq!(backend_info(&ferry, "db2")["sessions"], 1);
+    assert_eq!(backend_up(&ferry, "db1"), Some(0));
+    assert!(backend_connect_errors(&ferry) > errors_before);
+    let log = ferry.log();
+    assert!(
+        log.contains("backend refused a connection before its greeting") && log.contains("1040"),
+        "the log does not name the refusal:\n{}",
+        ferry.log_tail(20)
+    );
+    assert!(
+        started.elapsed() < RARE_CHECKS,
+        "a second round of health checks may have run; the test took too long"
+    );
+
+    // The next session goes straight to db2; the first one keeps working.
+    let mut next = mysql::Conn::new(mysql_opts(&ferry, USER, PASSWORD)).expect("connect");
+    assert_eq!(session_backend(&ferry, next.connection_id()), "db2");
+    let one: u32 = next.query_first("select 1").unwrap().unwrap();
+    assert_eq!(one, 1);
+    let sum: u32 = conn.query_first("select 40 + 2").unwrap().unwrap();
+    assert_eq!(sum, 42);
+    assert!(!ferry.log().contains("panicked"), "{}", ferry.log_tail(40));
+    full.release();
+}
+
+fn a_lone_full_backend_gives_the_client_its_1040(driver: Driver) {
+    let db1 = backend(1);
+    // Passthrough auth (the default): the refusal reaches the client through a relayed login.
+    let ferry = FerryProcess::builder(driver)
+        .backend("db1", db1.addr())
+        .health_interval(RARE_CHECKS)
+        .start();
+    wait_health(&ferry, "db1", true);
+    let full = Full::fill(&db1, 0);
+
+    let err = match mysql::Conn::new(mysql_opts(&ferry, USER, PASSWORD)) {
+        Ok(_) => panic!("logged in although the only backend is full"),
+        Err(e) => e,
+    };
+    assert_eq!(
+        mysql_code(&err),
+        Some(TOO_MANY_CONNECTIONS),
+        "the backend's own ERR, not ferry's 1429: {err}"
+    );
+    assert!(err.to_string().contains("Too many connections"), "{err}");
+    assert_eq!(backend_info(&ferry, "db1")["healthy"], false);
+    assert_eq!(backend_info(&ferry, "db1")["sessions"], 0);
+    assert!(!ferry.log().contains("panicked"), "{}", ferry.log_tail(40));
     full.release();
 }

@@ -26,6 +26,7 @@ impl Backend {
             return Err(BackendError::AuthFailed(error));
         }
         let hello = HandshakeV10::parse(&payload)?;
+        self.greeted = true;
         if hello.protocol_version != 10 {
             return Err(BackendError::Unsupported(format!(
                 "protocol version {}",

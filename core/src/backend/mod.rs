@@ -214,6 +214,8 @@ pub struct Backend {
     spare_tracker: Option<Box<ResponseTracker>>,
     /// Set once [`Event::Closed`] is queued; nothing happens after.
     closed: bool,
+    /// The server's handshake arrived (not an ERR in its place).
+    greeted: bool,
     /// Rows arrived in this input: the command deadline is re-armed once after decoding it,
     /// not per row (every packet of one input has the same `now`).
     rearm_command_timer: bool,
@@ -258,6 +260,7 @@ impl Backend {
             state: State::AwaitGreeting,
             spare_tracker: None,
             closed: false,
+            greeted: false,
             rearm_command_timer: false,
             error: None,
             server_version: String::new(),
@@ -291,6 +294,14 @@ impl Backend {
     /// True once [`Event::Closed`] was emitted.
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// True once the server's greeting (a handshake) arrived. An [`Event::AuthFailed`] while this
+    /// is false is the server refusing the *connection* with an ERR in place of its greeting
+    /// (1040 "Too many connections", 1129 host blocked...): nothing of the login was sent yet,
+    /// so another server may take it.
+    pub fn greeted(&self) -> bool {
+        self.greeted
     }
 
     /// The error the connection stopped on.

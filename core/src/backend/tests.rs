@@ -333,6 +333,39 @@ fn wrong_password_surfaces_the_err_then_closes() {
     assert_eq!(b.send_command(t0, &Command::Ping), Err(UsageError::Closed));
 }
 
+/// MariaDB at `max_connections` answers the TCP connection with an ERR instead of its greeting:
+/// the same AuthFailed and Closed as a refused login, told apart by `greeted`.
+#[test]
+fn err_in_place_of_the_greeting_is_a_refusal_before_greeting() {
+    let t0 = Instant::now();
+    let mut b = new_backend(t0, plaintext("secret"));
+    assert!(!b.greeted());
+    let mut err = vec![0xFF];
+    err.extend_from_slice(&1040u16.to_le_bytes());
+    err.extend_from_slice(b"Too many connections");
+    b.handle_input(t0, &frame(0, &err));
+    let evs = events(&mut b);
+    assert!(
+        matches!(&evs[0], Event::AuthFailed { error, payload } if error.code == 1040 && payload[..] == err[..]),
+        "{evs:?}"
+    );
+    assert!(matches!(closed_error(&evs), BackendError::AuthFailed(e) if e.code == 1040));
+    assert!(!b.greeted(), "an ERR is not a greeting");
+    assert!(
+        sent_packets(&mut b).is_empty(),
+        "nothing of the login was sent"
+    );
+
+    // A real greeting sets it, and a later login ERR keeps it set.
+    let mut b = new_backend(t0, plaintext("wrong"));
+    b.handle_input(t0, &greeting(server_caps(true), "mysql_native_password"));
+    assert!(b.greeted());
+    sent_packets(&mut b);
+    b.handle_input(t0, &frame(2, &err_payload(1045, "Access denied")));
+    assert!(matches!(events(&mut b)[0], Event::AuthFailed { .. }));
+    assert!(b.greeted());
+}
+
 #[test]
 fn auth_switch_to_native_uses_the_new_salt() {
     let t0 = Instant::now();

@@ -9,8 +9,18 @@
 //! proxy:       Authenticated (user table checked) ─► ConnectBackend ─► backend_connected ─►
 //!   Backend logs in as the user with the recovered secret
 //!   backend OK ─► accept_login: client OK;      backend ERR ─► reject_login: client ERR
-//! either: connect failure / timeout / backend lost ─► client ERR 2003, Closed
+//! either: connect failure / timeout / backend lost ─► client ERR 1429, Closed
+//! either: ERR in place of the greeting (1040 too many connections, 1129 host blocked...)
+//!   ─► Event::BackendRefused (the driver marks that backend down), CloseBackend,
+//!      ConnectBackend { target: None } again (connect deadline re-armed), the same login
+//!      … at most MAX_REFUSALS refusals; then, or if the retry reaches no backend at all
+//!      (connect failure / timeout): client gets the last refusal's ERR (e.g. 1040), Closed
 //! ```
+//!
+//! The retry is safe because a backend that refuses before its greeting has seen nothing of the
+//! login and the client nothing of that backend: for the client it is as if the driver had
+//! picked another backend in the first place. The pending login is kept (cloned into each
+//! backend's configuration) until the phase ends, so that any attempt can start over.
 
 use std::time::Instant;
 
@@ -23,18 +33,42 @@ use bytes::Bytes;
 
 use super::{BackendLink, CloseReason, Event, Phase, ProxySession, Timer};
 
-/// What the backend login needs, kept from the client's login until the socket is open.
+/// Refusals before the greeting one login survives: the `MAX_REFUSALS`-th refusing backend's ERR
+/// goes to the client. Enough to get past a full backend or two (each refusal also marks its
+/// backend down, so the next pick avoids it) without walking a client through a whole pool of
+/// refusing servers.
+pub(super) const MAX_REFUSALS: u8 = 3;
+
+/// What the backend login needs, kept from the client's login until the login ends (any backend
+/// connection attempt may have to start over on another backend).
 #[derive(Debug)]
-pub(super) enum PendingLogin {
-    /// `passthrough`: the client's handshake response (`None` once the backend was created).
-    Passthrough(Option<Box<ClientLogin>>),
-    /// `proxy`: the verified login (`None` once the backend was created).
-    Proxy(Option<Box<Authenticated>>),
+pub(super) struct PendingLogin {
+    login: LoginRequest,
+    /// Backends that refused this login before their greeting.
+    refusals: u8,
+    /// The last such refusal: what the client gets when no other backend can be reached.
+    last_refusal: Option<Box<ProtocolError>>,
+}
+
+#[derive(Debug)]
+enum LoginRequest {
+    /// `passthrough`: the client's handshake response.
+    Passthrough(Box<ClientLogin>),
+    /// `proxy`: the verified login.
+    Proxy(Box<Authenticated>),
 }
 
 impl PendingLogin {
+    fn new(login: LoginRequest) -> Self {
+        Self {
+            login,
+            refusals: 0,
+            last_refusal: None,
+        }
+    }
+
     fn is_passthrough(&self) -> bool {
-        matches!(self, PendingLogin::Passthrough(_))
+        matches!(self.login, LoginRequest::Passthrough(_))
     }
 }
 
@@ -53,14 +87,16 @@ impl ProxySession {
     pub(super) fn on_client_login(&mut self, now: Instant, login: ClientLogin) {
         self.state.user = Some(login.user.clone());
         self.state.schema = login.database.as_ref().map(|d| d.as_bytes().to_vec());
-        self.phase = Phase::Login(PendingLogin::Passthrough(Some(Box::new(login))));
+        self.phase = Phase::Login(PendingLogin::new(LoginRequest::Passthrough(Box::new(
+            login,
+        ))));
         self.connect_backend(now);
     }
 
     pub(super) fn on_authenticated(&mut self, now: Instant, auth: Authenticated) {
         self.state.user = Some(auth.user.clone());
         self.state.schema = auth.database.as_ref().map(|d| d.as_bytes().to_vec());
-        self.phase = Phase::Login(PendingLogin::Proxy(Some(Box::new(auth))));
+        self.phase = Phase::Login(PendingLogin::new(LoginRequest::Proxy(Box::new(auth))));
         self.connect_backend(now);
     }
 
@@ -79,11 +115,19 @@ impl ProxySession {
 
     /// The socket is open: create the backend role for the pending login.
     pub(super) fn start_backend(&mut self, now: Instant) {
+        if self.backend.as_ref().is_none_or(|link| link.conn.is_some()) {
+            // No attempt pending, or this one has its role already (a repeated report).
+            return;
+        }
         let client_caps = self.frontend.capabilities();
         let template = &self.config.backend;
-        let config = match &mut self.phase {
-            Phase::Login(PendingLogin::Passthrough(login)) => {
-                let Some(login) = login.take() else { return };
+        let Phase::Login(pending) = &self.phase else {
+            return;
+        };
+        // Cloned, not taken: a refusal before the greeting starts over with the same login.
+        let config = match &pending.login {
+            LoginRequest::Passthrough(login) => {
+                let login = ClientLogin::clone(login);
                 let mut config = template.backend_config(
                     login.user,
                     crate::auth::ClientSecret::NoPassword,
@@ -98,15 +142,14 @@ impl ProxySession {
                 });
                 config
             }
-            Phase::Login(PendingLogin::Proxy(auth)) => {
-                let Some(auth) = auth.take() else { return };
+            LoginRequest::Proxy(auth) => {
+                let auth = Authenticated::clone(auth);
                 let mut config = template.backend_config(auth.user, auth.secret, client_caps);
                 config.database = auth.database;
                 config.collation = auth.collation;
                 config.connect_attrs = auth.attributes;
                 config
             }
-            _ => return,
         };
         let mut config = config;
         config.max_packet_size = self.config.backend_packet_cap();
@@ -172,28 +215,68 @@ impl ProxySession {
         self.enter_ready(now);
     }
 
-    /// The backend refused the login with `error`: the client gets it.
-    pub(super) fn on_backend_refused(&mut self, _now: Instant, error: ProtocolError) {
-        let Phase::Login(pending) = &self.phase else {
+    /// The backend refused the login with `error`. Before its greeting (the server refused the
+    /// connection itself) another backend is tried, up to [`MAX_REFUSALS`]; otherwise the client
+    /// gets `error`.
+    pub(super) fn on_backend_refused(&mut self, now: Instant, error: ProtocolError) {
+        // The login's connections are always the driver's pick (`target: None`); a migration's
+        // named connections never come here (see `migration::steps`).
+        let before_greeting = self.backend().is_some_and(|b| !b.greeted());
+        let Phase::Login(pending) = &mut self.phase else {
             return;
         };
         let passthrough = pending.is_passthrough();
+        if before_greeting {
+            pending.refusals = pending.refusals.saturating_add(1);
+            pending.last_refusal = Some(Box::new(error.clone()));
+            let retry = pending.refusals < MAX_REFUSALS;
+            let backend = self.backend_name.clone().unwrap_or_default();
+            self.events.push_back(Event::BackendRefused {
+                backend,
+                error: error.clone(),
+            });
+            if retry {
+                self.backend_name = None;
+                self.release_backend(now);
+                self.connect_backend(now);
+                return;
+            }
+        }
         self.set_timer(Timer::Connect, None);
         self.close_reason = Some(CloseReason::LoginRefused(error.clone()));
         self.refuse_login(passthrough, error);
     }
 
-    /// No backend login: connect failure, timeout, or the backend failed before OK/ERR.
+    /// No backend login: connect failure, timeout, or the backend failed before OK/ERR. When
+    /// earlier backends refused this login and the last attempt reached no backend at all, the
+    /// client gets the last refusal (e.g. 1040 "Too many connections"): it says more than
+    /// "no healthy backend".
     pub(super) fn login_failed(&mut self, now: Instant, reason: String) {
+        let reached = self.backend().is_some();
         let Phase::Login(pending) = &self.phase else {
             return;
         };
         let passthrough = pending.is_passthrough();
+        let refusal = pending
+            .last_refusal
+            .as_deref()
+            .filter(|_| !reached)
+            .cloned();
         self.set_timer(Timer::Connect, None);
-        let err = unavailable(&reason);
-        if self.close_reason.is_none() {
-            self.close_reason = Some(CloseReason::BackendUnavailable(reason));
-        }
+        let err = match refusal {
+            Some(refusal) => {
+                if self.close_reason.is_none() {
+                    self.close_reason = Some(CloseReason::LoginRefused(refusal.clone()));
+                }
+                refusal
+            }
+            None => {
+                if self.close_reason.is_none() {
+                    self.close_reason = Some(CloseReason::BackendUnavailable(reason.clone()));
+                }
+                unavailable(&reason)
+            }
+        };
         self.release_backend(now);
         self.refuse_login(passthrough, err);
     }

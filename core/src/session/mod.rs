@@ -23,7 +23,9 @@
 //!
 //! | what | the client gets | then |
 //! |---|---|---|
-//! | backend unreachable / refuses the login | its ERR, or 2003 `HY000` "Can't connect to MySQL server (…)" | closed |
+//! | backend unreachable | ERR 1429 `HY000` "Can't connect to the backend server (ferry: …)" | closed |
+//! | backend refuses the login | its ERR | closed |
+//! | backend refuses the connection (ERR in place of its greeting: 1040, 1129…) | nothing: another backend is tried ([`Event::BackendRefused`]); after 3 refusals, or if no other backend can be reached, the last refusal's ERR | closed, or logged in elsewhere |
 //! | backend dies while a command runs | ERR 2013 `HY000` "Lost connection to MySQL server during query" | closed |
 //! | backend sends an oversized packet | ERR 1153 `08S01` | closed |
 //! | backend dies between commands | nothing (as after a server restart: the next command fails locally with 2006/2013) | closed |
@@ -148,6 +150,21 @@ pub enum Event {
         /// The connection to close.
         conn: BackendConnId,
     },
+    /// The backend the driver picked for this session's login (`ConnectBackend { target: None }`)
+    /// refused the connection with an ERR in place of its greeting: 1040 "Too many connections"
+    /// (`max_connections` reached), 1129 (host blocked), ... The driver should treat `backend`
+    /// as down until its next passing health check, exactly as if the TCP connect had been
+    /// refused, and may log `error` (the server's own message; it carries no secret). A
+    /// [`CloseBackend`](Event::CloseBackend) for that connection follows and, unless this login
+    /// was refused too often already, a new `ConnectBackend { target: None }`: the client has
+    /// seen nothing of the refusing backend and is logged in elsewhere. Migration connections
+    /// never cause it (a refusing target fails the migration instead).
+    BackendRefused {
+        /// The backend's name, as given to [`ProxySession::backend_connected`].
+        backend: String,
+        /// The ERR it sent.
+        error: ProtocolError,
+    },
     /// The client logged in (for `/api/sessions` and metrics); see also
     /// [`ProxySession::backend_name`].
     Authenticated {
@@ -205,7 +222,8 @@ pub enum CloseReason {
     /// The client side failed: a bad or oversized packet, a login ferry refused, the handshake
     /// deadline, TLS. The client got the ERR the frontend owed it.
     Frontend(frontend::CloseReason),
-    /// The backend refused the login; the client got its ERR.
+    /// The backend refused the login (or refused the connection before its greeting and no
+    /// other backend took the login, see [`Event::BackendRefused`]); the client got its ERR.
     LoginRefused(ProtocolError),
     /// No backend could be reached or logged in to; the client got ERR 1429.
     BackendUnavailable(String),

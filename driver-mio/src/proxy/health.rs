@@ -17,6 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ferry_core::balance::{probe_greeting, Probe, MAX_GREETING_SIZE};
+use ferry_core::ProtocolError;
 
 use super::registry::Registry;
 use super::shared::Shared;
@@ -80,6 +81,28 @@ pub fn record_verdict(registry: &Registry, index: usize, verdict: &Result<String
             tracing::debug!(backend = %b.name, addr = %b.addr, %reason, "backend still unhealthy")
         }
         (Ok(_), false) => {}
+    }
+    changed
+}
+
+/// A session's backend `name` answered a new connection with `error` in place of its greeting
+/// (the core's `Event::BackendRefused`: 1040 too many connections, 1129 host blocked...): the
+/// same verdict as a failed check, so new sessions skip it until a check passes. Logged at warn
+/// every time (each one is a client's login that had to go elsewhere); `true` if this changed
+/// its health, `false` also for a name the registry does not know.
+pub fn record_refusal(registry: &Registry, name: &str, error: &ProtocolError) -> bool {
+    let Some(index) = registry.find(name) else {
+        return false;
+    };
+    let changed = registry.set_health(index, false);
+    if let Some(b) = registry.get(index) {
+        tracing::warn!(
+            backend = %b.name,
+            addr = %b.addr,
+            code = error.code,
+            message = %error.message,
+            "backend refused a connection before its greeting; skipped until a health check passes"
+        );
     }
     changed
 }
@@ -229,6 +252,34 @@ mod tests {
         assert!(!record_verdict(&registry, 0, &down));
         // A verdict for a backend the registry does not have changes nothing.
         assert!(!record_verdict(&registry, 1, &up));
+    }
+
+    #[test]
+    fn a_refusal_marks_the_backend_down_like_a_failed_check() {
+        let registry = Registry::new(&[
+            crate::config::BackendConfig {
+                name: "db1".into(),
+                addr: "127.0.0.1:3306".parse().unwrap(),
+            },
+            crate::config::BackendConfig {
+                name: "db2".into(),
+                addr: "127.0.0.1:3307".parse().unwrap(),
+            },
+        ]);
+        let up: Result<String, String> = Ok("11.4.2-MariaDB".into());
+        assert!(record_verdict(&registry, 0, &up));
+        assert!(record_verdict(&registry, 1, &up));
+        let too_many = ProtocolError::new(1040, "08004", "Too many connections");
+        assert!(record_refusal(&registry, "db1", &too_many));
+        assert!(!registry.get(0).unwrap().healthy());
+        assert!(registry.get(1).unwrap().healthy(), "only the refusing one");
+        // New sessions go to the other backend now.
+        assert_eq!(registry.pick(), Some(1));
+        assert!(!record_refusal(&registry, "db1", &too_many), "already down");
+        assert!(!record_refusal(&registry, "nope", &too_many));
+        // A passing check brings it back.
+        assert!(record_verdict(&registry, 0, &up));
+        assert!(registry.get(0).unwrap().healthy());
     }
 
     #[test]

@@ -33,7 +33,8 @@ pub struct Counters {
     pub backend_bytes_received: AtomicU64,
     /// Bytes written to backends.
     pub backend_bytes_sent: AtomicU64,
-    /// Backend connections that could not be made.
+    /// Backend connections that could not be made (refused, unreachable, or answered with an
+    /// ERR in place of the greeting, such as 1040 too many connections).
     pub backend_connect_errors: AtomicU64,
     /// Clients refused at `proxy.max-connections`.
     pub refused_max_connections: AtomicU64,

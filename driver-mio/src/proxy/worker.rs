@@ -16,6 +16,9 @@
 //! - **Backends** are connected without blocking; WRITABLE (or an error) completes the attempt,
 //!   judged by `take_error` and `peer_addr`. A backend the driver picked that refuses is marked
 //!   down (until a health check passes) and the next one is tried before the session hears of it.
+//!   One that accepts but answers with an ERR in place of its greeting (too many connections) is
+//!   marked down the same way when the session reports it (`Event::BackendRefused`); the session
+//!   then asks for another backend itself.
 //! - **Timers**: each session's `poll_timeout` is armed in a per-worker heap ([`super::timers`]).
 //! - **Shutdown**: the listener is closed, every session gets `begin_shutdown`, and the loop ends
 //!   when all sessions are gone and their last bytes written, or at the shutdown deadline.
@@ -626,6 +629,9 @@ impl<F: SessionFactory> Worker<F> {
                     let (_, key) = s.backends.swap_remove(i);
                     self.close_socket(key, now);
                 }
+            }
+            Event::BackendRefused { backend, error } => {
+                self.backend_refused(slot, &backend, &error)
             }
             Event::Authenticated { user } => {
                 let Some(s) = self.sessions.get_mut(slot) else {

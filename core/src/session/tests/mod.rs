@@ -7,6 +7,7 @@ mod failures;
 mod login;
 mod migration;
 mod migration_tidb;
+mod refused;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,13 +1,16 @@
 //! Backend connections of the worker: non-blocking connect, completion, and failover to another
-//! backend when the driver chose the one that refused.
+//! backend when the driver chose the one that refused (the connect here; an ERR in place of the
+//! greeting in the session, which reports it for [`Worker::backend_refused`]).
 
 use std::collections::VecDeque;
 use std::io;
 use std::time::Instant;
 
+use ferry_core::ProtocolError;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
+use super::super::health::record_refusal;
 use super::super::session::{BackendConnId, Peer, Session, SessionFactory};
 use super::super::shared::WorkerStats;
 use super::{Socket, State, Worker, FIRST_SOCKET};
@@ -169,6 +172,17 @@ impl<F: SessionFactory> Worker<F> {
             let reason = format!("backend {name} ({addr}): {error}");
             self.connect_failed(slot, conn, &reason, now);
         }
+    }
+
+    /// Backend `name` answered session `slot`'s connection with `error` in place of its greeting
+    /// (`Event::BackendRefused`): down until a health check passes, as if the connect had been
+    /// refused. The session closes that connection and asks for another backend by itself.
+    pub(super) fn backend_refused(&mut self, slot: usize, name: &str, error: &ProtocolError) {
+        WorkerStats::add(&self.stats().backend_connect_errors, 1);
+        if let Some(s) = self.sessions.get(slot) {
+            tracing::debug!(session = s.id, backend = %name, code = error.code, "backend refused the session's connection");
+        }
+        record_refusal(&self.shared.registry, name, error);
     }
 
     fn connect_failed(&mut self, slot: usize, conn: BackendConnId, reason: &str, now: Instant) {
