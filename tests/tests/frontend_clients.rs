@@ -274,12 +274,15 @@ fn connector_python_native_and_caching_sha2_over_tls() {
 
 // ---------------------------------------------------------------- Rust `mysql` crate
 
+/// What `rust_mysql` read: the server version, then the rows of its test query.
+type ServerRows = (String, Vec<(i64, Option<String>)>);
+
 fn rust_mysql(
     server: &TestServer,
     user: &str,
     password: &str,
     tls: bool,
-) -> Result<(String, Vec<(i64, Option<String>)>), mysql::Error> {
+) -> Result<ServerRows, mysql::Error> {
     use mysql::prelude::Queryable;
     let mut opts = mysql::OptsBuilder::new()
         .ip_or_hostname(Some("127.0.0.1"))
@@ -307,7 +310,7 @@ fn rust_mysql(
     Ok((user.unwrap_or_default(), rows))
 }
 
-fn access_denied(result: Result<(String, Vec<(i64, Option<String>)>), mysql::Error>) -> bool {
+fn access_denied(result: Result<ServerRows, mysql::Error>) -> bool {
     matches!(result, Err(mysql::Error::MySqlError(e)) if e.code == 1045)
 }
 
