@@ -201,7 +201,10 @@ fn a_retry_that_reaches_no_backend_gives_the_refusal_not_1429() {
         let mut net = pending_login(proxy);
         refuse(&mut net, "db1", TOO_MANY);
         net.advance(CONNECT_TIMEOUT - Duration::from_millis(1));
-        assert!(!net.session.is_closed(), "proxy={proxy}: not before the deadline");
+        assert!(
+            !net.session.is_closed(),
+            "proxy={proxy}: not before the deadline"
+        );
         net.advance(Duration::from_millis(1));
         assert_eq!(login_error(&net).expect("an ERR").code, TOO_MANY);
         assert!(net.session.is_closed());
