@@ -1,4 +1,4 @@
-//! `GET` on ferry's admin HTTP endpoint, for the tests of either driver.
+//! `GET` and `POST` on ferry's admin HTTP endpoint, for the tests of either driver.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -10,11 +10,34 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// `GET path` on the admin endpoint at `addr`: the status code and the body, each step within
 /// `timeout`.
 pub fn try_http_get(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<(u16, String)> {
+    try_request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: ferry\r\nConnection: close\r\n\r\n"),
+        timeout,
+    )
+}
+
+/// `POST path` with a JSON `body` (may be empty) on the admin endpoint at `addr`: the status
+/// code and the body, each step within `timeout`.
+pub fn try_http_post(
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+    timeout: Duration,
+) -> io::Result<(u16, String)> {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: ferry\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    try_request(addr, &request, timeout)
+}
+
+fn try_request(addr: SocketAddr, request: &str, timeout: Duration) -> io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     // One write: `write!` on the socket would send each piece of the format as a segment.
-    let request = format!("GET {path} HTTP/1.1\r\nHost: ferry\r\nConnection: close\r\n\r\n");
     s.write_all(request.as_bytes())?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;
@@ -30,6 +53,12 @@ pub fn try_http_get(addr: SocketAddr, path: &str, timeout: Duration) -> io::Resu
 /// [`try_http_get`] with a 5 s timeout; panics on I/O errors and unreadable answers.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     try_http_get(addr, path, HTTP_TIMEOUT).unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"))
+}
+
+/// [`try_http_post`] with a 5 s timeout; panics on I/O errors and unreadable answers.
+pub fn http_post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
+    try_http_post(addr, path, body, HTTP_TIMEOUT)
+        .unwrap_or_else(|e| panic!("POST {path} on {addr}: {e}"))
 }
 
 #[cfg(test)]
@@ -62,6 +91,15 @@ mod tests {
         let (addr, t) = server("HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nnope\n");
         assert_eq!(http_get(addr, "/api/x"), (404, "nope\n".to_owned()));
         assert!(t.join().unwrap().starts_with("GET /api/x HTTP/1.1\r\n"));
+    }
+
+    #[test]
+    fn a_post_carries_its_body() {
+        let (addr, t) = server("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
+        assert_eq!(http_post(addr, "/api/x", ""), (200, "ok\n".to_owned()));
+        let request = t.join().unwrap();
+        assert!(request.starts_with("POST /api/x HTTP/1.1\r\n"), "{request}");
+        assert!(request.contains("Content-Length: 0\r\n"), "{request}");
     }
 
     #[test]

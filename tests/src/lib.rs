@@ -24,7 +24,7 @@ mod python;
 mod test_server;
 mod tidb_server;
 
-pub use admin_http::{http_get, try_http_get};
+pub use admin_http::{http_get, http_post, try_http_get, try_http_post};
 pub use binaries::{find_executable, require_executable};
 pub use child::ChildGuard;
 pub use command::{run_with_deadline, CommandError, CommandOutput};

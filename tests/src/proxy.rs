@@ -475,6 +475,13 @@ impl FerryProcess {
         crate::admin_http::try_http_get(self.admin, path, HTTP_TIMEOUT)
     }
 
+    /// `POST path` with a JSON `body` (may be empty): the status code and the body; panics on
+    /// I/O errors.
+    pub fn http_post(&self, path: &str, body: &str) -> (u16, String) {
+        crate::admin_http::try_http_post(self.admin, path, body, HTTP_TIMEOUT)
+            .unwrap_or_else(|e| panic!("POST {path} on {}: {e}", self.admin))
+    }
+
     /// `GET path` as JSON; panics unless the status is 200 and the body is JSON.
     pub fn api(&self, path: &str) -> serde_json::Value {
         let (status, body) = self.http_get(path);

@@ -60,30 +60,8 @@ const REPLAY_REBALANCE: &str = "[migration]\nmode = \"replay\"\nrebalance-interv
 fn drain(ferry: &FerryProcess, backend: &str, on: bool) {
     let action = if on { "drain" } else { "undrain" };
     let path = format!("/api/backends/{backend}/{action}");
-    let (status, body) = post(ferry.admin_addr(), &path);
+    let (status, body) = ferry.http_post(&path, "");
     assert_eq!(status, 200, "{action} {backend}: {body}");
-}
-
-/// `POST path` with an empty body: status and body.
-fn post(admin: SocketAddr, path: &str) -> (u16, String) {
-    use std::io::Write;
-    let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("connect to the admin endpoint: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: ferry\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text)
-        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-    let status = text
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("POST {path}: no status in {text:?}"));
-    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-    (status, body.to_owned())
 }
 
 /// Backend `name`'s entry in `/api/backends`.

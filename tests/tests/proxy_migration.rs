@@ -14,8 +14,6 @@
 
 mod proxy_common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,32 +43,9 @@ const REPLAY_NO_REBALANCE: &str = "[migration]\nmode = \"replay\"\nrebalance-max
 
 // ---------------------------------------------------------------- helpers
 
-/// `POST path` with a JSON body on the admin endpoint: status and body.
-fn post(ferry: &FerryProcess, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect_timeout(&ferry.admin_addr(), Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("connect to the admin endpoint: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: ferry\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text)
-        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-    let status = text
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("POST {path}: no status in {text:?}"));
-    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-    (status, body.to_owned())
-}
-
 fn drain(ferry: &FerryProcess, backend: &str, on: bool) {
     let action = if on { "drain" } else { "undrain" };
-    let (status, body) = post(ferry, &format!("/api/backends/{backend}/{action}"), "");
+    let (status, body) = ferry.http_post(&format!("/api/backends/{backend}/{action}"), "");
     assert_eq!(status, 200, "{action} {backend}: {body}");
 }
 
@@ -280,15 +255,13 @@ fn replay_state_survives_drain_and_migrate(driver: Driver) {
         .into_iter()
         .find(|n| *n != first && *n != second)
         .unwrap();
-    let (status, body) = post(
-        &ferry,
+    let (status, body) = ferry.http_post(
         &format!("/api/sessions/{id}/migrate"),
         &format!(r#"{{"to": "{first}"}}"#),
     );
     assert_eq!(status, 409, "{body}");
     assert!(body.contains("draining"), "{body}");
-    let (status, body) = post(
-        &ferry,
+    let (status, body) = ferry.http_post(
         &format!("/api/sessions/{id}/migrate"),
         &format!(r#"{{"to": "{third}"}}"#),
     );
@@ -425,14 +398,14 @@ fn migrate_requests_are_checked(driver: Driver) {
     let on = session_backend(&ferry, id);
     let other = if on == "db1" { "db2" } else { "db1" };
     let path = format!("/api/sessions/{id}/migrate");
-    let (status, body) = post(&ferry, &path, &format!(r#"{{"to": "{other}"}}"#));
+    let (status, body) = ferry.http_post(&path, &format!(r#"{{"to": "{other}"}}"#));
     assert_eq!(status, 409, "{body}");
     assert!(body.contains("disabled"), "{body}");
-    let (status, _) = post(&ferry, &path, r#"{"to": "nope"}"#);
+    let (status, _) = ferry.http_post(&path, r#"{"to": "nope"}"#);
     assert_eq!(status, 404);
-    let (status, _) = post(&ferry, "/api/sessions/999999/migrate", r#"{"to": "db1"}"#);
+    let (status, _) = ferry.http_post("/api/sessions/999999/migrate", r#"{"to": "db1"}"#);
     assert_eq!(status, 404);
-    let (status, _) = post(&ferry, &path, r#"{"where": "db1"}"#);
+    let (status, _) = ferry.http_post(&path, r#"{"where": "db1"}"#);
     assert_eq!(status, 400);
     // A drain without migration only stops new sessions.
     drain(&ferry, &on, true);
