@@ -263,20 +263,11 @@ impl ProxySession {
             .filter(|_| !reached)
             .cloned();
         self.set_timer(Timer::Connect, None);
-        let err = match refusal {
-            Some(refusal) => {
-                if self.close_reason.is_none() {
-                    self.close_reason = Some(CloseReason::LoginRefused(refusal.clone()));
-                }
-                refusal
-            }
-            None => {
-                if self.close_reason.is_none() {
-                    self.close_reason = Some(CloseReason::BackendUnavailable(reason.clone()));
-                }
-                unavailable(&reason)
-            }
+        let (err, why) = match refusal {
+            Some(refusal) => (refusal.clone(), CloseReason::LoginRefused(refusal)),
+            None => (unavailable(&reason), CloseReason::BackendUnavailable(reason)),
         };
+        self.close_reason.get_or_insert(why);
         self.release_backend(now);
         self.refuse_login(passthrough, err);
     }
