@@ -265,7 +265,10 @@ impl ProxySession {
         self.set_timer(Timer::Connect, None);
         let (err, why) = match refusal {
             Some(refusal) => (refusal.clone(), CloseReason::LoginRefused(refusal)),
-            None => (unavailable(&reason), CloseReason::BackendUnavailable(reason)),
+            None => (
+                unavailable(&reason),
+                CloseReason::BackendUnavailable(reason),
+            ),
         };
         self.close_reason.get_or_insert(why);
         self.release_backend(now);
