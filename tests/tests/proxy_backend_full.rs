@@ -28,7 +28,10 @@ use std::time::{Duration, Instant};
 
 use ferry_tests::{driver_tests, wait_until, Driver, FerryProcess, MariaDb};
 use mysql::prelude::Queryable;
-use proxy_common::{backend, mysql_code, mysql_opts, CLIENT_TIMEOUT, PASSWORD, USER};
+use proxy_common::{
+    backend, client_opts, drain, metric, mysql_code, mysql_opts, session_backend, wait_on,
+    PASSWORD, REPLAY_NO_REBALANCE, USER,
+};
 use serde_json::{json, Value as Json};
 
 driver_tests!(
@@ -40,29 +43,19 @@ driver_tests!(
 
 /// How long ferry may take to see a health change (checks run every 500 ms, 1 s timeout).
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a migration may take to show in `/api/sessions`.
-const MOVE_TIMEOUT: Duration = Duration::from_secs(15);
 /// The `max_connections` the full backend is set to (MariaDB's minimum).
 const MAX_CONNECTIONS: usize = 10;
 /// MySQL's ER_CON_COUNT_ERROR.
 const TOO_MANY_CONNECTIONS: u16 = 1040;
+/// The counter of backend connections that could not be made (refusals included).
+const BACKEND_CONNECT_ERRORS: &str = "ferry_errors_total{kind=\"backend_connect\"}";
 /// A health check interval no test here waits for: only sessions can find a full backend.
 const RARE_CHECKS: Duration = Duration::from_secs(60);
 
-/// Replay migration on, rebalancing off: sessions move only on a drain.
-const REPLAY_NO_REBALANCE: &str = "[migration]\nmode = \"replay\"\nrebalance-max-moves = 0\n";
 /// Replay migration on, rebalancing every 500 ms.
 const REPLAY_REBALANCE: &str = "[migration]\nmode = \"replay\"\nrebalance-interval = \"500ms\"\n";
 
 // ---------------------------------------------------------------- helpers
-
-/// `POST /api/backends/{backend}/drain` (or `undrain`); panics unless 200.
-fn drain(ferry: &FerryProcess, backend: &str, on: bool) {
-    let action = if on { "drain" } else { "undrain" };
-    let path = format!("/api/backends/{backend}/{action}");
-    let (status, body) = ferry.http_post(&path, "");
-    assert_eq!(status, 200, "{action} {backend}: {body}");
-}
 
 /// Backend `name`'s entry in `/api/backends`.
 fn backend_info(ferry: &FerryProcess, name: &str) -> Json {
@@ -95,26 +88,6 @@ fn backend_up(ferry: &FerryProcess, name: &str) -> Option<u64> {
         .find(|l| l.starts_with(&prefix))
         .and_then(|l| l.rsplit(' ').next())
         .map(|v| v.parse().expect("a number"))
-}
-
-/// Session `id`'s backend in `/api/sessions`.
-fn session_backend(ferry: &FerryProcess, id: u32) -> String {
-    let all = ferry.api("/api/sessions");
-    all.as_array()
-        .and_then(|a| a.iter().find(|s| s["id"] == json!(id)))
-        .and_then(|s| s["backend"].as_str())
-        .map(str::to_owned)
-        .unwrap_or_else(|| panic!("session {id} not in /api/sessions: {all}"))
-}
-
-/// Waits until session `id` is on `backend`; panics with the session list otherwise.
-fn wait_on(ferry: &FerryProcess, id: u32, backend: &str) {
-    let moved = wait_until(MOVE_TIMEOUT, || session_backend(ferry, id) == backend);
-    assert!(
-        moved,
-        "session {id} did not reach {backend}: {}",
-        ferry.api("/api/sessions")
-    );
 }
 
 /// A backend with the `migr` database, so that a session can `USE` it on either server.
@@ -159,15 +132,7 @@ fn is_full(addr: SocketAddr) -> bool {
 
 /// Connection options straight to `db` as the test user (who has SUPER).
 fn direct_opts(db: &MariaDb) -> mysql::OptsBuilder {
-    mysql::OptsBuilder::new()
-        .ip_or_hostname(Some("127.0.0.1"))
-        .tcp_port(db.port())
-        .user(Some(USER))
-        .pass(Some(PASSWORD))
-        .prefer_socket(false)
-        .tcp_connect_timeout(Some(CLIENT_TIMEOUT))
-        .read_timeout(Some(CLIENT_TIMEOUT))
-        .write_timeout(Some(CLIENT_TIMEOUT))
+    client_opts(db.port(), USER, PASSWORD)
 }
 
 /// Connections held open on a backend until it refuses new ones; [`Full::release`] undoes it.
@@ -387,16 +352,6 @@ fn a_full_backend_is_evacuated_when_rebalancing_is_on(driver: Driver) {
 
 // ---------------------------------------------------------------- refused before the greeting
 
-/// `ferry_errors_total{kind="backend_connect"}`.
-fn backend_connect_errors(ferry: &FerryProcess) -> u64 {
-    let (status, text) = ferry.http_get("/metrics");
-    assert_eq!(status, 200, "{text}");
-    text.lines()
-        .find(|l| l.starts_with("ferry_errors_total{kind=\"backend_connect\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0, |v| v.parse().expect("a number"))
-}
-
 fn a_new_session_goes_elsewhere_when_its_backend_refuses_it(driver: Driver) {
     let (db1, db2) = (backend(1), backend(2));
     let ferry = FerryProcess::builder(driver)
@@ -409,7 +364,7 @@ fn a_new_session_goes_elsewhere_when_its_backend_refuses_it(driver: Driver) {
     // The first round of checks runs at startup; the next one only after RARE_CHECKS.
     wait_health(&ferry, "db1", true);
     wait_health(&ferry, "db2", true);
-    let errors_before = backend_connect_errors(&ferry);
+    let errors_before = metric(&ferry, BACKEND_CONNECT_ERRORS);
 
     // db1 fills up with no session of ferry on it. ferry still believes it healthy, and with no
     // sessions anywhere its policy picks db1 (ties go to the first backend).
@@ -431,7 +386,7 @@ fn a_new_session_goes_elsewhere_when_its_backend_refuses_it(driver: Driver) {
     );
     assert_eq!(backend_info(&ferry, "db2")["sessions"], 1);
     assert_eq!(backend_up(&ferry, "db1"), Some(0));
-    assert!(backend_connect_errors(&ferry) > errors_before);
+    assert!(metric(&ferry, BACKEND_CONNECT_ERRORS) > errors_before);
     let log = ferry.log();
     assert!(
         log.contains("backend refused a connection before its greeting") && log.contains("1040"),

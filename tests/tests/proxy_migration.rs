@@ -23,7 +23,10 @@ use ferry_tests::{
     TidbTestServer, TidbTestServerConfig, TidbUsers, TokenCertificate,
 };
 use mysql::prelude::Queryable;
-use proxy_common::{backend, mysql_code, mysql_opts, PASSWORD, USER};
+use proxy_common::{
+    backend, drain, metric, mysql_code, mysql_opts, session, session_backend, wait_on,
+    MOVE_TIMEOUT, PASSWORD, REPLAY_NO_REBALANCE, USER,
+};
 use serde_json::{json, Value as Json};
 
 driver_tests!(
@@ -34,56 +37,7 @@ driver_tests!(
     tidb_mode_moves_sessions_between_test_servers,
 );
 
-/// How long a migration may take to show in `/api/sessions` (it runs in milliseconds; the
-/// balancer's retry after a failure takes 3 s).
-const MOVE_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Replay migration on, rebalancing off: sessions move only when a test says so.
-const REPLAY_NO_REBALANCE: &str = "[migration]\nmode = \"replay\"\nrebalance-max-moves = 0\n";
-
 // ---------------------------------------------------------------- helpers
-
-fn drain(ferry: &FerryProcess, backend: &str, on: bool) {
-    let action = if on { "drain" } else { "undrain" };
-    let (status, body) = ferry.http_post(&format!("/api/backends/{backend}/{action}"), "");
-    assert_eq!(status, 200, "{action} {backend}: {body}");
-}
-
-/// The session's entry in `/api/sessions`.
-fn session(ferry: &FerryProcess, id: u32) -> Json {
-    ferry
-        .api("/api/sessions")
-        .as_array()
-        .and_then(|a| a.iter().find(|s| s["id"] == json!(id)).cloned())
-        .unwrap_or_else(|| panic!("session {id} not in /api/sessions"))
-}
-
-fn session_backend(ferry: &FerryProcess, id: u32) -> String {
-    session(ferry, id)["backend"]
-        .as_str()
-        .unwrap_or_else(|| panic!("session {id} has no backend"))
-        .to_owned()
-}
-
-/// Waits until session `id` is on `backend`; panics with the session list otherwise.
-fn wait_on(ferry: &FerryProcess, id: u32, backend: &str) {
-    let moved = wait_until(MOVE_TIMEOUT, || session_backend(ferry, id) == backend);
-    assert!(
-        moved,
-        "session {id} did not reach {backend}: {}",
-        ferry.api("/api/sessions")
-    );
-}
-
-/// One sample of `/metrics` (`name{labels}` as written there), 0 if absent.
-fn metric(ferry: &FerryProcess, sample: &str) -> f64 {
-    let (status, text) = ferry.http_get("/metrics");
-    assert_eq!(status, 200, "{text}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
-        .map(|v| v.trim().parse().expect("a number"))
-        .unwrap_or(0.0)
-}
 
 /// The name of the backend listening on `port`.
 fn name_of(backends: &[(&str, &MariaDb)], port: u16) -> String {

@@ -1,5 +1,6 @@
 //! What the proxy test files share: the backend every scenario starts, the client options with
-//! timeouts everywhere, and running an inline Python script that answers in JSON.
+//! timeouts everywhere, running an inline Python script that answers in JSON, and reading and
+//! steering sessions through the admin endpoint (drain, `/api/sessions`, `/metrics`).
 
 // Each test file uses only some of these.
 #![allow(dead_code)]
@@ -7,7 +8,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use ferry_tests::{require_python_module, run_with_deadline, FerryProcess, MariaDb};
+use ferry_tests::{require_python_module, run_with_deadline, wait_until, FerryProcess, MariaDb};
+use serde_json::{json, Value as Json};
 
 /// The application user every backend has (`GRANT ALL`, `mysql_native_password`).
 pub(crate) const USER: &str = "app";
@@ -15,6 +17,13 @@ pub(crate) const USER: &str = "app";
 pub(crate) const PASSWORD: &str = "s3cret";
 /// Connect, read and write timeout of every Rust client: nothing may hang a test.
 pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a migration may take to show in `/api/sessions` (it runs in milliseconds; the
+/// balancer's retry after a failure takes 3 s).
+pub(crate) const MOVE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Replay migration on, rebalancing off: sessions move only when a test says so (a drain, a
+/// migrate request).
+pub(crate) const REPLAY_NO_REBALANCE: &str =
+    "[migration]\nmode = \"replay\"\nrebalance-max-moves = 0\n";
 
 /// A private MariaDB with `@@server_id = server_id`, LOCAL INFILE allowed, 64 MiB packets, and
 /// [`USER`] created.
@@ -30,15 +39,64 @@ pub(crate) fn backend(server_id: u32) -> MariaDb {
 /// Options for the Rust `mysql` crate connecting to ferry, with timeouts and a LOCAL INFILE
 /// handler serving any file the server asks for.
 pub(crate) fn mysql_opts(ferry: &FerryProcess, user: &str, password: &str) -> mysql::OptsBuilder {
+    client_opts(ferry.port(), user, password)
+}
+
+/// Options for the Rust `mysql` crate connecting to 127.0.0.1:`port` (ferry or a backend
+/// directly), with timeouts.
+pub(crate) fn client_opts(port: u16, user: &str, password: &str) -> mysql::OptsBuilder {
     mysql::OptsBuilder::new()
         .ip_or_hostname(Some("127.0.0.1"))
-        .tcp_port(ferry.port())
+        .tcp_port(port)
         .user(Some(user))
         .pass(Some(password))
         .prefer_socket(false)
         .tcp_connect_timeout(Some(CLIENT_TIMEOUT))
         .read_timeout(Some(CLIENT_TIMEOUT))
         .write_timeout(Some(CLIENT_TIMEOUT))
+}
+
+/// `POST /api/backends/{backend}/drain` (or `undrain`); panics unless 200.
+pub(crate) fn drain(ferry: &FerryProcess, backend: &str, on: bool) {
+    let action = if on { "drain" } else { "undrain" };
+    let (status, body) = ferry.http_post(&format!("/api/backends/{backend}/{action}"), "");
+    assert_eq!(status, 200, "{action} {backend}: {body}");
+}
+
+/// Session `id`'s entry in `/api/sessions`.
+pub(crate) fn session(ferry: &FerryProcess, id: u32) -> Json {
+    let all = ferry.api("/api/sessions");
+    all.as_array()
+        .and_then(|a| a.iter().find(|s| s["id"] == json!(id)).cloned())
+        .unwrap_or_else(|| panic!("session {id} not in /api/sessions: {all}"))
+}
+
+/// Session `id`'s backend in `/api/sessions`.
+pub(crate) fn session_backend(ferry: &FerryProcess, id: u32) -> String {
+    session(ferry, id)["backend"]
+        .as_str()
+        .unwrap_or_else(|| panic!("session {id} has no backend"))
+        .to_owned()
+}
+
+/// Waits until session `id` is on `backend`; panics with the session list otherwise.
+pub(crate) fn wait_on(ferry: &FerryProcess, id: u32, backend: &str) {
+    let moved = wait_until(MOVE_TIMEOUT, || session_backend(ferry, id) == backend);
+    assert!(
+        moved,
+        "session {id} did not reach {backend}: {}",
+        ferry.api("/api/sessions")
+    );
+}
+
+/// One sample of `/metrics` (`name{labels}` exactly as written there), 0 if absent.
+pub(crate) fn metric(ferry: &FerryProcess, sample: &str) -> f64 {
+    let (status, text) = ferry.http_get("/metrics");
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().expect("a number"))
+        .unwrap_or(0.0)
 }
 
 /// Runs `script` with `python3 -c` and `args` (available as `sys.argv[1:]`), after checking that
