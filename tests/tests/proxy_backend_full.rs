@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use ferry_tests::{driver_tests, wait_until, Driver, FerryProcess, MariaDb};
 use mysql::prelude::Queryable;
 use proxy_common::{
-    backend, client_opts, drain, metric, mysql_code, mysql_opts, session_backend, wait_on,
-    PASSWORD, REPLAY_NO_REBALANCE, USER,
+    backend, client_opts, drain, metric, mysql_code, mysql_opts, proxy_over_pair, session_backend,
+    wait_on, PASSWORD, REPLAY_NO_REBALANCE, USER,
 };
 use serde_json::{json, Value as Json};
 
@@ -238,10 +238,7 @@ fn session_on_db1(ferry: &FerryProcess, db1: &MariaDb) -> (mysql::Conn, u32, Vec
 
 fn a_full_backend_is_avoided_and_drained(driver: Driver) {
     let (db1, db2) = (migration_backend(1), migration_backend(2));
-    let ferry = FerryProcess::builder(driver)
-        .backend("db1", db1.addr())
-        .backend("db2", db2.addr())
-        .proxy_user(USER, &db1.user_password_hash(USER))
+    let ferry = proxy_over_pair(driver, &db1, &db2)
         .extra_toml(REPLAY_NO_REBALANCE)
         .start();
     wait_health(&ferry, "db1", true);
@@ -326,10 +323,7 @@ fn a_full_backend_is_avoided_and_drained(driver: Driver) {
 
 fn a_full_backend_is_evacuated_when_rebalancing_is_on(driver: Driver) {
     let (db1, db2) = (migration_backend(1), migration_backend(2));
-    let ferry = FerryProcess::builder(driver)
-        .backend("db1", db1.addr())
-        .backend("db2", db2.addr())
-        .proxy_user(USER, &db1.user_password_hash(USER))
+    let ferry = proxy_over_pair(driver, &db1, &db2)
         .extra_toml(REPLAY_REBALANCE)
         .start();
     wait_health(&ferry, "db1", true);
@@ -354,10 +348,7 @@ fn a_full_backend_is_evacuated_when_rebalancing_is_on(driver: Driver) {
 
 fn a_new_session_goes_elsewhere_when_its_backend_refuses_it(driver: Driver) {
     let (db1, db2) = (backend(1), backend(2));
-    let ferry = FerryProcess::builder(driver)
-        .backend("db1", db1.addr())
-        .backend("db2", db2.addr())
-        .proxy_user(USER, &db1.user_password_hash(USER))
+    let ferry = proxy_over_pair(driver, &db1, &db2)
         .health_interval(RARE_CHECKS)
         .start();
     let started = Instant::now();

@@ -24,8 +24,8 @@ use ferry_tests::{
 };
 use mysql::prelude::Queryable;
 use proxy_common::{
-    backend, drain, metric, mysql_code, mysql_opts, session, session_backend, wait_on,
-    MOVE_TIMEOUT, PASSWORD, REPLAY_NO_REBALANCE, USER,
+    backend, drain, metric, mysql_code, mysql_opts, proxy_over_pair, session, session_backend,
+    wait_on, MOVE_TIMEOUT, PASSWORD, REPLAY_NO_REBALANCE, USER,
 };
 use serde_json::{json, Value as Json};
 
@@ -248,10 +248,7 @@ fn replay_state_survives_drain_and_migrate(driver: Driver) {
 fn transaction_and_temporary_table_pins(driver: Driver) {
     let (db1, db2) = (migration_backend(1), migration_backend(2));
     let backends = [("db1", &db1), ("db2", &db2)];
-    let ferry = FerryProcess::builder(driver)
-        .backend("db1", db1.addr())
-        .backend("db2", db2.addr())
-        .proxy_user(USER, &db1.user_password_hash(USER))
+    let ferry = proxy_over_pair(driver, &db1, &db2)
         .extra_toml(REPLAY_NO_REBALANCE)
         .start();
     // Both sessions on db1: db2 takes no new sessions while draining.
@@ -450,10 +447,7 @@ fn sysbench_through_drains_and_undrains(driver: Driver) {
         .expect("sysbench prepare ran");
         assert!(out.status.success(), "sysbench prepare: {out:?}");
     }
-    let ferry = FerryProcess::builder(driver)
-        .backend("db1", db1.addr())
-        .backend("db2", db2.addr())
-        .proxy_user(USER, &db1.user_password_hash(USER))
+    let ferry = proxy_over_pair(driver, &db1, &db2)
         .extra_toml("[migration]\nmode = \"replay\"\nrebalance-interval = \"500ms\"\n")
         .start();
     let deadlocks_before = innodb_deadlocks(&db1) + innodb_deadlocks(&db2);

@@ -8,7 +8,10 @@
 use std::process::Command;
 use std::time::Duration;
 
-use ferry_tests::{require_python_module, run_with_deadline, wait_until, FerryProcess, MariaDb};
+use ferry_tests::{
+    require_python_module, run_with_deadline, wait_until, Driver, FerryBuilder, FerryProcess,
+    MariaDb,
+};
 use serde_json::{json, Value as Json};
 
 /// The application user every backend has (`GRANT ALL`, `mysql_native_password`).
@@ -54,6 +57,15 @@ pub(crate) fn client_opts(port: u16, user: &str, password: &str) -> mysql::OptsB
         .tcp_connect_timeout(Some(CLIENT_TIMEOUT))
         .read_timeout(Some(CLIENT_TIMEOUT))
         .write_timeout(Some(CLIENT_TIMEOUT))
+}
+
+/// ferry (not started yet) in front of `db1` and `db2`, named so, with proxy auth for [`USER`]:
+/// the two backends a migration test moves sessions between.
+pub(crate) fn proxy_over_pair(driver: Driver, db1: &MariaDb, db2: &MariaDb) -> FerryBuilder {
+    FerryProcess::builder(driver)
+        .backend("db1", db1.addr())
+        .backend("db2", db2.addr())
+        .proxy_user(USER, &db1.user_password_hash(USER))
 }
 
 /// `POST /api/backends/{backend}/drain` (or `undrain`); panics unless 200.
