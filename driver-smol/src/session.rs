@@ -90,6 +90,9 @@ struct Task {
     client_eof: bool,
     backends: Vec<BackendSocket>,
     connecting: Vec<Connecting>,
+    /// A backend answered with an ERR in place of its greeting: the next one must be healthy
+    /// (the client gets that ERR if there is none), never a second try at a refusing one.
+    refused: bool,
     /// What the session list shows of it (backend, pin), to update it only on change.
     listed: Option<(Option<String>, Option<&'static str>)>,
 }
@@ -135,6 +138,7 @@ pub(crate) async fn serve(
         client_eof: false,
         backends: Vec::new(),
         connecting: Vec::new(),
+        refused: false,
         listed: None,
     };
     let abort = inner.abort.1.clone();
@@ -417,6 +421,7 @@ impl Task {
                 // An ERR in place of the greeting (too many connections): down until a health
                 // check passes, as a refused connect; the session asks for another backend.
                 add(&self.inner.stats.backend_connect_errors, 1);
+                self.refused = true;
                 tracing::debug!(session = self.id, %backend, code = error.code, "backend refused the session's connection");
                 record_refusal(&self.inner.registry, &backend, &error);
             }
@@ -531,7 +536,7 @@ impl Task {
             },
         };
         let (index, picked) = match choice {
-            Choice::Default => match registry.pick() {
+            Choice::Default => match self.pick() {
                 Some(index) => (index, true),
                 None => return self.connect_failed(conn, "no healthy backend"),
             },
@@ -545,6 +550,16 @@ impl Task {
             Choice::Refuse(reason) => return self.connect_failed(conn, &reason),
         };
         self.start_connect(conn, index, picked, 1);
+    }
+
+    /// The driver's own choice: a healthy backend, else (before any refusal) one that refuses
+    /// connections, whose ERR tells the client more than "no healthy backend".
+    fn pick(&self) -> Option<usize> {
+        if self.refused {
+            self.inner.registry.pick()
+        } else {
+            self.inner.registry.pick_or_refusing()
+        }
     }
 
     fn start_connect(&mut self, conn: BackendConnId, index: usize, picked: bool, attempts: usize) {
@@ -594,7 +609,7 @@ impl Task {
                     tracing::warn!(backend = %name, %addr, error = %e, "backend unreachable; skipped until a health check passes");
                 }
                 if picked && attempts < registry.backends().len() {
-                    if let Some(next) = registry.pick() {
+                    if let Some(next) = self.pick() {
                         return self.start_connect(conn, next, true, attempts + 1);
                     }
                 }

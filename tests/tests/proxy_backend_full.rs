@@ -11,8 +11,9 @@
 //!   without a drain and without a client error;
 //! - with health checks too rare to notice (60 s), a new session that ferry sends to the full
 //!   backend is refused there before the greeting and logs in on the other backend instead, and
-//!   the full backend is marked unhealthy by that refusal; with only the full backend, the
-//!   client gets its ERR 1040 (not ferry's generic 1429).
+//!   the full backend is marked unhealthy by that refusal; with only the full backend, every
+//!   client gets its ERR 1040 (not ferry's generic 1429 "no healthy backend"), and the first
+//!   client after a slot frees gets in without waiting for a health check.
 //!
 //! How the backend is filled: `SET GLOBAL max_connections = 10` (MariaDB's minimum), then
 //! connections as the test user are held until a fresh connection reads ERR 1040 instead of a
@@ -422,6 +423,38 @@ fn a_lone_full_backend_gives_the_client_its_1040(driver: Driver) {
     assert!(err.to_string().contains("Too many connections"), "{err}");
     assert_eq!(backend_info(&ferry, "db1")["healthy"], false);
     assert_eq!(backend_info(&ferry, "db1")["sessions"], 0);
-    assert!(!ferry.log().contains("panicked"), "{}", ferry.log_tail(40));
+
+    // db1 is marked down now, and no health check will run: the next clients still try it (it
+    // is there, only full) and hear its own 1040, not "no healthy backend".
+    for _ in 0..2 {
+        let Err(err) = mysql::Conn::new(mysql_opts(&ferry, USER, PASSWORD)) else {
+            panic!("logged in although the only backend is full");
+        };
+        assert_eq!(mysql_code(&err), Some(TOO_MANY_CONNECTIONS), "{err}");
+    }
+    // ... and as soon as a slot frees, a client gets in, long before the next health check.
+    let mut full = full;
+    full.held.pop();
+    let freed = Instant::now();
+    let mut login = None;
+    let logged_in = wait_until(Duration::from_secs(10), || {
+        login = mysql::Conn::new(mysql_opts(&ferry, USER, PASSWORD)).ok();
+        login.is_some()
+    });
+    assert!(logged_in, "no login within 10 s of a free slot");
+    assert!(freed.elapsed() < RARE_CHECKS);
+    let mut conn = login.unwrap();
+    let one: u32 = conn.query_first("select 1").unwrap().unwrap();
+    assert_eq!(one, 1);
+    drop(conn);
+    let log = ferry.log();
+    assert_eq!(
+        log.matches("backend refused a connection before its greeting")
+            .count(),
+        1,
+        "one warning when db1 went down, not one per client:\n{}",
+        ferry.log_tail(40)
+    );
+    assert!(!log.contains("panicked"), "{}", ferry.log_tail(40));
     full.release();
 }

@@ -3,7 +3,10 @@
 //! One check connects with `health.timeout`, reads what the server sends first and lets the
 //! core's [`probe_greeting`] judge it (a greeting is healthy; ERR 1040, 1129 or any other ERR,
 //! garbage, a refused or silent connection are not). Nothing is sent, so no account is needed.
-//! A backend that fails is skipped by new sessions and comes back when a check passes.
+//! A backend that fails is skipped by new sessions and comes back when a check passes. One that
+//! answers with an ERR (it is up but refuses: full, or blocking ferry's host) is still tried by a
+//! new session when no backend is healthy, so that the client hears the server's own error, or
+//! gets in as soon as a slot frees (see [`Registry::pick_or_refusing`]).
 //!
 //! Caveat: like HAProxy's plain `mysql-check`, closing after the greeting counts as a handshake
 //! error on the server for non-loopback clients; a server with a low `max_connect_errors` and no
@@ -16,39 +19,78 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ferry_core::balance::{probe_greeting, Probe, MAX_GREETING_SIZE};
+use ferry_core::balance::{probe_greeting, Probe, Unhealthy, MAX_GREETING_SIZE};
 use ferry_core::ProtocolError;
 
 use super::registry::Registry;
 use super::shared::Shared;
 
-/// Checks one backend: `Ok(server version)` or `Err(reason)`, within `timeout`.
-pub fn check_backend(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
+/// Why a health check failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckFailure {
+    /// What went wrong, for the log.
+    pub reason: String,
+    /// The server answered with an ERR in place of its greeting: it is up, but refuses.
+    pub refusing: bool,
+}
+
+impl CheckFailure {
+    fn down(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            refusing: false,
+        }
+    }
+}
+
+impl std::fmt::Display for CheckFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// The verdict of one check: `Ok(server version)` or why it failed.
+pub type Verdict = Result<String, CheckFailure>;
+
+/// Checks one backend within `timeout`.
+pub fn check_backend(addr: SocketAddr, timeout: Duration) -> Verdict {
     let deadline = Instant::now() + timeout;
-    let mut stream =
-        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| CheckFailure::down(format!("connect: {e}")))?;
     let mut bytes = Vec::with_capacity(256);
     let mut chunk = [0u8; 1024];
     loop {
         match probe_greeting(&bytes) {
             Probe::Healthy { server_version } => return Ok(server_version),
-            Probe::Unhealthy(reason) => return Err(reason.to_string()),
+            Probe::Unhealthy(reason) => {
+                return Err(CheckFailure {
+                    refusing: matches!(
+                        reason,
+                        Unhealthy::TooManyConnections
+                            | Unhealthy::HostBlocked
+                            | Unhealthy::ServerError { .. }
+                    ),
+                    reason: reason.to_string(),
+                })
+            }
             Probe::NeedMore => {}
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(format!("no greeting within {timeout:?}"));
+            return Err(CheckFailure::down(format!(
+                "no greeting within {timeout:?}"
+            )));
         }
         stream
             .set_read_timeout(Some(remaining))
-            .map_err(|e| format!("socket: {e}"))?;
+            .map_err(|e| CheckFailure::down(format!("socket: {e}")))?;
         match stream.read(&mut chunk) {
-            Ok(0) => return Err("closed before the greeting".into()),
+            Ok(0) => return Err(CheckFailure::down("closed before the greeting")),
             Ok(n) if bytes.len() + n <= MAX_GREETING_SIZE + 4 => {
                 bytes.extend_from_slice(&chunk[..n])
             }
             // probe_greeting refuses an announcement over the cap before this can happen.
-            Ok(_) => return Err("greeting too large".into()),
+            Ok(_) => return Err(CheckFailure::down("greeting too large")),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
                 if matches!(
@@ -56,20 +98,25 @@ pub fn check_backend(addr: SocketAddr, timeout: Duration) -> Result<String, Stri
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                return Err(format!("no greeting within {timeout:?}"))
+                return Err(CheckFailure::down(format!(
+                    "no greeting within {timeout:?}"
+                )))
             }
-            Err(e) => return Err(format!("read: {e}")),
+            Err(e) => return Err(CheckFailure::down(format!("read: {e}"))),
         }
     }
 }
 
 /// Records backend `index`'s verdict from [`check_backend`] in `registry`, logging a change (and,
 /// at debug level, a backend still down); `true` if its health changed.
-pub fn record_verdict(registry: &Registry, index: usize, verdict: &Result<String, String>) -> bool {
+pub fn record_verdict(registry: &Registry, index: usize, verdict: &Verdict) -> bool {
     let Some(b) = registry.get(index) else {
         return false;
     };
-    let changed = registry.set_health(index, verdict.is_ok());
+    let changed = match verdict {
+        Err(failure) if failure.refusing => registry.set_refusing(index),
+        _ => registry.set_health(index, verdict.is_ok()),
+    };
     match (verdict, changed) {
         (Ok(version), true) => {
             tracing::info!(backend = %b.name, addr = %b.addr, %version, "backend healthy")
@@ -87,22 +134,27 @@ pub fn record_verdict(registry: &Registry, index: usize, verdict: &Result<String
 
 /// A session's backend `name` answered a new connection with `error` in place of its greeting
 /// (the core's `Event::BackendRefused`: 1040 too many connections, 1129 host blocked...): the
-/// same verdict as a failed check, so new sessions skip it until a check passes. Logged at warn
-/// every time (each one is a client's login that had to go elsewhere); `true` if this changed
-/// its health, `false` also for a name the registry does not know.
+/// same verdict as a check that met the ERR, so new sessions skip it until a check passes
+/// (unless no backend is healthy). Logged at warn when it goes down, at debug while it stays
+/// down (an overloaded server would otherwise flood the log); `true` if this changed its health,
+/// `false` also for a name the registry does not know.
 pub fn record_refusal(registry: &Registry, name: &str, error: &ProtocolError) -> bool {
     let Some(index) = registry.find(name) else {
         return false;
     };
-    let changed = registry.set_health(index, false);
+    let changed = registry.set_refusing(index);
     if let Some(b) = registry.get(index) {
-        tracing::warn!(
-            backend = %b.name,
-            addr = %b.addr,
-            code = error.code,
-            message = %error.message,
-            "backend refused a connection before its greeting; skipped until a health check passes"
-        );
+        if changed {
+            tracing::warn!(
+                backend = %b.name,
+                addr = %b.addr,
+                code = error.code,
+                message = %error.message,
+                "backend refused a connection before its greeting; skipped until a health check passes"
+            );
+        } else {
+            tracing::debug!(backend = %b.name, code = error.code, "backend still refusing connections");
+        }
     }
     changed
 }
@@ -110,7 +162,7 @@ pub fn record_refusal(registry: &Registry, name: &str, error: &ProtocolError) ->
 /// Checks every backend once, in parallel, and records the verdicts (logging changes).
 pub(crate) fn check_all(shared: &Shared, timeout: Duration) {
     let registry = &shared.registry;
-    let verdicts: Vec<Result<String, String>> = std::thread::scope(|scope| {
+    let verdicts: Vec<Verdict> = std::thread::scope(|scope| {
         let handles: Vec<_> = registry
             .backends()
             .iter()
@@ -120,7 +172,7 @@ pub(crate) fn check_all(shared: &Shared, timeout: Duration) {
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err("health check panicked".into()))
+                    .unwrap_or_else(|_| Err(CheckFailure::down("health check panicked")))
             })
             .collect()
     });
@@ -220,19 +272,27 @@ mod tests {
             .local_addr()
             .unwrap();
         let err = check_backend(addr, Duration::from_millis(500)).unwrap_err();
-        assert!(err.starts_with("connect:"), "{err}");
+        assert!(err.reason.starts_with("connect:") && !err.refusing, "{err}");
 
         let silent = server(b"");
         let start = Instant::now();
         let err = check_backend(silent, Duration::from_millis(200)).unwrap_err();
-        assert!(err.contains("no greeting"), "{err}");
+        assert!(err.reason.contains("no greeting") && !err.refusing, "{err}");
         assert!(start.elapsed() < Duration::from_secs(2));
 
         let mut too_many = vec![0xFF];
         too_many.extend_from_slice(&1040u16.to_le_bytes());
         too_many.extend_from_slice(b"Too many connections");
         let err = check_backend(server(packet(&too_many)), Duration::from_secs(2)).unwrap_err();
-        assert!(err.contains("too many connections"), "{err}");
+        assert!(err.reason.contains("too many connections"), "{err}");
+        assert!(
+            err.refusing,
+            "an ERR greeting means the server is up but refuses"
+        );
+
+        let err =
+            check_backend(server(packet(b"\x0agarbage")), Duration::from_secs(2)).unwrap_err();
+        assert!(!err.refusing, "garbage is not a server that refuses: {err}");
     }
 
     #[test]
@@ -241,8 +301,12 @@ mod tests {
             name: "db1".into(),
             addr: "127.0.0.1:3306".parse().unwrap(),
         }]);
-        let up: Result<String, String> = Ok("11.4.2-MariaDB".into());
-        let down: Result<String, String> = Err("connect: refused".into());
+        let up: Verdict = Ok("11.4.2-MariaDB".into());
+        let down: Verdict = Err(CheckFailure::down("connect: refused"));
+        let full: Verdict = Err(CheckFailure {
+            reason: "too many connections".into(),
+            refusing: true,
+        });
         // Unhealthy until a first check passes.
         assert!(record_verdict(&registry, 0, &up));
         assert!(registry.get(0).unwrap().healthy());
@@ -250,6 +314,20 @@ mod tests {
         assert!(record_verdict(&registry, 0, &down));
         assert!(!registry.get(0).unwrap().healthy());
         assert!(!record_verdict(&registry, 0, &down));
+        assert_eq!(
+            registry.pick_or_refusing(),
+            None,
+            "unreachable: no fallback"
+        );
+        // A full server is down too, but the fallback when nothing is healthy.
+        assert!(!record_verdict(&registry, 0, &full));
+        assert_eq!(registry.pick_or_refusing(), Some(0));
+        assert!(!record_verdict(&registry, 0, &down));
+        assert_eq!(
+            registry.pick_or_refusing(),
+            None,
+            "no longer refusing: unreachable"
+        );
         // A verdict for a backend the registry does not have changes nothing.
         assert!(!record_verdict(&registry, 1, &up));
     }
@@ -266,7 +344,7 @@ mod tests {
                 addr: "127.0.0.1:3307".parse().unwrap(),
             },
         ]);
-        let up: Result<String, String> = Ok("11.4.2-MariaDB".into());
+        let up: Verdict = Ok("11.4.2-MariaDB".into());
         assert!(record_verdict(&registry, 0, &up));
         assert!(record_verdict(&registry, 1, &up));
         let too_many = ProtocolError::new(1040, "08004", "Too many connections");
@@ -277,6 +355,14 @@ mod tests {
         assert_eq!(registry.pick(), Some(1));
         assert!(!record_refusal(&registry, "db1", &too_many), "already down");
         assert!(!record_refusal(&registry, "nope", &too_many));
+        // With db2 down as well, db1 is the fallback: its own ERR beats "no healthy backend".
+        assert!(record_verdict(
+            &registry,
+            1,
+            &Err(CheckFailure::down("connect: refused"))
+        ));
+        assert_eq!(registry.pick(), None);
+        assert_eq!(registry.pick_or_refusing(), Some(0));
         // A passing check brings it back.
         assert!(record_verdict(&registry, 0, &up));
         assert!(registry.get(0).unwrap().healthy());

@@ -17,6 +17,9 @@ pub struct Backend {
     /// Address.
     pub addr: SocketAddr,
     healthy: AtomicBool,
+    /// Down, but the server is there: it answered a new connection with an ERR in place of its
+    /// greeting (1040 too many connections, 1129 host blocked...).
+    refusing: AtomicBool,
     draining: AtomicBool,
     /// Backend connections open (or opening) to it.
     sessions: AtomicUsize,
@@ -50,6 +53,7 @@ impl Registry {
                     name: b.name.clone(),
                     addr: b.addr,
                     healthy: AtomicBool::new(false),
+                    refusing: AtomicBool::new(false),
                     draining: AtomicBool::new(false),
                     sessions: AtomicUsize::new(0),
                 })
@@ -75,11 +79,24 @@ impl Registry {
     /// Picks a backend for a new connection with the core's policy and counts the connection on
     /// it; `None` if no backend is healthy and not draining.
     pub fn pick(&self) -> Option<usize> {
+        self.pick_among(|b| b.healthy.load(Ordering::Relaxed))
+    }
+
+    /// [`Registry::pick`], or when no backend is healthy, one that is down only because it
+    /// refuses connections: its own ERR (1040 too many connections...) tells a client more than
+    /// "no healthy backend", and a slot that frees up serves the next client at once, not after
+    /// the next health check.
+    pub fn pick_or_refusing(&self) -> Option<usize> {
+        self.pick()
+            .or_else(|| self.pick_among(|b| b.refusing.load(Ordering::Relaxed)))
+    }
+
+    fn pick_among(&self, eligible: impl Fn(&Backend) -> bool) -> Option<usize> {
         let loads: Vec<BackendLoad> = self
             .backends
             .iter()
             .map(|b| BackendLoad {
-                healthy: b.healthy.load(Ordering::Relaxed),
+                healthy: eligible(b),
                 draining: b.draining.load(Ordering::Relaxed),
                 sessions: b.sessions.load(Ordering::Relaxed),
             })
@@ -106,11 +123,23 @@ impl Registry {
         }
     }
 
-    /// Records a health verdict; true if the backend's health changed.
+    /// Records a health verdict (a backend that is up is not refusing); true if the backend's
+    /// health changed.
     pub fn set_health(&self, index: usize, healthy: bool) -> bool {
+        self.set_state(index, healthy, false)
+    }
+
+    /// Records that the backend answers connections with an ERR in place of its greeting: down,
+    /// but a fallback for [`Registry::pick_or_refusing`]; true if its health changed.
+    pub fn set_refusing(&self, index: usize) -> bool {
+        self.set_state(index, false, true)
+    }
+
+    fn set_state(&self, index: usize, healthy: bool, refusing: bool) -> bool {
         let Some(b) = self.backends.get(index) else {
             return false;
         };
+        b.refusing.store(refusing, Ordering::Relaxed);
         b.healthy.swap(healthy, Ordering::Relaxed) != healthy
     }
 
@@ -190,6 +219,36 @@ mod tests {
         r.release(1);
         r.release(1);
         assert_eq!(r.pick(), Some(1));
+    }
+
+    #[test]
+    fn a_refusing_backend_is_picked_only_when_none_is_healthy() {
+        let r = registry(3);
+        // Nothing checked yet: unknown is not refusing, so there is no fallback either.
+        assert_eq!(r.pick_or_refusing(), None);
+        assert!(!r.set_refusing(0), "it was already down");
+        assert!(r.set_health(1, true));
+        assert_eq!(
+            r.pick_or_refusing(),
+            Some(1),
+            "a healthy backend comes first"
+        );
+        assert!(r.set_health(1, false));
+        assert_eq!(r.pick(), None);
+        assert_eq!(r.pick_or_refusing(), Some(0), "then the one that refuses");
+        r.set_draining("db1", true).unwrap();
+        assert_eq!(r.pick_or_refusing(), None, "never a draining one");
+        r.set_draining("db1", false).unwrap();
+        // A passing check ends the refusal, a failed one (unreachable) too.
+        assert!(r.set_health(0, true));
+        assert!(r.set_health(0, false));
+        assert_eq!(r.pick_or_refusing(), None);
+        let sessions: Vec<_> = r.infos().iter().map(|b| b.sessions).collect();
+        assert_eq!(
+            sessions,
+            [1, 1, 0],
+            "each pick counts its connection, a miss nothing"
+        );
     }
 
     #[test]

@@ -106,6 +106,10 @@ struct Slot<S> {
     deadline: Deadline,
     published: bool,
     closed: bool,
+    /// A backend answered this session's connection with an ERR in place of its greeting: its
+    /// next backend must be a healthy one (the client gets that ERR if there is none), never a
+    /// second try at a refusing one.
+    refused: bool,
     /// The pin as last published.
     pinned: Option<PinReason>,
 }
@@ -345,6 +349,7 @@ impl<F: SessionFactory> Worker<F> {
             deadline: Deadline::default(),
             published: false,
             closed: false,
+            refused: false,
             pinned: None,
         });
         let generation = self.generation();

@@ -25,8 +25,10 @@ impl<F: SessionFactory> Worker<F> {
         now: Instant,
     ) {
         let registry = &self.shared.registry;
+        let refused = self.sessions.get(slot).is_some_and(|s| s.refused);
         let index = match target {
-            None => registry.pick(),
+            None if refused => registry.pick(),
+            None => registry.pick_or_refusing(),
             Some(name) => registry.find(name).inspect(|&i| registry.claim(i)),
         };
         let Some(index) = index else {
@@ -179,7 +181,8 @@ impl<F: SessionFactory> Worker<F> {
     /// refused. The session closes that connection and asks for another backend by itself.
     pub(super) fn backend_refused(&mut self, slot: usize, name: &str, error: &ProtocolError) {
         WorkerStats::add(&self.stats().backend_connect_errors, 1);
-        if let Some(s) = self.sessions.get(slot) {
+        if let Some(s) = self.sessions.get_mut(slot) {
+            s.refused = true;
             tracing::debug!(session = s.id, backend = %name, code = error.code, "backend refused the session's connection");
         }
         record_refusal(&self.shared.registry, name, error);
