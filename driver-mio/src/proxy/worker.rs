@@ -18,7 +18,9 @@
 //!   down (until a health check passes) and the next one is tried before the session hears of it.
 //!   One that accepts but answers with an ERR in place of its greeting (too many connections) is
 //!   marked down the same way when the session reports it (`Event::BackendRefused`); the session
-//!   then asks for another backend itself.
+//!   then asks for another backend itself. While no backend is healthy, a new session still tries
+//!   one that refused (`Registry::pick_or_refusing`): its client gets that server's own ERR, or a
+//!   slot that freed up; a session that was refused once only takes a healthy backend.
 //! - **Timers**: each session's `poll_timeout` is armed in a per-worker heap ([`super::timers`]).
 //! - **Shutdown**: the listener is closed, every session gets `begin_shutdown`, and the loop ends
 //!   when all sessions are gone and their last bytes written, or at the shutdown deadline.
