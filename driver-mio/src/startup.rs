@@ -1,8 +1,10 @@
 //! What both proxy programs (`ferry` and `ferry-smol`) do before they serve: parse the command
-//! line, log to stderr, read the configuration and install the signal handlers. A failure is
+//! line, log to stderr, read the configuration, raise the open-file limit to what
+//! `max-connections` needs and install the signal handlers. A failure is
 //! printed under the program's name and becomes its exit code (2 for a configuration refused).
 
 use std::fmt::Display;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -20,9 +22,49 @@ pub fn start(program: &str) -> Result<(Cli, Config), ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file or journal gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = cli.config().map_err(|e| refused(program, e))?;
+    raise_open_files_limit(config.proxy.max_connections);
     Ok((cli, config))
+}
+
+/// Descriptors a session holds: the client's and its backend's.
+const FILES_PER_SESSION: u64 = 2;
+/// Descriptors for everything else: listeners, event loops, admin and health-check connections,
+/// a migrating session's second backend.
+const FILES_RESERVED: u64 = 64;
+
+/// The open-file limit `max_connections` sessions need.
+fn open_files_needed(max_connections: usize) -> u64 {
+    (max_connections as u64)
+        .saturating_mul(FILES_PER_SESSION)
+        .saturating_add(FILES_RESERVED)
+}
+
+/// The sessions an open-file limit leaves room for.
+fn sessions_within(open_files: u64) -> u64 {
+    open_files.saturating_sub(FILES_RESERVED) / FILES_PER_SESSION
+}
+
+/// Raises the soft open-file limit towards what `max_connections` needs, up to the hard limit
+/// (as Go programs and haproxy do): the usual soft default of 1,024 would otherwise cap the
+/// proxy at about 480 sessions, the rest failing to accept. Warns when even the hard limit is
+/// short, naming the sessions it leaves room for.
+fn raise_open_files_limit(max_connections: usize) {
+    let needed = open_files_needed(max_connections);
+    match rlimit::increase_nofile_limit(needed) {
+        Ok(limit) if limit < needed => tracing::warn!(
+            open_files = limit,
+            max_connections,
+            sessions = sessions_within(limit),
+            "the open-file limit is below what max-connections needs; raise it (ulimit -n, \
+             systemd LimitNOFILE) or lower max-connections"
+        ),
+        Ok(limit) => tracing::debug!(open_files = limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
 }
 
 /// Prints that the configuration was refused and why; the exit code for it (2).
@@ -38,4 +80,19 @@ pub fn signals(program: &str) -> Result<Signals, ExitCode> {
         eprintln!("{program}: cannot install signal handlers: {e}");
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_file_budget_is_two_per_session_plus_a_reserve() {
+        assert_eq!(open_files_needed(10_000), 20_064);
+        assert_eq!(sessions_within(open_files_needed(10_000)), 10_000);
+        // The usual soft default.
+        assert_eq!(sessions_within(1024), 480);
+        assert_eq!(sessions_within(10), 0);
+        assert_eq!(open_files_needed(usize::MAX), u64::MAX);
+    }
 }

@@ -153,6 +153,8 @@ impl Proxy {
         }
         tracing::info!(listen = %local, backends = inner.registry.backends().len(), "ferry (smol) is serving");
         let stop = inner.stop.1.clone();
+        // `accept` has failed since it last succeeded: logged once per episode.
+        let mut accept_failing = false;
         loop {
             let accepted = future::or(async { Some(listener.accept().await) }, async {
                 let _ = stop.recv().await;
@@ -165,11 +167,18 @@ impl Proxy {
                 Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Some(Err(e)) => {
                     add(&inner.stats.accept_errors, 1);
-                    tracing::warn!(error = %e, "accept failed");
+                    if !accept_failing {
+                        accept_failing = true;
+                        tracing::warn!(error = %e, retry_every = ?ACCEPT_BACKOFF, "accept failed; clients wait in the backlog");
+                    }
                     Timer::after(ACCEPT_BACKOFF).await;
                     continue;
                 }
             };
+            if accept_failing {
+                accept_failing = false;
+                tracing::info!("accepting again");
+            }
             if inner.stopping.load(Ordering::SeqCst) {
                 break;
             }

@@ -214,6 +214,7 @@ pub struct FerryBuilder {
     extra_toml: String,
     rust_log: String,
     health_interval: Duration,
+    open_files: Option<(u64, u64)>,
 }
 
 impl FerryBuilder {
@@ -257,6 +258,13 @@ impl FerryBuilder {
     /// what a test wants the sessions themselves to find out.
     pub fn health_interval(mut self, interval: Duration) -> Self {
         self.health_interval = interval;
+        self
+    }
+
+    /// Starts the process with these soft and hard open-file limits (through util-linux's
+    /// `prlimit`, which then runs ferry in its own place: the pid is ferry's).
+    pub fn open_files(mut self, soft: u64, hard: u64) -> Self {
+        self.open_files = Some((soft, hard));
         self
     }
 
@@ -323,7 +331,17 @@ impl FerryBuilder {
             let log = File::create(&log_path)
                 .and_then(|f| Ok((f.try_clone()?, f)))
                 .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
-            let child = Command::new(&program)
+            let mut command = match self.open_files {
+                None => Command::new(&program),
+                Some((soft, hard)) => {
+                    let mut c = Command::new("prlimit");
+                    c.arg(format!("--nofile={soft}:{hard}"))
+                        .arg("--")
+                        .arg(&program);
+                    c
+                }
+            };
+            let child = command
                 .arg("--config")
                 .arg(&config)
                 .env("RUST_LOG", &self.rust_log)
@@ -412,6 +430,7 @@ impl FerryProcess {
             workers: 2,
             extra_toml: String::new(),
             rust_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            open_files: None,
             health_interval: Duration::from_millis(500),
         }
     }

@@ -57,6 +57,9 @@ pub(crate) const HIGH_WATER: usize = 1 << 20;
 const MAX_IOV: usize = 64;
 /// How long a closing socket may take to deliver its last bytes and see the peer's FIN.
 const LINGER: Duration = Duration::from_secs(5);
+/// How long accepting pauses after `accept` failed (out of descriptors): mio is edge-triggered,
+/// so clients already waiting in the backlog would otherwise wait for the next new connection.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Limits a worker runs with.
 #[derive(Debug, Clone, Copy)]
@@ -118,8 +121,16 @@ struct Slot<S> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {
-    Session { slot: usize, id: u64 },
-    Linger { socket: usize, generation: u64 },
+    Session {
+        slot: usize,
+        id: u64,
+    },
+    Linger {
+        socket: usize,
+        generation: u64,
+    },
+    /// Accepting again after [`ACCEPT_BACKOFF`].
+    AcceptRetry,
 }
 
 /// One worker thread's event loop.
@@ -140,6 +151,10 @@ pub(crate) struct Worker<F: SessionFactory> {
     pending: Vec<Event>,
     next_generation: u64,
     shutdown_deadline: Option<Instant>,
+    /// A [`TimerKey::AcceptRetry`] is armed.
+    accept_retry_armed: bool,
+    /// `accept` has failed since it last succeeded (logged once per episode).
+    accept_failing: bool,
     /// Requests for this worker's sessions (migrate, cancel) and clients handed over by other
     /// workers, with [`WAKER`] rung after each.
     commands: Receiver<WorkerCommand>,
@@ -176,6 +191,8 @@ impl<F: SessionFactory> Worker<F> {
                 pending: Vec::new(),
                 next_generation: 0,
                 shutdown_deadline: None,
+                accept_retry_armed: false,
+                accept_failing: false,
                 commands,
             },
             waker,
@@ -265,9 +282,18 @@ impl<F: SessionFactory> Worker<F> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // Out of descriptors and the like: the connection waits in the backlog.
+                    // Out of descriptors and the like: the connection waits in the backlog, and
+                    // a timer tries again (no new edge comes for clients already waiting).
                     WorkerStats::add(&self.stats().accept_errors, 1);
-                    tracing::warn!(worker = self.index, error = %e, "accept failed");
+                    if !self.accept_failing {
+                        self.accept_failing = true;
+                        tracing::warn!(worker = self.index, error = %e, retry_every = ?ACCEPT_BACKOFF, "accept failed; clients wait in the backlog");
+                    }
+                    if !self.accept_retry_armed {
+                        self.accept_retry_armed = true;
+                        self.timers
+                            .push(now + ACCEPT_BACKOFF, TimerKey::AcceptRetry);
+                    }
                     return;
                 }
             };
@@ -280,6 +306,10 @@ impl<F: SessionFactory> Worker<F> {
                 drop(stream);
                 continue;
             };
+            if self.accept_failing {
+                self.accept_failing = false;
+                tracing::info!(worker = self.index, "accepting again");
+            }
             WorkerStats::add(&self.stats().accepted, 1);
             let host = addr.ip().to_string();
             if worker == self.index {
@@ -790,6 +820,10 @@ impl<F: SessionFactory> Worker<F> {
                         }
                     }
                 }
+                TimerKey::AcceptRetry => {
+                    self.accept_retry_armed = false;
+                    self.accept_all(now);
+                }
                 TimerKey::Linger { socket, generation } => {
                     let lingering = self
                         .sockets
@@ -811,6 +845,7 @@ impl<F: SessionFactory> Worker<F> {
                 TimerKey::Linger { socket, generation } => sockets
                     .get(socket)
                     .is_some_and(|s| s.generation == generation),
+                TimerKey::AcceptRetry => true,
             });
         }
     }
