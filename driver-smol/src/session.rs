@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 use ferry_core::session::{BackendConnId, Event, Peer, ProxySession};
 use ferry_mio::admin::SessionInfo;
-use ferry_mio::proxy::health::record_refusal;
+use ferry_mio::proxy::health::{is_local_exhaustion, record_refusal};
 use ferry_mio::proxy::rebalance::pin_is_transient;
 use ferry_mio::proxy::OsRandom;
 use smol::future;
@@ -605,6 +605,11 @@ impl Task {
             Err(e) => {
                 registry.release(index);
                 add(&self.inner.stats.backend_connect_errors, 1);
+                if is_local_exhaustion(&e) {
+                    // Out of descriptors: not the backend's fault, and no other would do better.
+                    tracing::warn!(backend = %name, error = %e, "cannot open a backend connection");
+                    return self.connect_failed(conn, &format!("ferry: {e}"));
+                }
                 if registry.set_health(index, false) {
                     tracing::warn!(backend = %name, %addr, error = %e, "backend unreachable; skipped until a health check passes");
                 }

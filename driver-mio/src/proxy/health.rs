@@ -32,6 +32,9 @@ pub struct CheckFailure {
     pub reason: String,
     /// The server answered with an ERR in place of its greeting: it is up, but refuses.
     pub refusing: bool,
+    /// The check could not run: ferry itself is out of descriptors or memory. It says nothing
+    /// about the backend, whose health stays as it was.
+    pub local: bool,
 }
 
 impl CheckFailure {
@@ -39,8 +42,26 @@ impl CheckFailure {
         Self {
             reason: reason.into(),
             refusing: false,
+            local: false,
         }
     }
+
+    fn connect(error: &io::Error) -> Self {
+        Self {
+            local: is_local_exhaustion(error),
+            ..Self::down(format!("connect: {error}"))
+        }
+    }
+}
+
+/// Is `error` (from opening a connection) ferry running out of its own resources: descriptors
+/// (EMFILE, ENFILE), buffers or memory? Such a failure must not mark a backend down: every
+/// backend would fail alike, and they would all stay down after the descriptors free up.
+pub fn is_local_exhaustion(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 impl std::fmt::Display for CheckFailure {
@@ -55,8 +76,8 @@ pub type Verdict = Result<String, CheckFailure>;
 /// Checks one backend within `timeout`.
 pub fn check_backend(addr: SocketAddr, timeout: Duration) -> Verdict {
     let deadline = Instant::now() + timeout;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| CheckFailure::down(format!("connect: {e}")))?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| CheckFailure::connect(&e))?;
     let mut bytes = Vec::with_capacity(256);
     let mut chunk = [0u8; 1024];
     loop {
@@ -64,6 +85,7 @@ pub fn check_backend(addr: SocketAddr, timeout: Duration) -> Verdict {
             Probe::Healthy { server_version } => return Ok(server_version),
             Probe::Unhealthy(reason) => {
                 return Err(CheckFailure {
+                    local: false,
                     refusing: matches!(
                         reason,
                         Unhealthy::TooManyConnections
@@ -114,6 +136,10 @@ pub fn record_verdict(registry: &Registry, index: usize, verdict: &Verdict) -> b
         return false;
     };
     let changed = match verdict {
+        Err(failure) if failure.local => {
+            tracing::warn!(backend = %b.name, reason = %failure, "health check could not run; health unchanged");
+            return false;
+        }
         Err(failure) if failure.refusing => registry.set_refusing(index),
         _ => registry.set_health(index, verdict.is_ok()),
     };
@@ -306,7 +332,11 @@ mod tests {
         let full: Verdict = Err(CheckFailure {
             reason: "too many connections".into(),
             refusing: true,
+            local: false,
         });
+        let out_of_files: Verdict = Err(CheckFailure::connect(&io::Error::from_raw_os_error(
+            libc::EMFILE,
+        )));
         // Unhealthy until a first check passes.
         assert!(record_verdict(&registry, 0, &up));
         assert!(registry.get(0).unwrap().healthy());
@@ -319,6 +349,13 @@ mod tests {
             None,
             "unreachable: no fallback"
         );
+        // A check that could not run (ferry out of descriptors) changes nothing, either way.
+        assert!(!record_verdict(&registry, 0, &out_of_files));
+        assert!(!registry.get(0).unwrap().healthy());
+        assert!(record_verdict(&registry, 0, &up));
+        assert!(!record_verdict(&registry, 0, &out_of_files));
+        assert!(registry.get(0).unwrap().healthy());
+        assert!(record_verdict(&registry, 0, &down));
         // A full server is down too, but the fallback when nothing is healthy.
         assert!(!record_verdict(&registry, 0, &full));
         assert_eq!(registry.pick_or_refusing(), Some(0));

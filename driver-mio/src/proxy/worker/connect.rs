@@ -10,7 +10,7 @@ use ferry_core::ProtocolError;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
-use super::super::health::record_refusal;
+use super::super::health::{is_local_exhaustion, record_refusal};
 use super::super::session::{BackendConnId, Peer, Session, SessionFactory};
 use super::super::shared::WorkerStats;
 use super::{Socket, State, Worker, FIRST_SOCKET};
@@ -165,6 +165,12 @@ impl<F: SessionFactory> Worker<F> {
             .get(index)
             .map(|b| (b.name.clone(), b.addr.to_string()))
             .unwrap_or_default();
+        if is_local_exhaustion(error) {
+            // ferry is out of descriptors: not the backend's fault, and no other would do better.
+            tracing::warn!(backend = %name, %error, "cannot open a backend connection");
+            self.connect_failed(slot, conn, &format!("ferry: {error}"), now);
+            return;
+        }
         if registry.set_health(index, false) {
             tracing::warn!(backend = %name, %addr, %error, "backend unreachable; skipped until a health check passes");
         }
