@@ -3,7 +3,7 @@
 //! `mysql_async` crates. Prepared statements (parameters, NULLs, re-executed), multi-statements,
 //! LOAD DATA LOCAL INFILE, a 17 MB blob both ways, transactions, an error followed by more use of
 //! the connection, changes of database (`USE` and COM_INIT_DB), both auth modes, and
-//! `/api/sessions`.
+//! `/api/sessions`. JDBC (MariaDB Connector/J) has its own file, `proxy_jdbc.rs`.
 //!
 //! Every client has timeouts; a missing client program or Python module fails the test with what
 //! to install.
