@@ -1,8 +1,8 @@
 //! JDBC through the real proxy program: MariaDB Connector/J (Debian's `libmariadb-java`) runs
 //! `tests/clients/JdbcThroughFerry.java` against ferry in front of real MariaDB servers.
 //!
-//! Connector/J is the client that pipelines most: it sends its first queries right behind the
-//! login, a whole batch before reading any answer, and prepares then executes. The program covers
+//! Connector/J is the client that pipelines most: it sends its setup queries back to back, and a
+//! whole batch before reading any answer. The program covers
 //! server-side prepared statements with NULLs, batches, multi-statements, LOAD DATA LOCAL from a
 //! stream, transactions, an error followed by more use, COM_INIT_DB, a 17 MB blob both ways and
 //! COM_RESET_CONNECTION; in replay mode it then drains its backend and checks that the session
