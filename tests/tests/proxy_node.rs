@@ -1,0 +1,125 @@
+//! mysql2 (Node.js) through the real proxy program: `tests/clients/node/through_ferry.js` against
+//! ferry in front of a real MariaDB, in both auth modes.
+//!
+//! mysql2 is a pure-JavaScript client with its own protocol code. The script covers prepared
+//! statements (`execute`, NULLs, re-executed), multi-statements, LOAD DATA LOCAL from a stream,
+//! transactions, an error followed by more use, a 17 MB blob both ways, and the commands no
+//! other client test drives through ferry: COM_CHANGE_USER (to a second, read-only account, and
+//! with a wrong password) and COM_RESET_CONNECTION.
+//!
+//! A missing `node` or mysql2 install fails the test with what to run.
+
+mod proxy_common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use ferry_tests::{driver_tests, require_executable, run_with_deadline, Driver, FerryProcess};
+use proxy_common::{backend, PASSWORD, USER};
+use serde_json::{json, Value as Json};
+
+driver_tests!(node_mysql2_passthrough, node_mysql2_proxy_auth);
+
+/// The second account: may read everything, change nothing.
+const READER: &str = "reader";
+const READER_PASSWORD: &str = "r3ad-only";
+
+fn client_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/node")
+}
+
+/// Runs the script against 127.0.0.1:`port` and returns the JSON object it prints last. Panics
+/// with its output if it fails or runs over 120 s.
+fn run_node(port: u16) -> Json {
+    let node = require_executable("node", "nodejs");
+    let dir = client_dir();
+    assert!(
+        dir.join("node_modules/mysql2/package.json").is_file(),
+        "mysql2 is not installed: run `npm ci` in {} (or `bash .ci/run`)",
+        dir.display()
+    );
+    let out = run_with_deadline(
+        Command::new(node)
+            .current_dir(&dir)
+            .arg("through_ferry.js")
+            .arg(port.to_string())
+            .args([USER, PASSWORD, READER, READER_PASSWORD]),
+        Duration::from_secs(120),
+    )
+    .unwrap_or_else(|e| panic!("node: {e}"));
+    assert!(
+        out.status.success(),
+        "the mysql2 client failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        out.stdout,
+        out.stderr
+    );
+    let last = out.stdout.lines().last().unwrap_or("");
+    serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("the mysql2 client printed no JSON ({e}): {}", out.stdout))
+}
+
+fn backend_with_reader() -> ferry_tests::MariaDb {
+    let db = backend(1);
+    db.sql(&format!(
+        "CREATE USER {READER}@'%' IDENTIFIED VIA mysql_native_password \
+         USING PASSWORD('{READER_PASSWORD}'); GRANT SELECT ON *.* TO {READER}@'%'"
+    ));
+    db
+}
+
+fn assert_run(r: &Json, db: &ferry_tests::MariaDb) {
+    assert_eq!(
+        r["db"],
+        json!(["nd"]),
+        "COM_CHANGE_USER with a database: {r}"
+    );
+    assert_eq!(r["null"], true, "{r}");
+    assert_eq!(r["multi"], json!([[[1]], [[2, "two"]]]), "{r}");
+    assert_eq!(r["loaded"], 1000, "{r}");
+    assert_eq!(r["error"], 1064, "{r}");
+    assert_eq!(r["after_error"], 42, "{r}");
+    assert_eq!(r["blob_same"], true, "{r}");
+    // ids 1..=3, 2000..3000 and 5001 (5000 was rolled back).
+    let sum: u64 = 6 + (2000..3000).sum::<u64>() + 5001;
+    assert_eq!(r["count"], json!([1004, sum.to_string()]), "{r}");
+    // After COM_CHANGE_USER the session is the reader's, with the old user variables gone, and
+    // the reader's rights apply.
+    assert_eq!(r["changed"], json!(["reader@%", 1, "nd"]), "{r}");
+    assert_eq!(
+        r["other_denied"], 1142,
+        "DROP as the read-only account: {r}"
+    );
+    assert_eq!(r["still_there"], 1004, "{r}");
+    assert_eq!(
+        r["reset"],
+        json!([1, "reader@%"]),
+        "COM_RESET_CONNECTION: {r}"
+    );
+    assert_eq!(
+        r["bad_change"], 1045,
+        "COM_CHANGE_USER, wrong password: {r}"
+    );
+    assert_eq!(db.query_scalar("select count(*) from nd.t"), "1004");
+}
+
+fn node_mysql2_passthrough(driver: Driver) {
+    let db = backend_with_reader();
+    let ferry = FerryProcess::builder(driver)
+        .backend("db1", db.addr())
+        .start();
+    let r = run_node(ferry.port());
+    assert_run(&r, &db);
+}
+
+fn node_mysql2_proxy_auth(driver: Driver) {
+    let db = backend_with_reader();
+    let ferry = FerryProcess::builder(driver)
+        .backend("db1", db.addr())
+        .proxy_user(USER, &db.user_password_hash(USER))
+        .proxy_user(READER, &db.user_password_hash(READER))
+        .start();
+    let r = run_node(ferry.port());
+    assert_run(&r, &db);
+}
