@@ -12,9 +12,12 @@
 //! Time and randomness are injected: the caller passes `now` to every call and calls
 //! [`CertStore::load`] with the file contents by [`CertStore::next_reload`].
 //!
-//! Supported certificates: RSA keys with PKCS#1 v1.5 or PSS over SHA-256/384/512, chosen by the
-//! certificate's signature algorithm. ECDSA and Ed25519 certificates are refused at load with
-//! [`TokenError::UnsupportedCertificate`] (TiDB accepts them; ferry does not implement them yet).
+//! Supported certificates, as TiDB signs with them ([`SignatureScheme`]): RSA keys with PKCS#1 v1.5
+//! or PSS over SHA-256/384/512, chosen by the certificate's signature algorithm; ECDSA keys on
+//! P-256, P-384 and P-521, the signed bytes used as the prehash; Ed25519 keys, pure Ed25519. Other
+//! keys and curves are refused at load with [`TokenError::UnsupportedCertificate`]. TiDB's ECDSA
+//! tokens sign only the first 32, 48 or 66 bytes of the signed text, so their times (and the end of
+//! long user names) are not protected: prefer RSA or Ed25519.
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
@@ -33,6 +36,7 @@
 //! ```
 
 mod cert;
+mod ec;
 mod json;
 mod store;
 mod time;
@@ -82,13 +86,14 @@ pub enum TokenError {
     /// The private key is not the certificate's.
     #[error("private key does not match public key")]
     KeyMismatch,
-    /// The certificate or key is of a kind ferry does not sign with (ECDSA, Ed25519, SHA-1, ...).
+    /// The certificate or key is of a kind ferry does not sign with (P-224 or another curve, an RSA
+    /// certificate signed with SHA-1, ...).
     #[error("unsupported certificate: {0}")]
     UnsupportedCertificate(String),
     /// Every loaded certificate has expired (or none was loaded).
     #[error("no certificate or key file to sign the data")]
     NoSigningCertificate,
-    /// The RSA signing operation failed (e.g. a key too small for the hash).
+    /// The signing operation failed (e.g. an RSA key too small for the hash).
     #[error("signing failed: {0}")]
     Signing(String),
     /// The token is not valid JSON of the expected shape.

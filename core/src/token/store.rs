@@ -38,8 +38,8 @@ impl CertStore {
         Self::default()
     }
 
-    /// Loads the PEM certificate (its first certificate is the leaf) and PEM private key (PKCS#1
-    /// or PKCS#8, unencrypted) and puts them in front, valid for verification until `now` +
+    /// Loads the PEM certificate (its first certificate is the leaf) and PEM private key (PKCS#1,
+    /// PKCS#8 or SEC1, unencrypted) and puts them in front, valid for verification until `now` +
     /// [`CERT_RELOAD_INTERVAL`] + [`OLD_CERT_VALID_TIME`]; entries expired at `now` are dropped.
     ///
     /// On error (bad PEM, key not matching, unsupported algorithm) the store is unchanged: the
@@ -90,7 +90,7 @@ impl CertStore {
     /// Signs a token for `username`: `sign-time` = `now` written with the local offset
     /// `utc_offset_secs` (east of UTC positive), `expire-time` = `sign-time` + [`TOKEN_LIFETIME`],
     /// signed with the newest certificate. `rng` blinds the RSA private-key operation (and makes
-    /// the PSS salt): pass a CSPRNG.
+    /// the PSS salt, and the ECDSA P-521 nonce): pass a CSPRNG.
     ///
     /// Fails with [`TokenError::NoSigningCertificate`] when nothing was loaded or the newest entry
     /// has expired (loads have been failing for longer than the validity window).
@@ -188,3 +188,7 @@ fn later(t: SystemTime, d: std::time::Duration) -> SystemTime {
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "store_ec_tests.rs"]
+mod ec_tests;
