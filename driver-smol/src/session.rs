@@ -429,6 +429,10 @@ impl Task {
                 tracing::info!(session = self.id, %user, backend = self.session.backend_name().unwrap_or("-"), "authenticated");
                 self.publish(user);
             }
+            Event::UserChanged { user } => {
+                tracing::info!(session = self.id, %user, "user changed");
+                self.publish(user);
+            }
             Event::CommandDone { error, .. } => {
                 add(&self.inner.stats.commands, 1);
                 if error {

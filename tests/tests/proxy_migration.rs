@@ -32,6 +32,7 @@ use serde_json::{json, Value as Json};
 driver_tests!(
     replay_state_survives_drain_and_migrate,
     transaction_and_temporary_table_pins,
+    changed_user_moves_as_that_user,
     migrate_requests_are_checked,
     sysbench_through_drains_and_undrains,
     tidb_mode_moves_sessions_between_test_servers,
@@ -333,6 +334,101 @@ fn transaction_and_temporary_table_pins(driver: Driver) {
         0.0
     );
     assert!(metric(&ferry, "ferry_migrations_succeeded_total") >= 2.0);
+}
+
+// ---------------------------------------------------------------- replay: COM_CHANGE_USER
+
+/// Under proxy auth ferry verifies a COM_CHANGE_USER against its table and keeps the new user's
+/// credential: the session then moves as that user, with that user's rights, and
+/// `/api/sessions` names it. A user missing from ferry's table is refused even though the
+/// backend knows it, and the session stays the old user's.
+fn changed_user_moves_as_that_user(driver: Driver) {
+    let (db1, db2) = (migration_backend(1), migration_backend(2));
+    for db in [&db1, &db2] {
+        db.sql(
+            "CREATE USER reader@'%' IDENTIFIED VIA mysql_native_password \
+             USING PASSWORD('r3ad-only'); GRANT SELECT ON *.* TO reader@'%'; \
+             CREATE USER outsider@'%' IDENTIFIED VIA mysql_native_password \
+             USING PASSWORD('0uts1de'); GRANT ALL ON *.* TO outsider@'%'",
+        );
+    }
+    let ferry = proxy_over_pair(driver, &db1, &db2)
+        .proxy_user("reader", &db1.user_password_hash("reader"))
+        .extra_toml(REPLAY_NO_REBALANCE)
+        .start();
+    let mut conn = mysql::Conn::new(mysql_opts(&ferry, USER, PASSWORD)).expect("connect");
+    let id = conn.connection_id();
+    assert_eq!(session_backend(&ferry, id), "db1");
+
+    // Not in ferry's table: refused, though db1 has the account; the session goes on as app.
+    let change_to = |user: &str, pass: &str| {
+        mysql::ChangeUserOpts::default()
+            .with_user(Some(user.into()))
+            .with_pass(Some(pass.into()))
+            .with_db_name(Some("migr".into()))
+    };
+    let refused = conn
+        .change_user(change_to("outsider", "0uts1de"))
+        .unwrap_err();
+    assert_eq!(mysql_code(&refused), Some(1045), "{refused}");
+    let user: String = conn.query_first("select current_user()").unwrap().unwrap();
+    assert_eq!(user, "app@%", "after the refused change");
+    // A wrong password for a user in the table: refused too.
+    let mut conn = mysql::Conn::new(mysql_opts(&ferry, USER, PASSWORD)).expect("connect");
+    let id = conn.connection_id();
+    let refused = conn.change_user(change_to("reader", "wrong")).unwrap_err();
+    assert_eq!(mysql_code(&refused), Some(1045), "{refused}");
+
+    let mut conn = mysql::Conn::new(mysql_opts(&ferry, USER, PASSWORD)).expect("connect");
+    let id2 = conn.connection_id();
+    assert_ne!(id, id2);
+    let id = id2;
+    conn.change_user(change_to("reader", "r3ad-only"))
+        .expect("COM_CHANGE_USER to reader");
+    conn.query_drop("SET @v = 'kept', time_zone = '+03:00'")
+        .unwrap();
+    let echo = conn
+        .prep("select ?, @v, @@time_zone, current_user(), database()")
+        .unwrap();
+    assert!(
+        wait_until(MOVE_TIMEOUT, || session(&ferry, id)["user"] == "reader"),
+        "{}",
+        session(&ferry, id)
+    );
+    assert_eq!(
+        session(&ferry, id)["pinned"],
+        Json::Null,
+        "{}",
+        session(&ferry, id)
+    );
+
+    let first = session_backend(&ferry, id);
+    let second = if first == "db1" { "db2" } else { "db1" };
+    drain(&ferry, &first, true);
+    wait_on(&ferry, id, second);
+    let port: u16 = conn.query_first("select @@port").unwrap().unwrap();
+    let second_db = if second == "db1" { &db1 } else { &db2 };
+    assert_eq!(port, second_db.port());
+    let row: (String, String, String, String, String) =
+        conn.exec_first(&echo, ("x",)).unwrap().unwrap();
+    assert_eq!(
+        row,
+        (
+            "x".into(),
+            "kept".into(),
+            "+03:00".into(),
+            "reader@%".into(),
+            "migr".into()
+        )
+    );
+    // The reader's rights, not the original user's, on the new backend.
+    let denied = conn
+        .query_drop("insert into t (v) values ('no')")
+        .unwrap_err();
+    assert_eq!(mysql_code(&denied), Some(1142), "{denied}");
+    conn.reset().expect("COM_RESET_CONNECTION after the move");
+    let user: String = conn.query_first("select current_user()").unwrap().unwrap();
+    assert_eq!(user, "reader@%");
 }
 
 // ---------------------------------------------------------------- admin refusals

@@ -82,6 +82,7 @@
 //! }
 //! ```
 
+mod change_user;
 mod config;
 mod login;
 mod migration;
@@ -195,6 +196,11 @@ pub enum Event {
         to: String,
         /// Why.
         reason: MigrationFailure,
+    },
+    /// COM_CHANGE_USER succeeded: the session is now `user`'s (for `/api/sessions`).
+    UserChanged {
+        /// The new user name.
+        user: String,
     },
     /// One command finished (for metrics).
     CommandDone {
@@ -339,6 +345,8 @@ pub struct ProxySession {
     held_since: Option<Instant>,
     /// Client ↔ backend statement ids, after a replay migration.
     stmt_ids: Option<Box<StatementIds>>,
+    /// A COM_CHANGE_USER in flight under `proxy` auth.
+    change_user: Option<Box<change_user::ChangeUserCheck>>,
 }
 
 impl std::fmt::Debug for ProxySession {
@@ -392,6 +400,7 @@ impl ProxySession {
             held: None,
             held_since: None,
             stmt_ids: None,
+            change_user: None,
         };
         session.drive(now);
         session

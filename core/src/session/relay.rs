@@ -10,6 +10,7 @@
 //!                                        └─► Command ── Response* ──► client
 //!   Command ── 0xFB (LOCAL INFILE) ─► client; client packets ─► backend until the empty one
 //!   Command ── auth switch / more data (COM_CHANGE_USER) ─► client; its answer ─► backend
+//!              (under proxy auth, checked against ferry's user table first: change_user.rs)
 //!   Command ── ResponseComplete ─► state, end_response, CommandDone ─► Ready (or close if
 //!              shutting down)
 //! ```
@@ -64,6 +65,7 @@ impl ProxySession {
         }
         if code == Command::COM_CHANGE_USER {
             payload = self.force_auth_switch(&command).unwrap_or(payload);
+            self.begin_change_user(&command);
         }
         let Some(backend) = self.backend_mut() else {
             return;
@@ -95,7 +97,8 @@ impl ProxySession {
     /// COM_CHANGE_USER is re-encoded naming a plugin no server knows, so the backend answers
     /// with an auth switch carrying its own salt (the client's scramble was computed over a
     /// salt the backend never issued); the exchange is then relayed like a passthrough login.
-    /// The backend checks the new user's password in both auth modes.
+    /// The backend checks the new user's password in both auth modes; under `proxy` auth ferry
+    /// checks the client's answer against its own table before the backend sees it.
     fn force_auth_switch(&self, command: &ClientCommand) -> Option<Bytes> {
         let Ok(Command::ChangeUser(mut change)) = command.parse() else {
             return None;
@@ -135,6 +138,10 @@ impl ProxySession {
                 let _ = self.frontend.read_command_packet();
             }
             ClientData::AuthData => {
+                let data = self.checked_change_user_answer(data);
+                let Some(backend) = self.backend_mut() else {
+                    return;
+                };
                 let _ = backend.send_auth_data(now, &data);
                 self.set_client_data(ClientData::None);
             }
@@ -149,13 +156,22 @@ impl ProxySession {
     }
 
     /// One response packet: to the client, untouched unless it is an OK to strip.
-    pub(super) fn relay_response(&mut self, _now: Instant, payload: Bytes, kind: PacketKind) {
+    pub(super) fn relay_response(&mut self, now: Instant, payload: Bytes, kind: PacketKind) {
         // Rows (nearly every packet) only pass the kind tests: the capabilities are looked at
         // for the few packets that can end a response or start an exchange.
         let then = match kind {
             PacketKind::Row | PacketKind::ColumnDefinition => None,
             PacketKind::PrepareOk if self.stmt_ids.is_some() => {
                 return self.relay_prepare_ok(payload)
+            }
+            PacketKind::Ok if self.change_user.is_some() => {
+                if let Some(err) = self.unchecked_change_user() {
+                    return self.refuse_unchecked_change(now, err);
+                }
+                if self.rewrite_ok(&payload, kind) {
+                    return;
+                }
+                None
             }
             PacketKind::Ok | PacketKind::Eof => {
                 if self.rewrite_ok(&payload, kind) {
@@ -167,6 +183,9 @@ impl ProxySession {
             PacketKind::AuthSwitchRequest | PacketKind::AuthMoreData
                 if payload[..] != crate::auth::caching_sha2::FAST_AUTH_SUCCESS =>
             {
+                if kind == PacketKind::AuthSwitchRequest {
+                    self.note_change_user_switch(&payload);
+                }
                 Some(ClientData::AuthData)
             }
             _ => None,
@@ -247,6 +266,10 @@ impl ProxySession {
             self.track
                 .on_response(&summary, client_id, mode == MigrationMode::Replay);
         }
+        if summary.command == Command::COM_CHANGE_USER && self.finish_change_user(summary.is_ok()) {
+            // ferry holds the new user's credential: a migration can log in as them.
+            self.track.changed_user = false;
+        }
         let reset = summary.is_ok()
             && matches!(
                 summary.command,
@@ -258,6 +281,11 @@ impl ProxySession {
             }
         }
         self.state.on_response(&summary);
+        if summary.command == Command::COM_CHANGE_USER && summary.is_ok() {
+            if let Some(user) = self.state.user.clone() {
+                self.events.push_back(Event::UserChanged { user });
+            }
+        }
         self.frontend.set_status(summary.status);
         let _ = self.frontend.end_response();
         self.events.push_back(Event::CommandDone {
@@ -273,5 +301,16 @@ impl ProxySession {
         } else {
             self.on_ready(now);
         }
+    }
+
+    /// The backend accepted a COM_CHANGE_USER ferry did not check: its session is now a user
+    /// ferry never verified, so the client gets `err` and the session ends.
+    fn refuse_unchecked_change(&mut self, now: Instant, err: ProtocolError) {
+        self.change_user = None;
+        self.close_reason = Some(CloseReason::Frontend(crate::frontend::CloseReason::Error(
+            err.clone(),
+        )));
+        self.release_backend(now);
+        self.frontend.close_with_error(err);
     }
 }

@@ -687,6 +687,14 @@ impl<F: SessionFactory> Worker<F> {
                     },
                 );
             }
+            Event::UserChanged { user } => {
+                let Some(s) = self.sessions.get(slot) else {
+                    return;
+                };
+                tracing::info!(session = s.id, %user, "user changed");
+                self.shared
+                    .update_session(self.index, s.id, |e| e.user = user);
+            }
             Event::CommandDone { error, .. } => {
                 let stats = &self.shared.stats[self.index];
                 WorkerStats::add(&stats.commands, 1);

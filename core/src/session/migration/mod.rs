@@ -239,6 +239,11 @@ impl LoginInfo {
             attributes,
         })
     }
+
+    /// A COM_CHANGE_USER that ferry verified: later logins are the new user's.
+    pub(super) fn replace_secret(&mut self, secret: ClientSecret) {
+        self.secret = Some(secret);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -54,7 +54,9 @@ pub enum PinReason {
     /// The backend cannot report session-state changes (`CLIENT_SESSION_TRACK` missing, or the
     /// tracking variables refused), so ferry cannot know what to replay.
     NoSessionTracking,
-    /// The client switched users (COM_CHANGE_USER): ferry does not hold that user's credential.
+    /// The client switched users (COM_CHANGE_USER) and ferry does not hold that user's
+    /// credential. Under `proxy` auth ferry verifies the change itself and keeps the credential
+    /// (see `session/change_user.rs`), so this pin does not arise there.
     ChangedUser,
 }
 
