@@ -4,7 +4,8 @@
 // answer is read), and prepare-then-execute. Prints one JSON object with what it saw.
 //
 // Arguments: PORT USER PASSWORD [ADMIN_PORT BACKEND]. With the last two it then drains BACKEND
-// through ferry's admin endpoint and checks that the session moved with its state.
+// through ferry's admin endpoint and checks that the session moved with its state. With
+// -Dferry.ca=PEM it connects over TLS, checking ferry's certificate against that file.
 import java.io.ByteArrayInputStream;
 import java.net.HttpURLConnection;
 import java.net.URL;
@@ -18,6 +19,9 @@ public class JdbcThroughFerry {
         String port = args[0], user = args[1], pass = args[2];
         String url = "jdbc:mariadb://127.0.0.1:" + port + "/jd?createDatabaseIfNotExist=true&connectTimeout=30000&socketTimeout=60000"
             + "&allowMultiQueries=true&allowLocalInfile=true&useServerPrepStmts=true";
+        // -Dferry.ca=PEM: TLS to ferry, its certificate checked against that file.
+        String ca = System.getProperty("ferry.ca");
+        if (ca != null) url += "&useSsl=true&serverSslCert=" + ca;
         Map<String, Object> r = new LinkedHashMap<>();
         try (Connection c = DriverManager.getConnection(url, user, pass)) {
             try (Statement s = c.createStatement()) {
@@ -44,6 +48,18 @@ public class JdbcThroughFerry {
             try (Statement s = c.createStatement()) {
                 for (int i = 1000; i < 1100; i++) s.addBatch("insert into t (id, v) values (" + i + ", 's')");
                 r.put("text_batch", s.executeBatch().length);
+            }
+            // A stream parameter goes as COM_STMT_SEND_LONG_DATA before the execute.
+            try (PreparedStatement p = c.prepareStatement("insert into t (id, v, b) values (?, 'long', ?)")) {
+                byte[] data = new byte[300000];
+                for (int i = 0; i < data.length; i++) data[i] = (byte) (i % 251);
+                p.setInt(1, 4);
+                p.setBinaryStream(2, new ByteArrayInputStream(data));
+                p.executeUpdate();
+                try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("select b from t where id = 4")) {
+                    rs.next();
+                    r.put("long_data_same", Arrays.equals(data, rs.getBytes(1)));
+                }
             }
             try (PreparedStatement p = c.prepareStatement("select v from t where id = ?")) {
                 p.setInt(1, 2);
