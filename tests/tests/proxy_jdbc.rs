@@ -15,10 +15,9 @@ mod proxy_common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use ferry_tests::{driver_tests, require_executable, run_with_deadline, Driver, FerryProcess};
-use proxy_common::{backend, proxy_over_pair, PASSWORD, REPLAY_NO_REBALANCE, USER};
+use ferry_tests::{driver_tests, require_executable, Driver, FerryProcess};
+use proxy_common::{backend, client_json, proxy_over_pair, PASSWORD, REPLAY_NO_REBALANCE, USER};
 use serde_json::Value as Json;
 
 driver_tests!(jdbc_passthrough, jdbc_tls_required, jdbc_replay_migration);
@@ -37,7 +36,7 @@ fn connector_j() -> PathBuf {
 }
 
 /// Runs the JDBC program with `args` (a JDK runs the single source file directly) and returns the
-/// JSON object it prints last. Panics with its output if it fails or runs over 120 s.
+/// JSON object it prints last (see [`client_json`]).
 fn run_jdbc(args: &[String]) -> Json {
     run_jdbc_with(&[], args)
 }
@@ -47,26 +46,15 @@ fn run_jdbc_with(jvm: &[String], args: &[String]) -> Json {
     // The source launcher needs the JDK's compiler: a JRE alone cannot run a .java file.
     let java = require_executable("java", "default-jdk-headless");
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/JdbcThroughFerry.java");
-    let out = run_with_deadline(
+    client_json(
+        "the JDBC client",
         Command::new(java)
             .args(jvm)
             .arg("-cp")
             .arg(connector_j())
             .arg(source)
             .args(args),
-        Duration::from_secs(120),
     )
-    .unwrap_or_else(|e| panic!("java: {e}"));
-    assert!(
-        out.status.success(),
-        "the JDBC client failed: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        out.stdout,
-        out.stderr
-    );
-    let last = out.stdout.lines().last().unwrap_or("");
-    serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("the JDBC client printed no JSON ({e}): {}", out.stdout))
 }
 
 /// What every run must have seen before any migration: ids 1..=4 (prepared; 4 with a stream

@@ -13,10 +13,9 @@ mod proxy_common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use ferry_tests::{driver_tests, require_executable, run_with_deadline, Driver, FerryProcess};
-use proxy_common::{backend, PASSWORD, USER};
+use ferry_tests::{driver_tests, require_executable, Driver, FerryProcess};
+use proxy_common::{backend, client_json, PASSWORD, USER};
 use serde_json::{json, Value as Json};
 
 driver_tests!(node_mysql2_passthrough, node_mysql2_proxy_auth);
@@ -29,8 +28,8 @@ fn client_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/node")
 }
 
-/// Runs the script against 127.0.0.1:`port` and returns the JSON object it prints last. Panics
-/// with its output if it fails or runs over 120 s.
+/// Runs the script against 127.0.0.1:`port` and returns the JSON object it prints last (see
+/// [`client_json`]).
 fn run_node(port: u16) -> Json {
     let node = require_executable("node", "nodejs");
     let dir = client_dir();
@@ -39,25 +38,14 @@ fn run_node(port: u16) -> Json {
         "mysql2 is not installed: run `npm ci` in {} (or `bash .ci/run`)",
         dir.display()
     );
-    let out = run_with_deadline(
+    client_json(
+        "the mysql2 client",
         Command::new(node)
             .current_dir(&dir)
             .arg("through_ferry.js")
             .arg(port.to_string())
             .args([USER, PASSWORD, READER, READER_PASSWORD]),
-        Duration::from_secs(120),
     )
-    .unwrap_or_else(|e| panic!("node: {e}"));
-    assert!(
-        out.status.success(),
-        "the mysql2 client failed: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        out.stdout,
-        out.stderr
-    );
-    let last = out.stdout.lines().last().unwrap_or("");
-    serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("the mysql2 client printed no JSON ({e}): {}", out.stdout))
 }
 
 fn backend_with_reader() -> ferry_tests::MariaDb {

@@ -112,8 +112,7 @@ pub(crate) fn metric(ferry: &FerryProcess, sample: &str) -> f64 {
 }
 
 /// Runs `script` with `python3 -c` and `args` (available as `sys.argv[1:]`), after checking that
-/// `module` imports (failing with the pip package to install); the script's last line of output
-/// must be JSON, which is returned. Panics with the script's stderr if it fails or runs > 120 s.
+/// `module` imports (failing with the pip package to install); see [`client_json`].
 pub(crate) fn python_json(
     module: &str,
     pip: &str,
@@ -121,21 +120,27 @@ pub(crate) fn python_json(
     args: &[String],
 ) -> serde_json::Value {
     let python = require_python_module(module, pip);
-    let out = run_with_deadline(
+    client_json(
+        &format!("python ({module})"),
         Command::new(python).arg("-c").arg(script).args(args),
-        Duration::from_secs(120),
     )
-    .unwrap_or_else(|e| panic!("python ({module}): {e}"));
+}
+
+/// Runs a client program whose last line of output is JSON, and returns that. Panics with its
+/// output if it fails, prints no JSON or runs over 120 s.
+pub(crate) fn client_json(what: &str, command: &mut Command) -> serde_json::Value {
+    let out = run_with_deadline(command, Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
         out.status.success(),
-        "python ({module}) failed: {}\nstdout: {}\nstderr: {}",
+        "{what} failed: {}\nstdout: {}\nstderr: {}",
         out.status,
         out.stdout,
         out.stderr
     );
     let last = out.stdout.lines().last().unwrap_or("");
     serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("python ({module}) printed no JSON ({e}): {}", out.stdout))
+        .unwrap_or_else(|e| panic!("{what} printed no JSON ({e}): {}", out.stdout))
 }
 
 /// The `mysql` crate's server error code, if `e` is one.
