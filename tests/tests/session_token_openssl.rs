@@ -1,6 +1,7 @@
 //! Session tokens against certificates made by `openssl` at test time: ferry signs and validates
 //! with them (valid, expired, forged, wrong user, rotated, lifetime too long), and openssl checks
-//! ferry's signatures over the signed bytes independently (and ferry accepts openssl's).
+//! ferry's signatures over the signed bytes independently (and ferry accepts openssl's), for RSA
+//! (PKCS#1 v1.5, PSS), ECDSA P-256 and Ed25519.
 //!
 //! Needs the `openssl` command: without it the test fails, naming the package to install.
 
@@ -420,18 +421,16 @@ fn openssl_verifies_ferrys_signatures_and_ferry_verifies_openssls() {
     }
 }
 
-#[test]
-fn openssl_made_unsupported_certificates_are_refused_clearly() {
-    let dir = tempfile::tempdir().unwrap();
-    let cert_path = dir.path().join("ec_cert.pem");
-    let key_path = dir.path().join("ec_key.pem");
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
+/// `openssl req -x509 -newkey <algorithm> [-pkeyopt <opt>]`: an ECDSA or Ed25519 certificate.
+fn make_key_cert(dir: &Path, name: &str, algorithm: &str, opt: Option<&str>) -> Cert {
+    let cert_path = dir.join(format!("{name}_cert.pem"));
+    let key_path = dir.join(format!("{name}_key.pem"));
+    let pubkey = dir.join(format!("{name}_pub.pem"));
+    let mut args = vec!["req", "-x509", "-newkey", algorithm];
+    if let Some(opt) = opt {
+        args.extend(["-pkeyopt", opt]);
+    }
+    args.extend([
         "-nodes",
         "-days",
         "1",
@@ -442,16 +441,113 @@ fn openssl_made_unsupported_certificates_are_refused_clearly() {
         "-out",
         s(&cert_path),
     ]);
+    openssl(&args);
+    openssl(&["pkey", "-in", s(&key_path), "-pubout", "-out", s(&pubkey)]);
+    Cert {
+        cert: std::fs::read(&cert_path).expect("openssl wrote the certificate"),
+        key: std::fs::read(&key_path).expect("openssl wrote the key"),
+        pubkey,
+        key_path,
+    }
+}
+
+/// What `openssl pkeyutl` signs for a scheme: ECDSA takes the signed bytes as the digest, cut to
+/// the curve's size as Go cuts them (P-256: 32 bytes); Ed25519 signs them whole (`-rawin`).
+fn pkeyutl_input(scheme: SignatureScheme, signed: &[u8]) -> (Vec<u8>, bool) {
+    match scheme {
+        SignatureScheme::EcdsaP256 => (signed[..32].to_vec(), false),
+        SignatureScheme::Ed25519 => (signed.to_vec(), true),
+        other => panic!("not a pkeyutl scheme here: {other:?}"),
+    }
+}
+
+#[test]
+fn openssl_and_ferry_agree_on_ecdsa_and_ed25519_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    for (name, algorithm, opt, scheme) in [
+        (
+            "p256",
+            "ec",
+            Some("ec_paramgen_curve:P-256"),
+            SignatureScheme::EcdsaP256,
+        ),
+        ("ed25519", "ed25519", None, SignatureScheme::Ed25519),
+    ] {
+        let cert = make_key_cert(dir.path(), name, algorithm, opt);
+        let mut store = CertStore::new();
+        assert_eq!(store.load(now, &cert.cert, &cert.key), Ok(scheme), "{name}");
+        let token = store.sign(now, 0, b"app", &mut rng()).unwrap();
+        let (input, rawin) = pkeyutl_input(scheme, &token.signed_bytes());
+        let input_path = dir.path().join(format!("{name}_input.bin"));
+        let sig_path = dir.path().join(format!("{name}_sig.bin"));
+        std::fs::write(&input_path, &input).unwrap();
+
+        // openssl verifies ferry's signature.
+        std::fs::write(&sig_path, &token.signature).unwrap();
+        let mut verify = vec![
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            s(&cert.pubkey),
+            "-in",
+            s(&input_path),
+            "-sigfile",
+            s(&sig_path),
+        ];
+        if rawin {
+            verify.push("-rawin");
+        }
+        let out = openssl(&verify);
+        assert!(
+            String::from_utf8_lossy(&out).contains("Signature Verified Successfully"),
+            "{name}: {}",
+            String::from_utf8_lossy(&out)
+        );
+
+        // ferry verifies openssl's signature, and refuses it for another user.
+        let mut sign = vec![
+            "pkeyutl",
+            "-sign",
+            "-inkey",
+            s(&cert.key_path),
+            "-in",
+            s(&input_path),
+            "-out",
+            s(&sig_path),
+        ];
+        if rawin {
+            sign.push("-rawin");
+        }
+        openssl(&sign);
+        let json = SessionToken {
+            signature: std::fs::read(&sig_path).unwrap(),
+            ..token.clone()
+        }
+        .to_json();
+        assert!(store.validate(now, &json, b"app").is_ok(), "{name}");
+        let renamed = SessionToken {
+            username: b"bob".to_vec(),
+            signature: std::fs::read(&sig_path).unwrap(),
+            ..token.clone()
+        }
+        .to_json();
+        assert!(store.validate(now, &renamed, b"bob").is_err(), "{name}");
+    }
+}
+
+#[test]
+fn openssl_made_unsupported_certificates_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    // P-224: a curve Go signs with but ferry does not.
+    let p224 = make_key_cert(dir.path(), "p224", "ec", Some("ec_paramgen_curve:P-224"));
     let mut store = CertStore::new();
     let err = store
-        .load(
-            SystemTime::now(),
-            &std::fs::read(&cert_path).unwrap(),
-            &std::fs::read(&key_path).unwrap(),
-        )
+        .load(SystemTime::now(), &p224.cert, &p224.key)
         .unwrap_err();
     assert!(
-        matches!(&err, TokenError::UnsupportedCertificate(why) if why.contains("ECDSA")),
+        matches!(&err, TokenError::UnsupportedCertificate(why) if why.contains("P-224")),
         "{err}"
     );
 
