@@ -1,6 +1,8 @@
 //! The proxy session (`ferry_core::session::ProxySession`) fed arbitrary client and backend bytes,
-//! interleaved with connect results, EOFs, timeouts and shutdown. Optionally a passthrough login
-//! (client hello, backend greeting and OK) comes first, so the fuzzer reaches the command relay.
+//! interleaved with connect results, EOFs, timeouts and shutdown. Optionally a login (client hello,
+//! backend greeting and OK) comes first, so the fuzzer reaches the command relay: passthrough, or
+//! proxy auth with the scramble computed from ferry's greeting, so that the relay's proxy-auth
+//! paths (the COM_CHANGE_USER check against the user table) are reachable too.
 //!
 //! Invariants:
 //! - nothing panics;
@@ -20,6 +22,9 @@ use ferry_core::wire::{
 };
 use ferry_core::SeededRandom;
 use libfuzzer_sys::fuzz_target;
+
+/// `PASSWORD('password')`, as `mysql.user` stores it.
+const PASSWORD_HASH: &[u8] = b"*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19";
 
 #[derive(Debug, Arbitrary)]
 enum Op {
@@ -55,12 +60,21 @@ struct Run {
     now: Instant,
     conn: Option<u64>,
     closed: bool,
+    /// The salt of ferry's greeting to the client, once seen.
+    salt: Option<Vec<u8>>,
 }
 
 impl Run {
     fn drain(&mut self) {
         while let Some(t) = self.session.poll_transmit() {
             assert!(!self.closed, "transmit after Closed: {t:?}");
+            if self.salt.is_none() && t.peer == Peer::Client && t.data.len() > 4 {
+                if let Ok(g) = HandshakeV10::parse(&t.data[4..]) {
+                    let mut salt = g.scramble_1.to_vec();
+                    salt.extend_from_slice(g.scramble_2);
+                    self.salt = Some(salt);
+                }
+            }
         }
         while let Some(e) = self.session.poll_event() {
             assert!(!self.closed, "event after Closed: {e:?}");
@@ -82,9 +96,11 @@ impl Run {
 }
 
 fuzz_target!(|input: Input| {
-    let auth = if input.proxy_mode && !input.login {
+    let auth = if input.proxy_mode {
+        // app / "password"; reader / "password" too (a second account for COM_CHANGE_USER).
         let mut users = ferry_core::frontend::UserTable::new();
-        let _ = users.insert_native_hash("app", b"*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19");
+        let _ = users.insert_native_hash("app", PASSWORD_HASH);
+        let _ = users.insert_native_hash("reader", PASSWORD_HASH);
         AuthMode::Proxy {
             users: Arc::new(users),
             sha2_cache: None,
@@ -111,11 +127,16 @@ fuzz_target!(|input: Input| {
         now,
         conn: None,
         closed: false,
+        salt: None,
     };
     run.drain();
 
     if input.login {
         let caps = ferry_core::session::proxy_capabilities();
+        let scramble = match (&run.salt, input.proxy_mode) {
+            (Some(salt), true) => ferry_core::auth::native::scramble(b"password", salt),
+            _ => vec![1; 20],
+        };
         let mut hello = Vec::new();
         HandshakeResponse41 {
             capabilities: caps,
@@ -123,7 +144,7 @@ fuzz_target!(|input: Input| {
             collation: 45,
             mariadb_capabilities: 0,
             username: b"app",
-            auth_response: &[1; 20],
+            auth_response: &scramble,
             database: None,
             auth_plugin_name: Some(b"mysql_native_password"),
             connect_attrs: vec![],

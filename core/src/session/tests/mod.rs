@@ -2,6 +2,7 @@
 //! (driving the session's client side), the [`ProxySession`] in the middle, and a [`Frontend`]
 //! role acts as the *server* (a tiny in-test server answering a few queries).
 
+mod change_user;
 mod commands;
 mod failures;
 mod login;
@@ -94,7 +95,16 @@ pub(super) struct ServerState {
     pub loaded: Vec<u8>,
     /// A command received and deliberately not answered yet.
     pub held: Option<ClientCommand>,
+    /// COM_CHANGE_USER: the answers to the server's auth switch, as received.
+    pub change_user_answers: Vec<Bytes>,
+    /// Waiting for the answer to that auth switch.
+    pub changing_user: bool,
+    /// Accept COM_CHANGE_USER at once, without an auth switch (a server ferry cannot check).
+    pub change_user_without_switch: bool,
 }
+
+/// The in-test server's salt in its COM_CHANGE_USER auth switch.
+pub(super) const CHANGE_USER_SALT: [u8; 20] = [9; 20];
 
 /// Client, session and server wired together in memory on a virtual clock.
 pub(super) struct Net {
@@ -343,6 +353,22 @@ fn serve(server: &mut Frontend, st: &mut ServerState, event: frontend::Event) {
     let base = ServerStatus::AUTOCOMMIT;
     let command = match event {
         frontend::Event::Command(c) => c,
+        frontend::Event::CommandPacket(data) if st.changing_user => {
+            // Every account of the in-test server has the password PASSWORD.
+            st.changing_user = false;
+            let verified = Credential::native_from_password(PASSWORD.as_bytes())
+                .verify_native(&data, &CHANGE_USER_SALT)
+                .is_some();
+            st.change_user_answers.push(data);
+            if verified {
+                server.send_ok(&ok(base)).unwrap();
+            } else {
+                let denied = crate::auth::access_denied("?", "test", true);
+                server.send_error(&denied).unwrap();
+            }
+            server.end_response().unwrap();
+            return;
+        }
         frontend::Event::CommandPacket(data) => {
             if data.is_empty() {
                 st.loaded = st.loading.take().unwrap_or_default();
@@ -532,6 +558,23 @@ fn serve(server: &mut Frontend, st: &mut ServerState, event: frontend::Event) {
         }
         Ok(Command::StmtClose { .. }) => {}
         Ok(Command::Ping) => server.send_ok_empty().unwrap(),
+        Ok(Command::ChangeUser(_)) if st.change_user_without_switch => {
+            server.send_ok(&ok(base)).unwrap();
+        }
+        Ok(Command::ChangeUser(_)) => {
+            let mut p = Vec::new();
+            let mut data = CHANGE_USER_SALT.to_vec();
+            data.push(0);
+            crate::wire::AuthSwitchRequest {
+                plugin_name: b"mysql_native_password",
+                data: &data,
+            }
+            .encode(&mut p);
+            server.send_packet(&p).unwrap();
+            st.changing_user = true;
+            server.read_command_packet().unwrap();
+            return;
+        }
         other => panic!("the test server got {other:?}"),
     }
     server.end_response().unwrap();
