@@ -370,6 +370,18 @@ impl ResponseTracker {
                 self.expect = Expect::LocalInfileData;
                 Ok((PacketKind::LocalInfileRequest, Step::LocalInfile))
             }
+            // COM_SET_OPTION and COM_DEBUG succeed with an EOF (an OK with header 0xFE under
+            // DEPRECATE_EOF), not an OK.
+            ResponseKind::Eof
+                if matches!(
+                    self.summary.command,
+                    Command::COM_SET_OPTION | Command::COM_DEBUG
+                ) =>
+            {
+                self.terminator(payload)?;
+                self.expect = Expect::Done;
+                Ok((PacketKind::Eof, Step::Done))
+            }
             ResponseKind::LocalInfile | ResponseKind::Eof => {
                 Err(unexpected("waiting for the first packet of a response"))
             }

@@ -980,6 +980,39 @@ fn statistics_field_list_reset_and_ping() {
     assert_eq!(b.send_command(t0, &Command::Ping), Err(UsageError::Busy));
 }
 
+/// COM_SET_OPTION (PHP's mysqlnd sends it before `multi_query`) and COM_DEBUG succeed with an
+/// EOF, in either EOF format; before, that EOF closed the connection as an unexpected packet.
+#[test]
+fn set_option_and_debug_end_with_an_eof() {
+    let t0 = Instant::now();
+    for deprecate_eof in [true, false] {
+        let mut b = connected(t0, deprecate_eof);
+        let caps = b.capabilities();
+        for command in [Command::SetOption { option: 0 }, Command::Debug] {
+            b.send_command(t0, &command).unwrap();
+            sent_packets(&mut b);
+            let status = ServerStatus(ServerStatus::AUTOCOMMIT.0 | ServerStatus::IN_TRANS.0);
+            let evs = feed(&mut b, t0, 1, &[eof_ok(status, caps)]);
+            assert_eq!(kinds(&evs), [PacketKind::Eof], "{command:?}");
+            assert!(summary(&evs).is_ok());
+            assert_eq!(summary(&evs).status, status);
+            assert_eq!(b.send_command(t0, &Command::Ping), Ok(()));
+            feed(
+                &mut b,
+                t0,
+                1,
+                &[ok_payload(ServerStatus::AUTOCOMMIT, 0, caps)],
+            );
+        }
+        // An ERR is still an ERR.
+        b.send_command(t0, &Command::SetOption { option: 7 })
+            .unwrap();
+        sent_packets(&mut b);
+        let evs = feed(&mut b, t0, 1, &[err_payload(1047, "Unknown command")]);
+        assert_eq!(summary(&evs).error.as_ref().map(|e| e.code), Some(1047));
+    }
+}
+
 #[test]
 fn change_user_answers_its_own_auth_switch() {
     let t0 = Instant::now();

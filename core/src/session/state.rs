@@ -38,6 +38,9 @@ pub struct SessionState {
     /// Some state ferry cannot see in detail changed (`session_track_state_change`: user
     /// variables, temporary tables, locks...). Cleared by COM_RESET_CONNECTION / COM_CHANGE_USER.
     pub opaque_state_changed: bool,
+    /// Multi-statements as COM_SET_OPTION last set them (`None`: as the client's capabilities
+    /// said at login). A migration logs in to the new backend with this setting.
+    pub multi_statements: Option<bool>,
     /// What the command in flight changes if it succeeds.
     pending: Pending,
 }
@@ -53,6 +56,8 @@ enum Pending {
     InitDb(Vec<u8>),
     /// COM_CHANGE_USER to this user and schema.
     ChangeUser { user: String, schema: Vec<u8> },
+    /// COM_SET_OPTION turning multi-statements on (true) or off.
+    SetOption(bool),
 }
 
 impl SessionState {
@@ -88,6 +93,14 @@ impl SessionState {
                 }
             }
             Command::COM_INIT_DB => self.pending = Pending::InitDb(payload[1..].to_vec()),
+            Command::COM_SET_OPTION => {
+                // MYSQL_OPTION_MULTI_STATEMENTS_ON = 0, _OFF = 1; the server refuses others.
+                match payload.get(1..3).map(|b| u16::from_le_bytes([b[0], b[1]])) {
+                    Some(0) => self.pending = Pending::SetOption(true),
+                    Some(1) => self.pending = Pending::SetOption(false),
+                    _ => {}
+                }
+            }
             Command::COM_CHANGE_USER => {
                 if let Ok(Command::ChangeUser(c)) = Command::parse(payload, caps, |_| None) {
                     self.pending = Pending::ChangeUser {
@@ -111,6 +124,9 @@ impl SessionState {
         if summary.is_ok() {
             match (summary.command, pending) {
                 (Command::COM_RESET_CONNECTION, _) => self.reset(),
+                (Command::COM_SET_OPTION, Pending::SetOption(on)) => {
+                    self.multi_statements = Some(on);
+                }
                 (Command::COM_INIT_DB, Pending::InitDb(schema)) => {
                     self.schema = (!schema.is_empty()).then_some(schema);
                 }
@@ -177,6 +193,27 @@ mod tests {
 
     fn summary(command: u8, status: ServerStatus) -> ResponseSummary {
         ResponseSummary::blank(command, status)
+    }
+
+    #[test]
+    fn set_option_records_multi_statements() {
+        let mut s = SessionState::default();
+        assert_eq!(s.multi_statements, None);
+        s.on_command(&[Command::COM_SET_OPTION, 0, 0], CAPS);
+        s.on_response(&summary(Command::COM_SET_OPTION, ServerStatus::AUTOCOMMIT));
+        assert_eq!(s.multi_statements, Some(true));
+        s.on_command(&[Command::COM_SET_OPTION, 1, 0], CAPS);
+        let mut refused = summary(Command::COM_SET_OPTION, ServerStatus::AUTOCOMMIT);
+        refused.error = Some(crate::ProtocolError::new(1047, "08S01", "Unknown command"));
+        s.on_response(&refused);
+        assert_eq!(
+            s.multi_statements,
+            Some(true),
+            "a refused option changes nothing"
+        );
+        s.on_command(&[Command::COM_SET_OPTION, 1, 0], CAPS);
+        s.on_response(&summary(Command::COM_SET_OPTION, ServerStatus::AUTOCOMMIT));
+        assert_eq!(s.multi_statements, Some(false));
     }
 
     #[test]

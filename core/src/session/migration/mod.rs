@@ -535,10 +535,19 @@ impl ProxySession {
         };
         let user = self.state.user.clone().unwrap_or_default();
         let secret = info.secret.clone().unwrap_or(ClientSecret::NoPassword);
-        let mut config =
-            self.config
-                .backend
-                .backend_config(user, secret, self.frontend.capabilities());
+        // Multi-statements as the client last set them (COM_SET_OPTION), not as it logged in.
+        let capabilities = match self.state.multi_statements {
+            Some(true) => self.frontend.capabilities() | Capabilities::MULTI_STATEMENTS,
+            Some(false) => self
+                .frontend
+                .capabilities()
+                .without(Capabilities::MULTI_STATEMENTS),
+            None => self.frontend.capabilities(),
+        };
+        let mut config = self
+            .config
+            .backend
+            .backend_config(user, secret, capabilities);
         config.collation = info.collation;
         config.connect_attrs = info.attributes.clone();
         config.max_packet_size = self.config.backend_packet_cap();

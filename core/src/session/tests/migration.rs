@@ -639,6 +639,26 @@ fn serve(server: &mut Server, event: frontend::Event) {
         }
         Ok(Command::StmtClose { .. }) => {}
         Ok(Command::Ping) => server.fe.send_ok_empty().unwrap(),
+        // As MariaDB answers it: an EOF (an OK with header 0xFE under DEPRECATE_EOF).
+        Ok(Command::SetOption { .. }) => {
+            let caps = server.fe.capabilities();
+            let mut p = Vec::new();
+            if caps.contains(Capabilities::DEPRECATE_EOF) {
+                OkPacket {
+                    eof: true,
+                    status: server.status,
+                    ..OkPacket::default()
+                }
+                .encode(&mut p, caps);
+            } else {
+                crate::wire::EofPacket {
+                    warnings: 0,
+                    status: server.status,
+                }
+                .encode(&mut p, caps);
+            }
+            server.fe.send_packet(&p).unwrap();
+        }
         other => panic!("the test server got {other:?}"),
     }
     server.fe.end_response().unwrap();
@@ -776,6 +796,40 @@ fn replay_rebuilds_every_piece_of_state_on_the_new_backend() {
         [Command::COM_STMT_CLOSE, 100, 0, 0, 0]
     );
     assert_eq!(mig.session.state().schema.as_deref(), Some(&b"shop"[..]));
+}
+
+/// Multi-statements follow the client's last COM_SET_OPTION to the new backend: the login there
+/// asks for them as the client last set them, not as it logged in.
+#[test]
+fn multi_statements_set_by_com_set_option_survive_the_move() {
+    for (option, wanted) in [(1u16, false), (0, true)] {
+        let mut mig = Mig::logged_in(MigrationMode::Replay);
+        mig.client_events.clear();
+        mig.client
+            .send_command(mig.now, &Command::SetOption { option })
+            .unwrap();
+        mig.pump();
+        assert!(
+            mig.client_events.iter().any(|e| matches!(
+                e,
+                backend::Event::ResponseComplete(s) if s.is_ok()
+            )),
+            "{:?}",
+            mig.client_events
+        );
+        assert_eq!(mig.session.state().multi_statements, Some(wanted));
+        mig.session.start_migration(mig.now, "db2".into()).unwrap();
+        mig.pump();
+        mig.done().expect("migrated");
+        assert_eq!(
+            mig.server("db2")
+                .fe
+                .capabilities()
+                .contains(Capabilities::MULTI_STATEMENTS),
+            wanted,
+            "option {option}"
+        );
+    }
 }
 
 #[test]
