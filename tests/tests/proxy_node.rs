@@ -7,7 +7,11 @@
 //! other client test drives through ferry: COM_CHANGE_USER (to a second, read-only account, and
 //! with a wrong password) and COM_RESET_CONNECTION.
 //!
-//! A missing `node` or mysql2 install fails the test with what to run.
+//! MariaDB Connector/Node.js (npm `mariadb`) pipelines: rounds of 100 commands in flight at once
+//! run while the test drains the session's backend, so the replay migration happens with commands
+//! queued behind the one running (`tests/clients/node/pipelined.js`).
+//!
+//! A missing `node` or npm install fails the test with what to run.
 
 mod proxy_common;
 
@@ -15,10 +19,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ferry_tests::{driver_tests, require_executable, Driver, FerryProcess};
-use proxy_common::{backend, client_json, PASSWORD, USER};
+use proxy_common::{backend, client_json, proxy_over_pair, PASSWORD, REPLAY_NO_REBALANCE, USER};
 use serde_json::{json, Value as Json};
 
-driver_tests!(node_mysql2_passthrough, node_mysql2_proxy_auth);
+driver_tests!(
+    node_mysql2_passthrough,
+    node_mysql2_proxy_auth,
+    node_mariadb_pipelined_through_a_drain,
+);
 
 /// The second account: may read everything, change nothing.
 const READER: &str = "reader";
@@ -28,16 +36,27 @@ fn client_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/node")
 }
 
+/// `node` and the directory holding the scripts, with their npm packages installed.
+fn node_and_dir() -> (std::path::PathBuf, PathBuf) {
+    let node = require_executable("node", "nodejs");
+    let dir = client_dir();
+    for package in ["mysql2", "mariadb"] {
+        assert!(
+            dir.join("node_modules")
+                .join(package)
+                .join("package.json")
+                .is_file(),
+            "{package} is not installed: run `npm ci` in {} (or `bash .ci/run`)",
+            dir.display()
+        );
+    }
+    (node, dir)
+}
+
 /// Runs the script against 127.0.0.1:`port` and returns the JSON object it prints last (see
 /// [`client_json`]).
 fn run_node(port: u16) -> Json {
-    let node = require_executable("node", "nodejs");
-    let dir = client_dir();
-    assert!(
-        dir.join("node_modules/mysql2/package.json").is_file(),
-        "mysql2 is not installed: run `npm ci` in {} (or `bash .ci/run`)",
-        dir.display()
-    );
+    let (node, dir) = node_and_dir();
     client_json(
         "the mysql2 client",
         Command::new(node)
@@ -110,4 +129,27 @@ fn node_mysql2_proxy_auth(driver: Driver) {
         .start();
     let r = run_node(ferry.port());
     assert_run(&r, &db);
+}
+
+fn node_mariadb_pipelined_through_a_drain(driver: Driver) {
+    let (db1, db2) = (backend(1), backend(2));
+    let ferry = proxy_over_pair(driver, &db1, &db2)
+        .extra_toml(REPLAY_NO_REBALANCE)
+        .start();
+    let (node, dir) = node_and_dir();
+    // The session lands on db1 (fewest sessions, first listed); the script drains it.
+    let r = client_json(
+        "the MariaDB Connector/Node.js client",
+        Command::new(node)
+            .current_dir(&dir)
+            .arg("pipelined.js")
+            .arg(ferry.port().to_string())
+            .args([USER, PASSWORD])
+            .arg(ferry.admin_addr().port().to_string())
+            .arg("db1"),
+    );
+    assert_eq!(r["drain_status"], 200, "{r}");
+    assert_eq!(r["wrong"], 0, "answers out of order or state lost: {r}");
+    assert_eq!(r["servers"], json!([1, 2]), "the session did not move: {r}");
+    assert!(r["rounds"].as_u64().unwrap() > 6, "{r}");
 }
