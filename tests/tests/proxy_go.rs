@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use ferry_tests::{driver_tests, require_executable, Driver, FerryProcess, MariaDb};
-use proxy_common::{backend, client_json, PASSWORD, USER};
+use proxy_common::{backend, backend_with_reader, client_json, ferry_over, PASSWORD, USER};
 use serde_json::{json, Value as Json};
 
 driver_tests!(go_passthrough, go_proxy_auth, go_tls_required);
@@ -62,19 +62,14 @@ fn assert_run(r: &Json, db: &MariaDb) {
 }
 
 fn go_passthrough(driver: Driver) {
-    let db = backend(1);
-    let ferry = FerryProcess::builder(driver)
-        .backend("db1", db.addr())
-        .start();
+    let db = backend_with_reader(1);
+    let ferry = ferry_over(driver, &db, false);
     assert_run(&run_go(ferry.port(), None), &db);
 }
 
 fn go_proxy_auth(driver: Driver) {
-    let db = backend(1);
-    let ferry = FerryProcess::builder(driver)
-        .backend("db1", db.addr())
-        .proxy_user(USER, &db.user_password_hash(USER))
-        .start();
+    let db = backend_with_reader(1);
+    let ferry = ferry_over(driver, &db, true);
     assert_run(&run_go(ferry.port(), None), &db);
 }
 

@@ -18,8 +18,11 @@ mod proxy_common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ferry_tests::{driver_tests, require_executable, Driver, FerryProcess};
-use proxy_common::{backend, client_json, proxy_over_pair, PASSWORD, REPLAY_NO_REBALANCE, USER};
+use ferry_tests::{driver_tests, require_executable, Driver, MariaDb};
+use proxy_common::{
+    backend, backend_with_reader, client_json, ferry_over, proxy_over_pair, PASSWORD, READER,
+    READER_PASSWORD, REPLAY_NO_REBALANCE, USER,
+};
 use serde_json::{json, Value as Json};
 
 driver_tests!(
@@ -27,10 +30,6 @@ driver_tests!(
     node_mysql2_proxy_auth,
     node_mariadb_pipelined_through_a_drain,
 );
-
-/// The second account: may read everything, change nothing.
-const READER: &str = "reader";
-const READER_PASSWORD: &str = "r3ad-only";
 
 fn client_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/node")
@@ -67,16 +66,7 @@ fn run_node(port: u16) -> Json {
     )
 }
 
-fn backend_with_reader() -> ferry_tests::MariaDb {
-    let db = backend(1);
-    db.sql(&format!(
-        "CREATE USER {READER}@'%' IDENTIFIED VIA mysql_native_password \
-         USING PASSWORD('{READER_PASSWORD}'); GRANT SELECT ON *.* TO {READER}@'%'"
-    ));
-    db
-}
-
-fn assert_run(r: &Json, db: &ferry_tests::MariaDb) {
+fn assert_run(r: &Json, db: &MariaDb) {
     assert_eq!(
         r["db"],
         json!(["nd"]),
@@ -112,23 +102,15 @@ fn assert_run(r: &Json, db: &ferry_tests::MariaDb) {
 }
 
 fn node_mysql2_passthrough(driver: Driver) {
-    let db = backend_with_reader();
-    let ferry = FerryProcess::builder(driver)
-        .backend("db1", db.addr())
-        .start();
-    let r = run_node(ferry.port());
-    assert_run(&r, &db);
+    let db = backend_with_reader(1);
+    let ferry = ferry_over(driver, &db, false);
+    assert_run(&run_node(ferry.port()), &db);
 }
 
 fn node_mysql2_proxy_auth(driver: Driver) {
-    let db = backend_with_reader();
-    let ferry = FerryProcess::builder(driver)
-        .backend("db1", db.addr())
-        .proxy_user(USER, &db.user_password_hash(USER))
-        .proxy_user(READER, &db.user_password_hash(READER))
-        .start();
-    let r = run_node(ferry.port());
-    assert_run(&r, &db);
+    let db = backend_with_reader(1);
+    let ferry = ferry_over(driver, &db, true);
+    assert_run(&run_node(ferry.port()), &db);
 }
 
 fn node_mariadb_pipelined_through_a_drain(driver: Driver) {

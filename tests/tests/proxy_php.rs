@@ -14,15 +14,13 @@ mod proxy_common;
 
 use std::process::Command;
 
-use ferry_tests::{driver_tests, require_executable, Driver, FerryProcess, MariaDb};
-use proxy_common::{backend, client_json, PASSWORD, USER};
+use ferry_tests::{driver_tests, require_executable, Driver, MariaDb};
+use proxy_common::{
+    backend_with_reader, client_json, ferry_over, PASSWORD, READER, READER_PASSWORD, USER,
+};
 use serde_json::{json, Value as Json};
 
 driver_tests!(php_passthrough, php_proxy_auth);
-
-/// The second account: may read everything, change nothing.
-const READER: &str = "reader";
-const READER_PASSWORD: &str = "r3ad-only";
 
 /// Runs the script against 127.0.0.1:`port` and returns the JSON object it prints last (see
 /// [`client_json`]).
@@ -44,15 +42,6 @@ fn run_php(port: u16) -> Json {
             .args([USER, PASSWORD, READER, READER_PASSWORD])
             .arg(&csv),
     )
-}
-
-fn backend_with_reader() -> MariaDb {
-    let db = backend(1);
-    db.sql(&format!(
-        "CREATE USER {READER}@'%' IDENTIFIED VIA mysql_native_password \
-         USING PASSWORD('{READER_PASSWORD}'); GRANT SELECT ON *.* TO {READER}@'%'"
-    ));
-    db
 }
 
 fn assert_run(r: &Json, db: &MariaDb) {
@@ -82,21 +71,13 @@ fn assert_run(r: &Json, db: &MariaDb) {
 }
 
 fn php_passthrough(driver: Driver) {
-    let db = backend_with_reader();
-    let ferry = FerryProcess::builder(driver)
-        .backend("db1", db.addr())
-        .start();
-    let r = run_php(ferry.port());
-    assert_run(&r, &db);
+    let db = backend_with_reader(1);
+    let ferry = ferry_over(driver, &db, false);
+    assert_run(&run_php(ferry.port()), &db);
 }
 
 fn php_proxy_auth(driver: Driver) {
-    let db = backend_with_reader();
-    let ferry = FerryProcess::builder(driver)
-        .backend("db1", db.addr())
-        .proxy_user(USER, &db.user_password_hash(USER))
-        .proxy_user(READER, &db.user_password_hash(READER))
-        .start();
-    let r = run_php(ferry.port());
-    assert_run(&r, &db);
+    let db = backend_with_reader(1);
+    let ferry = ferry_over(driver, &db, true);
+    assert_run(&run_php(ferry.port()), &db);
 }

@@ -39,6 +39,34 @@ pub(crate) fn backend(server_id: u32) -> MariaDb {
     db
 }
 
+/// The second account of [`backend_with_reader`]: may read everything, change nothing (the
+/// target of the COM_CHANGE_USER tests).
+pub(crate) const READER: &str = "reader";
+/// Its password.
+pub(crate) const READER_PASSWORD: &str = "r3ad-only";
+
+/// [`backend`] with [`READER`] created too.
+pub(crate) fn backend_with_reader(server_id: u32) -> MariaDb {
+    let db = backend(server_id);
+    db.sql(&format!(
+        "CREATE USER {READER}@'%' IDENTIFIED VIA mysql_native_password \
+         USING PASSWORD('{READER_PASSWORD}'); GRANT SELECT ON *.* TO {READER}@'%'"
+    ));
+    db
+}
+
+/// ferry (started) in front of `db` alone, as `db1`: passthrough auth, or proxy auth knowing
+/// [`USER`] and [`READER`] with `db`'s hashes.
+pub(crate) fn ferry_over(driver: Driver, db: &MariaDb, proxy_auth: bool) -> FerryProcess {
+    let mut builder = FerryProcess::builder(driver).backend("db1", db.addr());
+    if proxy_auth {
+        builder = builder
+            .proxy_user(USER, &db.user_password_hash(USER))
+            .proxy_user(READER, &db.user_password_hash(READER));
+    }
+    builder.start()
+}
+
 /// Options for the Rust `mysql` crate connecting to ferry, with timeouts and a LOCAL INFILE
 /// handler serving any file the server asks for.
 pub(crate) fn mysql_opts(ferry: &FerryProcess, user: &str, password: &str) -> mysql::OptsBuilder {
