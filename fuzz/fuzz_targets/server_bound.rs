@@ -134,6 +134,9 @@ fn canonical(c: &Command<'_>, caps: Capabilities) -> Option<bool> {
         Command::Query(_) if !caps.contains(Capabilities::QUERY_ATTRIBUTES) => Some(true),
         Command::Quit
         | Command::Statistics
+        | Command::ProcessInfo
+        | Command::Refresh { .. }
+        | Command::Shutdown { .. }
         | Command::Debug
         | Command::Ping
         | Command::ResetConnection

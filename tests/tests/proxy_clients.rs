@@ -1,5 +1,5 @@
 //! Real clients through the real proxy program in front of a real MariaDB, for every driver:
-//! the `mariadb` CLI, sysbench, PyMySQL, mysql-connector-python (pure), and the Rust `mysql` and
+//! the `mariadb` CLI, `mariadb-admin`, sysbench, PyMySQL, mysql-connector-python (pure), and the Rust `mysql` and
 //! `mysql_async` crates. Prepared statements (parameters, NULLs, re-executed), multi-statements,
 //! LOAD DATA LOCAL INFILE, a 17 MB blob both ways, transactions, an error followed by more use of
 //! the connection, changes of database (`USE` and COM_INIT_DB), both auth modes, and
@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 driver_tests!(
     mariadb_cli,
+    mariadb_admin,
     sysbench_oltp_read_write,
     pymysql,
     mysql_connector_python,
@@ -118,6 +119,53 @@ fn mariadb_cli(driver: Driver) {
     );
     assert!(out.status.success(), "{out:?}");
     assert_eq!(out.stdout, "500\t125250\trow 99\n");
+}
+
+// ---------------------------------------------------------------- mariadb-admin
+
+/// `mariadb-admin` sends the old administrative commands: COM_REFRESH (`refresh`,
+/// `flush-threads`; ferry answered them 1047 "Unknown command" itself before), COM_DEBUG (an EOF
+/// answer), COM_STATISTICS, COM_PING, and SHOW PROCESSLIST, each on its own connection.
+fn mariadb_admin(driver: Driver) {
+    let db = backend(1);
+    let ferry = FerryProcess::builder(driver)
+        .backend("db1", db.addr())
+        .start();
+    let admin = require_executable("mariadb-admin", "mariadb-client");
+    for (command, expect) in [
+        ("ping", "is alive"),
+        ("status", "Uptime:"),
+        ("refresh", ""),
+        ("flush-threads", ""),
+        ("flush-hosts", ""),
+        ("debug", ""),
+        ("processlist", "Command"),
+    ] {
+        let out = run_with_deadline(
+            Command::new(&admin)
+                .arg("--no-defaults")
+                .arg("--protocol=TCP")
+                .arg("-h127.0.0.1")
+                .arg(format!("-P{}", ferry.port()))
+                .arg(format!("-u{USER}"))
+                .arg(format!("-p{PASSWORD}"))
+                .arg("--connect-timeout=10")
+                .arg(command),
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|e| panic!("mariadb-admin {command}: {e}"));
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "mariadb-admin {command}: {out:?}"
+        );
+        assert!(
+            out.stdout.contains(expect),
+            "mariadb-admin {command}: {out:?}"
+        );
+    }
+    // ferry still serves after them.
+    let out = ferry.mariadb(USER, PASSWORD, &[], "select 7");
+    assert_eq!(out.stdout, "7\n", "{out:?}");
 }
 
 // ---------------------------------------------------------------- sysbench

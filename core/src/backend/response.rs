@@ -370,12 +370,12 @@ impl ResponseTracker {
                 self.expect = Expect::LocalInfileData;
                 Ok((PacketKind::LocalInfileRequest, Step::LocalInfile))
             }
-            // COM_SET_OPTION and COM_DEBUG succeed with an EOF (an OK with header 0xFE under
-            // DEPRECATE_EOF), not an OK.
+            // COM_SET_OPTION, COM_DEBUG and COM_SHUTDOWN succeed with an EOF (an OK with header
+            // 0xFE under DEPRECATE_EOF), not an OK.
             ResponseKind::Eof
                 if matches!(
                     self.summary.command,
-                    Command::COM_SET_OPTION | Command::COM_DEBUG
+                    Command::COM_SET_OPTION | Command::COM_DEBUG | Command::COM_SHUTDOWN
                 ) =>
             {
                 self.terminator(payload)?;

@@ -980,15 +980,20 @@ fn statistics_field_list_reset_and_ping() {
     assert_eq!(b.send_command(t0, &Command::Ping), Err(UsageError::Busy));
 }
 
-/// COM_SET_OPTION (PHP's mysqlnd sends it before `multi_query`) and COM_DEBUG succeed with an
-/// EOF, in either EOF format; before, that EOF closed the connection as an unexpected packet.
+/// COM_SET_OPTION (PHP's mysqlnd sends it before `multi_query`), COM_DEBUG and COM_SHUTDOWN
+/// succeed with an EOF, in either EOF format; before, that EOF closed the connection as an
+/// unexpected packet.
 #[test]
 fn set_option_and_debug_end_with_an_eof() {
     let t0 = Instant::now();
     for deprecate_eof in [true, false] {
         let mut b = connected(t0, deprecate_eof);
         let caps = b.capabilities();
-        for command in [Command::SetOption { option: 0 }, Command::Debug] {
+        for command in [
+            Command::SetOption { option: 0 },
+            Command::Debug,
+            Command::Shutdown { level: None },
+        ] {
             b.send_command(t0, &command).unwrap();
             sent_packets(&mut b);
             let status = ServerStatus(ServerStatus::AUTOCOMMIT.0 | ServerStatus::IN_TRANS.0);

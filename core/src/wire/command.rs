@@ -36,8 +36,21 @@ pub enum Command<'a> {
         /// Column-name wildcard (may be empty).
         wildcard: &'a [u8],
     },
+    /// COM_REFRESH (deprecated): flush tables, logs, hosts... (`mariadb-admin refresh`,
+    /// `flush-threads`). Answered with OK or ERR.
+    Refresh {
+        /// `REFRESH_*` flags.
+        flags: u8,
+    },
+    /// COM_SHUTDOWN (deprecated): stop the server. Answered with an EOF or ERR.
+    Shutdown {
+        /// Shutdown level, when sent.
+        level: Option<u8>,
+    },
     /// COM_STATISTICS: a human-readable status string.
     Statistics,
+    /// COM_PROCESS_INFO (deprecated): the process list as a result set.
+    ProcessInfo,
     /// COM_PROCESS_KILL (deprecated): kill a connection.
     ProcessKill {
         /// The connection to kill.
@@ -267,8 +280,14 @@ impl<'a> Command<'a> {
     pub const COM_QUERY: u8 = 0x03;
     /// COM_FIELD_LIST
     pub const COM_FIELD_LIST: u8 = 0x04;
+    /// COM_REFRESH
+    pub const COM_REFRESH: u8 = 0x07;
+    /// COM_SHUTDOWN
+    pub const COM_SHUTDOWN: u8 = 0x08;
     /// COM_STATISTICS
     pub const COM_STATISTICS: u8 = 0x09;
+    /// COM_PROCESS_INFO
+    pub const COM_PROCESS_INFO: u8 = 0x0A;
     /// COM_CONNECT (server-internal).
     pub const COM_CONNECT: u8 = 0x0B;
     /// COM_PROCESS_KILL
@@ -303,7 +322,10 @@ impl<'a> Command<'a> {
             Command::InitDb { .. } => Self::COM_INIT_DB,
             Command::Query(_) => Self::COM_QUERY,
             Command::FieldList { .. } => Self::COM_FIELD_LIST,
+            Command::Refresh { .. } => Self::COM_REFRESH,
+            Command::Shutdown { .. } => Self::COM_SHUTDOWN,
             Command::Statistics => Self::COM_STATISTICS,
+            Command::ProcessInfo => Self::COM_PROCESS_INFO,
             Command::ProcessKill { .. } => Self::COM_PROCESS_KILL,
             Command::Debug => Self::COM_DEBUG,
             Command::Ping => Self::COM_PING,
@@ -343,7 +365,18 @@ impl<'a> Command<'a> {
                 table: buf.nul_bytes("COM_FIELD_LIST table")?,
                 wildcard: buf.take_rest(),
             },
+            Self::COM_REFRESH => Command::Refresh {
+                flags: buf.u8("refresh flags")?,
+            },
+            Self::COM_SHUTDOWN => Command::Shutdown {
+                level: if buf.is_empty() {
+                    None
+                } else {
+                    Some(buf.u8("shutdown level")?)
+                },
+            },
             Self::COM_STATISTICS => Command::Statistics,
+            Self::COM_PROCESS_INFO => Command::ProcessInfo,
             Self::COM_PROCESS_KILL => Command::ProcessKill {
                 connection_id: buf.u32("connection id")?,
             },
@@ -388,6 +421,7 @@ impl<'a> Command<'a> {
         match self {
             Command::Quit
             | Command::Statistics
+            | Command::ProcessInfo
             | Command::Debug
             | Command::Ping
             | Command::ResetConnection => {}
@@ -407,6 +441,12 @@ impl<'a> Command<'a> {
                 out.put_slice(wildcard);
             }
             Command::ProcessKill { connection_id } => out.put_u32_le(*connection_id),
+            Command::Refresh { flags } => out.put_u8(*flags),
+            Command::Shutdown { level } => {
+                if let Some(level) = level {
+                    out.put_u8(*level);
+                }
+            }
             Command::ChangeUser(c) => encode_change_user(c, caps, out),
             Command::StmtPrepare { query } => out.put_slice(query),
             Command::StmtExecute(e) => encode_execute(e, caps, out),
