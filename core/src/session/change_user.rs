@@ -23,8 +23,8 @@
 use bytes::Bytes;
 
 use crate::auth::{auth_salt, AuthPlugin, ClientSecret, Credential};
-use crate::frontend::{AuthMode, ClientCommand};
-use crate::wire::{AuthSwitchRequest, Command};
+use crate::frontend::AuthMode;
+use crate::wire::AuthSwitchRequest;
 use crate::ProtocolError;
 
 use super::ProxySession;
@@ -46,17 +46,14 @@ pub(super) struct ChangeUserCheck {
 }
 
 impl ProxySession {
-    /// A COM_CHANGE_USER goes to the backend: under `proxy` auth, look the new user up.
-    pub(super) fn begin_change_user(&mut self, command: &ClientCommand) {
+    /// A COM_CHANGE_USER to `user` (`None`: the packet did not parse) goes to the backend: under
+    /// `proxy` auth, look the new user up.
+    pub(super) fn begin_change_user(&mut self, user: Option<&[u8]>) {
         let AuthMode::Proxy { users, .. } = &self.config.frontend.auth else {
             return;
         };
-        let user = match command.parse() {
-            Ok(Command::ChangeUser(change)) => String::from_utf8_lossy(change.user).into_owned(),
-            _ => String::new(),
-        };
-        let credential = users
-            .get(&user)
+        let credential = user
+            .and_then(|user| users.get(&String::from_utf8_lossy(user)))
             .filter(|entry| entry.plugin == AuthPlugin::MysqlNativePassword)
             .map(|entry| entry.credential.clone());
         self.change_user = Some(Box::new(ChangeUserCheck {

@@ -21,7 +21,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::backend::{PacketKind, RelayedAuth, ResponseSummary};
 use crate::frontend::ClientCommand;
-use crate::wire::{Capabilities, Command, OkPacket};
+use crate::wire::{Capabilities, ChangeUser, Command, OkPacket};
 use crate::ProtocolError;
 
 use super::{ClientData, CloseReason, Event, InFlight, MigrationMode, Phase, ProxySession, Timer};
@@ -64,8 +64,14 @@ impl ProxySession {
             payload = ids.rewrite(payload, &self.track.param_types);
         }
         if code == Command::COM_CHANGE_USER {
-            payload = self.force_auth_switch(&command).unwrap_or(payload);
-            self.begin_change_user(&command);
+            let change = match command.parse() {
+                Ok(Command::ChangeUser(change)) => Some(change),
+                _ => None,
+            };
+            self.begin_change_user(change.as_ref().map(|c| c.user));
+            if let Some(change) = change {
+                payload = self.force_auth_switch(change).unwrap_or(payload);
+            }
         }
         let Some(backend) = self.backend_mut() else {
             return;
@@ -99,10 +105,7 @@ impl ProxySession {
     /// salt the backend never issued); the exchange is then relayed like a passthrough login.
     /// The backend checks the new user's password in both auth modes; under `proxy` auth ferry
     /// checks the client's answer against its own table before the backend sees it.
-    fn force_auth_switch(&self, command: &ClientCommand) -> Option<Bytes> {
-        let Ok(Command::ChangeUser(mut change)) = command.parse() else {
-            return None;
-        };
+    fn force_auth_switch(&self, mut change: ChangeUser<'_>) -> Option<Bytes> {
         let caps = self.backend()?.capabilities();
         change.auth_plugin = Some(RelayedAuth::FORCE_SWITCH_PLUGIN.as_bytes());
         if change.collation.is_none() {
@@ -164,16 +167,12 @@ impl ProxySession {
             PacketKind::PrepareOk if self.stmt_ids.is_some() => {
                 return self.relay_prepare_ok(payload)
             }
-            PacketKind::Ok if self.change_user.is_some() => {
-                if let Some(err) = self.unchecked_change_user() {
-                    return self.refuse_unchecked_change(now, err);
-                }
-                if self.rewrite_ok(&payload, kind) {
-                    return;
-                }
-                None
-            }
             PacketKind::Ok | PacketKind::Eof => {
+                if kind == PacketKind::Ok {
+                    if let Some(err) = self.unchecked_change_user() {
+                        return self.refuse_unchecked_change(now, err);
+                    }
+                }
                 if self.rewrite_ok(&payload, kind) {
                     return;
                 }
