@@ -42,6 +42,8 @@ const LOG_TAIL_LINES: usize = 60;
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Timeout of one `mariadb` CLI run through ferry.
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
+/// Deadline of one `mariadb-admin` command (each is a single quick round trip).
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Which proxy program runs the core: each is tested with the same scenarios.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -511,22 +513,40 @@ impl FerryProcess {
     /// Runs the `mariadb` CLI through ferry (TCP, batch mode, no column names, 10 s connect
     /// timeout), with `extra` arguments before `-e sql`. Panics only if it cannot run or hangs.
     pub fn mariadb(&self, user: &str, password: &str, extra: &[&str], sql: &str) -> CommandOutput {
-        let client = require_executable("mariadb", "mariadb-client");
         let out = run_with_deadline(
-            Command::new(client)
-                .arg("--no-defaults")
-                .arg("--protocol=TCP")
-                .arg("-h127.0.0.1")
-                .arg(format!("-P{}", self.port()))
-                .arg(format!("-u{user}"))
-                .arg(format!("-p{password}"))
-                .args(["--batch", "--skip-column-names", "--connect-timeout=10"])
+            self.mariadb_client("mariadb", user, password)
+                .args(["--batch", "--skip-column-names"])
                 .args(extra)
                 .arg("-e")
                 .arg(sql),
             CLI_TIMEOUT,
         );
         out.unwrap_or_else(|e| panic!("mariadb through ferry ({sql}): {e}"))
+    }
+
+    /// Runs `mariadb-admin command` through ferry (TCP, 10 s connect timeout). Panics only if it
+    /// cannot run or hangs.
+    pub fn mariadb_admin(&self, user: &str, password: &str, command: &str) -> CommandOutput {
+        let out = run_with_deadline(
+            self.mariadb_client("mariadb-admin", user, password)
+                .arg(command),
+            ADMIN_TIMEOUT,
+        );
+        out.unwrap_or_else(|e| panic!("mariadb-admin {command} through ferry: {e}"))
+    }
+
+    /// `program` (from mariadb-client) connecting to ferry over TCP as `user`.
+    fn mariadb_client(&self, program: &str, user: &str, password: &str) -> Command {
+        let mut command = Command::new(require_executable(program, "mariadb-client"));
+        command
+            .arg("--no-defaults")
+            .arg("--protocol=TCP")
+            .arg("-h127.0.0.1")
+            .arg(format!("-P{}", self.port()))
+            .arg(format!("-u{user}"))
+            .arg(format!("-p{password}"))
+            .arg("--connect-timeout=10");
+        command
     }
 
     /// Kills the process (SIGKILL) and reaps it. Does nothing when already stopped.

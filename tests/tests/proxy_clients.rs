@@ -131,7 +131,6 @@ fn mariadb_admin(driver: Driver) {
     let ferry = FerryProcess::builder(driver)
         .backend("db1", db.addr())
         .start();
-    let admin = require_executable("mariadb-admin", "mariadb-client");
     for (command, expect) in [
         ("ping", "is alive"),
         ("status", "Uptime:"),
@@ -141,19 +140,7 @@ fn mariadb_admin(driver: Driver) {
         ("debug", ""),
         ("processlist", "Command"),
     ] {
-        let out = run_with_deadline(
-            Command::new(&admin)
-                .arg("--no-defaults")
-                .arg("--protocol=TCP")
-                .arg("-h127.0.0.1")
-                .arg(format!("-P{}", ferry.port()))
-                .arg(format!("-u{USER}"))
-                .arg(format!("-p{PASSWORD}"))
-                .arg("--connect-timeout=10")
-                .arg(command),
-            Duration::from_secs(30),
-        )
-        .unwrap_or_else(|e| panic!("mariadb-admin {command}: {e}"));
+        let out = ferry.mariadb_admin(USER, PASSWORD, command);
         assert!(
             out.status.success() && out.stderr.is_empty(),
             "mariadb-admin {command}: {out:?}"
