@@ -30,6 +30,7 @@ use super::TokenError;
 use crate::random::RngAdapter;
 use crate::RandomSource;
 
+// `new_unwrap` runs at compile time (const items): a malformed OID fails the build, never a run.
 const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const MD5_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.4");
 const SHA1_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.5");

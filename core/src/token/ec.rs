@@ -11,6 +11,7 @@ use super::{SignatureScheme, TokenError};
 use crate::random::RngAdapter;
 use crate::RandomSource;
 
+// `new_unwrap` runs at compile time (const items): a malformed OID fails the build, never a run.
 const P224: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.33");
 const P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
