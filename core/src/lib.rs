@@ -8,7 +8,8 @@
 //! - [`auth`]: the authentication plugins, both sides of each;
 //! - [`balance`]: the balancing policy (backend choice, rebalancing plans);
 //! - [`token`]: TiDB-compatible session tokens (sign, validate, certificate rotation);
-//! - [`session`]: the proxy session pairing a frontend with its backend.
+//! - [`session`]: the proxy session pairing a frontend with its backend;
+//! - [`control`]: the control plane, the proxy as a whole (feature `control`, on by default).
 //!
 //! Errors come from bad input; a panic means a broken invariant, and every `expect` says why it
 //! cannot fire.
@@ -17,6 +18,8 @@
 pub mod auth;
 pub mod backend;
 pub mod balance;
+#[cfg(feature = "control")]
+pub mod control;
 mod error;
 pub mod frontend;
 mod id_map;

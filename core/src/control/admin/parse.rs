@@ -1,11 +1,12 @@
-//! HTTP/1.1 requests and responses for the admin endpoint, without I/O: [`parse_request`] takes
-//! the bytes read so far and says whether a whole request is there; [`Response::to_bytes`] gives
-//! the bytes to write. Every response closes the connection, so there is no pipelining to track.
+//! Parsing admin requests from bytes, without I/O: [`parse_request`] takes the bytes read so far
+//! and says whether a whole request is there.
 //!
 //! Limits: the request head (line and headers) is at most [`MAX_HEAD`] bytes and
 //! [`MAX_HEADERS`] headers (431 beyond), the body at most [`MAX_BODY`] bytes by `Content-Length`
 //! (413 beyond); `Transfer-Encoding` is not supported (501); anything `httparse` rejects, or an
 //! unreadable `Content-Length`, is a 400.
+
+use super::http::{Request, Response};
 
 /// Largest request head accepted.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -13,17 +14,6 @@ pub const MAX_HEAD: usize = 8 * 1024;
 pub const MAX_HEADERS: usize = 32;
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
-
-/// A complete request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    /// The method, as sent (`GET`, `POST`, ...).
-    pub method: String,
-    /// The path without the query string.
-    pub path: String,
-    /// The body (`Content-Length` bytes).
-    pub body: Vec<u8>,
-}
 
 /// What the bytes read so far amount to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,104 +84,6 @@ fn head_too_large() -> Response {
         431,
         format!("request head over {MAX_HEAD} bytes or {MAX_HEADERS} headers\n"),
     )
-}
-
-/// A response; every one is sent with `Connection: close`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    /// The status code.
-    pub status: u16,
-    /// The `Content-Type`.
-    pub content_type: &'static str,
-    /// For 405: the methods the path accepts (`Allow`).
-    pub allow: Option<&'static str>,
-    /// The body.
-    pub body: Vec<u8>,
-}
-
-/// `Content-Type` of plain text.
-pub const TEXT: &str = "text/plain; charset=utf-8";
-/// `Content-Type` of JSON.
-pub const JSON: &str = "application/json";
-/// `Content-Type` of the Prometheus text exposition format.
-pub const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-impl Response {
-    /// A plain-text response.
-    pub fn text(status: u16, body: impl Into<String>) -> Self {
-        Self {
-            status,
-            content_type: TEXT,
-            allow: None,
-            body: body.into().into_bytes(),
-        }
-    }
-
-    /// A JSON response.
-    pub fn json(status: u16, value: &impl serde::Serialize) -> Self {
-        match serde_json::to_vec(value) {
-            Ok(body) => Self {
-                status,
-                content_type: JSON,
-                allow: None,
-                body,
-            },
-            // Our types serialize infallibly (no maps with non-string keys); be safe anyway.
-            Err(e) => Self::text(500, format!("cannot encode response: {e}\n")),
-        }
-    }
-
-    /// A JSON `{"error": message}` response.
-    pub fn error(status: u16, message: impl std::fmt::Display) -> Self {
-        Self::json(status, &serde_json::json!({ "error": message.to_string() }))
-    }
-
-    /// 405 with the `Allow` header.
-    pub fn method_not_allowed(allow: &'static str) -> Self {
-        Self {
-            allow: Some(allow),
-            ..Self::error(405, format!("method not allowed; use {allow}"))
-        }
-    }
-
-    /// The bytes to write: status line, headers, body.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-            self.status,
-            reason(self.status),
-            self.content_type,
-            self.body.len()
-        );
-        if let Some(allow) = self.allow {
-            out.push_str("Allow: ");
-            out.push_str(allow);
-            out.push_str("\r\n");
-        }
-        out.push_str("\r\n");
-        let mut bytes = out.into_bytes();
-        bytes.extend_from_slice(&self.body);
-        bytes
-    }
-}
-
-/// The reason phrase of the status codes this endpoint sends.
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        202 => "Accepted",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        413 => "Content Too Large",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        _ => "",
-    }
 }
 
 #[cfg(test)]

@@ -4,10 +4,10 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use ferry_core::balance::{pick_backend, BackendLoad};
+use crate::balance::{pick_backend, BackendLoad};
 
-use crate::admin::{ApiError, BackendInfo};
-use crate::config::BackendConfig;
+use crate::control::admin::{ApiError, BackendInfo};
+use crate::control::config::BackendConfig;
 
 /// One backend's shared state.
 #[derive(Debug)]

@@ -1,7 +1,7 @@
 //! Which live sessions to migrate where, each tick: the drain, the evacuation of failing backends
 //! and the balancing of session counts, as one pure function ([`plan_migrations`]) over a snapshot
-//! of the backends and the sessions. No mio type and no clock (time is a parameter): the smol
-//! driver calls the same function with its own snapshot and executes the moves its own way.
+//! of the backends and the sessions. No clock (time is a parameter); the
+//! [`Endpoint`](super::Endpoint) runs it and sends the moves to the sessions as commands.
 //!
 //! Per tick:
 //!
@@ -10,7 +10,7 @@
 //!    sessions. Pinned sessions too: the core keeps the request and starts it at the session's
 //!    next safe point. Not bounded: `POST /drain` means "all of them".
 //! 2. **Rebalance** (skipped when `policy.max_moves` is 0): the core's
-//!    [`plan_rebalance`](ferry_core::balance::plan_rebalance) over the sessions that can move
+//!    [`plan_rebalance`](crate::balance::plan_rebalance) over the sessions that can move
 //!    soon (no lasting pin, nothing requested, not pausing), which evacuates backends failing
 //!    health checks and then evens out counts within the policy's tolerance, at most `max_moves`
 //!    moves. A session in a transaction counts as movable: busy sessions are nearly always in
@@ -22,8 +22,8 @@
 
 use std::time::{Duration, Instant};
 
-use ferry_core::balance::{plan_rebalance, BackendLoad, Move, RebalancePolicy, SessionLoad};
-use ferry_core::session::PinReason;
+use crate::balance::{plan_rebalance, BackendLoad, Move, RebalancePolicy, SessionLoad};
+use crate::session::PinReason;
 
 /// How long a session whose migration failed is left alone before it is planned again.
 pub const RETRY_DELAY: Duration = Duration::from_secs(3);

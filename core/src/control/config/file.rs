@@ -183,6 +183,8 @@ pub enum MigrationMode {
     Off,
 }
 
+/// Reading TOML (feature `toml`).
+#[cfg(feature = "toml")]
 impl ConfigFile {
     /// Parses TOML text. Relative paths will start at `base_dir` (the working directory if `None`).
     pub fn parse(text: &str, base_dir: Option<&Path>) -> Result<Self, ConfigError> {

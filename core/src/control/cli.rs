@@ -8,7 +8,7 @@
 //! - `--backend` (repeatable) replaces the file's whole `[[backends]]` list; backends given by
 //!   flag are named `db1`, `db2`, … in order;
 //! - a key given neither way takes its default (`--listen` 127.0.0.1:6000, `--admin`
-//!   127.0.0.1:6080, ...: see [`crate::config`]), so defaults never override the file;
+//!   127.0.0.1:6080, ...: see [`crate::control::config`]), so defaults never override the file;
 //! - no `--config` and no `--backend` is refused ([`ConfigError::NoBackends`]).
 
 use std::net::SocketAddr;
@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::{AuthMode, BackendSection, Config, ConfigError, ConfigFile};
+use crate::control::config::{AuthMode, BackendSection, Config, ConfigError, ConfigFile};
 
 /// ferry: a MySQL-protocol proxy that moves live sessions between backends.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]

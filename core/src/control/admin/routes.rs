@@ -13,7 +13,7 @@ struct MigrateBody {
 }
 
 /// The response to `req`.
-pub fn route(req: &Request, api: &dyn AdminApi) -> Response {
+pub fn route(req: &Request, api: &mut dyn AdminApi) -> Response {
     let segments: Vec<&str> = req.path.split('/').skip(1).collect();
     match segments.as_slice() {
         ["health"] => get(req, || {

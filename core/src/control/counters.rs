@@ -1,15 +1,14 @@
-//! The proxy's counters and their [`Metrics`] snapshot, for any driver: the mio driver keeps one
-//! [`Counters`] per worker thread (written by that thread only, so they never contend), the smol
-//! driver one for all its session tasks; [`Counters::metrics`] sums however many there are.
-//!
-//! Holds no mio type, so that ferry-smol reuses it.
+//! The proxy's counters and their [`Metrics`] snapshot: the [`Endpoint`](super::Endpoint) keeps
+//! one [`Counters`] per shard (a worker thread's sessions write only their own, so they never
+//! contend) and [`Counters::metrics`] sums them. Atomics, so that a session counts a command
+//! without taking the endpoint's lock.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::admin::{BackendInfo, Histogram, Metrics};
+use crate::control::admin::{BackendInfo, Histogram, Metrics};
 
 /// A counter lock; a panic while holding it left a whole value behind, so poisoning is ignored.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -44,7 +43,7 @@ pub struct Counters {
     pub migrations_started: AtomicU64,
     /// Migrations that moved their session.
     pub migrations_succeeded: AtomicU64,
-    /// Failed migrations by [`MigrationFailure::label`](ferry_core::session::MigrationFailure::label);
+    /// Failed migrations by [`MigrationFailure::label`](crate::session::MigrationFailure::label);
     /// locked once per failed migration.
     pub migrations_failed: Mutex<BTreeMap<&'static str, u64>>,
     /// The pause each migration added to the command that waited for it; locked once per
@@ -72,7 +71,7 @@ impl Counters {
     /// A snapshot of the sums over `sets`, with `sessions` open now (`pinned_sessions` of them
     /// pinned, by reason) and the backends as the registry sees them.
     pub fn metrics(
-        sets: &[Counters],
+        sets: &[&Counters],
         sessions: u64,
         pinned_sessions: BTreeMap<String, u64>,
         backends: Vec<BackendInfo>,

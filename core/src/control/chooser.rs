@@ -1,7 +1,7 @@
 //! The embedder's say in where a new session goes: [`BackendChooser`].
 //!
-//! When a session asks for a backend without naming one (a new login), the driver asks the
-//! chooser first. The login is known by then in both auth modes: the client's handshake response
+//! When a session asks for a backend without naming one (a new login), the
+//! [`Endpoint`](super::Endpoint) asks the chooser first. The login is known by then in both auth modes: the client's handshake response
 //! (user, initial database) is read before the backend connection is opened, so a chooser can
 //! route by user or database. [`Choice::Default`] falls back to the built-in policy (least
 //! sessions among healthy, non-draining backends, with failover to the next one if it refuses).
@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 
-use ferry_mio::admin::BackendInfo;
+use super::admin::BackendInfo;
 
 /// What a chooser knows about the session that needs a backend.
 #[derive(Debug, Clone, Copy)]
@@ -32,19 +32,19 @@ pub enum Choice {
     /// The built-in policy decides (least sessions among healthy, non-draining backends).
     Default,
     /// The backend with this configured name (health and draining are not checked: the chooser
-    /// decided). If it cannot be reached the login fails with ERR 2003.
+    /// decided). If it cannot be reached the login fails with ERR 1429.
     Backend(String),
-    /// No backend for this session: the client gets ERR 2003 with this reason.
+    /// No backend for this session: the client gets ERR 1429 with this reason.
     Refuse(String),
 }
 
-/// Picks the backend of each new session. Called on the session's task, so it must be quick
-/// and must not block.
+/// Picks the backend of each new session. Called while the endpoint is locked, so it must be
+/// quick and must not block.
 ///
 /// Any `Fn(&ChooseRequest) -> Choice` closure is a chooser:
 ///
 /// ```
-/// use ferry_smol::{Choice, ChooseRequest};
+/// use ferry_core::control::{Choice, ChooseRequest};
 ///
 /// // Reporting users go to the replica, everyone else is balanced as usual.
 /// let chooser = |req: &ChooseRequest<'_>| match req.user {
@@ -52,15 +52,16 @@ pub enum Choice {
 ///     Some("intruder") => Choice::Refuse("not on this proxy".into()),
 ///     _ => Choice::Default,
 /// };
-/// # fn takes(_: impl ferry_smol::BackendChooser) {}
+/// # fn takes(_: impl ferry_core::control::BackendChooser) {}
 /// # takes(chooser);
 /// # let backends = [];
 /// # let req = ChooseRequest { session: 1, client: "127.0.0.1:5000".parse().unwrap(),
 /// #     user: Some("report_ro"), database: None, backends: &backends };
-/// # assert_eq!(ferry_smol::BackendChooser::choose(&chooser, &req), Choice::Backend("replica".into()));
+/// # assert_eq!(ferry_core::control::BackendChooser::choose(&chooser, &req), Choice::Backend("replica".into()));
 /// ```
 ///
-/// Pass it to [`ProxyBuilder::chooser`](crate::ProxyBuilder::chooser).
+/// Give it to [`Endpoint::set_chooser`](super::Endpoint::set_chooser) (with `ferry-smol`:
+/// `ProxyBuilder::chooser`; with the `ferry` binary: not configurable, the built-in policy).
 pub trait BackendChooser: Send + Sync + 'static {
     /// The backend for the session described by `request`.
     fn choose(&self, request: &ChooseRequest<'_>) -> Choice;

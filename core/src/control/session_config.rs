@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use ferry_core::auth::AuthPlugin;
-use ferry_core::backend::BackendTls;
-use ferry_core::frontend::{AuthMode as CoreAuthMode, UserEntry, UserTable};
-use ferry_core::session::{MigrationMode as CoreMigrationMode, SessionConfig};
-use ferry_core::tls::ServerTrust;
+use crate::auth::AuthPlugin;
+use crate::backend::BackendTls;
+use crate::frontend::{AuthMode as CoreAuthMode, UserEntry, UserTable};
+use crate::session::{MigrationMode as CoreMigrationMode, SessionConfig};
+use crate::tls::ServerTrust;
 
-use crate::config::{AuthMode, Config, ConfigError, MigrationMode, Problem};
+use crate::control::config::{AuthMode, Config, ConfigError, MigrationMode, Problem};
 
 /// The session configuration `config` asks for. Fails only if a backend CA file changed since
 /// the configuration was checked.
@@ -83,36 +83,10 @@ pub fn session_config(config: &Config) -> Result<SessionConfig, ConfigError> {
     Ok(session)
 }
 
-/// Without `[proxy] server-version`, tells clients the version of the first backend that
-/// answers, exactly as its greeting gives it: clients choose collations and features by the
-/// version (mysql-connector-python asks a "MySQL 8" for `utf8mb4_0900_ai_ci`, which MariaDB
-/// refuses), so a proxy must not claim to be a different server. Keeps the core's default, and
-/// says so, when no backend answers at start.
-pub fn advertise_backend_version(session: &mut SessionConfig, config: &Config) {
-    if config.proxy.server_version.is_some() {
-        return;
-    }
-    let probed = config
-        .backends
-        .iter()
-        .find_map(|b| super::health::check_backend(b.addr, config.health.timeout).ok());
-    match probed {
-        Some(version) => {
-            tracing::info!(%version, "advertising the backends' server version");
-            Arc::make_mut(&mut session.frontend).server_version = version;
-        }
-        None => tracing::warn!(
-            version = %session.frontend.server_version,
-            "no backend answered at start; advertising the default server version \
-             (set [proxy] server-version to match your backends)"
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ConfigFile;
+    use crate::control::config::ConfigFile;
 
     #[test]
     fn limits_auth_and_idle_timeout_carry_over() {
@@ -142,52 +116,6 @@ password-hash = "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"
             CoreAuthMode::Proxy { users, .. } => assert!(users.get("app").is_some()),
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn server_version_comes_from_config_or_the_first_answering_backend() {
-        use std::io::Write;
-        // A backend that answers the health probe with a MariaDB greeting.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let salt = [b'a'; 20];
-            let g = ferry_core::wire::HandshakeV10::new(
-                b"5.5.5-10.11.19-MariaDB",
-                7,
-                &salt,
-                ferry_core::frontend::default_capabilities(),
-                45,
-                ferry_core::wire::ServerStatus::AUTOCOMMIT,
-                b"mysql_native_password",
-            );
-            let mut payload = Vec::new();
-            g.encode(&mut payload);
-            let mut frame = bytes::BytesMut::new();
-            ferry_core::wire::encode_packet(&mut frame, &mut 0, &payload);
-            s.write_all(&frame).unwrap();
-        });
-        // First backend refuses (nothing listens), the second answers.
-        let closed = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let text = format!(
-            "[[backends]]\nname = \"down\"\naddr = \"{closed}\"\n\
-             [[backends]]\nname = \"up\"\naddr = \"{addr}\"\n"
-        );
-        let config = Config::from_file(&ConfigFile::parse(&text, None).unwrap()).unwrap();
-        let mut s = session_config(&config).unwrap();
-        advertise_backend_version(&mut s, &config);
-        assert_eq!(s.frontend.server_version, "5.5.5-10.11.19-MariaDB");
-
-        // A configured version wins, and nothing is probed.
-        let text = format!("[proxy]\nserver-version = \"8.0.40\"\n{text}");
-        let config = Config::from_file(&ConfigFile::parse(&text, None).unwrap()).unwrap();
-        let mut s = session_config(&config).unwrap();
-        advertise_backend_version(&mut s, &config);
-        assert_eq!(s.frontend.server_version, "8.0.40");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! checked: [`ConfigFile::load`] (or [`ConfigFile::parse`]) reads the TOML, refusing unknown keys,
 //! then [`Config::from_file`] applies the defaults and checks everything, naming the key and the
 //! reason of each problem (`backends[1].addr: invalid socket address "x"`). Nothing here depends
-//! on mio: the smol driver uses the same types.
+//! on a driver: every driver uses the same types.
 //!
 //! ```toml
 //! [proxy]
@@ -66,10 +66,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_core::auth::native::NativeStage2Hash;
-use ferry_core::auth::Credential;
-use ferry_core::balance::RebalancePolicy;
-use ferry_core::tls::{self, ServerTrust};
+use crate::auth::native::NativeStage2Hash;
+use crate::auth::Credential;
+use crate::balance::RebalancePolicy;
+use crate::tls::{self, ServerTrust};
 
 pub use file::{
     AdminSection, AuthMode, AuthSection, BackendSection, BackendTlsSection, ConfigFile,
@@ -366,7 +366,8 @@ impl Config {
         }
     }
 
-    /// Loads and checks the file at `path`.
+    /// Loads and checks the file at `path` (feature `toml`).
+    #[cfg(feature = "toml")]
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         Self::from_file(&ConfigFile::load(path)?)
     }
@@ -436,7 +437,7 @@ fn check_proxy(p: &mut Checker, s: &ProxySection) -> Option<ProxyConfig> {
     };
     let size = s
         .max_packet_size
-        .map_or(ferry_core::wire::DEFAULT_MAX_PACKET_SIZE as u64, |b| b.0);
+        .map_or(crate::wire::DEFAULT_MAX_PACKET_SIZE as u64, |b| b.0);
     if !(MIN_PACKET_SIZE..=MAX_PACKET_SIZE).contains(&size) {
         p.push(
             "proxy.max-packet-size",

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::admin::{BackendInfo, Metrics, SessionInfo};
+use crate::control::admin::{BackendInfo, Metrics, SessionInfo};
 
 /// A fake proxy: two backends, two sessions, and a log of the requests it received.
 struct FakeApi {
@@ -31,7 +31,8 @@ impl FakeApi {
     }
 }
 
-impl AdminApi for FakeApi {
+/// Through a shared reference: the fake keeps its state behind locks.
+impl AdminApi for &FakeApi {
     fn serving(&self) -> bool {
         self.serving
     }
@@ -61,7 +62,7 @@ impl AdminApi for FakeApi {
             ..Metrics::default()
         })
     }
-    fn set_draining(&self, backend: &str, draining: bool) -> Result<(), ApiError> {
+    fn set_draining(&mut self, backend: &str, draining: bool) -> Result<(), ApiError> {
         let mut list = self.backends.lock().unwrap();
         let b = list
             .iter_mut()
@@ -70,7 +71,7 @@ impl AdminApi for FakeApi {
         b.draining = draining;
         Ok(())
     }
-    fn migrate(&self, session: u64, to: &str) -> Result<(), ApiError> {
+    fn migrate(&mut self, session: u64, to: &str) -> Result<(), ApiError> {
         if !self.backends.lock().unwrap().iter().any(|b| b.name == to) {
             return Err(ApiError::UnknownBackend(to.into()));
         }
@@ -94,7 +95,7 @@ fn request(method: &str, path: &str, body: &str) -> Request {
 }
 
 fn call(api: &FakeApi, method: &str, path: &str, body: &str) -> (u16, String) {
-    let r = route(&request(method, path, body), api);
+    let r = route(&request(method, path, body), &mut &*api);
     (r.status, String::from_utf8(r.body).unwrap())
 }
 
@@ -113,7 +114,7 @@ fn health_follows_serving_state() {
 #[test]
 fn metrics_are_prometheus_text() {
     let api = FakeApi::new();
-    let r = route(&request("GET", "/metrics", ""), &api);
+    let r = route(&request("GET", "/metrics", ""), &mut &api);
     assert_eq!(r.status, 200);
     assert_eq!(r.content_type, "text/plain; version=0.0.4; charset=utf-8");
     let text = String::from_utf8(r.body).unwrap();
@@ -216,7 +217,7 @@ fn unknown_paths_and_wrong_methods() {
         ("GET", "/api/backends/db1/drain", "POST"),
         ("GET", "/api/sessions/7/migrate", "POST"),
     ] {
-        let r = route(&request(method, path, ""), &api);
+        let r = route(&request(method, path, ""), &mut &api);
         assert_eq!(r.status, 405, "{method} {path}");
         assert_eq!(r.allow, Some(allow));
     }
@@ -240,14 +241,14 @@ fn api_errors_map_to_statuses() {
         fn metrics(&self) -> Result<Metrics, ApiError> {
             Err(ApiError::Unavailable("x".into()))
         }
-        fn set_draining(&self, _: &str, _: bool) -> Result<(), ApiError> {
+        fn set_draining(&mut self, _: &str, _: bool) -> Result<(), ApiError> {
             Err(ApiError::Conflict("x".into()))
         }
-        fn migrate(&self, s: u64, _: &str) -> Result<(), ApiError> {
+        fn migrate(&mut self, s: u64, _: &str) -> Result<(), ApiError> {
             Err(ApiError::UnknownSession(s))
         }
     }
-    let status = |m: &str, p: &str, b: &str| route(&request(m, p, b), &Down).status;
+    let status = |m: &str, p: &str, b: &str| route(&request(m, p, b), &mut Down).status;
     assert_eq!(status("GET", "/api/backends", ""), 503);
     assert_eq!(status("GET", "/api/sessions", ""), 503);
     assert_eq!(status("GET", "/metrics", ""), 503);

@@ -10,19 +10,25 @@
 //! | `POST /api/backends/{name}/drain`, `.../undrain` | 200 `{"backend", "draining"}`; 404 unknown backend |
 //! | `POST /api/sessions/{id}/migrate`, body `{"to": "name"}` | 202 `{"session", "to"}`; 400 bad JSON; 404 unknown session or backend; 409 refused |
 //!
-//! Layers: [`http`] parses requests (with `httparse`, capped) and writes responses, [`routes`]
-//! maps requests to [`AdminApi`] calls, [`server`] is the listener thread. The event loop owns
-//! the state and implements [`AdminApi`]; nothing here holds mio types.
+//! Layers: [`parse`] parses request bytes (with `httparse`, capped; feature `admin-http`),
+//! [`http`] holds the request and response values, [`route`] maps a request to [`AdminApi`]
+//! calls and their answers to a response. The [`Endpoint`](super::Endpoint) implements the API
+//! ([`Endpoint::handle_admin`](super::Endpoint::handle_admin)); a driver only accepts the
+//! socket, reads bytes until [`parse_request`] has a request, and writes the response's bytes.
 
 pub mod http;
 pub mod metrics;
-pub mod routes;
-pub mod server;
+#[cfg(feature = "admin-http")]
+pub mod parse;
+mod routes;
 
 use serde::Serialize;
 
+pub use http::{Request, Response};
 pub use metrics::{Histogram, Metrics};
-pub use server::AdminServer;
+#[cfg(feature = "admin-http")]
+pub use parse::{parse_request, Parsed, MAX_BODY, MAX_HEAD, MAX_HEADERS};
+pub use routes::route;
 
 /// One backend as `GET /api/backends` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -71,10 +77,9 @@ pub enum ApiError {
     Unavailable(String),
 }
 
-/// What the admin endpoint needs from the proxy. The event loop implements it; calls come from
-/// the admin thread, so implementations hand requests over (channels, shared snapshots) and must
-/// answer promptly: a slow call holds one admin connection, never the proxy.
-pub trait AdminApi: Send + Sync {
+/// What the admin routes need from the proxy: the [`Endpoint`](super::Endpoint) at one instant
+/// (and fakes in tests).
+pub trait AdminApi {
     /// True while serving; false once shutdown began (`/health` answers 503).
     fn serving(&self) -> bool;
     /// A snapshot of the backends, in configuration order.
@@ -84,8 +89,8 @@ pub trait AdminApi: Send + Sync {
     /// A snapshot of the counters.
     fn metrics(&self) -> Result<Metrics, ApiError>;
     /// Starts (`true`) or stops (`false`) draining the backend called `backend`.
-    fn set_draining(&self, backend: &str, draining: bool) -> Result<(), ApiError>;
+    fn set_draining(&mut self, backend: &str, draining: bool) -> Result<(), ApiError>;
     /// Asks for session `session` to migrate to backend `to` at its next safe point. `Ok` means
     /// the request was accepted, not that the migration is done.
-    fn migrate(&self, session: u64, to: &str) -> Result<(), ApiError>;
+    fn migrate(&mut self, session: u64, to: &str) -> Result<(), ApiError>;
 }

@@ -1,21 +1,17 @@
-//! What every driver does with a session's migration events (`MigrationStarted`,
-//! `MigrationDone`, `MigrationFailed`): count them in the [`Counters`], log them, and say what
-//! changes in the driver's published session entry ([`Listing`]). The entry itself is each
-//! driver's own type, so the driver applies the [`Listing`].
-//!
-//! Holds no mio type, so that ferry-smol calls it too: one place keeps the metrics and the log
-//! lines of both drivers the same.
+//! What a session's migration events (`MigrationStarted`, `MigrationDone`, `MigrationFailed`)
+//! do to the proxy: counted in the [`Counters`], logged, and what changes in the session's
+//! listing ([`Listing`]), which the [`Endpoint`](super::Endpoint) applies.
 
 use std::time::Instant;
 
-use ferry_core::session::Event;
+use crate::session::Event;
 
 use super::rebalance::RETRY_DELAY;
-use super::stats::Counters;
+use super::counters::Counters;
 
 /// What a migration event changes in the published entry of its session.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Listing {
+pub(super) enum Listing {
     /// Nothing: the migration left its wait and runs (its target is listed already).
     Unchanged,
     /// The session is on backend `to` now: no target any more, no retry pause.
@@ -33,7 +29,7 @@ pub enum Listing {
 
 /// Counts and logs migration `event` of session `session`, which happened at `now`; `None` if
 /// `event` is not a migration event (nothing is counted or logged then).
-pub fn migration_event(
+pub(super) fn migration_event(
     stats: &Counters,
     session: u64,
     event: Event,
@@ -81,10 +77,10 @@ mod tests {
     use std::sync::atomic::Ordering;
     use std::time::Duration;
 
-    use ferry_core::session::MigrationFailure;
+    use crate::session::MigrationFailure;
 
     use super::*;
-    use crate::admin::Metrics;
+    use crate::control::admin::Metrics;
 
     fn snapshot(stats: &Counters) -> Metrics {
         Counters::metrics(

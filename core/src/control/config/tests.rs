@@ -471,8 +471,8 @@ fn server_version_is_kept_or_refused_when_unusable() {
 /// `safe-point-timeout` into the core's safe-point wait, separately from the step deadline.
 #[test]
 fn safe_point_timeout_reaches_the_core_migration_config() {
-    use crate::proxy::session_config;
-    use ferry_core::session::MigrationConfig as CoreMigrationConfig;
+    use crate::control::session_config;
+    use crate::session::MigrationConfig as CoreMigrationConfig;
 
     let users = format!(
         "[auth]\nmode = \"proxy\"\n[[auth.users]]\nname = \"app\"\npassword-hash = \"{HASH}\"\n"

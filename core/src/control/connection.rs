@@ -1,0 +1,367 @@
+//! [`Connection`]: one client connection through the proxy, the per-session half of the control
+//! plane (quinn-proto's `Connection` beside its `Endpoint`).
+//!
+//! It wraps the core's [`ProxySession`] and turns the session's events into two kinds of output:
+//!
+//! - **I/O for the driver** ([`IoEvent`]): open a TCP connection to this address, close that
+//!   backend socket. The backend is already chosen; the driver never decides.
+//! - **Work for the [`Endpoint`](super::Endpoint)**: choosing a backend, failover after a failed
+//!   connect or a refusal, the session listing, migration bookkeeping. The work waits in the
+//!   connection until the driver calls [`Endpoint::sync`](super::Endpoint::sync), which it does
+//!   whenever [`Connection::needs_sync`] says so. The common path of a statement (bytes in, bytes
+//!   out, a command counted) needs no sync, so a multi-threaded driver takes the endpoint's lock
+//!   only when a session logs in, moves, pins or closes.
+//!
+//! The drain rule, for every driver, after any call into a connection:
+//!
+//! ```text
+//! loop {
+//!     if conn.needs_sync() { endpoint.lock().sync(now, &mut conn) }
+//!     while let Some(t) = conn.poll_transmit() { queue t.data on t.peer's socket }
+//!     while let Some(e) = conn.poll_event() { connect / close (a failed connect: conn.connect_failed) }
+//!     if !conn.needs_sync() { break }
+//! }
+//! ```
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::session::{
+    BackendConnId, Event, MigrationRefused, MigrationStart, Peer, PinReason, ProxySession,
+    SessionConfig, Transmit,
+};
+use crate::{ProtocolError, RandomSource};
+
+use super::counters::Counters;
+use super::endpoint::Command;
+use super::health::is_local_exhaustion;
+
+/// Socket work for the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IoEvent {
+    /// Open a TCP connection to `addr` for backend connection `conn`; answer with
+    /// [`Connection::connected`] or [`Connection::connect_failed`].
+    Connect {
+        /// The connection to open.
+        conn: BackendConnId,
+        /// Where.
+        addr: SocketAddr,
+    },
+    /// Close the socket of `conn` once its queued bytes are written (or drop its connect attempt).
+    Close {
+        /// The connection to close.
+        conn: BackendConnId,
+    },
+}
+
+/// A backend connection of this session, from the choice of its backend until it closes.
+#[derive(Debug, Clone)]
+pub(super) struct BackendSlot {
+    pub(super) conn: BackendConnId,
+    /// Registry index (its session count includes this connection until released).
+    pub(super) index: usize,
+    pub(super) name: String,
+    pub(super) addr: SocketAddr,
+    /// Chosen by the built-in policy, so another backend may be tried if it cannot be reached.
+    pub(super) picked: bool,
+    /// Backends tried so far for this connection.
+    pub(super) attempts: usize,
+}
+
+/// What the endpoint must do for a connection (see [`Endpoint::sync`](super::Endpoint::sync)).
+#[derive(Debug)]
+pub(super) enum Work {
+    /// The session asked for a backend connection (`None`: any backend, for a login).
+    NeedBackend {
+        conn: BackendConnId,
+        target: Option<String>,
+    },
+    /// A connect failed at the TCP level.
+    ConnectFailed {
+        slot: BackendSlot,
+        /// ferry itself is out of descriptors or memory: not the backend's fault.
+        local: bool,
+        error: String,
+    },
+    /// The backend answered the session's connection with an ERR in place of its greeting.
+    Refused {
+        backend: String,
+        error: ProtocolError,
+    },
+    /// A backend connection closed: one session less on that backend.
+    Release { index: usize },
+    /// Logged in (`Authenticated`) or changed user (`UserChanged`): the listing shows `user`.
+    User { user: String },
+    /// `MigrationStarted`, `MigrationDone` or `MigrationFailed`.
+    Migration(Event),
+    /// A migration request was answered: the listed target follows the core's.
+    TargetChanged,
+}
+
+/// One client connection: the core's session plus what the control plane tracks for it.
+pub struct Connection {
+    id: u64,
+    shard: usize,
+    client: SocketAddr,
+    pub(super) session: ProxySession,
+    pub(super) counters: Arc<Counters>,
+    pub(super) backends: Vec<BackendSlot>,
+    /// A backend answered this session with an ERR in place of its greeting: its next backend
+    /// must be a healthy one (the client gets that ERR if there is none).
+    pub(super) refused: bool,
+    pub(super) work: VecDeque<Work>,
+    io: VecDeque<IoEvent>,
+    /// Listed by the endpoint (authenticated), with this backend and pin.
+    pub(super) listed: Option<(Option<String>, Option<PinReason>)>,
+    /// [`Endpoint::connection_closed`](super::Endpoint::connection_closed) ran.
+    pub(super) finished: bool,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.id)
+            .field("shard", &self.shard)
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    pub(super) fn new(
+        now: Instant,
+        id: u32,
+        shard: usize,
+        client: SocketAddr,
+        config: Arc<SessionConfig>,
+        counters: Arc<Counters>,
+        random: Box<dyn RandomSource + Send>,
+    ) -> Self {
+        let session = ProxySession::new(now, config, id, client.ip().to_string(), random);
+        Self {
+            id: u64::from(id),
+            shard,
+            client,
+            session,
+            counters,
+            backends: Vec::new(),
+            refused: false,
+            work: VecDeque::new(),
+            io: VecDeque::new(),
+            listed: None,
+            finished: false,
+        }
+    }
+
+    // ---- getters ----
+
+    /// The session id (the connection id the client sees).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The shard (worker) that owns it: commands for it come from
+    /// [`Endpoint::poll_command`](super::Endpoint::poll_command) with this shard.
+    pub fn shard(&self) -> usize {
+        self.shard
+    }
+
+    /// The client's address.
+    pub fn client(&self) -> SocketAddr {
+        self.client
+    }
+
+    /// The core session.
+    pub fn session(&self) -> &ProxySession {
+        &self.session
+    }
+
+    /// The session is over: write what is queued, close every socket, then call
+    /// [`Endpoint::connection_closed`](super::Endpoint::connection_closed).
+    pub fn is_closed(&self) -> bool {
+        self.session.is_closed()
+    }
+
+    /// Back-pressure: false while the session takes no more bytes from `peer`.
+    pub fn wants_input(&self, peer: Peer) -> bool {
+        self.session.wants_input(peer)
+    }
+
+    /// The endpoint has work from this connection, or its listing changed: call
+    /// [`Endpoint::sync`](super::Endpoint::sync).
+    pub fn needs_sync(&self) -> bool {
+        if !self.work.is_empty() {
+            return true;
+        }
+        match &self.listed {
+            Some((backend, pin)) if !self.finished => {
+                backend.as_deref() != self.session.backend_name() || *pin != self.session.pinned()
+            }
+            _ => false,
+        }
+    }
+
+    // ---- handle_* (inputs) ----
+
+    /// Bytes read from `peer`.
+    pub fn handle_input(&mut self, now: Instant, peer: Peer, bytes: &[u8]) {
+        let counter = match peer {
+            Peer::Client => &self.counters.client_bytes_received,
+            Peer::Backend(_) => &self.counters.backend_bytes_received,
+        };
+        Counters::add(counter, bytes.len() as u64);
+        self.session.handle_input(now, peer, bytes);
+        self.absorb_events(now);
+    }
+
+    /// `peer`'s socket reached end of file or failed.
+    pub fn handle_eof(&mut self, now: Instant, peer: Peer) {
+        self.session.handle_eof(now, peer);
+        self.absorb_events(now);
+    }
+
+    /// The deadline from [`Connection::poll_timeout`] passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.session.handle_timeout(now);
+        self.absorb_events(now);
+    }
+
+    /// A request from the endpoint (drain, migrate, shutdown), delivered by the driver.
+    pub fn handle_command(&mut self, now: Instant, command: Command) {
+        match command {
+            Command::Shutdown => self.session.begin_shutdown(now),
+            Command::CancelMigration => {
+                self.session.cancel_migration(now);
+            }
+            Command::Migrate { to } => {
+                let result = self.session.start_migration(now, to.clone());
+                self.log_migration_start(&to, &result);
+                self.work.push_back(Work::TargetChanged);
+            }
+        }
+        self.absorb_events(now);
+    }
+
+    /// The TCP connection for `conn` is open.
+    pub fn connected(&mut self, now: Instant, conn: BackendConnId) {
+        let Some(slot) = self.backends.iter().find(|b| b.conn == conn) else {
+            return;
+        };
+        let name = slot.name.clone();
+        tracing::debug!(session = self.id, backend = %name, "backend connected");
+        self.session.backend_connected(now, conn, &name);
+        self.absorb_events(now);
+    }
+
+    /// The TCP connection for `conn` could not be opened: the endpoint decides, at the next
+    /// sync, whether another backend is tried or the session hears of it.
+    pub fn connect_failed(&mut self, _now: Instant, conn: BackendConnId, error: &io::Error) {
+        let Some(i) = self.backends.iter().position(|b| b.conn == conn) else {
+            return;
+        };
+        let slot = self.backends.swap_remove(i);
+        self.work.push_back(Work::ConnectFailed {
+            slot,
+            local: is_local_exhaustion(error),
+            error: error.to_string(),
+        });
+    }
+
+    /// `n` bytes were written to `peer` (for the metrics).
+    pub fn record_sent(&self, peer: Peer, n: usize) {
+        let counter = match peer {
+            Peer::Client => &self.counters.client_bytes_sent,
+            Peer::Backend(_) => &self.counters.backend_bytes_sent,
+        };
+        Counters::add(counter, n as u64);
+    }
+
+    // ---- poll_* (outputs) ----
+
+    /// The next bytes to write.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.session.poll_transmit()
+    }
+
+    /// The next socket to open or close.
+    pub fn poll_event(&mut self) -> Option<IoEvent> {
+        self.io.pop_front()
+    }
+
+    /// When [`Connection::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.session.poll_timeout()
+    }
+
+    // ---- internals ----
+
+    /// Opens backend connection `conn` to registry backend `index` (the endpoint chose it).
+    pub(super) fn start_connect(&mut self, slot: BackendSlot) {
+        tracing::trace!(session = self.id, conn = slot.conn, addr = %slot.addr, "connecting");
+        self.io.push_back(IoEvent::Connect {
+            conn: slot.conn,
+            addr: slot.addr,
+        });
+        self.backends.push(slot);
+    }
+
+    /// Moves the session's events into I/O, work and counters.
+    pub(super) fn absorb_events(&mut self, _now: Instant) {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                Event::ConnectBackend { conn, target } => {
+                    self.work.push_back(Work::NeedBackend { conn, target })
+                }
+                Event::CloseBackend { conn } => {
+                    if let Some(i) = self.backends.iter().position(|b| b.conn == conn) {
+                        let slot = self.backends.swap_remove(i);
+                        self.work.push_back(Work::Release { index: slot.index });
+                    }
+                    self.io.push_back(IoEvent::Close { conn });
+                }
+                Event::BackendRefused { backend, error } => {
+                    Counters::add(&self.counters.backend_connect_errors, 1);
+                    self.refused = true;
+                    tracing::debug!(session = self.id, %backend, code = error.code, "backend refused the session's connection");
+                    self.work.push_back(Work::Refused { backend, error });
+                }
+                Event::Authenticated { user } => {
+                    tracing::info!(session = self.id, %user, backend = self.session.backend_name().unwrap_or("-"), "authenticated");
+                    self.work.push_back(Work::User { user });
+                }
+                Event::UserChanged { user } => {
+                    tracing::info!(session = self.id, %user, "user changed");
+                    self.work.push_back(Work::User { user });
+                }
+                Event::CommandDone { error, .. } => {
+                    Counters::add(&self.counters.commands, 1);
+                    if error {
+                        Counters::add(&self.counters.command_errors, 1);
+                    }
+                }
+                Event::Closed { reason } => {
+                    tracing::debug!(session = self.id, ?reason, "session closed");
+                }
+                event @ (Event::MigrationStarted { .. }
+                | Event::MigrationDone { .. }
+                | Event::MigrationFailed { .. }) => self.work.push_back(Work::Migration(event)),
+            }
+        }
+    }
+
+    fn log_migration_start(&self, to: &str, result: &Result<MigrationStart, MigrationRefused>) {
+        let session = self.id;
+        match result {
+            Ok(MigrationStart::Started) => tracing::info!(session, %to, "migration starts"),
+            Ok(MigrationStart::Waiting(pin)) => {
+                let reason = pin.map_or("a command in flight", |p| p.as_str());
+                tracing::info!(session, %to, %reason, "migration waits for a safe point");
+            }
+            Err(refused) => tracing::debug!(session, %to, %refused, "migration refused"),
+        }
+    }
+}

@@ -1,0 +1,798 @@
+//! [`Endpoint`]: the proxy as a whole, sans-IO (quinn-proto's `Endpoint` beside its
+//! `Connection`). It owns the checked configuration, the backend registry, the session listing,
+//! the counters, the health-check schedule and the balancer, and it answers the admin API. Every
+//! decision that is not one session's own is taken here, once, for every driver:
+//!
+//! - **Accepting**: `max-connections`, which shard (worker) serves a new client (the one with the
+//!   fewest sessions), connection ids, the accept back-off after a failed `accept`.
+//! - **Placement and failover** ([`Endpoint::sync`]): the backend of each new backend connection
+//!   (the migration's target, else the [`BackendChooser`], else least sessions among healthy
+//!   backends), and after a TCP error or a refusal, the backend marked down and the next one tried.
+//! - **Health**: rounds of [`HealthProbe`]s every `health.interval` (the driver runs each probe's
+//!   socket), verdicts recorded in the registry; the first round also fixes the server version
+//!   advertised to clients.
+//! - **Migration**: drains, undrains, admin requests and the balancer's plan become
+//!   [`Command`]s for the sessions, which the driver hands to their [`Connection`]s.
+//!
+//! A multi-threaded driver keeps it in a `Mutex`; a single-threaded one owns it. Every mutator
+//! takes `now`; [`Endpoint::poll_timeout`] says when [`Endpoint::handle_timeout`] is due, and
+//! after any call the driver delivers [`Endpoint::poll_command`] to the shards that
+//! [`Endpoint::take_wakeups`] names.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::session::{MigrationRefused, PinReason, SessionConfig};
+use crate::RandomSource;
+
+use super::admin::{self, AdminApi, ApiError, BackendInfo, Metrics, SessionInfo};
+use super::chooser::{BackendChooser, Choice, ChooseRequest};
+use super::config::{AuthMode, Config, ConfigError, MigrationMode};
+use super::connection::{BackendSlot, Connection, Work};
+use super::counters::Counters;
+use super::health::{record_refusal, record_verdict, HealthProbe, Verdict};
+use super::migration::{migration_event, Listing as Moved};
+use super::rebalance::{pin_is_transient, plan_migrations, BackendView, SessionView};
+use super::registry::Registry;
+use super::session_config::session_config;
+
+/// How long accepting pauses after `accept` failed (out of descriptors): the clients wait in the
+/// backlog, and an edge-triggered driver would otherwise not look again until the next client.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// What the endpoint asks of one session; the driver delivers it to
+/// [`Connection::handle_command`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// Move to backend `to` at the next safe point.
+    Migrate {
+        /// The target backend's name.
+        to: String,
+    },
+    /// Give up a requested or running migration.
+    CancelMigration,
+    /// Graceful shutdown: finish the statement in flight, then close.
+    Shutdown,
+}
+
+/// A session as the endpoint lists it.
+#[derive(Debug, Clone, Default)]
+struct Listing {
+    shard: usize,
+    /// `Some` once authenticated: only then is it in `/api/sessions` and plans.
+    user: Option<String>,
+    backend: Option<String>,
+    pinned: Option<PinReason>,
+    /// The backend a requested or running migration goes to.
+    target: Option<String>,
+    /// After a failed migration: not planned again before this.
+    retry_at: Option<Instant>,
+}
+
+/// One worker's share: its counters (written by its sessions only), its session count and the
+/// commands for its sessions.
+#[derive(Debug, Default)]
+struct Shard {
+    counters: Arc<Counters>,
+    sessions: usize,
+    commands: VecDeque<(u64, Command)>,
+    wake: bool,
+    /// `accept` has failed since it last succeeded (logged once per episode).
+    accept_failing: bool,
+}
+
+/// The health-check schedule.
+#[derive(Debug)]
+struct HealthRounds {
+    /// When the next round starts.
+    next: Instant,
+    /// Probes handed out and not yet finished.
+    outstanding: usize,
+    /// Probes of the round just started, for [`Endpoint::poll_probe`].
+    queued: Vec<HealthProbe>,
+    /// The first round's verdicts in configuration order, until it completes.
+    first: Option<Vec<Option<Verdict>>>,
+}
+
+/// The proxy as a whole; see the [module docs](self).
+pub struct Endpoint {
+    config: Config,
+    session_config: Arc<SessionConfig>,
+    registry: Registry,
+    chooser: Option<Box<dyn BackendChooser>>,
+    shards: Vec<Shard>,
+    sessions: HashMap<u64, Listing>,
+    live: usize,
+    next_connection_id: u32,
+    shutting_down: bool,
+    health: HealthRounds,
+    next_rebalance: Instant,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("registry", &self.registry)
+            .field("live", &self.live)
+            .field("shutting_down", &self.shutting_down)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// An endpoint for `config`, made at `now`, with `shards` workers (at least one), its sessions configured
+    /// from `config` ([`session_config`]). Fails only if a file the configuration names (a
+    /// backend CA) cannot be read.
+    pub fn new(now: Instant, config: &Config, shards: usize) -> Result<Self, ConfigError> {
+        Ok(Self::with_session_config(
+            now,
+            config,
+            session_config(config)?,
+            shards,
+        ))
+    }
+
+    /// [`Endpoint::new`] with a session configuration of the caller's (for core options the
+    /// file does not have).
+    pub fn with_session_config(
+        now: Instant,
+        config: &Config,
+        session_config: SessionConfig,
+        shards: usize,
+    ) -> Self {
+        let first = Some(vec![None; config.backends.len()]);
+        Self {
+            config: config.clone(),
+            session_config: Arc::new(session_config),
+            registry: Registry::new(&config.backends),
+            chooser: None,
+            shards: (0..shards.max(1)).map(|_| Shard::default()).collect(),
+            sessions: HashMap::new(),
+            live: 0,
+            next_connection_id: 1,
+            shutting_down: false,
+            // The first round is due at once: drivers run it before serving.
+            health: HealthRounds {
+                next: now,
+                outstanding: 0,
+                queued: Vec::new(),
+                first,
+            },
+            next_rebalance: now + config.migration.rebalance_interval,
+        }
+    }
+
+    /// Routes new sessions through `chooser` (see [`BackendChooser`]).
+    pub fn set_chooser(&mut self, chooser: Box<dyn BackendChooser>) {
+        self.chooser = Some(chooser);
+    }
+
+    // ---- getters ----
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// False once [`Endpoint::begin_shutdown`] ran (`/health` answers 503).
+    pub fn is_serving(&self) -> bool {
+        !self.shutting_down
+    }
+
+    /// Client sessions open now (including those still logging in).
+    pub fn live_sessions(&self) -> usize {
+        self.live
+    }
+
+    /// The backends in configuration order: health, draining, backend connections open.
+    pub fn backends(&self) -> Vec<BackendInfo> {
+        self.registry.infos()
+    }
+
+    /// The authenticated sessions, by id.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        let mut list: Vec<SessionInfo> = self
+            .sessions
+            .iter()
+            .filter_map(|(&id, l)| {
+                Some(SessionInfo {
+                    id,
+                    user: l.user.clone()?,
+                    backend: l.backend.clone(),
+                    pinned: l.pinned.map(|p| p.as_str().to_owned()),
+                })
+            })
+            .collect();
+        list.sort_by_key(|s| s.id);
+        list
+    }
+
+    /// The counters, as `/metrics` shows them.
+    pub fn metrics(&self) -> Metrics {
+        let mut pinned = BTreeMap::new();
+        for l in self.sessions.values().filter(|l| l.user.is_some()) {
+            if let Some(reason) = l.pinned {
+                *pinned.entry(reason.as_str().to_owned()).or_insert(0) += 1;
+            }
+        }
+        let sets: Vec<&Counters> = self.shards.iter().map(|s| &*s.counters).collect();
+        Counters::metrics(&sets, self.live as u64, pinned, self.registry.infos())
+    }
+
+    // ---- accepting ----
+
+    /// A client connected from `client`, accepted by shard `accepted_by`. `None`: refused
+    /// (`max-connections` reached, or shutting down); the driver closes the socket. Otherwise
+    /// the new connection, owned by [`Connection::shard`] (the shard with the fewest sessions,
+    /// `accepted_by` on a tie), with `random` as its CSPRNG.
+    pub fn accept(
+        &mut self,
+        now: Instant,
+        client: SocketAddr,
+        accepted_by: usize,
+        random: Box<dyn RandomSource + Send>,
+    ) -> Option<Connection> {
+        let accepted_by = accepted_by.min(self.shards.len() - 1);
+        if self.shutting_down {
+            return None;
+        }
+        let by = &mut self.shards[accepted_by];
+        if by.accept_failing {
+            by.accept_failing = false;
+            tracing::info!(worker = accepted_by, "accepting again");
+        }
+        let max = self.config.proxy.max_connections;
+        if self.live >= max {
+            Counters::add(&by.counters.refused_max_connections, 1);
+            tracing::warn!(client = %client, max, "max-connections reached; connection closed");
+            return None;
+        }
+        Counters::add(&by.counters.accepted, 1);
+        let mut shard = accepted_by;
+        for (i, s) in self.shards.iter().enumerate() {
+            if s.sessions < self.shards[shard].sessions {
+                shard = i;
+            }
+        }
+        self.live += 1;
+        self.shards[shard].sessions += 1;
+        let id = self.next_connection_id();
+        self.sessions.insert(
+            u64::from(id),
+            Listing {
+                shard,
+                ..Listing::default()
+            },
+        );
+        tracing::debug!(session = id, client = %client, "client connected");
+        Some(Connection::new(
+            now,
+            id,
+            shard,
+            client,
+            Arc::clone(&self.session_config),
+            Arc::clone(&self.shards[shard].counters),
+            random,
+        ))
+    }
+
+    /// `accept` failed on shard `shard` (out of descriptors...): counted, logged once per
+    /// episode; accept again at the returned instant (the clients wait in the backlog).
+    pub fn accept_failed(&mut self, now: Instant, shard: usize, error: &io::Error) -> Instant {
+        if let Some(s) = self.shards.get_mut(shard) {
+            Counters::add(&s.counters.accept_errors, 1);
+            if !s.accept_failing {
+                s.accept_failing = true;
+                tracing::warn!(worker = shard, %error, retry_every = ?ACCEPT_BACKOFF, "accept failed; clients wait in the backlog");
+            }
+        }
+        now + ACCEPT_BACKOFF
+    }
+
+    /// A connection id unique within the proxy (0 is skipped: clients read it as "none").
+    fn next_connection_id(&mut self) -> u32 {
+        loop {
+            let id = self.next_connection_id;
+            self.next_connection_id = id.wrapping_add(1);
+            if id != 0 {
+                return id;
+            }
+        }
+    }
+
+    /// The driver dropped `conn` (its session closed, or the shutdown deadline passed): its
+    /// backend connections no longer count and it leaves the listing. Calling it again does
+    /// nothing.
+    pub fn connection_closed(&mut self, conn: &mut Connection) {
+        if conn.finished {
+            return;
+        }
+        conn.finished = true;
+        for slot in conn.backends.drain(..) {
+            self.registry.release(slot.index);
+        }
+        for work in conn.work.drain(..) {
+            match work {
+                Work::Release { index } | Work::ConnectFailed { slot: BackendSlot { index, .. }, .. } => {
+                    self.registry.release(index)
+                }
+                _ => {}
+            }
+        }
+        self.sessions.remove(&conn.id());
+        self.live = self.live.saturating_sub(1);
+        if let Some(s) = self.shards.get_mut(conn.shard()) {
+            s.sessions = s.sessions.saturating_sub(1);
+        }
+        tracing::debug!(session = conn.id(), "connection closed");
+    }
+
+    // ---- the connections' work ----
+
+    /// Does the work `conn` has for the endpoint (see [`Connection::needs_sync`]): backend
+    /// choice and failover, the listing, migration bookkeeping. May queue transmits and
+    /// [`IoEvent`](super::IoEvent)s on `conn`.
+    pub fn sync(&mut self, now: Instant, conn: &mut Connection) {
+        while let Some(work) = conn.work.pop_front() {
+            match work {
+                Work::NeedBackend { conn: c, target } => self.connect(now, conn, c, target),
+                Work::ConnectFailed { slot, local, error } => {
+                    self.connect_failed(now, conn, slot, local, &error)
+                }
+                Work::Refused { backend, error } => {
+                    record_refusal(&self.registry, &backend, &error);
+                }
+                Work::Release { index } => self.registry.release(index),
+                Work::User { user } => {
+                    if let Some(l) = self.sessions.get_mut(&conn.id()) {
+                        l.user = Some(user);
+                    }
+                    if conn.listed.is_none() {
+                        conn.listed = Some((None, None));
+                    }
+                }
+                Work::Migration(event) => {
+                    let moved = migration_event(&conn.counters, conn.id(), event, now);
+                    if let Some(l) = self.sessions.get_mut(&conn.id()) {
+                        match moved {
+                            Some(Moved::Moved { .. }) => {
+                                l.target = None;
+                                l.retry_at = None;
+                            }
+                            Some(Moved::Stays { retry_at }) => {
+                                l.target = None;
+                                l.retry_at = Some(retry_at);
+                            }
+                            Some(Moved::Unchanged) | None => {}
+                        }
+                    }
+                }
+                Work::TargetChanged => {
+                    let target = conn.session.migration_target().map(str::to_owned);
+                    if let Some(l) = self.sessions.get_mut(&conn.id()) {
+                        l.target = target;
+                    }
+                }
+            }
+            conn.absorb_events(now);
+        }
+        if conn.listed.is_some() && !conn.finished {
+            let backend = conn.session.backend_name().map(str::to_owned);
+            let pinned = conn.session.pinned();
+            if let Some(l) = self.sessions.get_mut(&conn.id()) {
+                l.backend.clone_from(&backend);
+                l.pinned = pinned;
+            }
+            conn.listed = Some((backend, pinned));
+        }
+    }
+
+    /// Chooses the backend of `conn`'s connection `c` (its target, else the chooser, else the
+    /// built-in policy) and asks the driver to connect.
+    fn connect(&mut self, now: Instant, conn: &mut Connection, c: u64, target: Option<String>) {
+        let choice = match target {
+            Some(name) => Choice::Backend(name),
+            None => match &self.chooser {
+                None => Choice::Default,
+                Some(chooser) => {
+                    let backends = self.registry.infos();
+                    let state = conn.session.state();
+                    chooser.choose(&ChooseRequest {
+                        session: conn.id(),
+                        client: conn.client(),
+                        user: conn.session.user(),
+                        database: state
+                            .schema
+                            .as_deref()
+                            .and_then(|s| std::str::from_utf8(s).ok()),
+                        backends: &backends,
+                    })
+                }
+            },
+        };
+        let (index, picked) = match choice {
+            Choice::Default => match self.pick(conn.refused) {
+                Some(index) => (index, true),
+                None => return self.fail_connect(now, conn, c, "no healthy backend"),
+            },
+            Choice::Backend(name) => match self.registry.find(&name) {
+                Some(index) => {
+                    self.registry.claim(index);
+                    (index, false)
+                }
+                None => {
+                    let reason = format!("no backend named {name:?}");
+                    return self.fail_connect(now, conn, c, &reason);
+                }
+            },
+            Choice::Refuse(reason) => return self.fail_connect(now, conn, c, &reason),
+        };
+        self.start_connect(conn, c, index, picked, 1);
+    }
+
+    /// The built-in choice: a healthy backend, else (before any refusal) one that refuses
+    /// connections, whose own ERR tells the client more than "no healthy backend".
+    fn pick(&self, refused: bool) -> Option<usize> {
+        if refused {
+            self.registry.pick()
+        } else {
+            self.registry.pick_or_refusing()
+        }
+    }
+
+    fn start_connect(
+        &mut self,
+        conn: &mut Connection,
+        c: u64,
+        index: usize,
+        picked: bool,
+        attempts: usize,
+    ) {
+        let Some(b) = self.registry.get(index) else {
+            return;
+        };
+        conn.start_connect(BackendSlot {
+            conn: c,
+            index,
+            name: b.name.clone(),
+            addr: b.addr,
+            picked,
+            attempts,
+        });
+    }
+
+    /// A connect to `slot`'s backend failed: mark it down (unless ferry itself ran out of
+    /// descriptors) and try another backend if the policy chose this one.
+    fn connect_failed(
+        &mut self,
+        now: Instant,
+        conn: &mut Connection,
+        slot: BackendSlot,
+        local: bool,
+        error: &str,
+    ) {
+        self.registry.release(slot.index);
+        Counters::add(&conn.counters.backend_connect_errors, 1);
+        let BackendSlot {
+            conn: c,
+            name,
+            addr,
+            ..
+        } = &slot;
+        if local {
+            tracing::warn!(backend = %name, %error, "cannot open a backend connection");
+            return self.fail_connect(now, conn, *c, &format!("ferry: {error}"));
+        }
+        if self.registry.set_health(slot.index, false) {
+            tracing::warn!(backend = %name, %addr, %error, "backend unreachable; skipped until a health check passes");
+        }
+        if slot.picked && slot.attempts < self.registry.backends().len() {
+            if let Some(next) = self.pick(conn.refused) {
+                return self.start_connect(conn, *c, next, true, slot.attempts + 1);
+            }
+        }
+        self.fail_connect(now, conn, *c, &format!("backend {name} ({addr}): {error}"));
+    }
+
+    fn fail_connect(&mut self, now: Instant, conn: &mut Connection, c: u64, reason: &str) {
+        tracing::info!(session = conn.id(), %reason, "backend connection failed");
+        conn.session.backend_connect_failed(now, c, reason);
+    }
+
+    // ---- commands for the sessions ----
+
+    fn send(&mut self, session: u64, command: Command) {
+        let Some(shard) = self.sessions.get(&session).map(|l| l.shard) else {
+            return;
+        };
+        if let Some(s) = self.shards.get_mut(shard) {
+            s.commands.push_back((session, command));
+            s.wake = true;
+        }
+    }
+
+    /// The next command for a session of `shard`.
+    pub fn poll_command(&mut self, shard: usize) -> Option<(u64, Command)> {
+        self.shards.get_mut(shard)?.commands.pop_front()
+    }
+
+    /// The shards that got commands since the last call: wake them.
+    pub fn take_wakeups(&mut self) -> Vec<usize> {
+        let mut woken = Vec::new();
+        for (i, s) in self.shards.iter_mut().enumerate() {
+            if std::mem::take(&mut s.wake) {
+                woken.push(i);
+            }
+        }
+        woken
+    }
+
+    /// Graceful shutdown: refuse new clients, `/health` answers 503, and every session is asked
+    /// to finish its statement and close.
+    pub fn begin_shutdown(&mut self, _now: Instant) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        tracing::info!(sessions = self.live, "shutting down");
+        let mut ids: Vec<u64> = self.sessions.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            self.send(id, Command::Shutdown);
+        }
+    }
+
+    // ---- drain, undrain, migrate ----
+
+    /// Draining stops new sessions at once; with migration on, the balancer moves the live ones
+    /// away (now, then on every tick while it drains). Undraining cancels the migrations still
+    /// requested or running away from that backend.
+    pub fn set_draining(&mut self, now: Instant, backend: &str, draining: bool) -> Result<(), ApiError> {
+        self.registry.set_draining(backend, draining)?;
+        if !draining {
+            let mut leaving: Vec<u64> = self
+                .sessions
+                .iter()
+                .filter(|(_, l)| l.backend.as_deref() == Some(backend) && l.target.is_some())
+                .map(|(&id, _)| id)
+                .collect();
+            leaving.sort_unstable();
+            for id in leaving {
+                self.send(id, Command::CancelMigration);
+            }
+        }
+        self.plan(now);
+        Ok(())
+    }
+
+    /// Asks session `session` to move to backend `to` at its next safe point. `Ok` means the
+    /// request was accepted (the session may wait for a safe point), not that the move is done.
+    /// The refusals are the core's ([`MigrationRefused`]), judged from what the session last
+    /// reported; a session that refuses anyway when the command reaches it logs why and stays.
+    pub fn migrate(&mut self, _now: Instant, session: u64, to: &str) -> Result<(), ApiError> {
+        let listing = self
+            .sessions
+            .get(&session)
+            .filter(|l| l.user.is_some())
+            .ok_or(ApiError::UnknownSession(session))?;
+        let index = self
+            .registry
+            .find(to)
+            .ok_or_else(|| ApiError::UnknownBackend(to.to_owned()))?;
+        if let Some(b) = self.registry.get(index) {
+            if b.draining() {
+                return Err(ApiError::Conflict(format!("backend {to} is draining")));
+            }
+            if !b.healthy() {
+                return Err(ApiError::Conflict(format!("backend {to} is not healthy")));
+            }
+        }
+        let refused = if self.config.migration.mode == MigrationMode::Off {
+            Some(MigrationRefused::Disabled)
+        } else if listing.target.is_some() {
+            Some(MigrationRefused::AlreadyMigrating)
+        } else if listing.backend.as_deref() == Some(to) {
+            Some(MigrationRefused::SameBackend)
+        } else if self.config.migration.mode == MigrationMode::Replay
+            && self.config.auth.mode == AuthMode::Passthrough
+        {
+            Some(MigrationRefused::NoCredential)
+        } else {
+            None
+        };
+        if let Some(refused) = refused {
+            tracing::debug!(session, %to, %refused, "migration refused");
+            return Err(ApiError::Conflict(refused.to_string()));
+        }
+        if let Some(l) = self.sessions.get_mut(&session) {
+            l.target = Some(to.to_owned());
+        }
+        self.send(session, Command::Migrate { to: to.to_owned() });
+        Ok(())
+    }
+
+    /// Gives up the migration requested or running for `session`.
+    pub fn cancel_migration(&mut self, _now: Instant, session: u64) -> Result<(), ApiError> {
+        if !self.sessions.contains_key(&session) {
+            return Err(ApiError::UnknownSession(session));
+        }
+        self.send(session, Command::CancelMigration);
+        Ok(())
+    }
+
+    /// The admin request `request` answered (routes, JSON, status codes, Prometheus text).
+    pub fn handle_admin(&mut self, now: Instant, request: &admin::Request) -> admin::Response {
+        admin::route(request, &mut AdminView { endpoint: self, now })
+    }
+
+    // ---- timers: health rounds and the balancer ----
+
+    /// When [`Endpoint::handle_timeout`] is due next: the next health round (none while one
+    /// runs) or the next balancer tick (with migration on).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let health = (self.health.outstanding == 0 && !self.shutting_down).then_some(self.health.next);
+        let rebalance = (self.config.migration.mode != MigrationMode::Off && !self.shutting_down)
+            .then_some(self.next_rebalance);
+        match (health, rebalance) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Starts a health round when one is due (its probes come from [`Endpoint::poll_probe`]),
+    /// and runs the balancer when its interval passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.health.outstanding == 0 && self.health.next <= now && !self.shutting_down {
+            let timeout = self.config.health.timeout;
+            self.health.queued = self
+                .registry
+                .backends()
+                .iter()
+                .enumerate()
+                .rev()
+                .map(|(i, b)| HealthProbe::new(i, b.addr, now, timeout))
+                .collect();
+            self.health.outstanding = self.health.queued.len();
+            // Counted again from the round's end (`probe_finished`).
+            self.health.next = now + self.config.health.interval;
+        }
+        if self.config.migration.mode != MigrationMode::Off && self.next_rebalance <= now {
+            self.next_rebalance = now + self.config.migration.rebalance_interval;
+            self.plan(now);
+        }
+    }
+
+    /// The next health probe to run: connect to [`HealthProbe::addr`] within its timeout, feed
+    /// it what the server sends, and give it back to [`Endpoint::probe_finished`].
+    pub fn poll_probe(&mut self) -> Option<HealthProbe> {
+        self.health.queued.pop()
+    }
+
+    /// Records a finished probe's verdict (logging changes); a backend that came back or went
+    /// down changes the balancer's plan at once.
+    pub fn probe_finished(&mut self, now: Instant, probe: HealthProbe) {
+        let index = probe.backend();
+        let verdict = probe.into_verdict();
+        let changed = record_verdict(&self.registry, index, &verdict);
+        if let Some(slot) = self.health.first.as_mut().and_then(|f| f.get_mut(index)) {
+            *slot = Some(verdict);
+        }
+        self.health.outstanding = self.health.outstanding.saturating_sub(1);
+        if self.health.outstanding == 0 {
+            self.health.next = now + self.config.health.interval;
+            if let Some(first) = self.health.first.take() {
+                self.advertise_version(&first);
+            }
+        }
+        if changed {
+            self.plan(now);
+        }
+    }
+
+    /// Without `[proxy] server-version`, tells clients the version of the first backend (in
+    /// configuration order) that answered the first health round, exactly as its greeting gives
+    /// it: clients choose collations and features by the version (mysql-connector-python asks a
+    /// "MySQL 8" for `utf8mb4_0900_ai_ci`, which MariaDB refuses), so a proxy must not claim to
+    /// be a different server. Keeps the core's default, and says so, when none answered.
+    fn advertise_version(&mut self, first: &[Option<Verdict>]) {
+        if self.config.proxy.server_version.is_some() {
+            return;
+        }
+        let probed = first.iter().flatten().find_map(|v| v.as_ref().ok());
+        match probed {
+            Some(version) => {
+                tracing::info!(%version, "advertising the backends' server version");
+                let config = Arc::make_mut(&mut self.session_config);
+                Arc::make_mut(&mut config.frontend).server_version = version.clone();
+            }
+            None => tracing::warn!(
+                version = %self.session_config.frontend.server_version,
+                "no backend answered at start; advertising the default server version \
+                 (set [proxy] server-version to match your backends)"
+            ),
+        }
+    }
+
+    /// One balancer plan (drain moves, then rebalancing), executed as commands.
+    fn plan(&mut self, now: Instant) {
+        if self.config.migration.mode == MigrationMode::Off || self.shutting_down {
+            return;
+        }
+        let backends: Vec<BackendView> = self
+            .registry
+            .backends()
+            .iter()
+            .map(|b| BackendView {
+                healthy: b.healthy(),
+                draining: b.draining(),
+            })
+            .collect();
+        let mut views: Vec<SessionView> = self
+            .sessions
+            .iter()
+            .filter(|(_, l)| l.user.is_some())
+            .filter_map(|(&id, l)| {
+                Some(SessionView {
+                    id,
+                    backend: self.registry.find(l.backend.as_deref()?)?,
+                    target: l.target.as_deref().and_then(|t| self.registry.find(t)),
+                    pinned: l.pinned.is_some_and(|p| !pin_is_transient(p)),
+                    retry_at: l.retry_at,
+                })
+            })
+            .collect();
+        views.sort_by_key(|v| v.id);
+        let moves = plan_migrations(&backends, &views, now, &self.config.migration.rebalance);
+        if moves.is_empty() {
+            return;
+        }
+        tracing::info!(moves = moves.len(), "migrating sessions");
+        for m in moves {
+            let (Some(from), Some(to)) = (self.registry.get(m.from), self.registry.get(m.to))
+            else {
+                continue;
+            };
+            let to = to.name.clone();
+            tracing::debug!(session = m.session, from = %from.name, %to, "migration requested");
+            // Counted on its target at once, so that the next plan sees the move.
+            if let Some(l) = self.sessions.get_mut(&m.session) {
+                l.target = Some(to.clone());
+            }
+            self.send(m.session, Command::Migrate { to });
+        }
+    }
+}
+
+/// The endpoint as the admin routes see it, at one instant.
+struct AdminView<'a> {
+    endpoint: &'a mut Endpoint,
+    now: Instant,
+}
+
+impl AdminApi for AdminView<'_> {
+    fn serving(&self) -> bool {
+        self.endpoint.is_serving()
+    }
+    fn backends(&self) -> Result<Vec<BackendInfo>, ApiError> {
+        Ok(self.endpoint.backends())
+    }
+    fn sessions(&self) -> Result<Vec<SessionInfo>, ApiError> {
+        Ok(self.endpoint.sessions())
+    }
+    fn metrics(&self) -> Result<Metrics, ApiError> {
+        Ok(self.endpoint.metrics())
+    }
+    fn set_draining(&mut self, backend: &str, draining: bool) -> Result<(), ApiError> {
+        self.endpoint.set_draining(self.now, backend, draining)
+    }
+    fn migrate(&mut self, session: u64, to: &str) -> Result<(), ApiError> {
+        self.endpoint.migrate(self.now, session, to)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,419 @@
+//! Health checks: the probe of one backend as a state machine ([`HealthProbe`]: connect result
+//! and bytes in, verdict out), and what a verdict does to the registry.
+//!
+//! A probe connects within `health.timeout`, reads what the server sends first and lets the
+//! core's [`probe_greeting`] judge it (a greeting is healthy; ERR 1040, 1129 or any other ERR,
+//! garbage, a refused or silent connection are not). Nothing is sent, so no account is needed.
+//! A backend that fails is skipped by new sessions and comes back when a check passes. One that
+//! answers with an ERR (it is up but refuses: full, or blocking ferry's host) is still tried by a
+//! new session when no backend is healthy, so that the client hears the server's own error, or
+//! gets in as soon as a slot frees (see [`Registry::pick_or_refusing`]).
+//!
+//! Caveat: like HAProxy's plain `mysql-check`, closing after the greeting counts as a handshake
+//! error on the server for non-loopback clients; a server with a low `max_connect_errors` and no
+//! other traffic from ferry's host may block it (1129), which this check then reports.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::balance::{probe_greeting, Probe, Unhealthy, MAX_GREETING_SIZE};
+use crate::ProtocolError;
+
+use super::registry::Registry;
+
+/// Why a health check failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckFailure {
+    /// What went wrong, for the log.
+    pub reason: String,
+    /// The server answered with an ERR in place of its greeting: it is up, but refuses.
+    pub refusing: bool,
+    /// The check could not run: ferry itself is out of descriptors or memory. It says nothing
+    /// about the backend, whose health stays as it was.
+    pub local: bool,
+}
+
+impl CheckFailure {
+    fn down(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            refusing: false,
+            local: false,
+        }
+    }
+
+    fn connect(error: &io::Error) -> Self {
+        Self {
+            local: is_local_exhaustion(error),
+            ..Self::down(format!("connect: {error}"))
+        }
+    }
+}
+
+/// Is `error` (from opening a connection) ferry running out of its own resources: descriptors
+/// (EMFILE, ENFILE), buffers or memory? Such a failure must not mark a backend down: every
+/// backend would fail alike, and they would all stay down after the descriptors free up.
+pub fn is_local_exhaustion(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+impl std::fmt::Display for CheckFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// The verdict of one check: `Ok(server version)` or why it failed.
+pub type Verdict = Result<String, CheckFailure>;
+
+/// One health check of one backend, without I/O. The driver connects to [`HealthProbe::addr`]
+/// (giving up at [`HealthProbe::deadline`]), reports what happens with the `handle_*` methods
+/// until [`HealthProbe::is_done`], and hands it to
+/// [`Endpoint::probe_finished`](super::Endpoint::probe_finished).
+#[derive(Debug, Clone)]
+pub struct HealthProbe {
+    backend: usize,
+    addr: SocketAddr,
+    timeout: Duration,
+    deadline: Instant,
+    bytes: Vec<u8>,
+    verdict: Option<Verdict>,
+}
+
+impl HealthProbe {
+    pub(super) fn new(backend: usize, addr: SocketAddr, now: Instant, timeout: Duration) -> Self {
+        Self {
+            backend,
+            addr,
+            timeout,
+            deadline: now + timeout,
+            bytes: Vec::new(),
+            verdict: None,
+        }
+    }
+
+    /// The registry index of the backend it checks.
+    pub fn backend(&self) -> usize {
+        self.backend
+    }
+
+    /// The backend's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The whole check (connect and greeting) must end by then.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The check's time budget (`health.timeout`), for a connect timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// A verdict is in: stop reading and close the socket.
+    pub fn is_done(&self) -> bool {
+        self.verdict.is_some()
+    }
+
+    /// The connection could not be opened (or the socket failed before any byte came).
+    pub fn connect_failed(&mut self, error: &io::Error) {
+        if error.kind() == io::ErrorKind::TimedOut {
+            return self.handle_timeout(self.deadline);
+        }
+        self.decide(Err(CheckFailure::connect(error)));
+    }
+
+    /// Bytes the server sent.
+    pub fn handle_input(&mut self, bytes: &[u8]) {
+        if self.is_done() {
+            return;
+        }
+        if self.bytes.len() + bytes.len() > MAX_GREETING_SIZE + 4 {
+            // probe_greeting refuses an announcement over the cap before this can happen.
+            return self.decide(Err(CheckFailure::down("greeting too large")));
+        }
+        self.bytes.extend_from_slice(bytes);
+        match probe_greeting(&self.bytes) {
+            Probe::Healthy { server_version } => self.decide(Ok(server_version)),
+            Probe::Unhealthy(reason) => self.decide(Err(CheckFailure {
+                local: false,
+                refusing: matches!(
+                    reason,
+                    Unhealthy::TooManyConnections
+                        | Unhealthy::HostBlocked
+                        | Unhealthy::ServerError { .. }
+                ),
+                reason: reason.to_string(),
+            })),
+            Probe::NeedMore => {}
+        }
+    }
+
+    /// The server closed the connection.
+    pub fn handle_eof(&mut self) {
+        self.decide(Err(CheckFailure::down("closed before the greeting")));
+    }
+
+    /// Reading failed.
+    pub fn read_failed(&mut self, error: &io::Error) {
+        if matches!(
+            error.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ) {
+            return self.handle_timeout(self.deadline);
+        }
+        self.decide(Err(CheckFailure::down(format!("read: {error}"))));
+    }
+
+    /// Time passed: at the deadline, a check still waiting fails.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.deadline {
+            let timeout = self.timeout;
+            self.decide(Err(CheckFailure::down(format!(
+                "no greeting within {timeout:?}"
+            ))));
+        }
+    }
+
+    /// The verdict, once [`HealthProbe::is_done`].
+    pub fn verdict(&self) -> Option<&Verdict> {
+        self.verdict.as_ref()
+    }
+
+    /// The verdict; a probe given up before one came failed for want of a greeting.
+    pub(super) fn into_verdict(self) -> Verdict {
+        let timeout = self.timeout;
+        self.verdict.unwrap_or_else(|| {
+            Err(CheckFailure::down(format!(
+                "no greeting within {timeout:?}"
+            )))
+        })
+    }
+
+    fn decide(&mut self, verdict: Verdict) {
+        if self.verdict.is_none() {
+            self.verdict = Some(verdict);
+        }
+    }
+}
+
+/// Records backend `index`'s verdict from [`check_backend`] in `registry`, logging a change (and,
+/// at debug level, a backend still down); `true` if its health changed.
+pub fn record_verdict(registry: &Registry, index: usize, verdict: &Verdict) -> bool {
+    let Some(b) = registry.get(index) else {
+        return false;
+    };
+    let changed = match verdict {
+        Err(failure) if failure.local => {
+            tracing::warn!(backend = %b.name, reason = %failure, "health check could not run; health unchanged");
+            return false;
+        }
+        Err(failure) if failure.refusing => registry.set_refusing(index),
+        _ => registry.set_health(index, verdict.is_ok()),
+    };
+    match (verdict, changed) {
+        (Ok(version), true) => {
+            tracing::info!(backend = %b.name, addr = %b.addr, %version, "backend healthy")
+        }
+        (Err(reason), true) => {
+            tracing::warn!(backend = %b.name, addr = %b.addr, %reason, "backend unhealthy")
+        }
+        (Err(reason), false) => {
+            tracing::debug!(backend = %b.name, addr = %b.addr, %reason, "backend still unhealthy")
+        }
+        (Ok(_), false) => {}
+    }
+    changed
+}
+
+/// A session's backend `name` answered a new connection with `error` in place of its greeting
+/// (the core's `Event::BackendRefused`: 1040 too many connections, 1129 host blocked...): the
+/// same verdict as a check that met the ERR, so new sessions skip it until a check passes
+/// (unless no backend is healthy). Logged at warn when it goes down, at debug while it stays
+/// down (an overloaded server would otherwise flood the log); `true` if this changed its health,
+/// `false` also for a name the registry does not know.
+pub fn record_refusal(registry: &Registry, name: &str, error: &ProtocolError) -> bool {
+    let Some(index) = registry.find(name) else {
+        return false;
+    };
+    let changed = registry.set_refusing(index);
+    if let Some(b) = registry.get(index) {
+        if changed {
+            tracing::warn!(
+                backend = %b.name,
+                addr = %b.addr,
+                code = error.code,
+                message = %error.message,
+                "backend refused a connection before its greeting; skipped until a health check passes"
+            );
+        } else {
+            tracing::debug!(backend = %b.name, code = error.code, "backend still refusing connections");
+        }
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// A server on a free port that writes `first` to each connection, then holds it briefly.
+    fn server(first: &'static [u8]) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let _ = conn.write_all(first);
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        addr
+    }
+
+    fn packet(payload: &[u8]) -> &'static [u8] {
+        let mut v = vec![payload.len() as u8, 0, 0, 0];
+        v.extend_from_slice(payload);
+        v.leak()
+    }
+
+    #[test]
+    fn refused_silent_and_erring_backends_are_unhealthy() {
+        // Nothing listens on a port just released.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let err = check_backend(addr, Duration::from_millis(500)).unwrap_err();
+        assert!(err.reason.starts_with("connect:") && !err.refusing, "{err}");
+
+        let silent = server(b"");
+        let start = Instant::now();
+        let err = check_backend(silent, Duration::from_millis(200)).unwrap_err();
+        assert!(err.reason.contains("no greeting") && !err.refusing, "{err}");
+        assert!(start.elapsed() < Duration::from_secs(2));
+
+        let mut too_many = vec![0xFF];
+        too_many.extend_from_slice(&1040u16.to_le_bytes());
+        too_many.extend_from_slice(b"Too many connections");
+        let err = check_backend(server(packet(&too_many)), Duration::from_secs(2)).unwrap_err();
+        assert!(err.reason.contains("too many connections"), "{err}");
+        assert!(
+            err.refusing,
+            "an ERR greeting means the server is up but refuses"
+        );
+
+        let err =
+            check_backend(server(packet(b"\x0agarbage")), Duration::from_secs(2)).unwrap_err();
+        assert!(!err.refusing, "garbage is not a server that refuses: {err}");
+    }
+
+    #[test]
+    fn verdicts_change_the_registry_and_report_changes_only() {
+        let registry = Registry::new(&[crate::control::config::BackendConfig {
+            name: "db1".into(),
+            addr: "127.0.0.1:3306".parse().unwrap(),
+        }]);
+        let up: Verdict = Ok("11.4.2-MariaDB".into());
+        let down: Verdict = Err(CheckFailure::down("connect: refused"));
+        let full: Verdict = Err(CheckFailure {
+            reason: "too many connections".into(),
+            refusing: true,
+            local: false,
+        });
+        let out_of_files: Verdict = Err(CheckFailure::connect(&io::Error::from_raw_os_error(
+            libc::EMFILE,
+        )));
+        // Unhealthy until a first check passes.
+        assert!(record_verdict(&registry, 0, &up));
+        assert!(registry.get(0).unwrap().healthy());
+        assert!(!record_verdict(&registry, 0, &up));
+        assert!(record_verdict(&registry, 0, &down));
+        assert!(!registry.get(0).unwrap().healthy());
+        assert!(!record_verdict(&registry, 0, &down));
+        assert_eq!(
+            registry.pick_or_refusing(),
+            None,
+            "unreachable: no fallback"
+        );
+        // A check that could not run (ferry out of descriptors) changes nothing, either way.
+        assert!(!record_verdict(&registry, 0, &out_of_files));
+        assert!(!registry.get(0).unwrap().healthy());
+        assert!(record_verdict(&registry, 0, &up));
+        assert!(!record_verdict(&registry, 0, &out_of_files));
+        assert!(registry.get(0).unwrap().healthy());
+        assert!(record_verdict(&registry, 0, &down));
+        // A full server is down too, but the fallback when nothing is healthy.
+        assert!(!record_verdict(&registry, 0, &full));
+        assert_eq!(registry.pick_or_refusing(), Some(0));
+        assert!(!record_verdict(&registry, 0, &down));
+        assert_eq!(
+            registry.pick_or_refusing(),
+            None,
+            "no longer refusing: unreachable"
+        );
+        // A verdict for a backend the registry does not have changes nothing.
+        assert!(!record_verdict(&registry, 1, &up));
+    }
+
+    #[test]
+    fn a_refusal_marks_the_backend_down_like_a_failed_check() {
+        let registry = Registry::new(&[
+            crate::control::config::BackendConfig {
+                name: "db1".into(),
+                addr: "127.0.0.1:3306".parse().unwrap(),
+            },
+            crate::control::config::BackendConfig {
+                name: "db2".into(),
+                addr: "127.0.0.1:3307".parse().unwrap(),
+            },
+        ]);
+        let up: Verdict = Ok("11.4.2-MariaDB".into());
+        assert!(record_verdict(&registry, 0, &up));
+        assert!(record_verdict(&registry, 1, &up));
+        let too_many = ProtocolError::new(1040, "08004", "Too many connections");
+        assert!(record_refusal(&registry, "db1", &too_many));
+        assert!(!registry.get(0).unwrap().healthy());
+        assert!(registry.get(1).unwrap().healthy(), "only the refusing one");
+        // New sessions go to the other backend now.
+        assert_eq!(registry.pick(), Some(1));
+        assert!(!record_refusal(&registry, "db1", &too_many), "already down");
+        assert!(!record_refusal(&registry, "nope", &too_many));
+        // With db2 down as well, db1 is the fallback: its own ERR beats "no healthy backend".
+        assert!(record_verdict(
+            &registry,
+            1,
+            &Err(CheckFailure::down("connect: refused"))
+        ));
+        assert_eq!(registry.pick(), None);
+        assert_eq!(registry.pick_or_refusing(), Some(0));
+        // A passing check brings it back.
+        assert!(record_verdict(&registry, 0, &up));
+        assert!(registry.get(0).unwrap().healthy());
+    }
+
+    #[test]
+    fn a_real_greeting_is_healthy() {
+        // A minimal protocol-10 greeting (pre-PLUGIN_AUTH layout the parser accepts).
+        let mut g = vec![10];
+        g.extend_from_slice(b"8.0.99-test\0");
+        g.extend_from_slice(&7u32.to_le_bytes());
+        g.extend_from_slice(b"abcdefgh\0");
+        g.extend_from_slice(&0x0200u16.to_le_bytes()); // PROTOCOL_41 only
+        g.push(45);
+        g.extend_from_slice(&2u16.to_le_bytes());
+        g.extend_from_slice(&0u16.to_le_bytes());
+        g.push(0);
+        g.extend_from_slice(&[0; 10]);
+        let version = check_backend(server(packet(&g)), Duration::from_secs(2)).unwrap();
+        assert_eq!(version, "8.0.99-test");
+    }
+}
