@@ -12,8 +12,9 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::Cli;
-use crate::config::Config;
+use ferry_core::control::cli::Cli;
+use ferry_core::control::config::{open_files_needed, sessions_within};
+use ferry_core::control::Config;
 
 /// Parses the command line (exiting on bad flags, as clap does), starts logging to stderr
 /// (`RUST_LOG=ferry=debug` etc.; info by default) and reads the configuration it names.
@@ -28,24 +29,6 @@ pub fn start(program: &str) -> Result<(Cli, Config), ExitCode> {
     let config = cli.config().map_err(|e| refused(program, e))?;
     raise_open_files_limit(config.proxy.max_connections);
     Ok((cli, config))
-}
-
-/// Descriptors a session holds: the client's and its backend's.
-const FILES_PER_SESSION: u64 = 2;
-/// Descriptors for everything else: listeners, event loops, admin and health-check connections,
-/// a migrating session's second backend.
-const FILES_RESERVED: u64 = 64;
-
-/// The open-file limit `max_connections` sessions need.
-fn open_files_needed(max_connections: usize) -> u64 {
-    (max_connections as u64)
-        .saturating_mul(FILES_PER_SESSION)
-        .saturating_add(FILES_RESERVED)
-}
-
-/// The sessions an open-file limit leaves room for.
-fn sessions_within(open_files: u64) -> u64 {
-    open_files.saturating_sub(FILES_RESERVED) / FILES_PER_SESSION
 }
 
 /// Raises the soft open-file limit towards what `max_connections` needs, up to the hard limit
@@ -80,19 +63,4 @@ pub fn signals(program: &str) -> Result<Signals, ExitCode> {
         eprintln!("{program}: cannot install signal handlers: {e}");
         ExitCode::FAILURE
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_open_file_budget_is_two_per_session_plus_a_reserve() {
-        assert_eq!(open_files_needed(10_000), 20_064);
-        assert_eq!(sessions_within(open_files_needed(10_000)), 10_000);
-        // The usual soft default.
-        assert_eq!(sessions_within(1024), 480);
-        assert_eq!(sessions_within(10), 0);
-        assert_eq!(open_files_needed(usize::MAX), u64::MAX);
-    }
 }

@@ -708,5 +708,23 @@ fn check_migration(
     })
 }
 
+/// Descriptors a session holds: the client's and its backend's.
+const FILES_PER_SESSION: u64 = 2;
+/// Descriptors for everything else: listeners, event loops, admin and health-check connections,
+/// a migrating session's second backend.
+const FILES_RESERVED: u64 = 64;
+
+/// The open-file limit `max_connections` sessions need.
+pub fn open_files_needed(max_connections: usize) -> u64 {
+    (max_connections as u64)
+        .saturating_mul(FILES_PER_SESSION)
+        .saturating_add(FILES_RESERVED)
+}
+
+/// The sessions an open-file limit leaves room for.
+pub fn sessions_within(open_files: u64) -> u64 {
+    open_files.saturating_sub(FILES_RESERVED) / FILES_PER_SESSION
+}
+
 #[cfg(test)]
 mod tests;

@@ -494,3 +494,13 @@ fn safe_point_timeout_reaches_the_core_migration_config() {
         CoreMigrationConfig::default().timeout
     );
 }
+
+#[test]
+fn the_open_file_budget_is_two_per_session_plus_a_reserve() {
+    assert_eq!(open_files_needed(10_000), 20_064);
+    assert_eq!(sessions_within(open_files_needed(10_000)), 10_000);
+    // The usual soft default.
+    assert_eq!(sessions_within(1024), 480);
+    assert_eq!(sessions_within(10), 0);
+    assert_eq!(open_files_needed(usize::MAX), u64::MAX);
+}
