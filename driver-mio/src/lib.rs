@@ -1,13 +1,9 @@
-//! ferry-mio: the `ferry` proxy binary: configuration ([`config`]), command line ([`cli`]), the
-//! admin HTTP endpoint with metrics ([`admin`]), the mio event loops ([`proxy`]), and what the
-//! proxy programs do before serving ([`startup`]).
-//!
-//! [`config`], [`admin`], [`startup`] and some modules of [`proxy`] (`registry`, `health`,
-//! `rebalance`, `stats`) hold no mio types, so other drivers (ferry-smol) reuse them.
+//! ferry-mio: the `ferry` proxy binary on mio event loops. It holds only I/O: the event loops
+//! and their sockets ([`proxy`]), the admin endpoint's sockets ([`admin`]), and what the program
+//! does before serving: command line, logging, open-file limit, signals ([`startup`]). Every
+//! decision is the core's control plane ([`ferry_core::control`]).
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod cli;
-pub mod config;
 pub mod proxy;
 pub mod startup;

@@ -2,10 +2,10 @@
 //! until SIGTERM or SIGINT, then shuts down gracefully (a second signal exits at once).
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_mio::proxy::{advertise_backend_version, session_config, CoreSessions, Proxy};
+use ferry_core::control::session_config;
+use ferry_mio::proxy::Proxy;
 use ferry_mio::startup;
 
 fn main() -> ExitCode {
@@ -27,19 +27,16 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let sessions = match session_config(&config) {
-        Ok(mut s) => {
-            advertise_backend_version(&mut s, &config);
-            CoreSessions::new(Arc::new(s))
-        }
-        Err(e) => return startup::refused("ferry", e),
-    };
+    // Files the configuration names (a backend CA) are read here, to refuse a bad one as such.
+    if let Err(e) = session_config(&config) {
+        return startup::refused("ferry", e);
+    }
     // Signals are registered before serving, so that none is lost in between.
     let mut signals = match startup::signals("ferry") {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let proxy = match Proxy::start(&config, sessions) {
+    let proxy = match Proxy::start(&config) {
         Ok(p) => p,
         Err(e) => {
             eprintln!(

@@ -7,7 +7,6 @@ use std::fmt::Display;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing_subscriber::EnvFilter;
@@ -19,7 +18,7 @@ use ferry_core::control::Config;
 /// Parses the command line (exiting on bad flags, as clap does), starts logging to stderr
 /// (`RUST_LOG=ferry=debug` etc.; info by default) and reads the configuration it names.
 pub fn start(program: &str) -> Result<(Cli, Config), ExitCode> {
-    let cli = Cli::parse();
+    let cli = Cli::from_env();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)

@@ -47,6 +47,12 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// The process's command line, parsed; bad flags print clap's message and exit (as clap
+    /// does), so a driver needs no `clap` of its own.
+    pub fn from_env() -> Self {
+        <Self as Parser>::parse()
+    }
+
     /// The configuration file with the flags applied, not yet checked.
     pub fn into_config_file(&self) -> Result<ConfigFile, ConfigError> {
         let mut file = match &self.config {

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::http::{parse_request, Parsed, Request, Response, MAX_BODY, MAX_HEAD};
-use super::routes::route;
-use super::AdminApi;
+use ferry_core::control::admin::{parse_request, Parsed, Request, Response, MAX_BODY, MAX_HEAD};
+
+/// What answers a request: the endpoint, under its lock.
+pub type Handler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
 
 /// Bounds on what one admin connection may cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,15 +48,15 @@ pub struct AdminServer {
 
 impl AdminServer {
     /// Binds `listen` (errors, such as an address in use, are returned here, at start) and serves
-    /// requests from `api` with the default [`Limits`].
-    pub fn start(listen: SocketAddr, api: Arc<dyn AdminApi>) -> io::Result<Self> {
-        Self::start_with(listen, api, Limits::default())
+    /// requests with `handler` and the default [`Limits`].
+    pub fn start(listen: SocketAddr, handler: Handler) -> io::Result<Self> {
+        Self::start_with(listen, handler, Limits::default())
     }
 
     /// [`AdminServer::start`] with explicit limits.
     pub fn start_with(
         listen: SocketAddr,
-        api: Arc<dyn AdminApi>,
+        handler: Handler,
         limits: Limits,
     ) -> io::Result<Self> {
         let listener = TcpListener::bind(listen)?;
@@ -65,7 +66,7 @@ impl AdminServer {
             .name("ferry-admin".into())
             .spawn({
                 let stop = Arc::clone(&stop);
-                move || accept_loop(&listener, &api, &stop, limits)
+                move || accept_loop(&listener, &handler, &stop, limits)
             })?;
         tracing::info!(%local_addr, "admin endpoint listening");
         Ok(Self {
@@ -115,7 +116,7 @@ impl Drop for AdminServer {
     }
 }
 
-fn accept_loop(listener: &TcpListener, api: &Arc<dyn AdminApi>, stop: &AtomicBool, limits: Limits) {
+fn accept_loop(listener: &TcpListener, handler: &Handler, stop: &AtomicBool, limits: Limits) {
     let active = Arc::new(AtomicUsize::new(0));
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
@@ -135,12 +136,12 @@ fn accept_loop(listener: &TcpListener, api: &Arc<dyn AdminApi>, stop: &AtomicBoo
             refuse_busy(&mut stream);
             continue;
         }
-        let api = Arc::clone(api);
+        let handler = Arc::clone(handler);
         let done = Arc::clone(&active);
         let spawned = std::thread::Builder::new()
             .name("ferry-admin-conn".into())
             .spawn(move || {
-                serve_connection(stream, api.as_ref(), limits.deadline);
+                serve_connection(stream, handler.as_ref(), limits.deadline);
                 done.fetch_sub(1, Ordering::SeqCst);
             });
         if let Err(e) = spawned {
@@ -182,11 +183,15 @@ fn drain(stream: &mut TcpStream, end: Instant) {
 }
 
 /// Serves one request on `stream` and closes it.
-fn serve_connection(mut stream: TcpStream, api: &dyn AdminApi, deadline: Duration) {
+fn serve_connection(
+    mut stream: TcpStream,
+    handler: &(dyn Fn(&Request) -> Response + Send + Sync),
+    deadline: Duration,
+) {
     let end = Instant::now() + deadline;
     let response = match read_request(&mut stream, end) {
         Ok(req) => {
-            let response = route(&req, api);
+            let response = handler(&req);
             tracing::debug!(method = %req.method, path = %req.path, status = response.status, "admin request");
             response
         }

@@ -1,38 +1,26 @@
-//! The proxy: worker threads running mio event loops, the shared backend registry, the health
-//! checker, the admin endpoint, and graceful shutdown.
+//! The proxy: worker threads running mio event loops around the core's
+//! [`Endpoint`](ferry_core::control::Endpoint), the control thread (health checks, balancer),
+//! the admin endpoint, and graceful shutdown.
 //!
 //! ```text
 //!             ┌──────────── Shared (Arc) ─────────────┐
-//!  clients ─► │ worker 0: Poll, listener, sessions    │ ─► backends
+//!  clients ─► │ worker 0: Poll, listener, connections │ ─► backends
 //!  (SO_REUSEPORT) worker 1: ...                        │
-//!             │ Registry: health, draining, counts    │ ◄─ health checker thread
-//!             │ session lists, per-worker counters    │ ◄─ admin HTTP thread (AdminApi)
-//!             │ mailboxes: commands + waker / worker  │ ◄─ balancer thread (migration on)
+//!             │ Mutex<Endpoint>: every decision       │ ◄─ control thread (timers, probes)
+//!             │ mailboxes: hand-overs + waker/worker  │ ◄─ admin HTTP thread
 //!             └───────────────────────────────────────┘
 //! ```
 //!
-//! Migration: a drain, an admin `migrate` or the balancer's plan ([`rebalance`]) becomes a
-//! command to the worker owning the session, which calls the core's `start_migration`; the core
-//! waits for a safe point and asks for the new connection like any other.
-//!
 //! [`Proxy::start`] binds everything (errors such as an address in use come back at once), runs
-//! one health round so the first clients find their backends, then starts the workers.
-//! [`Proxy::shutdown`] stops accepting, lets every session finish its statement
-//! (`begin_shutdown`) and returns when the workers are done, at most `proxy.shutdown-timeout`
-//! later.
+//! the first health round so the first clients find their backends, then starts the workers.
+//! [`Proxy::shutdown`] stops accepting, lets every session finish its statement and returns
+//! when the workers are done, at most `proxy.shutdown-timeout` later.
 
-mod balancer;
-pub mod health;
+mod control;
 mod listen;
-pub mod migration;
 mod random;
-pub mod rebalance;
-pub mod registry;
-pub mod session;
-mod session_config;
 mod shared;
 mod slab;
-pub mod stats;
 mod timers;
 mod worker;
 
@@ -41,21 +29,19 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use mio::Waker;
 
-use crate::admin::AdminServer;
-use crate::config::{Config, MigrationMode};
+use ferry_core::control::{Config, Endpoint};
+
+use crate::admin::{AdminServer, Handler};
 
 pub use random::OsRandom;
-pub use session::{CoreSessions, Session, SessionFactory};
-pub use session_config::{advertise_backend_version, session_config};
 
-use balancer::Balancer;
-use health::HealthChecker;
-use registry::Registry;
-use shared::{Mailbox, ProxyAdmin, Shared};
-use worker::{Worker, WorkerLimits};
+use control::ControlThread;
+use shared::{Mailbox, Shared};
+use worker::Worker;
 
 /// A running proxy.
 #[derive(Debug)]
@@ -64,45 +50,38 @@ pub struct Proxy {
     shared: Arc<Shared>,
     wakers: Vec<Arc<Waker>>,
     workers: Vec<JoinHandle<()>>,
-    health: Option<HealthChecker>,
-    balancer: Option<Balancer>,
+    control: Option<ControlThread>,
     admin: Option<AdminServer>,
 }
 
 impl Proxy {
-    /// Starts a proxy for `config` whose sessions `factory` makes.
-    pub fn start<F: SessionFactory>(config: &Config, factory: F) -> io::Result<Self> {
+    /// Starts a proxy for `config`. Errors: a file the configuration names (a backend CA)
+    /// cannot be read, or an address cannot be bound.
+    pub fn start(config: &Config) -> io::Result<Self> {
         let workers = config.proxy.workers.get();
-        let shared = Arc::new(Shared::new(Registry::new(&config.backends), workers));
+        let endpoint = Endpoint::new(Instant::now(), config, workers)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let shared = Arc::new(Shared::new(endpoint));
         let listeners = listen::bind_listeners(config.proxy.listen, workers)?;
         let local_addr = listeners
             .first()
             .map(|l| l.local_addr())
             .transpose()?
             .unwrap_or(config.proxy.listen);
-        let admin = AdminServer::start(
-            config.admin.listen,
-            Arc::new(ProxyAdmin(Arc::clone(&shared))),
-        )?;
-        // The first round runs before any client is served, so that they find their backends.
-        health::check_all(&shared, config.health.timeout);
-        let health = HealthChecker::start(
-            Arc::clone(&shared),
-            config.health.interval,
-            config.health.timeout,
-        )?;
-        let limits = WorkerLimits {
-            max_connections: config.proxy.max_connections,
-            shutdown_timeout: config.proxy.shutdown_timeout,
+        let handler: Handler = {
+            let shared = Arc::clone(&shared);
+            Arc::new(move |req| shared.with_endpoint(|ep| ep.handle_admin(Instant::now(), req)))
         };
-        let factory = Arc::new(factory);
+        let admin = AdminServer::start(config.admin.listen, handler)?;
+        // The first round runs before any client is served, so that they find their backends.
+        let next = control::run_timers(&shared);
+        let control = ControlThread::start(Arc::clone(&shared), next)?;
         let mut proxy = Self {
             local_addr,
             shared: Arc::clone(&shared),
             wakers: Vec::new(),
             workers: Vec::new(),
-            health: Some(health),
-            balancer: None,
+            control: Some(control),
             admin: Some(admin),
         };
         let mut mailboxes = Vec::with_capacity(workers);
@@ -112,8 +91,7 @@ impl Proxy {
                 index,
                 listener,
                 Arc::clone(&shared),
-                Arc::clone(&factory),
-                limits,
+                config.proxy.shutdown_timeout,
                 receiver,
             )?;
             let thread = std::thread::Builder::new()
@@ -128,13 +106,6 @@ impl Proxy {
         }
         // Set once, here: nothing else sets it.
         let _ = shared.mailboxes.set(mailboxes);
-        if config.migration.mode != MigrationMode::Off {
-            proxy.balancer = Some(Balancer::start(
-                Arc::clone(&shared),
-                config.migration.rebalance_interval,
-                config.migration.rebalance,
-            )?);
-        }
         tracing::info!(listen = %local_addr, workers, backends = config.backends.len(), "ferry is serving");
         Ok(proxy)
     }
@@ -160,10 +131,9 @@ impl Proxy {
         if self.workers.is_empty() && self.admin.is_none() {
             return;
         }
+        self.shared
+            .with_endpoint(|ep| ep.begin_shutdown(Instant::now()));
         self.shared.shutting_down.store(true, Ordering::SeqCst);
-        if let Some(balancer) = self.balancer.take() {
-            balancer.stop();
-        }
         for waker in &self.wakers {
             if let Err(e) = waker.wake() {
                 tracing::warn!(error = %e, "cannot wake a worker");
@@ -172,8 +142,8 @@ impl Proxy {
         for thread in self.workers.drain(..) {
             let _ = thread.join();
         }
-        if let Some(health) = self.health.take() {
-            health.stop();
+        if let Some(control) = self.control.take() {
+            control.stop();
         }
         if let Some(admin) = self.admin.take() {
             admin.stop();
@@ -187,6 +157,3 @@ impl Drop for Proxy {
         self.stop();
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -6,21 +6,18 @@
 //! - **Reads** go into one 64 KiB buffer per worker (never per session) and straight into
 //!   `handle_input`; a read shorter than the buffer means the socket is drained (mio is
 //!   edge-triggered, and the next byte makes a new edge), so no extra `read` returns WouldBlock.
-//! - **After every call** into a session, its transmits are queued per socket, its events are
-//!   executed, and every socket that got bytes is flushed once with `writev`: a result set of a
+//! - **After every call** into a session (the core's drain rule): the endpoint is synced under
+//!   its lock when the connection asks for it, the transmits are queued per socket, the socket
+//!   events are executed, and every socket that got bytes is flushed once with `writev`: a result set of a
 //!   hundred rows costs one system call, not a hundred. Bytes stay queued only when the socket
 //!   would block (WRITABLE interest is always registered, so the edge wakes us).
 //! - **Back-pressure**: a socket is read only while its session `wants_input` from it and the
 //!   opposite side's write queue is under [`HIGH_WATER`]; READABLE interest is dropped otherwise
 //!   and re-registered when that changes (re-registering reports data already waiting).
-//! - **Backends** are connected without blocking; WRITABLE (or an error) completes the attempt,
-//!   judged by `take_error` and `peer_addr`. A backend the driver picked that refuses is marked
-//!   down (until a health check passes) and the next one is tried before the session hears of it.
-//!   One that accepts but answers with an ERR in place of its greeting (too many connections) is
-//!   marked down the same way when the session reports it (`Event::BackendRefused`); the session
-//!   then asks for another backend itself. While no backend is healthy, a new session still tries
-//!   one that refused (`Registry::pick_or_refusing`): its client gets that server's own ERR, or a
-//!   slot that freed up; a session that was refused once only takes a healthy backend.
+//! - **Backends** are connected without blocking to the address the session's
+//!   [`Connection`] names (the core's endpoint chose it); WRITABLE (or an error) completes the
+//!   attempt, judged by `take_error` and `peer_addr`, and the result goes back to the connection.
+//!   Failover, marking a backend down and refusals are the endpoint's, at the next sync.
 //! - **Timers**: each session's `poll_timeout` is armed in a per-worker heap ([`super::timers`]).
 //! - **Shutdown**: the listener is closed, every session gets `begin_shutdown`, and the loop ends
 //!   when all sessions are gone and their last bytes written, or at the shutdown deadline.
@@ -36,14 +33,17 @@ use bytes::{Buf, Bytes};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::session::{BackendConnId, Event, Peer, PinReason, Session, SessionFactory, Transmit};
-use super::shared::{SessionEntry, Shared, WorkerCommand, WorkerStats};
+use ferry_core::control::{Connection, IoEvent};
+use ferry_core::session::{BackendConnId, Peer, Transmit};
+
+use super::random::OsRandom;
+use super::shared::{Shared, WorkerCommand};
 use super::slab::Slab;
 use super::timers::{Deadline, Fire, Timers};
 
 mod close;
+mod commands;
 mod connect;
-mod migrate;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -57,26 +57,11 @@ pub(crate) const HIGH_WATER: usize = 1 << 20;
 const MAX_IOV: usize = 64;
 /// How long a closing socket may take to deliver its last bytes and see the peer's FIN.
 const LINGER: Duration = Duration::from_secs(5);
-/// How long accepting pauses after `accept` failed (out of descriptors): mio is edge-triggered,
-/// so clients already waiting in the backlog would otherwise wait for the next new connection.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-
-/// Limits a worker runs with.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct WorkerLimits {
-    pub(crate) max_connections: usize,
-    pub(crate) shutdown_timeout: Duration,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// A backend connection in progress, to registry backend `backend`.
-    Connecting {
-        /// Chosen by the driver (may be retried elsewhere) rather than named by the session.
-        picked: bool,
-        /// Backends tried so far for this attempt.
-        attempts: usize,
-    },
+    /// A backend connection in progress.
+    Connecting,
     Open,
     /// Detached from its session: writing its last bytes, then waiting for the peer's FIN.
     Closing,
@@ -90,8 +75,6 @@ struct Socket {
     session_id: u64,
     peer: Peer,
     state: State,
-    /// Registry index of the backend, for its session count.
-    backend: Option<usize>,
     out: VecDeque<Bytes>,
     queued: usize,
     /// READABLE is part of the registered interest.
@@ -103,20 +86,12 @@ struct Socket {
 }
 
 #[derive(Debug)]
-struct Slot<S> {
-    session: S,
+struct Slot {
+    conn: Connection,
     id: u64,
     client: usize,
     backends: Vec<(BackendConnId, usize)>,
     deadline: Deadline,
-    published: bool,
-    closed: bool,
-    /// A backend answered this session's connection with an ERR in place of its greeting: its
-    /// next backend must be a healthy one (the client gets that ERR if there is none), never a
-    /// second try at a refusing one.
-    refused: bool,
-    /// The pin as last published.
-    pinned: Option<PinReason>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -129,46 +104,51 @@ enum TimerKey {
         socket: usize,
         generation: u64,
     },
-    /// Accepting again after [`ACCEPT_BACKOFF`].
+    /// Accepting again after a failed `accept` (the endpoint's back-off).
     AcceptRetry,
 }
 
 /// One worker thread's event loop.
-pub(crate) struct Worker<F: SessionFactory> {
+pub(crate) struct Worker {
     index: usize,
     poll: Poll,
     listener: Option<TcpListener>,
     shared: Arc<Shared>,
-    factory: Arc<F>,
-    limits: WorkerLimits,
+    shutdown_timeout: Duration,
     buf: Box<[u8]>,
     sockets: Slab<Socket>,
-    sessions: Slab<Slot<F::Session>>,
+    sessions: Slab<Slot>,
     timers: Timers<TimerKey>,
     /// Sockets with bytes queued since the last flush.
     touched: Vec<usize>,
-    /// Events taken from a session, executed after its transmits are queued.
-    pending: Vec<Event>,
+    /// Socket events taken from a session, executed after its transmits are queued.
+    pending: Vec<IoEvent>,
     next_generation: u64,
     shutdown_deadline: Option<Instant>,
     /// A [`TimerKey::AcceptRetry`] is armed.
     accept_retry_armed: bool,
-    /// `accept` has failed since it last succeeded (logged once per episode).
-    accept_failing: bool,
-    /// Requests for this worker's sessions (migrate, cancel) and clients handed over by other
-    /// workers, with [`WAKER`] rung after each.
+    /// Clients handed over by other workers, with [`WAKER`] rung after each (which also says
+    /// the endpoint may have commands for this worker's sessions).
     commands: Receiver<WorkerCommand>,
 }
 
-impl<F: SessionFactory> Worker<F> {
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("index", &self.index)
+            .field("sessions", &self.sessions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
     /// A worker serving `listener`; the waker interrupts its poll (for shutdown and after a
     /// command is sent on `commands`' sender).
     pub(crate) fn new(
         index: usize,
         mut listener: TcpListener,
         shared: Arc<Shared>,
-        factory: Arc<F>,
-        limits: WorkerLimits,
+        shutdown_timeout: Duration,
         commands: Receiver<WorkerCommand>,
     ) -> io::Result<(Self, Arc<Waker>)> {
         let poll = Poll::new()?;
@@ -181,8 +161,7 @@ impl<F: SessionFactory> Worker<F> {
                 poll,
                 listener: Some(listener),
                 shared,
-                factory,
-                limits,
+                shutdown_timeout,
                 buf: vec![0; READ_BUFFER].into_boxed_slice(),
                 sockets: Slab::default(),
                 sessions: Slab::default(),
@@ -192,15 +171,10 @@ impl<F: SessionFactory> Worker<F> {
                 next_generation: 0,
                 shutdown_deadline: None,
                 accept_retry_armed: false,
-                accept_failing: false,
                 commands,
             },
             waker,
         ))
-    }
-
-    fn stats(&self) -> &WorkerStats {
-        &self.shared.stats[self.index]
     }
 
     /// Runs until shutdown completes (or polling fails).
@@ -284,105 +258,97 @@ impl<F: SessionFactory> Worker<F> {
                 Err(e) => {
                     // Out of descriptors and the like: the connection waits in the backlog, and
                     // a timer tries again (no new edge comes for clients already waiting).
-                    WorkerStats::add(&self.stats().accept_errors, 1);
-                    if !self.accept_failing {
-                        self.accept_failing = true;
-                        tracing::warn!(worker = self.index, error = %e, retry_every = ?ACCEPT_BACKOFF, "accept failed; clients wait in the backlog");
-                    }
+                    let index = self.index;
+                    let retry = self
+                        .shared
+                        .with_endpoint(|ep| ep.accept_failed(now, index, &e));
                     if !self.accept_retry_armed {
                         self.accept_retry_armed = true;
-                        self.timers
-                            .push(now + ACCEPT_BACKOFF, TimerKey::AcceptRetry);
+                        self.timers.push(retry, TimerKey::AcceptRetry);
                     }
                     return;
                 }
             };
-            let Some(worker) = self
+            let index = self.index;
+            let accepted = self
                 .shared
-                .place_session(self.index, self.limits.max_connections)
-            else {
-                WorkerStats::add(&self.stats().refused_max_connections, 1);
-                tracing::warn!(client = %addr, max = self.limits.max_connections, "max-connections reached; connection closed");
-                drop(stream);
+                .with_endpoint(|ep| ep.accept(now, addr, index, Box::new(OsRandom)));
+            // Refused (max-connections, shutting down): dropping the stream closes it.
+            let Some(conn) = accepted else {
                 continue;
             };
-            if self.accept_failing {
-                self.accept_failing = false;
-                tracing::info!(worker = self.index, "accepting again");
-            }
-            WorkerStats::add(&self.stats().accepted, 1);
-            let host = addr.ip().to_string();
-            if worker == self.index {
-                self.adopt(stream, host, now);
+            if conn.shard() == self.index {
+                self.adopt(stream, conn, now);
             } else {
-                self.hand_over(worker, stream, host);
+                self.hand_over(stream, conn);
             }
         }
     }
 
     /// Serves a client placed on this worker (accepted here or handed over).
-    pub(super) fn adopt(&mut self, stream: TcpStream, host: String, now: Instant) {
+    pub(super) fn adopt(&mut self, stream: TcpStream, mut conn: Connection, now: Instant) {
         if self.shutdown_deadline.is_some() {
             // Accepted just before shutdown began elsewhere: closing it is what the listener's
             // close does to the clients behind it.
-            self.shared.session_ended(self.index);
+            self.shared.endpoint().connection_closed(&mut conn);
             return;
         }
-        if let Err(e) = self.start_session(stream, host.clone(), now) {
-            self.shared.session_ended(self.index);
-            tracing::warn!(client = %host, error = %e, "cannot serve a new client");
+        if let Err((e, mut conn)) = self.start_session(stream, conn, now) {
+            tracing::warn!(client = %conn.client(), error = %e, "cannot serve a new client");
+            self.shared.endpoint().connection_closed(&mut conn);
         }
     }
 
-    /// Passes a client to worker `worker` through its mailbox.
-    fn hand_over(&self, worker: usize, stream: TcpStream, host: String) {
-        let mailbox = self.shared.mailboxes.get().and_then(|m| m.get(worker));
-        let sent = mailbox.is_some_and(|mailbox| {
-            let sent = mailbox
-                .commands
-                .send(WorkerCommand::Adopt { stream, host })
-                .is_ok();
-            if sent {
+    /// Passes a client to worker `conn.shard()` through its mailbox.
+    fn hand_over(&self, stream: TcpStream, conn: Connection) {
+        let worker = conn.shard();
+        let Some(mailbox) = self.shared.mailboxes.get().and_then(|m| m.get(worker)) else {
+            return;
+        };
+        let command = WorkerCommand::Adopt {
+            stream,
+            conn: Box::new(conn),
+        };
+        match mailbox.commands.send(command) {
+            Ok(()) => {
                 if let Err(e) = mailbox.waker.wake() {
                     // The client is served at that worker's next wake-up.
                     tracing::warn!(worker, error = %e, "cannot wake a worker");
                 }
             }
-            sent
-        });
-        if !sent {
             // Workers drop their mailbox only when the proxy shuts down: the client is refused
             // (its connection closes), as the listeners being closed would do.
-            self.shared.session_ended(worker);
+            Err(std::sync::mpsc::SendError(WorkerCommand::Adopt { mut conn, .. })) => {
+                self.shared.endpoint().connection_closed(&mut conn);
+            }
         }
     }
 
+    #[allow(clippy::result_large_err)]
     fn start_session(
         &mut self,
         mut stream: TcpStream,
-        host: String,
+        conn: Connection,
         now: Instant,
-    ) -> io::Result<()> {
-        stream.set_nodelay(true)?;
+    ) -> Result<(), (io::Error, Connection)> {
+        if let Err(e) = stream.set_nodelay(true) {
+            return Err((e, conn));
+        }
         let socket_key = self.sockets.next_key();
-        self.poll.registry().register(
+        if let Err(e) = self.poll.registry().register(
             &mut stream,
             Token(FIRST_SOCKET + socket_key),
             Interest::READABLE | Interest::WRITABLE,
-        )?;
-        let connection_id = self.shared.next_connection_id();
-        let id = u64::from(connection_id);
-        let session = self.factory.new_session(now, connection_id, host);
+        ) {
+            return Err((e, conn));
+        }
+        let id = conn.id();
         let slot = self.sessions.insert(Slot {
-            session,
+            conn,
             id,
             client: socket_key,
             backends: Vec::new(),
             deadline: Deadline::default(),
-            published: false,
-            closed: false,
-            refused: false,
-            pinned: None,
         });
         let generation = self.generation();
         let key = self.sockets.insert(Socket {
@@ -391,7 +357,6 @@ impl<F: SessionFactory> Worker<F> {
             session_id: id,
             peer: Peer::Client,
             state: State::Open,
-            backend: None,
             out: VecDeque::new(),
             queued: 0,
             reading: true,
@@ -399,7 +364,6 @@ impl<F: SessionFactory> Worker<F> {
             generation,
         });
         debug_assert_eq!(key, socket_key);
-        tracing::debug!(worker = self.index, session = id, "client connected");
         self.after_call(slot, now);
         Ok(())
     }
@@ -425,7 +389,7 @@ impl<F: SessionFactory> Worker<F> {
             return;
         };
         match socket.state {
-            State::Connecting { .. } => {
+            State::Connecting => {
                 if self.finish_connect(key, now) && readable {
                     // The server speaks first: its greeting may have come with this very edge,
                     // and edge-triggered polling would not report it again.
@@ -467,7 +431,7 @@ impl<F: SessionFactory> Worker<F> {
             socket.out.clear();
             socket.queued = 0;
             if let Some(s) = self.sessions.get_mut(slot) {
-                s.session.handle_eof(now, peer);
+                s.conn.handle_eof(now, peer);
                 self.after_call(slot, now);
             }
         } else {
@@ -493,21 +457,14 @@ impl<F: SessionFactory> Worker<F> {
                     socket.eof = true;
                     tracing::trace!(session = socket.session_id, ?peer, "end of file");
                     if let Some(s) = self.sessions.get_mut(slot) {
-                        s.session.handle_eof(now, peer);
+                        s.conn.handle_eof(now, peer);
                         self.after_call(slot, now);
                     }
                     break;
                 }
                 Ok(n) => {
-                    let stats = &self.shared.stats[self.index];
-                    match peer {
-                        Peer::Client => WorkerStats::add(&stats.client_bytes_received, n as u64),
-                        Peer::Backend(_) => {
-                            WorkerStats::add(&stats.backend_bytes_received, n as u64)
-                        }
-                    }
                     if let Some(s) = self.sessions.get_mut(slot) {
-                        s.session.handle_input(now, peer, &buf[..n]);
+                        s.conn.handle_input(now, peer, &buf[..n]);
                         self.after_call(slot, now);
                     }
                     if n < buf.len() && !to_end {
@@ -521,7 +478,7 @@ impl<F: SessionFactory> Worker<F> {
                     socket.eof = true;
                     tracing::debug!(session = socket.session_id, ?peer, error = %e, "read failed");
                     if let Some(s) = self.sessions.get_mut(slot) {
-                        s.session.handle_eof(now, peer);
+                        s.conn.handle_eof(now, peer);
                         self.after_call(slot, now);
                     }
                     break;
@@ -564,7 +521,7 @@ impl<F: SessionFactory> Worker<F> {
         let Some(s) = self.sessions.get(slot) else {
             return false;
         };
-        if s.closed || !s.session.wants_input(peer) {
+        if s.conn.is_closed() || !s.conn.wants_input(peer) {
             return false;
         }
         // The opposite side's queue: a slow reader holds back the fast writer.
@@ -580,8 +537,9 @@ impl<F: SessionFactory> Worker<F> {
     // -----------------------------------------------------------------------------------------
     // Driving a session.
 
-    /// The drain rule: after any call into session `slot`, queue its transmits, execute its
-    /// events (which may call it again), flush, then re-arm interest and timer, or tear down.
+    /// The drain rule: after any call into session `slot`, sync the endpoint if the connection
+    /// asks for it, queue its transmits, execute its socket events (which may call it again),
+    /// flush, then re-arm interest and timer, or tear down.
     fn after_call(&mut self, slot: usize, now: Instant) {
         loop {
             let mut pending = std::mem::take(&mut self.pending);
@@ -590,19 +548,26 @@ impl<F: SessionFactory> Worker<F> {
                     self.pending = pending;
                     return;
                 };
-                while let Some(t) = s.session.poll_transmit() {
+                if s.conn.needs_sync() {
+                    self.shared.endpoint().sync(now, &mut s.conn);
+                }
+                while let Some(t) = s.conn.poll_transmit() {
                     route(&mut self.sockets, &mut self.touched, s, t);
                 }
-                while let Some(e) = s.session.poll_event() {
+                while let Some(e) = s.conn.poll_event() {
                     pending.push(e);
                 }
             }
             let had_events = !pending.is_empty();
             for event in pending.drain(..) {
-                self.handle_event(slot, event, now);
+                self.handle_io(slot, event, now);
             }
             self.pending = pending;
-            if !had_events {
+            let again = self
+                .sessions
+                .get(slot)
+                .is_some_and(|s| s.conn.needs_sync());
+            if !had_events && !again {
                 break;
             }
         }
@@ -626,8 +591,8 @@ impl<F: SessionFactory> Worker<F> {
             socket.eof = true;
             let (owner, peer) = (socket.session, socket.peer);
             if let Some(s) = self.sessions.get_mut(owner) {
-                if !s.closed {
-                    s.session.handle_eof(now, peer);
+                if !s.conn.is_closed() {
+                    s.conn.handle_eof(now, peer);
                     self.after_call(owner, now);
                 }
             }
@@ -635,30 +600,20 @@ impl<F: SessionFactory> Worker<F> {
         let Some(s) = self.sessions.get_mut(slot) else {
             return;
         };
-        if s.closed || s.session.is_closed() {
+        if s.conn.is_closed() {
             self.teardown(slot, now);
             return;
         }
-        if s.published {
-            // Cheap when nothing changed (the pin is computed, nothing allocated or locked).
-            let pinned = s.session.pinned();
-            if pinned != s.pinned {
-                s.pinned = pinned;
-                self.shared.set_pin(self.index, s.id, pinned);
-            }
-        }
-        let at = s.session.poll_timeout();
+        let at = s.conn.poll_timeout();
         let key = TimerKey::Session { slot, id: s.id };
         s.deadline.set(at, key, &mut self.timers);
         self.update_interest(slot);
     }
 
-    fn handle_event(&mut self, slot: usize, event: Event, now: Instant) {
+    fn handle_io(&mut self, slot: usize, event: IoEvent, now: Instant) {
         match event {
-            Event::ConnectBackend { conn, target } => {
-                self.connect_backend(slot, conn, target.as_deref(), 0, now)
-            }
-            Event::CloseBackend { conn } => {
+            IoEvent::Connect { conn, addr } => self.connect_backend(slot, conn, addr, now),
+            IoEvent::Close { conn } => {
                 let Some(s) = self.sessions.get_mut(slot) else {
                     return;
                 };
@@ -667,52 +622,8 @@ impl<F: SessionFactory> Worker<F> {
                     self.close_socket(key, now);
                 }
             }
-            Event::BackendRefused { backend, error } => {
-                self.backend_refused(slot, &backend, &error)
-            }
-            Event::Authenticated { user } => {
-                let Some(s) = self.sessions.get_mut(slot) else {
-                    return;
-                };
-                s.published = true;
-                let backend = s.session.backend_name().map(str::to_owned);
-                tracing::info!(session = s.id, %user, backend = backend.as_deref().unwrap_or("-"), "authenticated");
-                self.shared.publish_session(
-                    self.index,
-                    s.id,
-                    SessionEntry {
-                        user,
-                        backend,
-                        ..SessionEntry::default()
-                    },
-                );
-            }
-            Event::UserChanged { user } => {
-                let Some(s) = self.sessions.get(slot) else {
-                    return;
-                };
-                tracing::info!(session = s.id, %user, "user changed");
-                self.shared
-                    .update_session(self.index, s.id, |e| e.user = user);
-            }
-            Event::CommandDone { error, .. } => {
-                let stats = &self.shared.stats[self.index];
-                WorkerStats::add(&stats.commands, 1);
-                if error {
-                    WorkerStats::add(&stats.command_errors, 1);
-                }
-            }
-            Event::Closed { reason } => {
-                if let Some(s) = self.sessions.get_mut(slot) {
-                    tracing::debug!(session = s.id, ?reason, "session closed");
-                    s.closed = true;
-                }
-            }
-            event @ (Event::MigrationStarted { .. }
-            | Event::MigrationDone { .. }
-            | Event::MigrationFailed { .. }) => self.migration_event(slot, event, now),
-            // Later additions to the core's events are not this loop's yet.
-            other => tracing::debug!(?other, "event not handled by this driver"),
+            // Later additions to the core's socket events are not this loop's yet.
+            other => tracing::debug!(?other, "socket event not handled by this driver"),
         }
     }
 
@@ -721,7 +632,7 @@ impl<F: SessionFactory> Worker<F> {
         let Some(socket) = self.sockets.get_mut(key) else {
             return Ok(());
         };
-        if matches!(socket.state, State::Connecting { .. }) {
+        if socket.state == State::Connecting {
             // Written once connected.
             return Ok(());
         }
@@ -766,10 +677,10 @@ impl<F: SessionFactory> Worker<F> {
                 Err(e) => break Err(e),
             }
         };
-        let stats = &self.shared.stats[self.index];
-        match socket.peer {
-            Peer::Client => WorkerStats::add(&stats.client_bytes_sent, written_total as u64),
-            Peer::Backend(_) => WorkerStats::add(&stats.backend_bytes_sent, written_total as u64),
+        if let Some(s) = self.sessions.get(socket.session) {
+            if s.id == socket.session_id {
+                s.conn.record_sent(socket.peer, written_total);
+            }
         }
         if socket.state == State::Closing && socket.out.is_empty() && result.is_ok() {
             // Everything is written: send FIN, then wait (briefly) for the peer's.
@@ -823,7 +734,7 @@ impl<F: SessionFactory> Worker<F> {
                         Fire::Stale => {}
                         Fire::Rearm(at) => self.timers.push(at, key),
                         Fire::Due => {
-                            s.session.handle_timeout(now);
+                            s.conn.handle_timeout(now);
                             self.after_call(slot, now);
                         }
                     }
@@ -861,7 +772,7 @@ impl<F: SessionFactory> Worker<F> {
 
 /// Queues a transmit on its socket (bytes for a socket that is gone are dropped: the session
 /// learns of that socket's end through `handle_eof`).
-fn route<S>(sockets: &mut Slab<Socket>, touched: &mut Vec<usize>, s: &Slot<S>, t: Transmit) {
+fn route(sockets: &mut Slab<Socket>, touched: &mut Vec<usize>, s: &Slot, t: Transmit) {
     let key = match t.peer {
         Peer::Client => Some(s.client),
         Peer::Backend(conn) => s

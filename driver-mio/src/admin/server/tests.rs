@@ -7,14 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::admin::{ApiError, BackendInfo, Metrics, SessionInfo};
+use ferry_core::control::admin::{route, AdminApi};
+use ferry_core::control::{ApiError, BackendInfo, Metrics, SessionInfo};
 
 #[derive(Default)]
 struct Fake {
     drained: AtomicBool,
 }
 
-impl AdminApi for Fake {
+/// Through a shared reference: its state is atomic.
+impl AdminApi for &Fake {
     fn serving(&self) -> bool {
         true
     }
@@ -33,22 +35,23 @@ impl AdminApi for Fake {
     fn metrics(&self) -> Result<Metrics, ApiError> {
         Ok(Metrics::default())
     }
-    fn set_draining(&self, backend: &str, draining: bool) -> Result<(), ApiError> {
+    fn set_draining(&mut self, backend: &str, draining: bool) -> Result<(), ApiError> {
         if backend != "db1" {
             return Err(ApiError::UnknownBackend(backend.into()));
         }
         self.drained.store(draining, Ordering::SeqCst);
         Ok(())
     }
-    fn migrate(&self, session: u64, _: &str) -> Result<(), ApiError> {
+    fn migrate(&mut self, session: u64, _: &str) -> Result<(), ApiError> {
         Err(ApiError::UnknownSession(session))
     }
 }
 
 fn start(limits: Limits) -> (AdminServer, Arc<Fake>) {
     let api = Arc::new(Fake::default());
-    let server =
-        AdminServer::start_with("127.0.0.1:0".parse().unwrap(), api.clone(), limits).unwrap();
+    let fake = Arc::clone(&api);
+    let handler: Handler = Arc::new(move |req: &Request| route(req, &mut &*fake));
+    let server = AdminServer::start_with("127.0.0.1:0".parse().unwrap(), handler, limits).unwrap();
     (server, api)
 }
 
@@ -157,7 +160,8 @@ fn connections_over_the_limit_get_503() {
 fn bind_errors_are_reported_at_start_and_stop_is_prompt() {
     let (server, _) = start(Limits::default());
     let taken = server.local_addr();
-    let err = AdminServer::start(taken, Arc::new(Fake::default())).unwrap_err();
+    let handler: Handler = Arc::new(|_: &Request| Response::text(200, "ok\n"));
+    let err = AdminServer::start(taken, handler).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
     let started = Instant::now();
     server.stop();

@@ -4,20 +4,16 @@ use std::time::Instant;
 
 use mio::{Interest, Token};
 
-use super::super::session::{Session, SessionFactory};
 use super::{State, TimerKey, Worker, FIRST_SOCKET, LINGER};
 
-impl<F: SessionFactory> Worker<F> {
+impl Worker {
     /// Closes a socket once its queue is written (lingering at most [`LINGER`]).
     pub(super) fn close_socket(&mut self, key: usize, now: Instant) {
         let Some(socket) = self.sockets.get_mut(key) else {
             return;
         };
-        if let Some(index) = socket.backend.take() {
-            self.shared.registry.release(index);
-        }
         let unsent = !socket.out.is_empty();
-        if matches!(socket.state, State::Connecting { .. }) || (!unsent && socket.eof) {
+        if socket.state == State::Connecting || (!unsent && socket.eof) {
             self.destroy(key);
             return;
         }
@@ -47,22 +43,14 @@ impl<F: SessionFactory> Worker<F> {
 
     /// Drops a socket now (closing the descriptor also removes it from the poll).
     pub(super) fn destroy(&mut self, key: usize) {
-        if let Some(socket) = self.sockets.remove(key) {
-            if let Some(index) = socket.backend {
-                self.shared.registry.release(index);
-            }
-        }
+        self.sockets.remove(key);
     }
 
     pub(super) fn teardown(&mut self, slot: usize, now: Instant) {
-        let Some(s) = self.sessions.remove(slot) else {
+        let Some(mut s) = self.sessions.remove(slot) else {
             return;
         };
-        self.shared.session_ended(self.index);
-        if s.published {
-            self.shared.unpublish_session(s.id);
-        }
-        tracing::debug!(session = s.id, "connection closed");
+        self.shared.endpoint().connection_closed(&mut s.conn);
         self.close_socket(s.client, now);
         for (_, key) in s.backends {
             self.close_socket(key, now);
@@ -70,7 +58,7 @@ impl<F: SessionFactory> Worker<F> {
     }
 
     pub(super) fn begin_shutdown(&mut self, now: Instant) {
-        self.shutdown_deadline = Some(now + self.limits.shutdown_timeout);
+        self.shutdown_deadline = Some(now + self.shutdown_timeout);
         // Closing the listener: new clients are refused by the kernel (or go to a live worker).
         self.listener = None;
         tracing::info!(
@@ -78,12 +66,8 @@ impl<F: SessionFactory> Worker<F> {
             sessions = self.sessions.len(),
             "shutting down"
         );
-        for slot in self.sessions.keys() {
-            if let Some(s) = self.sessions.get_mut(slot) {
-                s.session.begin_shutdown(now);
-                self.after_call(slot, now);
-            }
-        }
+        // The endpoint asks every session to shut down (commands, delivered by the waker).
+        self.run_commands(now);
     }
 
     /// No session left and every closing socket's last bytes handed to the kernel.
@@ -92,14 +76,13 @@ impl<F: SessionFactory> Worker<F> {
     }
 
     pub(super) fn close_everything(&mut self) {
+        let mut endpoint = self.shared.endpoint();
         for slot in self.sessions.keys() {
-            if let Some(s) = self.sessions.remove(slot) {
-                self.shared.session_ended(self.index);
-                if s.published {
-                    self.shared.unpublish_session(s.id);
-                }
+            if let Some(mut s) = self.sessions.remove(slot) {
+                endpoint.connection_closed(&mut s.conn);
             }
         }
+        drop(endpoint);
         for key in self.sockets.keys() {
             self.destroy(key);
         }

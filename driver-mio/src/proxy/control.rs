@@ -1,0 +1,125 @@
+//! The control thread: runs the endpoint's timers (health rounds every `health.interval`, the
+//! balancer every `migration.rebalance-interval`) and the sockets of its health probes.
+//!
+//! Each probe is the core's [`HealthProbe`] state machine; this file only connects, reads and
+//! reports (blocking sockets, one short-lived thread per backend so that a silent backend does
+//! not delay the others). What a verdict means is the endpoint's.
+
+use std::io::{self, Read};
+use std::net::TcpStream;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ferry_core::control::HealthProbe;
+
+use super::shared::Shared;
+
+/// The longest the thread sleeps without looking at the endpoint's timers.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+/// Runs the endpoint's due timers and the health probes they start; the next deadline.
+pub(crate) fn run_timers(shared: &Shared) -> Option<Instant> {
+    let now = Instant::now();
+    let probes: Vec<HealthProbe> = shared.with_endpoint(|ep| {
+        ep.handle_timeout(now);
+        std::iter::from_fn(|| ep.poll_probe()).collect()
+    });
+    if !probes.is_empty() {
+        let done: Vec<HealthProbe> = std::thread::scope(|scope| {
+            let handles: Vec<_> = probes
+                .into_iter()
+                .map(|p| scope.spawn(move || run_probe(p)))
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        let now = Instant::now();
+        shared.with_endpoint(|ep| {
+            for probe in done {
+                ep.probe_finished(now, probe);
+            }
+        });
+    }
+    shared.endpoint().poll_timeout()
+}
+
+/// One probe's socket: connect within its timeout, read until it has a verdict.
+fn run_probe(mut probe: HealthProbe) -> HealthProbe {
+    let mut stream = match TcpStream::connect_timeout(&probe.addr(), probe.timeout()) {
+        Ok(s) => s,
+        Err(e) => {
+            probe.connect_failed(&e);
+            return probe;
+        }
+    };
+    let mut chunk = [0u8; 1024];
+    while !probe.is_done() {
+        let remaining = probe.deadline().saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            probe.handle_timeout(Instant::now());
+            break;
+        }
+        if let Err(e) = stream.set_read_timeout(Some(remaining)) {
+            probe.read_failed(&e);
+            break;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => probe.handle_eof(),
+            Ok(n) => probe.handle_input(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => probe.read_failed(&e),
+        }
+    }
+    probe
+}
+
+/// The running control thread; [`ControlThread::stop`] (or dropping it) ends it.
+#[derive(Debug)]
+pub(crate) struct ControlThread {
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ControlThread {
+    /// Starts it (the caller ran the first round already).
+    pub(crate) fn start(shared: Arc<Shared>, mut next: Option<Instant>) -> io::Result<Self> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("ferry-control".into())
+            .spawn(move || loop {
+                let wait = next
+                    .map_or(MAX_SLEEP, |at| at.saturating_duration_since(Instant::now()))
+                    .min(MAX_SLEEP);
+                match stopped.recv_timeout(wait) {
+                    Err(RecvTimeoutError::Timeout) => next = run_timers(&shared),
+                    // Stop asked, or the proxy is gone.
+                    _ => return,
+                }
+            })?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread and waits for it (at most one health check's timeout).
+    pub(crate) fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for ControlThread {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
