@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use arbitrary::Arbitrary;
 use bytes::BytesMut;
 use ferry_core::frontend::AuthMode;
-use ferry_core::session::{Event, Peer, ProxySession, SessionConfig};
+use ferry_core::session::{ConnectFailure, Event, Peer, ProxySession, SessionConfig};
 use ferry_core::wire::{
     encode_packet, Capabilities, HandshakeResponse41, HandshakeV10, OkPacket, ServerStatus,
 };
@@ -190,7 +190,8 @@ fuzz_target!(|input: Input| {
             }
             Op::ConnectFailed => {
                 let conn = run.conn.unwrap_or(0);
-                run.session.backend_connect_failed(run.now, conn, "refused")
+                let reason = ConnectFailure::Refused("refused".into());
+                run.session.backend_connect_failed(run.now, conn, reason)
             }
             Op::Timeout(s) => {
                 run.now += Duration::from_millis(u64::from(s) * 10);

@@ -12,9 +12,11 @@
 //! // connect a client to ferry.addr() ...
 //! ```
 //!
-//! **Adding a driver** (the smol driver): add its variant to [`Driver`] and to [`Driver::ALL`],
-//! its `CargoTarget` arm in [`Driver::cargo_target`], and its line in [`driver_tests!`]. Its
-//! program must take `--config FILE` with the same TOML as the `ferry` binary.
+//! **Adding a driver** (as `std`, the `ferry-std` example of `ferry-core`, was): add its variant
+//! to [`Driver`] and to [`Driver::ALL`], its name in [`Driver::name`], its `CargoTarget` arm in
+//! [`Driver::cargo_target`] (`example: true` for a cargo example), and its line in
+//! [`driver_tests!`]. Its program must take `--config FILE` with the same TOML as the `ferry`
+//! binary.
 
 use std::fmt;
 use std::fs::File;
@@ -53,6 +55,9 @@ pub enum Driver {
     Mio,
     /// The `ferry-smol` binary of `ferry-smol`: one smol task per session.
     Smol,
+    /// The `ferry-std` example of `ferry-core`: blocking `std::net` sockets, a thread per
+    /// connection.
+    Std,
 }
 
 /// A program cargo builds: `cargo build -p <package> --bin/--example <name>`.
@@ -65,13 +70,14 @@ struct CargoTarget {
 
 impl Driver {
     /// Every driver the proxy tests run against.
-    pub const ALL: &'static [Driver] = &[Driver::Mio, Driver::Smol];
+    pub const ALL: &'static [Driver] = &[Driver::Mio, Driver::Smol, Driver::Std];
 
     /// A short lowercase name (`"mio"`).
     pub fn name(self) -> &'static str {
         match self {
             Driver::Mio => "mio",
             Driver::Smol => "smol",
+            Driver::Std => "std",
         }
     }
 
@@ -86,6 +92,11 @@ impl Driver {
                 package: "ferry-smol",
                 name: "ferry-smol",
                 example: false,
+            },
+            Driver::Std => CargoTarget {
+                package: "ferry-core",
+                name: "ferry-std",
+                example: true,
             },
         }
     }
@@ -126,7 +137,8 @@ impl fmt::Display for Driver {
 }
 
 /// One `#[test]` per driver for each scenario `fn name(driver: Driver)`: `driver_tests!(a, b)`
-/// makes tests `a::mio`, `b::mio` (and, once wired, `a::smol`...).
+/// makes tests `a::mio`, `a::smol`, `a::std`, `b::mio`, ... (filter by driver with
+/// `cargo test ... std`).
 #[macro_export]
 macro_rules! driver_tests {
     ($($name:ident),+ $(,)?) => {
@@ -139,6 +151,10 @@ macro_rules! driver_tests {
                 #[test]
                 fn smol() {
                     super::$name($crate::Driver::Smol)
+                }
+                #[test]
+                fn std() {
+                    super::$name($crate::Driver::Std)
                 }
             }
         )+
@@ -647,7 +663,7 @@ mod tests {
     #[test]
     fn every_driver_has_a_distinct_name_and_override() {
         let names: Vec<_> = Driver::ALL.iter().map(|d| d.name()).collect();
-        assert_eq!(names, ["mio", "smol"]);
+        assert_eq!(names, ["mio", "smol", "std"]);
         assert_eq!(Driver::Mio.env_override(), "FERRY_TEST_BIN_MIO");
     }
 

@@ -160,5 +160,4 @@ fn pem_text(pem: &[u8]) -> Result<&str, AuthError> {
 }
 
 #[cfg(test)]
-#[path = "rsa_keys_tests.rs"]
 mod tests;

@@ -949,6 +949,4 @@ pub(crate) fn is_fast_auth_success(payload: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod fixed_auth_tests;
-#[cfg(test)]
 mod tests;

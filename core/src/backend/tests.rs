@@ -1299,3 +1299,4 @@ fn quit_then_eof_is_an_orderly_close() {
 }
 
 mod buffers;
+mod fixed_auth;

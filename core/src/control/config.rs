@@ -726,5 +726,6 @@ pub fn sessions_within(open_files: u64) -> u64 {
     open_files.saturating_sub(FILES_RESERVED) / FILES_PER_SESSION
 }
 
-#[cfg(test)]
+// They read TOML text.
+#[cfg(all(test, feature = "toml"))]
 mod tests;

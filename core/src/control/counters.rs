@@ -133,7 +133,7 @@ mod tests {
         sets[0].migration_done(Duration::from_millis(3));
         sets[1].migration_done(Duration::from_millis(4));
         let pinned = BTreeMap::from([("transaction".to_owned(), 1)]);
-        let m = Counters::metrics(&sets, 5, pinned.clone(), Vec::new());
+        let m = Counters::metrics(&[&sets[0], &sets[1]], 5, pinned.clone(), Vec::new());
         assert_eq!((m.sessions, m.commands, m.client_bytes_sent), (5, 7, 10));
         assert_eq!(m.errors["accept"], 2);
         assert_eq!(m.errors["command"], 0);
@@ -152,7 +152,7 @@ mod tests {
         Counters::add(&c.accepted, 1);
         Counters::add(&c.backend_connect_errors, 1);
         c.migration_done(Duration::from_millis(1));
-        let m = Counters::metrics(std::slice::from_ref(&c), 0, BTreeMap::new(), Vec::new());
+        let m = Counters::metrics(&[&c], 0, BTreeMap::new(), Vec::new());
         assert_eq!((m.sessions_accepted, m.errors["backend_connect"]), (1, 1));
         assert_eq!(m.migration_pause.count(), 1);
         assert!(m.migrations_failed.is_empty());

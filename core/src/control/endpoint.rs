@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::session::{MigrationRefused, PinReason, SessionConfig};
+use crate::session::{ConnectFailure, MigrationRefused, PinReason, SessionConfig};
 use crate::RandomSource;
 
 use super::admin::{self, AdminApi, ApiError, BackendInfo, Metrics, SessionInfo};
@@ -317,9 +317,11 @@ impl Endpoint {
         }
         for work in conn.work.drain(..) {
             match work {
-                Work::Release { index } | Work::ConnectFailed { slot: BackendSlot { index, .. }, .. } => {
-                    self.registry.release(index)
-                }
+                Work::Release { index }
+                | Work::ConnectFailed {
+                    slot: BackendSlot { index, .. },
+                    ..
+                } => self.registry.release(index),
                 _ => {}
             }
         }
@@ -417,7 +419,7 @@ impl Endpoint {
         let (index, picked) = match choice {
             Choice::Default => match self.pick(conn.refused) {
                 Some(index) => (index, true),
-                None => return self.fail_connect(now, conn, c, "no healthy backend"),
+                None => return self.fail_connect(now, conn, c, ConnectFailure::NoHealthyBackend),
             },
             Choice::Backend(name) => match self.registry.find(&name) {
                 Some(index) => {
@@ -425,11 +427,13 @@ impl Endpoint {
                     (index, false)
                 }
                 None => {
-                    let reason = format!("no backend named {name:?}");
-                    return self.fail_connect(now, conn, c, &reason);
+                    let reason = ConnectFailure::UnknownBackend(name);
+                    return self.fail_connect(now, conn, c, reason);
                 }
             },
-            Choice::Refuse(reason) => return self.fail_connect(now, conn, c, &reason),
+            Choice::Refuse(reason) => {
+                return self.fail_connect(now, conn, c, ConnectFailure::Refused(reason))
+            }
         };
         self.start_connect(conn, c, index, picked, 1);
     }
@@ -485,7 +489,8 @@ impl Endpoint {
         } = &slot;
         if local {
             tracing::warn!(backend = %name, %error, "cannot open a backend connection");
-            return self.fail_connect(now, conn, *c, &format!("ferry: {error}"));
+            let reason = ConnectFailure::LocalResources(error.to_owned());
+            return self.fail_connect(now, conn, *c, reason);
         }
         if self.registry.set_health(slot.index, false) {
             tracing::warn!(backend = %name, %addr, %error, "backend unreachable; skipped until a health check passes");
@@ -495,10 +500,21 @@ impl Endpoint {
                 return self.start_connect(conn, *c, next, true, slot.attempts + 1);
             }
         }
-        self.fail_connect(now, conn, *c, &format!("backend {name} ({addr}): {error}"));
+        let reason = ConnectFailure::Unreachable {
+            backend: name.clone(),
+            addr: *addr,
+            error: error.to_owned(),
+        };
+        self.fail_connect(now, conn, *c, reason);
     }
 
-    fn fail_connect(&mut self, now: Instant, conn: &mut Connection, c: u64, reason: &str) {
+    fn fail_connect(
+        &mut self,
+        now: Instant,
+        conn: &mut Connection,
+        c: u64,
+        reason: ConnectFailure,
+    ) {
         tracing::info!(session = conn.id(), %reason, "backend connection failed");
         conn.session.backend_connect_failed(now, c, reason);
     }
@@ -551,7 +567,12 @@ impl Endpoint {
     /// Draining stops new sessions at once; with migration on, the balancer moves the live ones
     /// away (now, then on every tick while it drains). Undraining cancels the migrations still
     /// requested or running away from that backend.
-    pub fn set_draining(&mut self, now: Instant, backend: &str, draining: bool) -> Result<(), ApiError> {
+    pub fn set_draining(
+        &mut self,
+        now: Instant,
+        backend: &str,
+        draining: bool,
+    ) -> Result<(), ApiError> {
         self.registry.set_draining(backend, draining)?;
         if !draining {
             let mut leaving: Vec<u64> = self
@@ -562,6 +583,11 @@ impl Endpoint {
                 .collect();
             leaving.sort_unstable();
             for id in leaving {
+                // No longer counted on its target: the plan below must not balance against a
+                // move that is being called off.
+                if let Some(l) = self.sessions.get_mut(&id) {
+                    l.target = None;
+                }
                 self.send(id, Command::CancelMigration);
             }
         }
@@ -626,7 +652,13 @@ impl Endpoint {
 
     /// The admin request `request` answered (routes, JSON, status codes, Prometheus text).
     pub fn handle_admin(&mut self, now: Instant, request: &admin::Request) -> admin::Response {
-        admin::route(request, &mut AdminView { endpoint: self, now })
+        admin::route(
+            request,
+            &mut AdminView {
+                endpoint: self,
+                now,
+            },
+        )
     }
 
     // ---- timers: health rounds and the balancer ----
@@ -634,7 +666,8 @@ impl Endpoint {
     /// When [`Endpoint::handle_timeout`] is due next: the next health round (none while one
     /// runs) or the next balancer tick (with migration on).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let health = (self.health.outstanding == 0 && !self.shutting_down).then_some(self.health.next);
+        let health =
+            (self.health.outstanding == 0 && !self.shutting_down).then_some(self.health.next);
         let rebalance = (self.config.migration.mode != MigrationMode::Off && !self.shutting_down)
             .then_some(self.next_rebalance);
         match (health, rebalance) {

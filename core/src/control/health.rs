@@ -203,7 +203,7 @@ impl HealthProbe {
     }
 }
 
-/// Records backend `index`'s verdict from [`check_backend`] in `registry`, logging a change (and,
+/// Records backend `index`'s verdict from a [`HealthProbe`] in `registry`, logging a change (and,
 /// at debug level, a backend still down); `true` if its health changed.
 pub fn record_verdict(registry: &Registry, index: usize, verdict: &Verdict) -> bool {
     let Some(b) = registry.get(index) else {
@@ -261,59 +261,134 @@ pub fn record_refusal(registry: &Registry, name: &str, error: &ProtocolError) ->
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::net::TcpListener;
-
     use super::*;
 
-    /// A server on a free port that writes `first` to each connection, then holds it briefly.
-    fn server(first: &'static [u8]) -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        std::thread::spawn(move || {
-            for mut conn in listener.incoming().flatten() {
-                let _ = conn.write_all(first);
-                std::thread::sleep(Duration::from_millis(300));
-            }
-        });
-        addr
+    const TIMEOUT: Duration = Duration::from_millis(200);
+
+    /// A probe of backend 0, started at the returned instant (a virtual clock: nothing waits).
+    fn probe() -> (HealthProbe, Instant) {
+        let now = Instant::now();
+        let addr = "127.0.0.1:3306".parse().unwrap();
+        (HealthProbe::new(0, addr, now, TIMEOUT), now)
     }
 
-    fn packet(payload: &[u8]) -> &'static [u8] {
+    fn packet(payload: &[u8]) -> Vec<u8> {
         let mut v = vec![payload.len() as u8, 0, 0, 0];
         v.extend_from_slice(payload);
-        v.leak()
+        v
+    }
+
+    /// What a probe fed `first` decides, or `None` if it is still waiting.
+    fn answer(first: &[u8]) -> Option<Verdict> {
+        let (mut p, _) = probe();
+        p.handle_input(first);
+        p.verdict().cloned()
+    }
+
+    fn failure(verdict: Option<Verdict>) -> CheckFailure {
+        match verdict {
+            Some(Err(failure)) => failure,
+            other => panic!("expected a failed check, got {other:?}"),
+        }
     }
 
     #[test]
     fn refused_silent_and_erring_backends_are_unhealthy() {
-        // Nothing listens on a port just released.
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let err = check_backend(addr, Duration::from_millis(500)).unwrap_err();
+        // Nothing listens: the connect is refused.
+        let (mut p, _) = probe();
+        p.connect_failed(&io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert!(p.is_done());
+        let err = failure(p.verdict().cloned());
         assert!(err.reason.starts_with("connect:") && !err.refusing, "{err}");
+        assert!(!err.local, "a refused connect is the backend's: {err}");
 
-        let silent = server(b"");
-        let start = Instant::now();
-        let err = check_backend(silent, Duration::from_millis(200)).unwrap_err();
+        // Connected, but the server says nothing: the check fails at its deadline, not later.
+        let (mut silent, start) = probe();
+        assert_eq!(silent.deadline(), start + TIMEOUT);
+        assert_eq!(silent.timeout(), TIMEOUT);
+        silent.handle_input(b"");
+        silent.handle_timeout(start + TIMEOUT - Duration::from_millis(1));
+        assert!(!silent.is_done(), "still waiting before the deadline");
+        silent.handle_timeout(start + TIMEOUT);
+        let err = failure(silent.verdict().cloned());
         assert!(err.reason.contains("no greeting") && !err.refusing, "{err}");
-        assert!(start.elapsed() < Duration::from_secs(2));
 
         let mut too_many = vec![0xFF];
         too_many.extend_from_slice(&1040u16.to_le_bytes());
         too_many.extend_from_slice(b"Too many connections");
-        let err = check_backend(server(packet(&too_many)), Duration::from_secs(2)).unwrap_err();
+        let err = failure(answer(&packet(&too_many)));
         assert!(err.reason.contains("too many connections"), "{err}");
         assert!(
             err.refusing,
             "an ERR greeting means the server is up but refuses"
         );
 
-        let err =
-            check_backend(server(packet(b"\x0agarbage")), Duration::from_secs(2)).unwrap_err();
+        let err = failure(answer(&packet(b"\x0agarbage")));
         assert!(!err.refusing, "garbage is not a server that refuses: {err}");
+        assert!(err.reason.contains("not a MySQL greeting"), "{err}");
+    }
+
+    #[test]
+    fn a_connect_that_times_out_or_a_closed_connection_is_unhealthy() {
+        // The driver's connect timeout: the same verdict as the deadline passing.
+        let (mut p, _) = probe();
+        p.connect_failed(&io::Error::from(io::ErrorKind::TimedOut));
+        let err = failure(p.verdict().cloned());
+        assert!(
+            err.reason.contains("no greeting within") && !err.local,
+            "{err}"
+        );
+        // A read that timed out or would block (a socket read timeout) likewise.
+        let (mut p, _) = probe();
+        p.read_failed(&io::Error::from(io::ErrorKind::WouldBlock));
+        assert!(failure(p.verdict().cloned()).reason.contains("no greeting"));
+        // Another read error is the backend's failure.
+        let (mut p, _) = probe();
+        p.read_failed(&io::Error::from(io::ErrorKind::ConnectionReset));
+        let err = failure(p.verdict().cloned());
+        assert!(
+            err.reason.starts_with("read:") && !err.refusing && !err.local,
+            "{err}"
+        );
+        // The server closed before its greeting (half of one came).
+        let (mut p, _) = probe();
+        p.handle_input(&[40, 0, 0, 0, 10]);
+        assert!(!p.is_done());
+        p.handle_eof();
+        let err = failure(p.verdict().cloned());
+        assert!(
+            err.reason.contains("closed before the greeting") && !err.refusing,
+            "{err}"
+        );
+        // A probe given up without a verdict failed for want of a greeting.
+        let (p, _) = probe();
+        let err = p.into_verdict().unwrap_err();
+        assert!(err.reason.contains("no greeting") && !err.local, "{err}");
+    }
+
+    #[test]
+    fn out_of_descriptors_is_local_and_leaves_health_unchanged() {
+        let registry = Registry::new(&[crate::control::config::BackendConfig {
+            name: "db1".into(),
+            addr: "127.0.0.1:3306".parse().unwrap(),
+        }]);
+        for errno in [libc::EMFILE, libc::ENFILE] {
+            let (mut p, _) = probe();
+            p.connect_failed(&io::Error::from_raw_os_error(errno));
+            let verdict = p.into_verdict();
+            let err = verdict.clone().unwrap_err();
+            assert!(err.local && !err.refusing, "{err}");
+            // Down stays down, up stays up.
+            assert!(!record_verdict(&registry, 0, &verdict));
+            assert!(!registry.get(0).unwrap().healthy());
+            assert!(record_verdict(&registry, 0, &Ok("10.11".into())));
+            assert!(!record_verdict(&registry, 0, &verdict));
+            assert!(registry.get(0).unwrap().healthy());
+            assert!(record_verdict(&registry, 0, &Err(CheckFailure::down("x"))));
+        }
+        assert!(!is_local_exhaustion(&io::Error::from(
+            io::ErrorKind::ConnectionRefused
+        )));
     }
 
     #[test]
@@ -413,7 +488,19 @@ mod tests {
         g.extend_from_slice(&0u16.to_le_bytes());
         g.push(0);
         g.extend_from_slice(&[0; 10]);
-        let version = check_backend(server(packet(&g)), Duration::from_secs(2)).unwrap();
+        let bytes = packet(&g);
+        // In two reads: the probe waits for the whole packet.
+        let (mut p, start) = probe();
+        p.handle_input(&bytes[..7]);
+        assert!(!p.is_done());
+        p.handle_input(&bytes[7..]);
+        assert_eq!(p.verdict(), Some(&Ok("8.0.99-test".to_owned())));
+        // A verdict is final: later bytes, EOF or the deadline change nothing.
+        p.handle_input(b"more");
+        p.handle_eof();
+        p.handle_timeout(start + TIMEOUT);
+        assert_eq!(p.backend(), 0);
+        let version = p.into_verdict().unwrap();
         assert_eq!(version, "8.0.99-test");
     }
 }

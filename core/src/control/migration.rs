@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use crate::session::Event;
 
-use super::rebalance::RETRY_DELAY;
 use super::counters::Counters;
+use super::rebalance::RETRY_DELAY;
 
 /// What a migration event changes in the published entry of its session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,12 +83,7 @@ mod tests {
     use crate::control::admin::Metrics;
 
     fn snapshot(stats: &Counters) -> Metrics {
-        Counters::metrics(
-            std::slice::from_ref(stats),
-            0,
-            Default::default(),
-            Vec::new(),
-        )
+        Counters::metrics(&[stats], 0, Default::default(), Vec::new())
     }
 
     #[test]

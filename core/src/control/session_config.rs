@@ -83,7 +83,8 @@ pub fn session_config(config: &Config) -> Result<SessionConfig, ConfigError> {
     Ok(session)
 }
 
-#[cfg(test)]
+// They read TOML text.
+#[cfg(all(test, feature = "toml"))]
 mod tests {
     use super::*;
     use crate::control::config::ConfigFile;

@@ -31,7 +31,9 @@ use crate::ProtocolError;
 
 use bytes::Bytes;
 
-use super::{BackendLink, CloseReason, Event, Phase, ProxySession, Timer};
+use super::{
+    BackendLink, CloseReason, Event, Incompatibility, LoginFailure, Phase, ProxySession, Timer,
+};
 
 /// Refusals before the greeting one login survives: the `MAX_REFUSALS`-th refusing backend's ERR
 /// goes to the client. Enough to get past a full backend or two (each refusal also marks its
@@ -75,7 +77,7 @@ impl PendingLogin {
 /// ERR for a login that could not reach a backend: ER_CONNECT_TO_FOREIGN_DATA_SOURCE, a
 /// server-range code (libmariadb shows a client-range code such as 2003 coming from a server as
 /// "2027 malformed packet", losing the reason).
-fn unavailable(reason: &str) -> ProtocolError {
+fn unavailable(reason: &LoginFailure) -> ProtocolError {
     ProtocolError::new(
         1429,
         "HY000",
@@ -190,7 +192,7 @@ impl ProxySession {
             // Result sets would need rewriting; only servers older than MySQL 5.7 lack the flag.
             return self.login_failed(
                 now,
-                "the backend does not support CLIENT_DEPRECATE_EOF".into(),
+                LoginFailure::Incompatible(Incompatibility::DeprecateEof),
             );
         }
         self.state.status = info.status;
@@ -251,7 +253,7 @@ impl ProxySession {
     /// earlier backends refused this login and the last attempt reached no backend at all, the
     /// client gets the last refusal (e.g. 1040 "Too many connections"): it says more than
     /// "no healthy backend".
-    pub(super) fn login_failed(&mut self, now: Instant, reason: String) {
+    pub(super) fn login_failed(&mut self, now: Instant, reason: LoginFailure) {
         let reached = self.backend().is_some();
         let Phase::Login(pending) = &self.phase else {
             return;

@@ -86,14 +86,17 @@ mod change_user;
 mod config;
 mod login;
 mod migration;
+mod reason;
 mod relay;
 mod rng;
 mod state;
 
 pub use config::{proxy_capabilities, BackendTemplate, SessionConfig};
 pub use migration::{
-    MigrationConfig, MigrationFailure, MigrationMode, MigrationRefused, MigrationStart, PinReason,
+    MigrationConfig, MigrationFailure, MigrationMode, MigrationRefused, MigrationStart,
+    OldBackendError, PinReason, ReplayError,
 };
+pub use reason::{BackendLoss, ConnectFailure, Incompatibility, LoginFailure};
 pub use state::{SessionState, StatementInfo};
 
 use std::collections::VecDeque;
@@ -232,9 +235,9 @@ pub enum CloseReason {
     /// other backend took the login, see [`Event::BackendRefused`]); the client got its ERR.
     LoginRefused(ProtocolError),
     /// No backend could be reached or logged in to; the client got ERR 1429.
-    BackendUnavailable(String),
+    BackendUnavailable(LoginFailure),
     /// The backend connection failed after login (the client got ERR 1158 if a command ran).
-    BackendLost(String),
+    BackendLost(BackendLoss),
     /// The client was idle longer than the idle timeout (it got ERR 4031).
     IdleTimeout,
     /// [`ProxySession::begin_shutdown`].
@@ -541,10 +544,10 @@ impl ProxySession {
                 } else if let Some(b) = self.migration_backend(id) {
                     b.handle_eof(now);
                 } else if self.is_migration_conn(id) {
-                    return self.migration_connect_failed(now, id, "connection closed");
+                    return self.migration_connect_failed(now, id, ConnectFailure::Closed);
                 } else if self.backend.as_ref().is_some_and(|l| l.id == id) {
                     // The connect itself failed before backend_connected.
-                    self.backend_connect_failed(now, id, "connection closed");
+                    self.backend_connect_failed(now, id, ConnectFailure::Closed);
                     return;
                 }
             }
@@ -573,7 +576,7 @@ impl ProxySession {
         if self.timer_passed(Timer::Connect, now) {
             self.set_timer(Timer::Connect, None);
             if matches!(self.phase, Phase::Login(_)) {
-                self.login_failed(now, "timed out connecting to the backend".into());
+                self.login_failed(now, LoginFailure::Timeout);
             }
         }
         if self.timer_passed(Timer::Idle, now) && self.is_idle() {
@@ -605,15 +608,23 @@ impl ProxySession {
         self.drive(now);
     }
 
-    /// The TCP connection for `conn` could not be opened (`reason` is shown to the client).
-    pub fn backend_connect_failed(&mut self, now: Instant, conn: BackendConnId, reason: &str) {
+    /// The TCP connection for `conn` could not be opened. For the login's connection the client
+    /// gets ERR 1429 with `reason`'s text and the session closes
+    /// ([`CloseReason::BackendUnavailable`]); a migration's fails
+    /// ([`MigrationFailure::ConnectFailed`]).
+    pub fn backend_connect_failed(
+        &mut self,
+        now: Instant,
+        conn: BackendConnId,
+        reason: ConnectFailure,
+    ) {
         if self.is_closed() {
             return;
         }
         if !self.is_current(conn) {
             return self.migration_connect_failed(now, conn, reason);
         }
-        self.login_failed(now, reason.to_owned());
+        self.login_failed(now, LoginFailure::Connect(reason));
         self.drive(now);
     }
 
@@ -852,10 +863,6 @@ impl ProxySession {
             return;
         };
         let id = link.id;
-        let why = error.as_ref().map_or_else(
-            || "backend closed the connection".to_owned(),
-            |e| e.to_string(),
-        );
         // A client command is waiting for an answer (in flight, or held during internal work).
         let answering = match self.phase {
             Phase::Command(_) => true,
@@ -863,7 +870,7 @@ impl ProxySession {
             _ => false,
         };
         match self.phase {
-            Phase::Login(_) => return self.login_failed(now, why),
+            Phase::Login(_) => return self.login_failed(now, LoginFailure::Lost(error.into())),
             _ if answering => {
                 // The frontend may already be closing (client gone); then only the reason counts.
                 let err = match &error {
@@ -880,11 +887,11 @@ impl ProxySession {
                         "Lost connection to the backend server during query (ferry)",
                     ),
                 };
-                self.close_reason = Some(CloseReason::BackendLost(why));
+                self.close_reason = Some(CloseReason::BackendLost(error.into()));
                 self.frontend.close_with_error(err);
             }
             Phase::Ready | Phase::Internal(_) => {
-                self.close_reason = Some(CloseReason::BackendLost(why));
+                self.close_reason = Some(CloseReason::BackendLost(error.into()));
                 self.frontend.close();
             }
             Phase::Handshake | Phase::Closed | Phase::Command(_) => {}

@@ -186,9 +186,4 @@ fn later(t: SystemTime, d: std::time::Duration) -> SystemTime {
 }
 
 #[cfg(test)]
-#[path = "store_tests.rs"]
 mod tests;
-
-#[cfg(test)]
-#[path = "store_ec_tests.rs"]
-mod ec_tests;

@@ -703,5 +703,4 @@ fn encode_change_user(c: &ChangeUser<'_>, caps: Capabilities, out: &mut impl Buf
 }
 
 #[cfg(test)]
-#[path = "command_tests.rs"]
 mod tests;

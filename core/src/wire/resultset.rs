@@ -454,5 +454,4 @@ impl<'a> LocalInfileRequest<'a> {
 }
 
 #[cfg(test)]
-#[path = "resultset_tests.rs"]
 mod tests;

@@ -563,11 +563,9 @@ impl Worker {
                 self.handle_io(slot, event, now);
             }
             self.pending = pending;
-            let again = self
-                .sessions
-                .get(slot)
-                .is_some_and(|s| s.conn.needs_sync());
-            if !had_events && !again {
+            // Only a socket event (a connect that failed at once) gives the connection new work
+            // after the sync above.
+            if !had_events {
                 break;
             }
         }

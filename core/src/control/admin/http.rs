@@ -111,4 +111,3 @@ fn reason(status: u16) -> &'static str {
         _ => "",
     }
 }
-

@@ -2,11 +2,14 @@
 //! refused. [`super::Config::from_file`] checks it.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+#[cfg(feature = "toml")]
+use std::path::Path;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
 use super::units::{ByteSize, ConfigDuration};
+#[cfg(feature = "toml")]
 use super::ConfigError;
 
 /// The TOML file as written: every key optional where a default exists, unknown keys refused.
@@ -162,7 +165,8 @@ pub struct MigrationSection {
 }
 
 /// Who checks client passwords.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMode {
     /// The backend does; ferry relays the exchange.

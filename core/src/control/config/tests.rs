@@ -438,7 +438,8 @@ fn load_reports_missing_file_and_names_the_file_in_parse_errors() {
 
 #[test]
 fn example_file_is_valid() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ferry.example.toml");
+    // The example ships with the mio driver (the `ferry` binary), beside this crate.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../driver-mio/ferry.example.toml");
     let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.auth.mode, AuthMode::Proxy);
     assert_eq!(c.migration.mode, MigrationMode::Replay);

@@ -66,7 +66,10 @@ use crate::ProtocolError;
 
 use self::replay::{Item, OldSession};
 use self::tidb::SessionStates;
-use super::{BackendConnId, Event, Phase, ProxySession, Timer, Transmit};
+use super::{
+    BackendConnId, BackendLoss, ConnectFailure, Event, Incompatibility, Phase, ProxySession, Timer,
+    Transmit,
+};
 
 /// How sessions move between backends (`[migration] mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -151,22 +154,22 @@ pub enum MigrationFailure {
     /// [`ProxySession::cancel_migration`].
     Cancelled,
     /// The new backend could not be reached.
-    ConnectFailed(String),
+    ConnectFailed(ConnectFailure),
     /// The new backend refused the login.
     LoginRefused(ProtocolError),
     /// The new backend cannot serve this client (e.g. no `CLIENT_DEPRECATE_EOF`).
-    Incompatible(String),
+    Incompatible(Incompatibility),
     /// The old backend could not report the session (ERR, no token, unreadable result).
-    OldBackend(String),
+    OldBackend(OldBackendError),
     /// A replayed statement failed.
     Replay {
         /// What it restored.
         what: String,
         /// The error.
-        error: String,
+        error: ReplayError,
     },
     /// The new backend connection failed midway.
-    BackendLost(String),
+    BackendLost(BackendLoss),
     /// The session ended first.
     SessionClosed,
 }
@@ -201,10 +204,44 @@ impl std::fmt::Display for MigrationFailure {
             MigrationFailure::Incompatible(e) => write!(f, "incompatible backend: {e}"),
             MigrationFailure::OldBackend(e) => write!(f, "cannot read the session: {e}"),
             MigrationFailure::Replay { what, error } => write!(f, "replaying {what}: {error}"),
+            // A clean close reads "closed" here (the "backend" is in the prefix already).
+            MigrationFailure::BackendLost(BackendLoss::Closed) => {
+                f.write_str("new backend lost: closed")
+            }
             MigrationFailure::BackendLost(e) => write!(f, "new backend lost: {e}"),
             MigrationFailure::SessionClosed => f.write_str("the session closed"),
         }
     }
+}
+
+/// Why the old backend could not report the session ([`MigrationFailure::OldBackend`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OldBackendError {
+    /// It answered ferry's query with this ERR.
+    #[error("{0}")]
+    Error(ProtocolError),
+    /// Its answer could not be read (undecodable, too many rows, no token, unexpected values).
+    #[error("{0}")]
+    Unreadable(String),
+    /// The old backend's connection refused ferry's follow-up query (it was not idle).
+    #[error("the old backend refused the query")]
+    QueryRefused,
+}
+
+/// Why a replayed statement failed ([`MigrationFailure::Replay`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// The new backend answered it with this ERR.
+    #[error("{0}")]
+    Error(ProtocolError),
+    /// It cannot be written safely (what is wrong with it).
+    #[error("{0}")]
+    Unencodable(String),
+    /// A replayed COM_STMT_PREPARE was answered without a prepare-OK.
+    #[error("no prepare-OK")]
+    NoPrepareOk,
 }
 
 /// What `Phase::Internal` is busy with.
@@ -588,10 +625,10 @@ impl ProxySession {
         &mut self,
         now: Instant,
         conn: BackendConnId,
-        reason: &str,
+        reason: ConnectFailure,
     ) {
         if self.is_migration_conn(conn) {
-            self.fail_migration(now, MigrationFailure::ConnectFailed(reason.to_owned()));
+            self.fail_migration(now, MigrationFailure::ConnectFailed(reason));
             self.drive(now);
         }
     }

@@ -8,8 +8,13 @@ use crate::backend::{self, Backend, ResponseSummary};
 use crate::wire::{Capabilities, ServerStatus};
 
 use super::replay::{self, Item};
-use super::{tidb, Job, MigrationFailure, MigrationMode, NewBackend, Rows, StatementIds, Step};
-use crate::session::{BackendLink, Event, Phase, ProxySession, Timer};
+use super::{
+    tidb, Job, MigrationFailure, MigrationMode, NewBackend, OldBackendError, ReplayError, Rows,
+    StatementIds, Step,
+};
+use crate::session::{
+    BackendLink, BackendLoss, Event, Incompatibility, Phase, ProxySession, Timer,
+};
 
 impl ProxySession {
     // ---- the steps ----
@@ -79,10 +84,16 @@ impl ProxySession {
             return self.fail_migration(now, MigrationFailure::Cancelled);
         }
         if let Some(err) = summary.error {
-            return self.fail_migration(now, MigrationFailure::OldBackend(err.to_string()));
+            return self.fail_migration(
+                now,
+                MigrationFailure::OldBackend(OldBackendError::Error(err)),
+            );
         }
         if let Some(e) = rows.error {
-            return self.fail_migration(now, MigrationFailure::OldBackend(e));
+            return self.fail_migration(
+                now,
+                MigrationFailure::OldBackend(OldBackendError::Unreadable(e)),
+            );
         }
         let parsed = match (self.config.migration.mode, m.step) {
             (MigrationMode::Tidb, _) => {
@@ -92,7 +103,10 @@ impl ProxySession {
             _ => replay::parse_old_session(&rows.rows).map(|old| m.old = old),
         };
         if let Err(e) = parsed {
-            return self.fail_migration(now, MigrationFailure::OldBackend(e));
+            return self.fail_migration(
+                now,
+                MigrationFailure::OldBackend(OldBackendError::Unreadable(e)),
+            );
         }
         // USER_VARIABLES shows strings through utf8mb3 ('?' for what it cannot hold, binary
         // bytes mangled): their exact bytes are read in a second query.
@@ -108,8 +122,10 @@ impl ProxySession {
         // The old backend just completed a response: it is idle.
         let sent = self.backend_mut().map(|b| b.send_raw_command(now, query));
         if !matches!(sent, Some(Ok(()))) {
-            let why = "the old backend refused the query".to_owned();
-            self.fail_migration(now, MigrationFailure::OldBackend(why));
+            self.fail_migration(
+                now,
+                MigrationFailure::OldBackend(OldBackendError::QueryRefused),
+            );
         }
     }
 
@@ -135,9 +151,7 @@ impl ProxySession {
                 if info.capabilities.contains(flag) != self.frontend.capabilities().contains(flag) {
                     return self.fail_migration(
                         now,
-                        MigrationFailure::Incompatible(
-                            "the backend does not support CLIENT_DEPRECATE_EOF".into(),
-                        ),
+                        MigrationFailure::Incompatible(Incompatibility::DeprecateEof),
                     );
                 }
                 let mode = self.config.migration.mode;
@@ -162,8 +176,7 @@ impl ProxySession {
             B::Response { .. } => {}
             B::ResponseComplete(summary) => self.on_new_complete(now, summary),
             B::Closed { error } => {
-                let why = error.map_or_else(|| "closed".to_owned(), |e| e.to_string());
-                self.fail_migration(now, MigrationFailure::BackendLost(why));
+                self.fail_migration(now, MigrationFailure::BackendLost(error.into()));
             }
             #[allow(unreachable_patterns)]
             _ => {}
@@ -179,10 +192,7 @@ impl ProxySession {
             .map(|b| b.send_raw_command(now, payload));
         match sent {
             Some(Ok(())) => self.arm_step(now),
-            _ => self.fail_migration(
-                now,
-                MigrationFailure::BackendLost("the new backend is not ready".into()),
-            ),
+            _ => self.fail_migration(now, MigrationFailure::BackendLost(BackendLoss::NotReady)),
         }
     }
 
@@ -208,6 +218,7 @@ impl ProxySession {
                 Err(_) if item.skippable() => m.skipped.push(item.label()),
                 Err(error) => {
                     let what = item.label();
+                    let error = ReplayError::Unencodable(error);
                     return self.fail_migration(now, MigrationFailure::Replay { what, error });
                 }
             }
@@ -224,7 +235,7 @@ impl ProxySession {
                     now,
                     MigrationFailure::Replay {
                         what: "SET SESSION_STATES".into(),
-                        error: e.to_string(),
+                        error: ReplayError::Error(e),
                     },
                 ),
                 None => self.finish_migration(now),
@@ -236,7 +247,7 @@ impl ProxySession {
                 if let Some(e) = summary.error {
                     if !item.skippable() {
                         let what = item.label();
-                        let error = e.to_string();
+                        let error = ReplayError::Error(e);
                         return self.fail_migration(now, MigrationFailure::Replay { what, error });
                     }
                     m.skipped.push(item.label());
@@ -245,7 +256,7 @@ impl ProxySession {
                         Some(ok) => m.new_ids.push((client_id, ok.statement_id)),
                         None => {
                             let what = item.label();
-                            let error = "no prepare-OK".into();
+                            let error = ReplayError::NoPrepareOk;
                             return self
                                 .fail_migration(now, MigrationFailure::Replay { what, error });
                         }

@@ -46,10 +46,12 @@ fn backend_dying_mid_result_gives_the_client_1158_then_closes() {
     net.pump();
     let err = client_err(&net);
     assert_eq!((err.code, &err.sql_state), (1158, b"08S01"));
-    assert!(matches!(
+    assert_eq!(
         net.closed_reason(),
-        Some(CloseReason::BackendLost(_))
-    ));
+        Some(&CloseReason::BackendLost(BackendLoss::Failed(
+            BackendError::PeerClosed
+        )))
+    );
     assert!(net.events.contains(&Event::CloseBackend { conn }));
     assert!(matches!(net.events.last(), Some(Event::Closed { .. })));
     // Nothing more after Closed.
@@ -84,10 +86,12 @@ fn backend_lost_between_commands_closes_the_client_without_an_err() {
     net.session
         .handle_eof(net.now, Peer::Backend(net.conn.unwrap()));
     net.pump();
-    assert!(matches!(
+    assert_eq!(
         net.closed_reason(),
-        Some(CloseReason::BackendLost(_))
-    ));
+        Some(&CloseReason::BackendLost(BackendLoss::Failed(
+            BackendError::PeerClosed
+        )))
+    );
     assert_eq!(net.to_client.len(), before);
 }
 
@@ -169,6 +173,8 @@ fn oversized_backend_packet_gets_1153_and_closes() {
     assert_eq!((err.code, &err.sql_state), (1153, b"08S01"));
     assert!(matches!(
         net.closed_reason(),
-        Some(CloseReason::BackendLost(_))
+        Some(CloseReason::BackendLost(BackendLoss::Failed(
+            BackendError::Decode(crate::DecodeError::PacketTooLarge { .. })
+        )))
     ));
 }

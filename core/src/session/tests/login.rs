@@ -89,11 +89,17 @@ fn backend_down_gives_1429_in_both_modes() {
         net.pump();
         let err = login_error(&net);
         assert_eq!(err.code, 1429, "{err:?}");
-        assert!(err.message.contains("connection refused"));
-        assert!(matches!(
+        assert_eq!(
+            err.message,
+            "Can't connect to the backend server \
+             (ferry: backend db1 (127.0.0.1:3306): connection refused)"
+        );
+        assert_eq!(
             net.closed_reason(),
-            Some(CloseReason::BackendUnavailable(_))
-        ));
+            Some(&CloseReason::BackendUnavailable(LoginFailure::Connect(
+                connection_refused("db1")
+            )))
+        );
         assert!(net.session.is_closed());
     }
 }

@@ -232,7 +232,7 @@ impl Mig {
                     Connect::Accept => self.open(conn, &name),
                     Connect::Refuse => {
                         self.session
-                            .backend_connect_failed(now, conn, "connection refused")
+                            .backend_connect_failed(now, conn, connection_refused(&name))
                     }
                     Connect::Ignore => self.pending = Some((conn, name)),
                 }
@@ -945,6 +945,10 @@ fn every_failure_leaves_the_session_on_its_old_backend() {
             .failure()
             .unwrap_or_else(|| panic!("{what}: no failure: {:?}", mig.events));
         assert_eq!(reason.label(), label, "{what}: {reason}");
+        if label == "connect_failed" {
+            let refused = MigrationFailure::ConnectFailed(connection_refused("db2"));
+            assert_eq!(reason, &refused, "{what}");
+        }
         assert!(!mig.session.migration_in_progress(), "{what}");
         assert_eq!(mig.session.backend_name(), Some("db1"), "{what}");
         if let Some((conn, _)) = mig.conns.iter().find(|(_, n)| n == "db2") {
@@ -1131,4 +1135,86 @@ fn cancel_refusals_and_a_session_that_closes_mid_migration() {
     );
     off.query("CREATE TEMPORARY TABLE t (a INT)");
     assert_eq!(off.session.pinned(), None, "nothing tracked when off");
+}
+
+/// Labels are metric labels and the texts log lines: both stayed what they were when the
+/// payloads were strings.
+#[test]
+fn failure_labels_and_texts_are_stable() {
+    let err = ProtocolError::new(1193, "HY000", "Unknown system variable 'x'");
+    let cases = [
+        (
+            MigrationFailure::ConnectFailed(connection_refused("db2")),
+            "connect_failed",
+            "cannot connect: backend db2 (127.0.0.1:3306): connection refused",
+        ),
+        (
+            MigrationFailure::ConnectFailed(ConnectFailure::UnknownBackend("db9".into())),
+            "connect_failed",
+            "cannot connect: no backend named \"db9\"",
+        ),
+        (
+            MigrationFailure::Incompatible(Incompatibility::DeprecateEof),
+            "incompatible",
+            "incompatible backend: the backend does not support CLIENT_DEPRECATE_EOF",
+        ),
+        (
+            MigrationFailure::OldBackend(OldBackendError::Error(err.clone())),
+            "old_backend",
+            "cannot read the session: ERROR 1193 (HY000): Unknown system variable 'x'",
+        ),
+        (
+            MigrationFailure::OldBackend(OldBackendError::Unreadable("no token".into())),
+            "old_backend",
+            "cannot read the session: no token",
+        ),
+        (
+            MigrationFailure::OldBackend(OldBackendError::QueryRefused),
+            "old_backend",
+            "cannot read the session: the old backend refused the query",
+        ),
+        (
+            MigrationFailure::Replay {
+                what: "SET NAMES".into(),
+                error: ReplayError::Error(err),
+            },
+            "replay",
+            "replaying SET NAMES: ERROR 1193 (HY000): Unknown system variable 'x'",
+        ),
+        (
+            MigrationFailure::Replay {
+                what: "user variables".into(),
+                error: ReplayError::Unencodable("bad value".into()),
+            },
+            "replay",
+            "replaying user variables: bad value",
+        ),
+        (
+            MigrationFailure::Replay {
+                what: "prepared statement 1".into(),
+                error: ReplayError::NoPrepareOk,
+            },
+            "replay",
+            "replaying prepared statement 1: no prepare-OK",
+        ),
+        (
+            MigrationFailure::BackendLost(BackendLoss::Closed),
+            "backend_lost",
+            "new backend lost: closed",
+        ),
+        (
+            MigrationFailure::BackendLost(BackendLoss::Failed(BackendError::PeerClosed)),
+            "backend_lost",
+            "new backend lost: backend closed the connection",
+        ),
+        (
+            MigrationFailure::BackendLost(BackendLoss::NotReady),
+            "backend_lost",
+            "new backend lost: the new backend is not ready",
+        ),
+    ];
+    for (failure, label, text) in cases {
+        assert_eq!(failure.label(), label, "{failure:?}");
+        assert_eq!(failure.to_string(), text, "{failure:?}");
+    }
 }

@@ -32,6 +32,15 @@ pub(super) const PASSWORD: &str = "secret";
 /// Size of the big values: over one 16 MiB frame.
 pub(super) const BIG: usize = (1 << 24) + 1000;
 
+/// What a driver reports when `backend`'s TCP connect is refused.
+pub(super) fn connection_refused(backend: &str) -> ConnectFailure {
+    ConnectFailure::Unreachable {
+        backend: backend.to_owned(),
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 3306)),
+        error: "connection refused".to_owned(),
+    }
+}
+
 pub(super) fn users() -> Arc<UserTable> {
     let mut t = UserTable::new();
     t.insert(
@@ -257,7 +266,7 @@ impl Net {
                     }
                     Connect::Refuse => {
                         self.session
-                            .backend_connect_failed(now, conn, "connection refused")
+                            .backend_connect_failed(now, conn, connection_refused("db1"))
                     }
                     Connect::Ignore => {}
                 }

@@ -184,7 +184,7 @@ fn a_retry_that_reaches_no_backend_gives_the_refusal_not_1429() {
         refuse(&mut net, "db1", TOO_MANY);
         let conn = net.conn.unwrap();
         net.session
-            .backend_connect_failed(net.now, conn, "no healthy backend");
+            .backend_connect_failed(net.now, conn, ConnectFailure::NoHealthyBackend);
         net.pump();
         let err = login_error(&net).expect("an ERR");
         assert_eq!(
@@ -222,10 +222,16 @@ fn a_retry_that_reaches_a_failing_backend_reports_that_failure() {
     net.pump();
     let err = login_error(&net).expect("an ERR");
     assert_eq!(err.code, 1429, "{err:?}");
-    assert!(matches!(
+    assert_eq!(
+        err.message,
+        "Can't connect to the backend server (ferry: backend closed the connection)"
+    );
+    assert_eq!(
         net.closed_reason(),
-        Some(CloseReason::BackendUnavailable(_))
-    ));
+        Some(&CloseReason::BackendUnavailable(LoginFailure::Lost(
+            BackendLoss::Failed(BackendError::PeerClosed)
+        )))
+    );
 }
 
 #[test]

@@ -1,12 +1,12 @@
 use super::*;
 use crate::SeededRandom;
 
-const PRIV_PKCS8: &str = include_str!("testdata/rsa2048_pkcs8.pem");
-const PRIV_PKCS1: &str = include_str!("testdata/rsa2048_pkcs1.pem");
-const PUB_SPKI: &str = include_str!("testdata/rsa2048_spki_pub.pem");
-const PUB_PKCS1: &str = include_str!("testdata/rsa2048_pkcs1_pub.pem");
+const PRIV_PKCS8: &str = include_str!("../testdata/rsa2048_pkcs8.pem");
+const PRIV_PKCS1: &str = include_str!("../testdata/rsa2048_pkcs1.pem");
+const PUB_SPKI: &str = include_str!("../testdata/rsa2048_spki_pub.pem");
+const PUB_PKCS1: &str = include_str!("../testdata/rsa2048_pkcs1_pub.pem");
 /// PyMySQL's `sha2_rsa_encrypt(b"password", bytes(range(1, 21)), PUB_SPKI)`.
-const PYMYSQL_CT: &str = include_str!("testdata/pymysql_ct_password_salt_1_20.hex");
+const PYMYSQL_CT: &str = include_str!("../testdata/pymysql_ct_password_salt_1_20.hex");
 
 fn unhex(s: &str) -> Vec<u8> {
     let s = s.trim();

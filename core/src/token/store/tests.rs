@@ -6,14 +6,14 @@ use super::*;
 use crate::token::{TokenError, ER_ACCESS_DENIED_ERROR, ER_CANNOT_MIGRATE_SESSION};
 use crate::SeededRandom;
 
-const A_CERT: &[u8] = include_bytes!("testdata/a_cert.pem");
-const A_KEY: &[u8] = include_bytes!("testdata/a_key.pem");
-const B_CERT: &[u8] = include_bytes!("testdata/b_cert.pem");
-const B_KEY: &[u8] = include_bytes!("testdata/b_key.pem");
-const C_PSS_CERT: &[u8] = include_bytes!("testdata/c_pss_cert.pem");
-const C_KEY: &[u8] = include_bytes!("testdata/c_key_pkcs1.pem");
-const A_SHA1_CERT: &[u8] = include_bytes!("testdata/a_sha1_cert.pem");
-const A_PSS_SALT20_CERT: &[u8] = include_bytes!("testdata/a_pss_salt20_cert.pem");
+const A_CERT: &[u8] = include_bytes!("../testdata/a_cert.pem");
+const A_KEY: &[u8] = include_bytes!("../testdata/a_key.pem");
+const B_CERT: &[u8] = include_bytes!("../testdata/b_cert.pem");
+const B_KEY: &[u8] = include_bytes!("../testdata/b_key.pem");
+const C_PSS_CERT: &[u8] = include_bytes!("../testdata/c_pss_cert.pem");
+const C_KEY: &[u8] = include_bytes!("../testdata/c_key_pkcs1.pem");
+const A_SHA1_CERT: &[u8] = include_bytes!("../testdata/a_sha1_cert.pem");
+const A_PSS_SALT20_CERT: &[u8] = include_bytes!("../testdata/a_pss_salt20_cert.pem");
 
 /// The virtual clock's origin: 2022-06-01T12:34:56.5Z.
 fn t0() -> SystemTime {
@@ -373,7 +373,7 @@ fn pss_certificates_sign_and_verify() {
 #[test]
 fn unsupported_certificates_are_refused_with_a_clear_error() {
     let mut store = CertStore::new();
-    // ECDSA and Ed25519 cases are in store_ec_tests.rs.
+    // ECDSA and Ed25519 cases are in tests/ec.rs.
     for (cert, key, needle) in [
         (A_SHA1_CERT, A_KEY, "SHA-1"),
         (A_PSS_SALT20_CERT, A_KEY, "salt length"),
@@ -451,3 +451,5 @@ fn the_far_end_of_system_time_does_not_panic() {
     let token = store.sign(end, 0, b"app", &mut rng()).unwrap();
     let _ = store.validate(end, &token.to_json(), b"app");
 }
+
+mod ec;

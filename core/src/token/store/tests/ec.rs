@@ -7,29 +7,29 @@ use super::*;
 use crate::token::TokenError;
 use crate::SeededRandom;
 
-const A_CERT: &[u8] = include_bytes!("testdata/a_cert.pem");
-const A_KEY: &[u8] = include_bytes!("testdata/a_key.pem");
-const EC_CERT: &[u8] = include_bytes!("testdata/ec_cert.pem");
-const EC_KEY: &[u8] = include_bytes!("testdata/ec_key.pem");
-const EC_KEY_SEC1: &[u8] = include_bytes!("testdata/ec_key_sec1.pem");
-const EC_BY_A_CERT: &[u8] = include_bytes!("testdata/ec_by_a_cert.pem");
-const EC_B_CERT: &[u8] = include_bytes!("testdata/ec_b_cert.pem");
-const EC_B_KEY: &[u8] = include_bytes!("testdata/ec_b_key.pem");
-const EC384_CERT: &[u8] = include_bytes!("testdata/ec384_cert.pem");
-const EC384_KEY: &[u8] = include_bytes!("testdata/ec384_key.pem");
-const EC384_KEY_SEC1: &[u8] = include_bytes!("testdata/ec384_key_sec1.pem");
-const EC521_CERT: &[u8] = include_bytes!("testdata/ec521_cert.pem");
-const EC521_KEY: &[u8] = include_bytes!("testdata/ec521_key.pem");
-const EC224_CERT: &[u8] = include_bytes!("testdata/ec224_cert.pem");
-const EC224_KEY: &[u8] = include_bytes!("testdata/ec224_key.pem");
-const ED25519_CERT: &[u8] = include_bytes!("testdata/ed25519_cert.pem");
-const ED25519_KEY: &[u8] = include_bytes!("testdata/ed25519_key.pem");
-const ED25519_B_KEY: &[u8] = include_bytes!("testdata/ed25519_b_key.pem");
-const ED25519_BY_A_CERT: &[u8] = include_bytes!("testdata/ed25519_by_a_cert.pem");
+const A_CERT: &[u8] = include_bytes!("../../testdata/a_cert.pem");
+const A_KEY: &[u8] = include_bytes!("../../testdata/a_key.pem");
+const EC_CERT: &[u8] = include_bytes!("../../testdata/ec_cert.pem");
+const EC_KEY: &[u8] = include_bytes!("../../testdata/ec_key.pem");
+const EC_KEY_SEC1: &[u8] = include_bytes!("../../testdata/ec_key_sec1.pem");
+const EC_BY_A_CERT: &[u8] = include_bytes!("../../testdata/ec_by_a_cert.pem");
+const EC_B_CERT: &[u8] = include_bytes!("../../testdata/ec_b_cert.pem");
+const EC_B_KEY: &[u8] = include_bytes!("../../testdata/ec_b_key.pem");
+const EC384_CERT: &[u8] = include_bytes!("../../testdata/ec384_cert.pem");
+const EC384_KEY: &[u8] = include_bytes!("../../testdata/ec384_key.pem");
+const EC384_KEY_SEC1: &[u8] = include_bytes!("../../testdata/ec384_key_sec1.pem");
+const EC521_CERT: &[u8] = include_bytes!("../../testdata/ec521_cert.pem");
+const EC521_KEY: &[u8] = include_bytes!("../../testdata/ec521_key.pem");
+const EC224_CERT: &[u8] = include_bytes!("../../testdata/ec224_cert.pem");
+const EC224_KEY: &[u8] = include_bytes!("../../testdata/ec224_key.pem");
+const ED25519_CERT: &[u8] = include_bytes!("../../testdata/ed25519_cert.pem");
+const ED25519_KEY: &[u8] = include_bytes!("../../testdata/ed25519_key.pem");
+const ED25519_B_KEY: &[u8] = include_bytes!("../../testdata/ed25519_b_key.pem");
+const ED25519_BY_A_CERT: &[u8] = include_bytes!("../../testdata/ed25519_by_a_cert.pem");
 
 /// The signed bytes of the token for "app" signed at [`t0`] in UTC, which the OpenSSL
 /// signatures below were made over.
-const SIGNED_APP_T0: &[u8] = include_bytes!("testdata/signed_app_t0.json");
+const SIGNED_APP_T0: &[u8] = include_bytes!("../../testdata/signed_app_t0.json");
 
 /// Every supported non-RSA pair: certificate, key, the scheme it must load as.
 const PAIRS: [(&str, &[u8], &[u8], SignatureScheme); 7] = [
@@ -73,7 +73,7 @@ const PAIRS: [(&str, &[u8], &[u8], SignatureScheme); 7] = [
     ),
 ];
 
-/// 2022-06-01T12:34:56.5Z, as in store_tests.rs.
+/// 2022-06-01T12:34:56.5Z, as in ../tests.rs.
 fn t0() -> SystemTime {
     UNIX_EPOCH + Duration::new(1_654_086_896, 500_000_000)
 }
@@ -161,25 +161,25 @@ fn openssl_signatures_validate() {
             "P-256",
             EC_CERT,
             EC_KEY,
-            &include_bytes!("testdata/ec_openssl.sig")[..],
+            &include_bytes!("../../testdata/ec_openssl.sig")[..],
         ),
         (
             "P-384",
             EC384_CERT,
             EC384_KEY,
-            include_bytes!("testdata/ec384_openssl.sig"),
+            include_bytes!("../../testdata/ec384_openssl.sig"),
         ),
         (
             "P-521",
             EC521_CERT,
             EC521_KEY,
-            include_bytes!("testdata/ec521_openssl.sig"),
+            include_bytes!("../../testdata/ec521_openssl.sig"),
         ),
         (
             "Ed25519",
             ED25519_CERT,
             ED25519_KEY,
-            include_bytes!("testdata/ed25519_openssl.sig"),
+            include_bytes!("../../testdata/ed25519_openssl.sig"),
         ),
     ] {
         let store = store(cert, key);
@@ -211,25 +211,25 @@ fn ferry_signatures_are_the_ones_openssl_verified() {
             "P-256",
             EC_CERT,
             EC_KEY,
-            &include_bytes!("testdata/ec_ferry.sig")[..],
+            &include_bytes!("../../testdata/ec_ferry.sig")[..],
         ),
         (
             "P-384",
             EC384_CERT,
             EC384_KEY,
-            include_bytes!("testdata/ec384_ferry.sig"),
+            include_bytes!("../../testdata/ec384_ferry.sig"),
         ),
         (
             "P-521",
             EC521_CERT,
             EC521_KEY,
-            include_bytes!("testdata/ec521_ferry.sig"),
+            include_bytes!("../../testdata/ec521_ferry.sig"),
         ),
         (
             "Ed25519",
             ED25519_CERT,
             ED25519_KEY,
-            include_bytes!("testdata/ed25519_ferry.sig"),
+            include_bytes!("../../testdata/ed25519_ferry.sig"),
         ),
     ] {
         let token = store(cert, key).sign(t0(), 0, b"app", &mut rng()).unwrap();
@@ -241,12 +241,18 @@ fn ferry_signatures_are_the_ones_openssl_verified() {
     let other = p521
         .sign(t0(), 0, b"app", &mut SeededRandom::new(1))
         .unwrap();
-    assert_ne!(other.signature, include_bytes!("testdata/ec521_ferry.sig"));
+    assert_ne!(
+        other.signature,
+        include_bytes!("../../testdata/ec521_ferry.sig")
+    );
     let p256 = store(EC_CERT, EC_KEY);
     let same = p256
         .sign(t0(), 0, b"app", &mut SeededRandom::new(1))
         .unwrap();
-    assert_eq!(same.signature, include_bytes!("testdata/ec_ferry.sig"));
+    assert_eq!(
+        same.signature,
+        include_bytes!("../../testdata/ec_ferry.sig")
+    );
 }
 
 #[test]

@@ -1,0 +1,299 @@
+//! `ferry-std`: the whole ferry proxy (sessions, admin endpoint, health checks, migration, drain,
+//! balancer) on `std::net` with blocking sockets and a thread per connection (and per socket
+//! reader, probe, admin request): the proof that drivers only do I/O. Every decision is
+//! [`ferry_core::control`]'s; this file moves bytes and runs threads, timers and signals. Same
+//! command line as `ferry` (`--config ferry.toml`). The [`Endpoint`] sits in a `Mutex`.
+
+use std::collections::HashMap;
+use std::io::{self, IsTerminal, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::sync::{mpsc, mpsc::Sender, mpsc::SyncSender, Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use ferry_core::control::admin::{parse_request, Parsed, MAX_BODY, MAX_HEAD};
+use ferry_core::control::config::{open_files_needed, sessions_within};
+use ferry_core::control::{cli::Cli, Command, Connection, Endpoint, HealthProbe, IoEvent};
+use ferry_core::{session::Peer, RandomSource};
+use rand::RngCore;
+use signal_hook::{consts::SIGINT, consts::SIGTERM, iterator::Signals};
+use tracing_subscriber::EnvFilter;
+
+/// The control thread's longest sleep, so that it soon sees a deadline moved earlier.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Salts and scrambles come from the OS's CSPRNG.
+struct OsRandom;
+impl RandomSource for OsRandom {
+    fn fill(&mut self, buf: &mut [u8]) {
+        rand::rngs::OsRng.fill_bytes(buf);
+    }
+}
+
+/// What wakes a session thread.
+enum Input {
+    /// Bytes from `peer`; its reader reads on once `go` is sent or dropped (back-pressure).
+    Bytes(Peer, Vec<u8>, SyncSender<()>),
+    Eof(Peer),
+    Command(Command),
+}
+
+/// Shared by all threads for the process's lifetime: the endpoint, each session's input channel.
+struct Shared {
+    ep: Mutex<Endpoint>,
+    sessions: Mutex<HashMap<u64, Sender<Input>>>,
+}
+
+/// A thread that panicked leaves the endpoint consistent (every call is whole): carry on.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn until(t: Instant) -> Duration {
+    t.saturating_duration_since(Instant::now())
+}
+
+type Thread = JoinHandle<()>;
+fn spawn(f: impl FnOnce() + Send + 'static) -> io::Result<Thread> {
+    thread::Builder::new().spawn(f)
+}
+
+/// Hands what the endpoint queued (after admin requests, timers, probes, shutdown) to sessions.
+fn deliver(sh: &Shared) {
+    let mut ep = lock(&sh.ep);
+    while let Some((id, command)) = ep.poll_command(0) {
+        if let Some(tx) = lock(&sh.sessions).get(&id) {
+            let _ = tx.send(Input::Command(command));
+        }
+    }
+}
+
+/// Reads `sock` on a thread of its own into the session's channel, as `peer`'s input.
+fn spawn_reader(sock: &Arc<TcpStream>, peer: Peer, tx: &Sender<Input>) -> io::Result<Thread> {
+    sock.set_nodelay(true)?; // the core writes whole packets: no need to wait for more
+    let (sock, tx, mut buf) = (Arc::clone(sock), tx.clone(), vec![0; 64 * 1024]);
+    spawn(move || loop {
+        let n = match (&*sock).read(&mut buf) {
+            Ok(0) | Err(_) => return drop(tx.send(Input::Eof(peer))),
+            Ok(n) => n,
+        };
+        let (go, wait) = mpsc::sync_channel(1);
+        if tx.send(Input::Bytes(peer, buf[..n].to_vec(), go)).is_err() || wait.recv().is_err() {
+            return; // the session is over
+        }
+    })
+}
+
+/// Opens backend connection `c` and starts reading it.
+fn open(sh: &Shared, addr: SocketAddr, c: u64, tx: &Sender<Input>) -> io::Result<Arc<TcpStream>> {
+    let timeout = lock(&sh.ep).config().health.timeout;
+    let sock = Arc::new(TcpStream::connect_timeout(&addr, timeout)?);
+    spawn_reader(&sock, Peer::Backend(c), tx).map(|_| sock)
+}
+
+/// Shuts a socket down (its reader ends), after what was queued on it is written.
+fn close(sock: Option<Arc<TcpStream>>) {
+    sock.map(|s| s.shutdown(Shutdown::Both));
+}
+
+type Sockets = HashMap<Peer, Arc<TcpStream>>;
+
+/// The drain rule (`Connection`'s module docs): sync; write what is queued, then open or close
+/// a socket; until nothing is left. Writes block: a slow peer slows its own session down.
+fn drain(sh: &Shared, conn: &mut Connection, socks: &mut Sockets, tx: &Sender<Input>) {
+    loop {
+        if conn.needs_sync() {
+            lock(&sh.ep).sync(Instant::now(), conn);
+        }
+        if let Some(t) = conn.poll_transmit() {
+            match socks.get(&t.peer).map(|s| (&**s).write_all(&t.data)) {
+                Some(Ok(())) => conn.record_sent(t.peer, t.data.len()),
+                _ => conn.handle_eof(Instant::now(), t.peer),
+            }
+        } else if let Some(event) = conn.poll_event() {
+            match event {
+                IoEvent::Connect { conn: c, addr } => match open(sh, addr, c, tx) {
+                    Ok(sock) => {
+                        socks.insert(Peer::Backend(c), sock);
+                        conn.connected(Instant::now(), c);
+                    }
+                    Err(e) => conn.connect_failed(Instant::now(), c, &e),
+                },
+                IoEvent::Close { conn: c } => close(socks.remove(&Peer::Backend(c))),
+                _ => {}
+            }
+        } else if !conn.needs_sync() {
+            return;
+        }
+    }
+}
+
+/// One client connection, from `accept` to `connection_closed`.
+fn session(sh: &Shared, client: TcpStream, addr: SocketAddr) {
+    let (tx, rx) = mpsc::channel();
+    let mut ep = lock(&sh.ep);
+    let Some(mut conn) = ep.accept(Instant::now(), addr, 0, Box::new(OsRandom)) else {
+        return; // refused (max-connections, shutting down): dropping closes the socket
+    };
+    lock(&sh.sessions).insert(conn.id(), tx.clone()); // under `ep`: no command is missed
+    drop(ep);
+    let mut socks = HashMap::from([(Peer::Client, Arc::new(client))]);
+    if spawn_reader(&socks[&Peer::Client], Peer::Client, &tx).is_err() {
+        conn.handle_eof(Instant::now(), Peer::Client);
+    }
+    let mut held = None; // client bytes the session wants none of yet (their reader waits)
+    drain(sh, &mut conn, &mut socks, &tx);
+    while !conn.is_closed() {
+        let wants = conn.wants_input(Peer::Client);
+        let t = conn.poll_timeout().map_or(Duration::MAX, until);
+        let input = held.take_if(|_| wants).or_else(|| rx.recv_timeout(t).ok());
+        let now = Instant::now();
+        match input {
+            Some(i @ Input::Bytes(Peer::Client, ..)) if !wants => held = Some(i),
+            Some(Input::Bytes(peer, data, go)) => {
+                let _ = go.send(()); // its reader reads on while this is handled
+                conn.handle_input(now, peer, &data);
+            }
+            Some(Input::Eof(peer)) => conn.handle_eof(now, peer),
+            Some(Input::Command(command)) => conn.handle_command(now, command),
+            None => conn.handle_timeout(now),
+        }
+        drain(sh, &mut conn, &mut socks, &tx);
+    }
+    lock(&sh.sessions).remove(&conn.id());
+    // All is written (writes block): FIN to the client, then end every reader.
+    let _ = socks[&Peer::Client].shutdown(Shutdown::Write);
+    socks.into_values().map(Some).for_each(close);
+    lock(&sh.ep).connection_closed(&mut conn);
+}
+
+/// One health check: connect, then read until the probe has its verdict.
+fn run_probe(sh: &Shared, mut probe: HealthProbe) {
+    match TcpStream::connect_timeout(&probe.addr(), probe.timeout()) {
+        Err(e) => probe.connect_failed(&e),
+        Ok(mut sock) => {
+            let mut buf = [0; 4096];
+            while !probe.is_done() {
+                // Past the deadline, the read times out at once and the probe gives up.
+                let t = Some(until(probe.deadline()).max(Duration::from_millis(1)));
+                match sock.set_read_timeout(t).and_then(|()| sock.read(&mut buf)) {
+                    Ok(0) => probe.handle_eof(),
+                    Ok(n) => probe.handle_input(&buf[..n]),
+                    Err(e) => probe.read_failed(&e),
+                }
+            }
+        }
+    }
+    lock(&sh.ep).probe_finished(Instant::now(), probe);
+    deliver(sh);
+}
+
+/// The endpoint's timers (health rounds, a thread per probe; the balancer): probes, next time.
+fn tick(sh: &'static Shared) -> (Vec<Thread>, Option<Instant>) {
+    let mut ep = lock(&sh.ep);
+    ep.handle_timeout(Instant::now());
+    let probes: Vec<_> = std::iter::from_fn(|| ep.poll_probe()).collect();
+    let next = ep.poll_timeout();
+    drop(ep);
+    deliver(sh);
+    let threads = probes.into_iter().filter_map(|probe| {
+        let copy = probe.clone();
+        // No thread to spare: run it here, for a lost probe would stop the rounds.
+        let spawned = spawn(move || run_probe(sh, probe));
+        spawned.map_err(|_| run_probe(sh, copy)).ok()
+    });
+    (threads.collect(), next)
+}
+
+/// One admin request: read it (5 s at most), let the endpoint answer, write that, close.
+fn admin_request(sh: &Shared, mut sock: TcpStream) -> io::Result<()> {
+    sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut input = (&sock).take((MAX_HEAD + MAX_BODY) as u64); // caps the request
+    let (mut buf, mut chunk) = (Vec::new(), [0; 4096]);
+    let response = loop {
+        match parse_request(&buf) {
+            Parsed::Complete(request) => break lock(&sh.ep).handle_admin(Instant::now(), &request),
+            Parsed::Invalid(response) => break response,
+            Parsed::Incomplete => match input.read(&mut chunk)? {
+                0 => return Ok(()),
+                n => buf.extend_from_slice(&chunk[..n]),
+            },
+        }
+    };
+    deliver(sh); // drain, undrain and migrate queue commands
+    sock.write_all(&response.to_bytes())?;
+    sock.shutdown(Shutdown::Write)
+}
+
+/// Exit code 2, as `ferry`'s.
+fn refused<T>(why: ferry_core::control::ConfigError) -> T {
+    eprintln!("ferry-std: configuration refused:\n{why}");
+    std::process::exit(2)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .init();
+    let config = cli.config().unwrap_or_else(refused);
+    let endpoint = Endpoint::new(Instant::now(), &config, 1).unwrap_or_else(refused);
+    let (listen, admin) = (config.proxy.listen, config.admin.listen);
+    if cli.check {
+        println!("configuration ok: listen {listen}, admin {admin}");
+        return ExitCode::SUCCESS;
+    }
+    // Room for max-connections sessions (two descriptors each), up to the hard limit.
+    let needed = open_files_needed(config.proxy.max_connections);
+    let open_files = rlimit::increase_nofile_limit(needed).unwrap_or(0);
+    if open_files < needed {
+        tracing::warn!(
+            sessions = sessions_within(open_files),
+            "the open-file limit is below what max-connections needs"
+        );
+    }
+    let bind = |addr| TcpListener::bind(addr).inspect_err(|e| eprintln!("ferry-std: {addr}: {e}"));
+    let (Ok(listener), Ok(admin_listener)) = (bind(listen), bind(admin)) else {
+        return ExitCode::FAILURE;
+    };
+    let mut signals = Signals::new([SIGTERM, SIGINT]).expect("signal handlers");
+    let sh: &'static Shared = Box::leak(Box::new(Shared {
+        ep: Mutex::new(endpoint),
+        sessions: Mutex::default(),
+    }));
+    // The first health round is due at once: it fixes the server version clients are told.
+    tick(sh).0.into_iter().for_each(|t| drop(t.join()));
+    thread::spawn(move || loop {
+        thread::sleep(tick(sh).1.map_or(TICK, until).min(TICK));
+    });
+    thread::spawn(move || {
+        for sock in admin_listener.incoming().flatten() {
+            let _ = spawn(move || drop(admin_request(sh, sock)));
+        }
+    });
+    thread::spawn(move || {
+        while lock(&sh.ep).is_serving() {
+            let spawned = listener.accept();
+            let spawned = spawned.and_then(|(sock, addr)| spawn(move || session(sh, sock, addr)));
+            if let Err(e) = spawned {
+                // Out of descriptors (or threads): the clients wait in the backlog until then.
+                thread::sleep(until(lock(&sh.ep).accept_failed(Instant::now(), 0, &e)));
+            }
+        } // the listener closes: the kernel refuses new clients
+    });
+    tracing::info!(%listen, %admin, "ferry-std serving");
+    let signal = signals.forever().next();
+    tracing::info!(?signal, "shutting down gracefully");
+    lock(&sh.ep).begin_shutdown(Instant::now());
+    deliver(sh);
+    let _ = TcpStream::connect(listen); // wakes the accept loop, which then stops
+    let deadline = Instant::now() + config.proxy.shutdown_timeout;
+    while lock(&sh.ep).live_sessions() > 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    ExitCode::SUCCESS
+}
