@@ -34,7 +34,7 @@ impl RandomSource for OsRandom {
 
 /// What wakes a session thread.
 enum Input {
-    /// Bytes from `peer`; its reader reads on once `go` is sent or dropped (back-pressure).
+    /// Bytes from `peer`; its reader reads on once `go` is sent, ends if dropped (back-pressure).
     Bytes(Peer, Vec<u8>, SyncSender<()>),
     Eof(Peer),
     Command(Command),
@@ -72,7 +72,7 @@ fn deliver(sh: &Shared) {
 
 /// Reads `sock` on a thread of its own into the session's channel, as `peer`'s input.
 fn spawn_reader(sock: &Arc<TcpStream>, peer: Peer, tx: &Sender<Input>) -> io::Result<Thread> {
-    sock.set_nodelay(true)?; // the core writes whole packets: no need to wait for more
+    sock.set_nodelay(true)?; // small packets go out at once (no Nagle delay)
     let (sock, tx, mut buf) = (Arc::clone(sock), tx.clone(), vec![0; 64 * 1024]);
     spawn(move || loop {
         let n = match (&*sock).read(&mut buf) {
@@ -163,8 +163,7 @@ fn session(sh: &Shared, client: TcpStream, addr: SocketAddr) {
         drain(sh, &mut conn, &mut socks, &tx);
     }
     lock(&sh.sessions).remove(&conn.id());
-    // All is written (writes block): FIN to the client, then end every reader.
-    let _ = socks[&Peer::Client].shutdown(Shutdown::Write);
+    let _ = socks[&Peer::Client].shutdown(Shutdown::Write); // written in full: FIN to the client
     socks.into_values().map(Some).for_each(close);
     lock(&sh.ep).connection_closed(&mut conn);
 }
@@ -199,8 +198,7 @@ fn tick(sh: &'static Shared) -> (Vec<Thread>, Option<Instant>) {
     drop(ep);
     deliver(sh);
     let threads = probes.into_iter().filter_map(|probe| {
-        let copy = probe.clone();
-        // No thread to spare: run it here, for a lost probe would stop the rounds.
+        let copy = probe.clone(); // no thread to spare: run it here, or the rounds would stop
         let spawned = spawn(move || run_probe(sh, probe));
         spawned.map_err(|_| run_probe(sh, copy)).ok()
     });
@@ -227,7 +225,6 @@ fn admin_request(sh: &Shared, mut sock: TcpStream) -> io::Result<()> {
     sock.shutdown(Shutdown::Write)
 }
 
-/// Exit code 2, as `ferry`'s.
 fn refused<T>(why: ferry_core::control::ConfigError) -> T {
     eprintln!("ferry-std: configuration refused:\n{why}");
     std::process::exit(2)
@@ -271,8 +268,11 @@ fn main() -> ExitCode {
         thread::sleep(tick(sh).1.map_or(TICK, until).min(TICK));
     });
     thread::spawn(move || {
-        for sock in admin_listener.incoming().flatten() {
-            let _ = spawn(move || drop(admin_request(sh, sock)));
+        for sock in admin_listener.incoming() {
+            let spawned = sock.and_then(|s| spawn(move || drop(admin_request(sh, s))));
+            if spawned.is_err() {
+                thread::sleep(ferry_core::control::ACCEPT_BACKOFF); // out of descriptors: no spin
+            }
         }
     });
     thread::spawn(move || {
