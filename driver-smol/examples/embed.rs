@@ -22,7 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("usage: embed BACKEND_ADDR [BACKEND_ADDR...]   (e.g. 127.0.0.1:3306)");
         std::process::exit(2);
     }
-    // The same configuration the `ferry` binary reads; here built from text.
+    // The same configuration the `ferry` binary reads; here built from text (parsing TOML takes
+    // ferry-core's feature `toml`, which the library itself does without).
     let mut toml = String::from("[health]\ninterval = \"2s\"\n");
     for (i, addr) in backends.iter().enumerate() {
         toml.push_str(&format!(

@@ -1,20 +1,18 @@
 //! [`ProxyHandle`]: the embedder's controls of a running proxy — the operations of the admin
-//! endpoint, plus graceful shutdown.
+//! endpoint, plus graceful shutdown. Each is a call into the endpoint, whose commands for the
+//! sessions are then handed to their tasks.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_mio::admin::{AdminApi, ApiError, BackendInfo, Metrics, SessionInfo};
+use ferry_core::control::admin::{Request, Response};
+use ferry_core::control::{ApiError, BackendInfo, Metrics, SessionInfo};
 use smol::future;
 use smol::Timer;
 
-use crate::shared::{Command, Inner};
-use crate::stats::Stats;
+use crate::shared::{Control, Inner};
 
-/// How long [`ProxyHandle::migrate`] waits for the session's answer.
-const MIGRATE_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long aborted sessions get to drop their sockets after the shutdown deadline.
 const ABORT_GRACE: Duration = Duration::from_secs(1);
 
@@ -31,8 +29,8 @@ pub enum ShutdownOutcome {
 }
 
 /// Controls a [`Proxy`](crate::Proxy) (cheap to clone; every clone controls the same proxy).
-/// It also implements the admin endpoint's [`AdminApi`], so the `ferry` admin server can serve
-/// it: see [`ProxyHandle::admin_api`].
+/// It also answers the admin endpoint's requests ([`ProxyHandle::handle_admin`]), for an
+/// embedder that serves `/health`, `/metrics` and `/api/...`.
 #[derive(Debug, Clone)]
 pub struct ProxyHandle {
     inner: Arc<Inner>,
@@ -43,6 +41,14 @@ impl ProxyHandle {
         Self { inner }
     }
 
+    /// Runs `f` on the endpoint, then hands the commands it queued to the sessions.
+    fn with_control<T>(&self, f: impl FnOnce(&mut Control, Instant) -> T) -> T {
+        let mut control = self.inner.control();
+        let result = f(&mut control, Instant::now());
+        control.deliver();
+        result
+    }
+
     /// The address clients connect to, once [`Proxy::run`](crate::Proxy::run) started.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.inner.local_addr.get().copied()
@@ -51,131 +57,72 @@ impl ProxyHandle {
     /// The configuration's graceful-shutdown deadline (`proxy.shutdown-timeout`), for
     /// [`ProxyHandle::shutdown`].
     pub fn shutdown_timeout(&self) -> Duration {
-        self.inner.limits.shutdown_timeout
+        self.inner.shutdown_timeout
     }
 
     /// False once shutdown began.
     pub fn is_serving(&self) -> bool {
-        !self.inner.stopping.load(Ordering::SeqCst)
+        self.inner.control().endpoint.is_serving()
     }
 
     /// The authenticated sessions, by id.
     pub fn sessions(&self) -> Vec<SessionInfo> {
-        self.inner.session_infos()
+        self.inner.control().endpoint.sessions()
     }
 
     /// Client sessions open now (including those still logging in).
     pub fn session_count(&self) -> usize {
-        self.inner.live.load(Ordering::SeqCst)
+        self.inner.control().endpoint.live_sessions()
     }
 
     /// The backends in configuration order: health, draining, backend connections open.
     pub fn backends(&self) -> Vec<BackendInfo> {
-        self.inner.registry.infos()
+        self.inner.control().endpoint.backends()
     }
 
     /// The counters, as `/metrics` shows them.
     pub fn metrics(&self) -> Metrics {
-        Stats::metrics(
-            std::slice::from_ref(&self.inner.stats),
-            self.inner.live.load(Ordering::Relaxed) as u64,
-            self.inner.pinned_counts(),
-            self.inner.registry.infos(),
-        )
+        self.inner.control().endpoint.metrics()
     }
 
     /// Drains backend `backend`: new sessions avoid it (the built-in policy skips it; a chooser
     /// sees the flag in [`ChooseRequest::backends`](crate::ChooseRequest::backends)), and with
     /// migration on, its live sessions move to the other backends, each at its next safe point.
     pub fn drain(&self, backend: &str) -> Result<(), ApiError> {
-        self.set_draining(backend, true)
+        self.with_control(|c, now| c.endpoint.set_draining(now, backend, true))
     }
 
     /// Backend `backend` takes new sessions again (and, with rebalancing on, its share of the
-    /// live ones).
+    /// live ones); the drain's moves still waiting (pinned sessions) are called off.
     pub fn undrain(&self, backend: &str) -> Result<(), ApiError> {
-        self.set_draining(backend, false)
-    }
-
-    fn set_draining(&self, backend: &str, draining: bool) -> Result<(), ApiError> {
-        self.inner.registry.set_draining(backend, draining)?;
-        if !draining {
-            // The drain's moves still waiting (pinned sessions) are called off.
-            let leaving: Vec<_> = self
-                .inner
-                .sessions()
-                .values()
-                .filter(|e| {
-                    e.target.is_some()
-                        && e.info.as_ref().and_then(|i| i.backend.as_deref()) == Some(backend)
-                })
-                .map(|e| e.commands.clone())
-                .collect();
-            for commands in leaving {
-                let _ = commands.try_send(Command::CancelMigration);
-            }
-        }
-        self.inner.nudge_balancer();
-        Ok(())
+        self.with_control(|c, now| c.endpoint.set_draining(now, backend, false))
     }
 
     /// Gives up the migration requested or running for session `session` (it stays on its
     /// backend; a running migration is rolled back).
     pub fn cancel_migration(&self, session: u64) -> Result<(), ApiError> {
-        let commands = self
-            .inner
-            .commands_of(session)
-            .ok_or(ApiError::UnknownSession(session))?;
-        commands
-            .try_send(Command::CancelMigration)
-            .map_err(|_| ApiError::UnknownSession(session))
+        self.with_control(|c, now| c.endpoint.cancel_migration(now, session))
     }
 
     /// Asks session `session` to move to backend `to` at its next safe point. `Ok` means the
-    /// session accepted the request (it may wait for a safe point), not that the move is done;
+    /// request was accepted (the session may wait for a safe point), not that the move is done;
     /// [`ProxyHandle::sessions`] shows the new backend once it is. Refused with
     /// [`ApiError::Conflict`] when the core refuses: migration off (`[migration] mode`), already
-    /// on that backend, already migrating, not logged in, no credential for replay...
+    /// on that backend, already migrating, target draining or unhealthy, no credential for
+    /// replay...; with [`ApiError::UnknownSession`] for a session not (yet) logged in.
+    ///
+    /// The endpoint answers at once; the method stays `async` for compatibility.
     pub async fn migrate(&self, session: u64, to: &str) -> Result<(), ApiError> {
-        let registry = &self.inner.registry;
-        let target = registry
-            .find(to)
-            .and_then(|i| registry.get(i))
-            .ok_or_else(|| ApiError::UnknownBackend(to.to_owned()))?;
-        if target.draining() {
-            return Err(ApiError::Conflict(format!("backend {to} is draining")));
-        }
-        if !target.healthy() {
-            return Err(ApiError::Conflict(format!("backend {to} is not healthy")));
-        }
-        // Only listed (authenticated) sessions can be asked, as with the admin endpoint.
-        let listed = self
-            .inner
-            .sessions()
-            .get(&session)
-            .is_some_and(|e| e.info.is_some());
-        let commands = match self.inner.commands_of(session) {
-            Some(c) if listed => c,
-            _ => return Err(ApiError::UnknownSession(session)),
-        };
-        let (reply, answer) = smol::channel::bounded(1);
-        let sent = commands
-            .send(Command::Migrate {
-                to: to.to_owned(),
-                reply: Some(reply),
-            })
-            .await;
-        if sent.is_err() {
-            return Err(ApiError::UnknownSession(session));
-        }
-        let answer = future::or(async { answer.recv().await.ok() }, async {
-            Timer::after(MIGRATE_ANSWER_TIMEOUT).await;
-            None
-        })
-        .await;
-        answer.unwrap_or(Err(ApiError::Unavailable(
-            "the session did not answer the migration request".into(),
-        )))
+        self.with_control(|c, now| c.endpoint.migrate(now, session, to))
+    }
+
+    /// Answers one admin request (`/health`, `/metrics`, `/api/...`, as the `ferry` binary's
+    /// admin endpoint does), carrying out what it asks (drain, migrate). Reading the request
+    /// from a socket is the caller's (with `ferry-core`'s feature `admin-http`:
+    /// `ferry_core::control::admin::parse_request`), as is writing
+    /// [`Response::to_bytes`]; the `ferry-smol` example serves it on smol.
+    pub fn handle_admin(&self, request: &Request) -> Response {
+        self.with_control(|c, now| c.endpoint.handle_admin(now, request))
     }
 
     /// Graceful shutdown: stops accepting (the listener is closed), asks every session to
@@ -186,21 +133,9 @@ impl ProxyHandle {
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownOutcome {
         let deadline = Instant::now() + timeout;
         let inner = &self.inner;
-        if !inner.stopping.swap(true, Ordering::SeqCst) {
-            tracing::info!(
-                sessions = inner.live.load(Ordering::SeqCst),
-                ?timeout,
-                "shutting down"
-            );
-            inner.stop.0.close();
-            let commands: Vec<_> = inner
-                .sessions()
-                .values()
-                .map(|e| e.commands.clone())
-                .collect();
-            for c in commands {
-                let _ = c.try_send(Command::Shutdown);
-            }
+        self.with_control(|c, now| c.endpoint.begin_shutdown(now));
+        if inner.stop.0.close() {
+            tracing::debug!(?timeout, "shutdown deadline");
         }
         let finished = future::or(
             async {
@@ -216,7 +151,7 @@ impl ProxyHandle {
         if finished {
             return ShutdownOutcome::Graceful;
         }
-        let aborted = inner.live.load(Ordering::SeqCst);
+        let aborted = self.session_count();
         tracing::warn!(
             sessions = aborted,
             "shutdown deadline passed; dropping the remaining sessions"
@@ -232,39 +167,5 @@ impl ProxyHandle {
         )
         .await;
         ShutdownOutcome::DeadlinePassed { aborted }
-    }
-
-    /// The handle as the admin endpoint's [`AdminApi`], to serve `/health`, `/metrics` and
-    /// `/api/...` with [`ferry_mio::admin::AdminServer`] (which runs on its own thread).
-    pub fn admin_api(&self) -> Arc<dyn AdminApi> {
-        Arc::new(self.clone())
-    }
-}
-
-/// Called from the admin server's thread (not from async code: `migrate` blocks on the
-/// session's answer).
-impl AdminApi for ProxyHandle {
-    fn serving(&self) -> bool {
-        self.is_serving()
-    }
-
-    fn backends(&self) -> Result<Vec<BackendInfo>, ApiError> {
-        Ok(ProxyHandle::backends(self))
-    }
-
-    fn sessions(&self) -> Result<Vec<SessionInfo>, ApiError> {
-        Ok(ProxyHandle::sessions(self))
-    }
-
-    fn metrics(&self) -> Result<Metrics, ApiError> {
-        Ok(ProxyHandle::metrics(self))
-    }
-
-    fn set_draining(&self, backend: &str, draining: bool) -> Result<(), ApiError> {
-        ProxyHandle::set_draining(self, backend, draining)
-    }
-
-    fn migrate(&self, session: u64, to: &str) -> Result<(), ApiError> {
-        smol::block_on(ProxyHandle::migrate(self, session, to))
     }
 }

@@ -1,25 +1,31 @@
 //! ferry on smol: the same proxy as the `ferry` binary, as a library for async programs.
 //!
-//! A [`Proxy`] is built from the binary's own [`Config`](ferry_mio::config::Config) and runs on
-//! a listener the caller provides; a [`ProxyHandle`] stops it gracefully, lists its sessions and
-//! backends, drains backends and asks sessions to migrate (the operations of the admin endpoint,
-//! which it can also serve: [`ProxyHandle::admin_api`]). A [`BackendChooser`] lets the embedder
-//! route new sessions, e.g. by user name.
+//! A [`Proxy`] is built from the binary's own checked [`Config`] and runs on a listener the
+//! caller provides; a [`ProxyHandle`] stops it gracefully, lists its sessions and backends,
+//! drains backends and asks sessions to migrate, and answers the admin endpoint's requests
+//! ([`ProxyHandle::handle_admin`]). A [`BackendChooser`] lets the embedder route new sessions,
+//! e.g. by user name.
+//!
+//! This crate holds only I/O: sockets, tasks and timers. Every decision is taken by the sans-IO
+//! control plane of `ferry-core` ([`ferry_core::control`]), exactly as in the other drivers: one
+//! [`Endpoint`](ferry_core::control::Endpoint) per proxy (accepting, backend choice and
+//! failover, health verdicts, drains, migrations, the balancer, counters, the admin API), behind
+//! a lock, and one [`Connection`](ferry_core::control::Connection) per client session, each
+//! served by a task of its own between async sockets. A control task runs the endpoint's timers
+//! and the sockets of its health probes.
 //!
 //! With `[migration] mode` on (`replay` with proxy auth, `tidb` with passthrough), a drain moves
-//! every session off the backend and a balancer task evens out the load, with the same planner
-//! as the mio driver (`ferry_mio::proxy::rebalance`); the core moves each session at its next
-//! safe point (a session in a transaction waits for its end).
+//! every session off the backend and the endpoint's balancer evens out the load; the core moves
+//! each session at its next safe point (a session in a transaction waits for its end).
 //!
-//! Each client session is one task: the core's sans-IO
-//! [`ProxySession`](ferry_core::session::ProxySession) between async sockets, with a timer at the
-//! session's next deadline. The driver parses no MySQL byte and takes no protocol decision, so
-//! it behaves exactly as the mio driver does.
+//! The library uses `ferry-core` without its default features (no TOML, HTTP or command-line
+//! parsing). Reading the configuration from TOML, as below, takes `ferry-core`'s feature `toml`
+//! (`ferry-core = { version = "...", features = ["toml"] }` beside this crate); a program may also
+//! fill a [`ConfigFile`] in code and check it with [`Config::from_file`].
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use ferry_mio::config::{Config, ConfigFile};
-//! use ferry_smol::{Choice, ChooseRequest, Proxy};
+//! use ferry_smol::{Choice, ChooseRequest, Config, ConfigFile, Proxy};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let file = ConfigFile::parse(r#"
@@ -55,25 +61,27 @@
 //! ```
 //!
 //! A runnable version: `cargo run -p ferry-smol --example embed -- 127.0.0.1:3306`. The
-//! `ferry-smol` binary runs this driver with the `ferry` command line (for the integration
-//! tests and the benchmark).
+//! `ferry-smol` example runs this driver with the `ferry` command line, configuration file and
+//! admin endpoint (`cargo run -p ferry-smol --example ferry-smol -- --config ferry.toml`; the
+//! integration tests and the benchmark start it).
 #![forbid(unsafe_code)]
 
-mod balancer;
-mod chooser;
+mod control;
 mod handle;
-mod health;
 mod proxy;
+mod random;
 mod session;
 mod shared;
-mod stats;
-mod tick;
 
-pub use chooser::{BackendChooser, Choice, ChooseRequest};
 pub use handle::{ProxyHandle, ShutdownOutcome};
 pub use proxy::{Proxy, ProxyBuilder};
 
-/// The admin types the handle speaks in (re-exported from `ferry-mio`).
-pub use ferry_mio::admin::{ApiError, BackendInfo, Metrics, SessionInfo};
-/// The configuration types (re-exported from `ferry-mio`).
-pub use ferry_mio::config::{Config, ConfigError, ConfigFile};
+/// Admin requests and responses as values, for [`ProxyHandle::handle_admin`] (re-exported from
+/// `ferry-core`).
+pub use ferry_core::control::admin;
+/// The admin types the handle speaks in (re-exported from `ferry-core`).
+pub use ferry_core::control::{ApiError, BackendInfo, Metrics, SessionInfo};
+/// The chooser types (re-exported from `ferry-core`).
+pub use ferry_core::control::{BackendChooser, Choice, ChooseRequest};
+/// The configuration types (re-exported from `ferry-core`).
+pub use ferry_core::control::{Config, ConfigError, ConfigFile};

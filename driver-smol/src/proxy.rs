@@ -1,34 +1,31 @@
-//! [`Proxy`]: building one from the binary's [`Config`], and [`Proxy::run`], the accept loop.
+//! [`Proxy`]: building one from the checked [`Config`], and [`Proxy::run`], the accept loop.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
+use ferry_core::control::{BackendChooser, Config, ConfigError, Endpoint};
 use ferry_core::session::SessionConfig;
-use ferry_mio::config::{Config, ConfigError, MigrationMode};
-use ferry_mio::proxy::registry::Registry;
-use ferry_mio::proxy::{advertise_backend_version, session_config};
 use smol::channel::Sender;
 use smol::future;
 use smol::net::TcpListener;
 use smol::{Executor, Timer};
 
-use crate::chooser::BackendChooser;
 use crate::handle::ProxyHandle;
-use crate::shared::{Inner, Limits, SessionEntry};
-use crate::stats::add;
-use crate::{balancer, health, session};
+use crate::random::OsRandom;
+use crate::shared::{Inner, SHARD};
+use crate::{control, session};
 
-/// Pause after a failed `accept` (out of descriptors...): the connection waits in the backlog.
-const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
+/// Where the proxy's tasks run: the embedder's executor, or smol's global one.
+pub(crate) type Spawner = Option<Arc<Executor<'static>>>;
 
 /// Options for a [`Proxy`]; [`ProxyBuilder::build`] makes it.
 pub struct ProxyBuilder {
     config: Config,
     chooser: Option<Box<dyn BackendChooser>>,
-    executor: Option<Arc<Executor<'static>>>,
+    executor: Spawner,
     session_config: Option<SessionConfig>,
 }
 
@@ -49,8 +46,8 @@ impl ProxyBuilder {
         self
     }
 
-    /// Spawns the session tasks on `executor` (whoever runs it runs the sessions); by default
-    /// they go to smol's global executor ([`smol::spawn`]).
+    /// Spawns the proxy's tasks (sessions, health checks) on `executor` (whoever runs it runs
+    /// them); by default they go to smol's global executor ([`smol::spawn`]).
     pub fn executor(mut self, executor: Arc<Executor<'static>>) -> Self {
         self.executor = Some(executor);
         self
@@ -65,34 +62,17 @@ impl ProxyBuilder {
 
     /// The proxy. Fails only if a file the configuration names (a backend CA) cannot be read.
     pub fn build(self) -> Result<Proxy, ConfigError> {
-        let session_config = match self.session_config {
-            Some(s) => s,
-            None => {
-                let mut s = session_config(&self.config)?;
-                advertise_backend_version(&mut s, &self.config);
-                s
-            }
+        let now = Instant::now();
+        let mut endpoint = match self.session_config {
+            Some(s) => Endpoint::with_session_config(now, &self.config, s, 1),
+            None => Endpoint::new(now, &self.config, 1)?,
         };
-        let limits = Limits {
-            max_connections: self.config.proxy.max_connections,
-            shutdown_timeout: self.config.proxy.shutdown_timeout,
-            health_interval: self.config.health.interval,
-            health_timeout: self.config.health.timeout,
-            rebalance: (self.config.migration.mode != MigrationMode::Off).then_some((
-                self.config.migration.rebalance_interval,
-                self.config.migration.rebalance,
-            )),
-        };
+        if let Some(chooser) = self.chooser {
+            endpoint.set_chooser(chooser);
+        }
         let (finished_tx, finished_rx) = smol::channel::bounded(1);
-        let inner = Arc::new(Inner::new(
-            Registry::new(&self.config.backends),
-            Arc::new(session_config),
-            self.chooser,
-            limits,
-            finished_rx,
-        ));
         Ok(Proxy {
-            inner,
+            inner: Arc::new(Inner::new(endpoint, finished_rx)),
             executor: self.executor,
             finished: finished_tx,
         })
@@ -103,7 +83,7 @@ impl ProxyBuilder {
 #[derive(Debug)]
 pub struct Proxy {
     inner: Arc<Inner>,
-    executor: Option<Arc<Executor<'static>>>,
+    executor: Spawner,
     /// The original of the senders each session task holds (see [`Inner::finished`]).
     finished: Sender<Infallible>,
 }
@@ -111,7 +91,7 @@ pub struct Proxy {
 impl Proxy {
     /// A proxy for `config` (the same checked configuration the `ferry` binary runs with; its
     /// `proxy.listen` and `admin` sections are not used: the caller provides the listener, and
-    /// may serve the admin endpoint with [`ProxyHandle::admin_api`]).
+    /// may serve the admin endpoint with [`ProxyHandle::handle_admin`]).
     pub fn new(config: &Config) -> Result<Self, ConfigError> {
         Self::builder(config).build()
     }
@@ -140,21 +120,15 @@ impl Proxy {
         let inner = self.inner;
         let local = listener.local_addr()?;
         let _ = inner.local_addr.set(local);
-        health::check_all(&inner).await;
+        control::first_round(&inner, &self.executor).await;
         spawn(
             &self.executor,
-            health::run(Arc::clone(&inner), inner.stop.1.clone()),
-        );
-        if let Some((interval, policy)) = inner.limits.rebalance {
-            spawn(
-                &self.executor,
-                balancer::run(Arc::clone(&inner), interval, policy, inner.stop.1.clone()),
-            );
-        }
-        tracing::info!(listen = %local, backends = inner.registry.backends().len(), "ferry (smol) is serving");
+            control::run(Arc::clone(&inner), self.executor.clone()),
+        )
+        .detach();
+        let backends = inner.control().endpoint.config().backends.len();
+        tracing::info!(listen = %local, backends, "ferry (smol) is serving");
         let stop = inner.stop.1.clone();
-        // `accept` has failed since it last succeeded: logged once per episode.
-        let mut accept_failing = false;
         loop {
             let accepted = future::or(async { Some(listener.accept().await) }, async {
                 let _ = stop.recv().await;
@@ -166,55 +140,37 @@ impl Proxy {
                 Some(Ok(accepted)) => accepted,
                 Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Some(Err(e)) => {
-                    add(&inner.stats.accept_errors, 1);
-                    if !accept_failing {
-                        accept_failing = true;
-                        tracing::warn!(error = %e, retry_every = ?ACCEPT_BACKOFF, "accept failed; clients wait in the backlog");
-                    }
-                    Timer::after(ACCEPT_BACKOFF).await;
+                    // Out of descriptors...: the clients wait in the backlog.
+                    let retry = inner
+                        .control()
+                        .endpoint
+                        .accept_failed(Instant::now(), SHARD, &e);
+                    Timer::at(retry).await;
                     continue;
                 }
             };
-            if accept_failing {
-                accept_failing = false;
-                tracing::info!("accepting again");
-            }
-            if inner.stopping.load(Ordering::SeqCst) {
-                break;
-            }
-            let live = inner.live.fetch_add(1, Ordering::SeqCst);
-            if live >= inner.limits.max_connections {
-                inner.live.fetch_sub(1, Ordering::SeqCst);
-                add(&inner.stats.refused_max_connections, 1);
-                tracing::warn!(client = %addr, max = inner.limits.max_connections, "max-connections reached; connection closed");
-                continue;
-            }
-            add(&inner.stats.accepted, 1);
-            let id = inner.next_connection_id();
             let (commands_tx, commands_rx) = smol::channel::unbounded();
-            // Listed before the task runs, so that a shutdown starting now reaches it.
-            inner.sessions().insert(
-                u64::from(id),
-                SessionEntry {
-                    info: None,
-                    commands: commands_tx,
-                    target: None,
-                    retry_at: None,
-                    lasting_pin: false,
-                },
-            );
-            tracing::debug!(session = id, client = %addr, "client connected");
+            let conn = {
+                let mut control = inner.control();
+                let conn = control
+                    .endpoint
+                    .accept(Instant::now(), addr, SHARD, Box::new(OsRandom));
+                // Routed under the same lock as the accept, so that a shutdown or a command
+                // starting now reaches it.
+                if let Some(conn) = &conn {
+                    control.add_route(conn.id(), commands_tx);
+                }
+                control.deliver();
+                conn
+            };
+            // `None`: refused (max-connections, shutting down): the socket is closed.
+            let Some(conn) = conn else { continue };
+            let task = session::Task::new(Arc::clone(&inner), conn, stream);
             spawn(
                 &self.executor,
-                session::serve(
-                    Arc::clone(&inner),
-                    id,
-                    stream,
-                    addr,
-                    commands_rx,
-                    self.finished.clone(),
-                ),
-            );
+                task.serve(commands_rx, self.finished.clone()),
+            )
+            .detach();
         }
         drop(listener);
         drop(self.finished);
@@ -226,12 +182,12 @@ impl Proxy {
 }
 
 /// Runs `task` on `executor`, or on smol's global executor.
-fn spawn(
-    executor: &Option<Arc<Executor<'static>>>,
-    task: impl Future<Output = ()> + Send + 'static,
-) {
+pub(crate) fn spawn<T: Send + 'static>(
+    executor: &Spawner,
+    task: impl Future<Output = T> + Send + 'static,
+) -> smol::Task<T> {
     match executor {
-        Some(ex) => ex.spawn(task).detach(),
-        None => smol::spawn(task).detach(),
+        Some(ex) => ex.spawn(task),
+        None => smol::spawn(task),
     }
 }

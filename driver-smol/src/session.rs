@@ -1,48 +1,47 @@
-//! One task per client session: the core's [`ProxySession`] between async sockets.
+//! One task per client session: the control plane's [`Connection`] (the core's session plus
+//! what the endpoint tracks of it) between async sockets.
 //!
-//! The task only moves bytes and carries out the session's requests; every protocol decision is
-//! the core's. Its loop:
+//! The task only moves bytes, opens and closes sockets and runs a timer; every decision is the
+//! core's. Its loop:
 //!
-//! 1. **Drain** (after every call into the session): take all transmits, write them (one
-//!    vectored write per socket and round, awaited: the next read waits until the bytes are in
-//!    the kernel, which is the write side of back-pressure), then carry out the events
-//!    (connect, close, publish...), and repeat while the session produced anything.
-//! 2. **Wait** for the first of: a command (shutdown, migrate), the session's deadline
-//!    ([`Timer::at`] of `poll_timeout`), a backend connect finishing, bytes from the client or a
-//!    backend — a socket is polled only while the session `wants_input` from it (the read side
-//!    of back-pressure). Bytes are read into one buffer per thread, not per session, and handed
-//!    to the session inside the same poll, so an idle session holds no read buffer.
+//! 1. **Drain** (after every call into the connection, the core's drain rule): sync with the
+//!    endpoint when the connection asks for it ([`Connection::needs_sync`]: a backend to
+//!    choose, a failover, the listing, migration bookkeeping), take all transmits and write
+//!    them (one vectored write per socket and round, awaited: the next read waits until the
+//!    bytes are in the kernel, which is the write side of back-pressure), then carry out the
+//!    socket events (connect, close), and repeat while anything came out.
+//! 2. **Wait** for the first of: a command from the endpoint (shutdown, migrate), the
+//!    connection's deadline ([`Timer::at`] of `poll_timeout`), a backend connect finishing,
+//!    bytes from the client or a backend — a socket is polled only while the connection
+//!    `wants_input` from it (the read side of back-pressure). Bytes are read into one buffer
+//!    per thread, not per session, and handed over inside the same poll, so an idle session
+//!    holds no read buffer.
 //!
 //! The whole loop is raced against the proxy's abort signal (the shutdown deadline), so a
-//! session stuck writing to a client that reads nothing is still dropped in time.
+//! session stuck writing to a client that reads nothing is still dropped in time. However the
+//! task ends (closed, aborted, its future dropped), dropping the [`Task`] tells the endpoint
+//! ([`Endpoint::connection_closed`](ferry_core::control::Endpoint::connection_closed)).
 
 use std::cell::RefCell;
+use std::convert::Infallible;
 use std::future::Future;
 use std::io::{self, IoSlice};
-use std::net::SocketAddr;
 use std::pin::{pin, Pin};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
-use ferry_core::session::{BackendConnId, Event, Peer, ProxySession};
-use ferry_mio::admin::SessionInfo;
-use ferry_mio::proxy::health::{is_local_exhaustion, record_refusal};
-use ferry_mio::proxy::rebalance::pin_is_transient;
-use ferry_mio::proxy::OsRandom;
+use ferry_core::control::{Command, Connection, IoEvent};
+use ferry_core::session::{BackendConnId, Peer};
+use smol::channel::{Receiver, Sender};
 use smol::future;
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 use smol::stream::Stream;
 use smol::Timer;
 
-use crate::chooser::{Choice, ChooseRequest};
-use crate::shared::{Command, Inner, SessionEntry};
-use crate::stats::add;
-
-mod migrate;
+use crate::shared::Inner;
 
 /// Size of the per-thread read buffer.
 const READ_BUFFER: usize = 64 * 1024;
@@ -52,115 +51,320 @@ const LINGER: Duration = Duration::from_secs(5);
 const MAX_IOV: usize = 64;
 
 thread_local! {
-    /// Reads land here and go to the session within the same poll: one buffer per thread.
+    /// Reads land here and go to the connection within the same poll: one buffer per thread.
     static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_BUFFER].into_boxed_slice());
 }
 
 type Connect = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
 
-/// A backend connection in progress.
+/// A backend connection being opened.
 struct Connecting {
     conn: BackendConnId,
-    /// Registry index of the backend (counted in its load until released).
-    index: usize,
-    /// The built-in policy chose it, so another backend may be tried if it refuses.
-    picked: bool,
-    /// Backends tried so far for this connection.
-    attempts: usize,
     future: Connect,
 }
 
 /// An open backend connection.
 struct BackendSocket {
     conn: BackendConnId,
-    index: usize,
     stream: TcpStream,
     out: Vec<Bytes>,
     eof: bool,
 }
 
 /// A session task's state.
-struct Task {
+pub(crate) struct Task {
     inner: Arc<Inner>,
-    id: u64,
-    client_addr: SocketAddr,
-    session: ProxySession,
+    conn: Connection,
     client: TcpStream,
     client_out: Vec<Bytes>,
     client_eof: bool,
     backends: Vec<BackendSocket>,
     connecting: Vec<Connecting>,
-    /// A backend answered with an ERR in place of its greeting: the next one must be healthy
-    /// (the client gets that ERR if there is none), never a second try at a refusing one.
-    refused: bool,
-    /// What the session list shows of it (backend, pin), to update it only on change.
-    listed: Option<(Option<String>, Option<&'static str>)>,
 }
 
 impl Drop for Task {
-    /// Backend load is released however the task ends (closed, aborted, dropped executor).
+    /// However the task ends (closed, aborted at the shutdown deadline, its future dropped with
+    /// the executor), the endpoint forgets the connection exactly once: its backend
+    /// connections no longer count, it leaves the listing, and no command is routed to it.
     fn drop(&mut self) {
-        for b in &self.backends {
-            self.inner.registry.release(b.index);
-        }
-        for c in &self.connecting {
-            self.inner.registry.release(c.index);
-        }
+        let mut control = self.inner.control();
+        control.endpoint.connection_closed(&mut self.conn);
+        control.remove_route(self.conn.id());
     }
 }
 
-/// Serves one client until its session closes (or the proxy aborts at the shutdown deadline).
-/// `_finished` is dropped when the session is over: the proxy's shutdown waits for that.
-pub(crate) async fn serve(
-    inner: Arc<Inner>,
-    id: u32,
-    client: TcpStream,
-    client_addr: SocketAddr,
-    commands: smol::channel::Receiver<Command>,
-    _finished: smol::channel::Sender<std::convert::Infallible>,
-) {
-    let _ = client.set_nodelay(true);
-    let now = Instant::now();
-    let session = ProxySession::new(
-        now,
-        Arc::clone(&inner.session_config),
-        id,
-        client_addr.ip().to_string(),
-        Box::new(OsRandom),
-    );
-    let mut task = Task {
-        inner: Arc::clone(&inner),
-        id: u64::from(id),
-        client_addr,
-        session,
-        client,
-        client_out: Vec::new(),
-        client_eof: false,
-        backends: Vec::new(),
-        connecting: Vec::new(),
-        refused: false,
-        listed: None,
-    };
-    let abort = inner.abort.1.clone();
-    let finished_normally = future::or(
-        async {
-            task.run(commands).await;
-            true
-        },
-        async move {
-            let _ = abort.recv().await;
-            false
-        },
-    )
-    .await;
-    inner.sessions().remove(&task.id);
-    inner.live.fetch_sub(1, Ordering::SeqCst);
-    tracing::debug!(session = task.id, "connection closed");
-    let client = task.client.clone();
-    drop(task);
-    drop(_finished);
-    if finished_normally {
-        linger(client).await;
+impl Task {
+    /// The task of a connection the endpoint accepted on `client`.
+    pub(crate) fn new(inner: Arc<Inner>, conn: Connection, client: TcpStream) -> Self {
+        let _ = client.set_nodelay(true);
+        Self {
+            inner,
+            conn,
+            client,
+            client_out: Vec::new(),
+            client_eof: false,
+            backends: Vec::new(),
+            connecting: Vec::new(),
+        }
+    }
+
+    /// Serves the client until its session closes (or the proxy aborts at the shutdown
+    /// deadline), with the endpoint's commands from `commands`. `finished` is dropped when the
+    /// session is over: the proxy's shutdown waits for that.
+    pub(crate) async fn serve(mut self, commands: Receiver<Command>, finished: Sender<Infallible>) {
+        let abort = self.inner.abort.1.clone();
+        let finished_normally = future::or(
+            async {
+                self.run(commands).await;
+                true
+            },
+            async move {
+                let _ = abort.recv().await;
+                false
+            },
+        )
+        .await;
+        let client = self.client.clone();
+        drop(self);
+        drop(finished);
+        if finished_normally {
+            linger(client).await;
+        }
+    }
+
+    async fn run(&mut self, commands: Receiver<Command>) {
+        let mut commands = pin!(commands);
+        // Armed lazily: only when the connection's deadline comes *earlier* than the armed one
+        // (re-arming a reactor timer after every command costs more than the command's relay);
+        // a timer that fires before the deadline is simply re-armed.
+        let mut timer = Timer::never();
+        let mut armed: Option<Instant> = None;
+        loop {
+            self.drain().await;
+            if self.conn.is_closed() {
+                return;
+            }
+            if let Some(at) = self.conn.poll_timeout() {
+                if armed.is_none_or(|a| at < a) {
+                    timer.set_at(at);
+                    armed = Some(at);
+                }
+            }
+            future::poll_fn(|cx| self.poll_wake(cx, &mut timer, &mut armed, commands.as_mut()))
+                .await;
+        }
+    }
+
+    /// Waits for one thing to happen and feeds it to the connection.
+    fn poll_wake(
+        &mut self,
+        cx: &mut Context<'_>,
+        timer: &mut Timer,
+        armed: &mut Option<Instant>,
+        mut commands: Pin<&mut Receiver<Command>>,
+    ) -> Poll<()> {
+        match commands.as_mut().poll_next(cx) {
+            Poll::Ready(Some(command)) => {
+                self.conn.handle_command(Instant::now(), command);
+                return Poll::Ready(());
+            }
+            // The route is removed only when this task ends: nothing more will come.
+            Poll::Ready(None) | Poll::Pending => {}
+        }
+        if armed.is_some() && Pin::new(&mut *timer).poll(cx).is_ready() {
+            *armed = None;
+            let now = Instant::now();
+            if self.conn.poll_timeout().is_some_and(|at| at <= now) {
+                self.conn.handle_timeout(now);
+            }
+            // Otherwise the deadline moved later: the loop re-arms at it.
+            return Poll::Ready(());
+        }
+        for i in 0..self.connecting.len() {
+            if let Poll::Ready(result) = self.connecting[i].future.as_mut().poll(cx) {
+                let attempt = self.connecting.swap_remove(i);
+                self.connect_done(attempt.conn, result);
+                return Poll::Ready(());
+            }
+        }
+        if !self.client_eof && self.conn.wants_input(Peer::Client) {
+            if let Poll::Ready(()) = READ_BUF.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                let polled = Pin::new(&mut self.client).poll_read(cx, &mut buf);
+                polled.map(|r| self.client_read(r, &buf))
+            }) {
+                return Poll::Ready(());
+            }
+        }
+        for i in 0..self.backends.len() {
+            let b = &self.backends[i];
+            if b.eof || !self.conn.wants_input(Peer::Backend(b.conn)) {
+                continue;
+            }
+            if let Poll::Ready(()) = READ_BUF.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                let polled = Pin::new(&mut self.backends[i].stream).poll_read(cx, &mut buf);
+                polled.map(|r| self.backend_read(i, r, &buf))
+            }) {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    }
+
+    fn client_read(&mut self, result: io::Result<usize>, buf: &[u8]) {
+        let now = Instant::now();
+        match result {
+            Ok(0) => {
+                self.client_eof = true;
+                self.conn.handle_eof(now, Peer::Client);
+            }
+            Ok(n) => self.conn.handle_input(now, Peer::Client, &buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::debug!(session = self.conn.id(), error = %e, "client read failed");
+                self.client_eof = true;
+                self.conn.handle_eof(now, Peer::Client);
+            }
+        }
+    }
+
+    fn backend_read(&mut self, i: usize, result: io::Result<usize>, buf: &[u8]) {
+        let now = Instant::now();
+        let conn = self.backends[i].conn;
+        match result {
+            Ok(0) => {
+                self.backends[i].eof = true;
+                self.conn.handle_eof(now, Peer::Backend(conn));
+            }
+            Ok(n) => self.conn.handle_input(now, Peer::Backend(conn), &buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::debug!(session = self.conn.id(), error = %e, "backend read failed");
+                self.backends[i].eof = true;
+                self.conn.handle_eof(now, Peer::Backend(conn));
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The drain rule.
+
+    /// Syncs with the endpoint, writes the transmits and carries out the socket events until
+    /// the connection has nothing more.
+    async fn drain(&mut self) {
+        loop {
+            if self.conn.needs_sync() {
+                let mut control = self.inner.control();
+                control.endpoint.sync(Instant::now(), &mut self.conn);
+                control.deliver();
+            }
+            let mut produced = false;
+            while let Some(t) = self.conn.poll_transmit() {
+                produced = true;
+                if t.data.is_empty() {
+                    continue;
+                }
+                match t.peer {
+                    Peer::Client if !self.client_eof => self.client_out.push(t.data),
+                    Peer::Backend(conn) => {
+                        match self.backends.iter_mut().find(|b| b.conn == conn) {
+                            Some(b) if !b.eof => b.out.push(t.data),
+                            _ => tracing::trace!(
+                                session = self.conn.id(),
+                                conn,
+                                "bytes for a closed backend dropped"
+                            ),
+                        }
+                    }
+                    Peer::Client => {}
+                }
+            }
+            self.write_all().await;
+            while let Some(event) = self.conn.poll_event() {
+                produced = true;
+                self.io_event(event);
+            }
+            if !produced && !self.conn.needs_sync() {
+                return;
+            }
+        }
+    }
+
+    /// Writes every queued byte; a failed write is that peer's end of file.
+    async fn write_all(&mut self) {
+        if !self.client_out.is_empty() {
+            let mut out = std::mem::take(&mut self.client_out);
+            match write_vectored_all(&mut self.client, &mut out).await {
+                Ok(n) => self.conn.record_sent(Peer::Client, n),
+                Err(e) => {
+                    tracing::debug!(session = self.conn.id(), error = %e, "client write failed");
+                    self.client_eof = true;
+                    self.conn.handle_eof(Instant::now(), Peer::Client);
+                }
+            }
+            out.clear();
+            // The (empty) vector is kept: its capacity serves the next round.
+            self.client_out = out;
+        }
+        for i in 0..self.backends.len() {
+            if self.backends[i].out.is_empty() {
+                continue;
+            }
+            let b = &mut self.backends[i];
+            let mut out = std::mem::take(&mut b.out);
+            let result = write_vectored_all(&mut b.stream, &mut out).await;
+            out.clear();
+            b.out = out;
+            let peer = Peer::Backend(b.conn);
+            match result {
+                Ok(n) => self.conn.record_sent(peer, n),
+                Err(e) => {
+                    b.eof = true;
+                    tracing::debug!(session = self.conn.id(), error = %e, "backend write failed");
+                    self.conn.handle_eof(Instant::now(), peer);
+                }
+            }
+        }
+    }
+
+    /// Opens or closes a backend socket, as the connection asks.
+    fn io_event(&mut self, event: IoEvent) {
+        match event {
+            IoEvent::Connect { conn, addr } => self.connecting.push(Connecting {
+                conn,
+                future: Box::pin(TcpStream::connect(addr)),
+            }),
+            IoEvent::Close { conn } => {
+                if let Some(i) = self.backends.iter().position(|b| b.conn == conn) {
+                    // Its queue was written by the drain before this event.
+                    let b = self.backends.swap_remove(i);
+                    let _ = b.stream.shutdown(std::net::Shutdown::Both);
+                }
+                if let Some(i) = self.connecting.iter().position(|c| c.conn == conn) {
+                    self.connecting.swap_remove(i);
+                }
+            }
+            other => tracing::debug!(?other, "socket event not handled by this driver"),
+        }
+    }
+
+    fn connect_done(&mut self, conn: BackendConnId, result: io::Result<TcpStream>) {
+        let now = Instant::now();
+        match result {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                self.backends.push(BackendSocket {
+                    conn,
+                    stream,
+                    out: Vec::new(),
+                    eof: false,
+                });
+                self.conn.connected(now, conn);
+            }
+            // The endpoint decides at the next sync: another backend, or the client hears of it.
+            Err(e) => self.conn.connect_failed(now, conn, &e),
+        }
     }
 }
 
@@ -180,458 +384,6 @@ async fn linger(mut client: TcpStream) {
         Timer::after(LINGER).await;
     })
     .await;
-}
-
-impl Task {
-    async fn run(&mut self, commands: smol::channel::Receiver<Command>) {
-        let mut commands = pin!(commands);
-        // Armed lazily: only when the session's deadline comes *earlier* than the armed one
-        // (re-arming a reactor timer after every command costs more than the command's relay);
-        // a timer that fires before the deadline is simply re-armed.
-        let mut timer = Timer::never();
-        let mut armed: Option<Instant> = None;
-        if self.inner.stopping.load(Ordering::SeqCst) {
-            // Accepted just before shutdown began (the shutdown may not have seen it).
-            self.session.begin_shutdown(Instant::now());
-        }
-        loop {
-            self.drain().await;
-            if self.session.is_closed() {
-                return;
-            }
-            if let Some(at) = self.session.poll_timeout() {
-                if armed.is_none_or(|a| at < a) {
-                    timer.set_at(at);
-                    armed = Some(at);
-                }
-            }
-            future::poll_fn(|cx| self.poll_wake(cx, &mut timer, &mut armed, commands.as_mut()))
-                .await;
-        }
-    }
-
-    /// Waits for one thing to happen and feeds it to the session.
-    fn poll_wake(
-        &mut self,
-        cx: &mut Context<'_>,
-        timer: &mut Timer,
-        armed: &mut Option<Instant>,
-        mut commands: Pin<&mut smol::channel::Receiver<Command>>,
-    ) -> Poll<()> {
-        match commands.as_mut().poll_next(cx) {
-            Poll::Ready(Some(command)) => {
-                self.command(command);
-                return Poll::Ready(());
-            }
-            // Every handle is gone and so is the proxy's table: nothing will ask again.
-            Poll::Ready(None) | Poll::Pending => {}
-        }
-        if armed.is_some() && Pin::new(&mut *timer).poll(cx).is_ready() {
-            *armed = None;
-            let now = Instant::now();
-            if self.session.poll_timeout().is_some_and(|at| at <= now) {
-                self.session.handle_timeout(now);
-            }
-            // Otherwise the deadline moved later: the loop re-arms at it.
-            return Poll::Ready(());
-        }
-        for i in 0..self.connecting.len() {
-            if let Poll::Ready(result) = self.connecting[i].future.as_mut().poll(cx) {
-                let attempt = self.connecting.swap_remove(i);
-                self.connect_done(attempt, result);
-                return Poll::Ready(());
-            }
-        }
-        if !self.client_eof && self.session.wants_input(Peer::Client) {
-            if let Poll::Ready(result) = READ_BUF.with(|buf| {
-                let mut buf = buf.borrow_mut();
-                let polled = Pin::new(&mut self.client).poll_read(cx, &mut buf);
-                polled.map(|r| self.client_read(r, &buf))
-            }) {
-                return Poll::Ready(result);
-            }
-        }
-        for i in 0..self.backends.len() {
-            let b = &self.backends[i];
-            if b.eof || !self.session.wants_input(Peer::Backend(b.conn)) {
-                continue;
-            }
-            if let Poll::Ready(()) = READ_BUF.with(|buf| {
-                let mut buf = buf.borrow_mut();
-                let polled = Pin::new(&mut self.backends[i].stream).poll_read(cx, &mut buf);
-                polled.map(|r| self.backend_read(i, r, &buf))
-            }) {
-                return Poll::Ready(());
-            }
-        }
-        Poll::Pending
-    }
-
-    fn client_read(&mut self, result: io::Result<usize>, buf: &[u8]) {
-        let now = Instant::now();
-        match result {
-            Ok(0) => {
-                self.client_eof = true;
-                self.session.handle_eof(now, Peer::Client);
-            }
-            Ok(n) => {
-                add(&self.inner.stats.client_bytes_received, n as u64);
-                self.session.handle_input(now, Peer::Client, &buf[..n]);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                tracing::debug!(session = self.id, error = %e, "client read failed");
-                self.client_eof = true;
-                self.session.handle_eof(now, Peer::Client);
-            }
-        }
-    }
-
-    fn backend_read(&mut self, i: usize, result: io::Result<usize>, buf: &[u8]) {
-        let now = Instant::now();
-        let conn = self.backends[i].conn;
-        match result {
-            Ok(0) => {
-                self.backends[i].eof = true;
-                self.session.handle_eof(now, Peer::Backend(conn));
-            }
-            Ok(n) => {
-                add(&self.inner.stats.backend_bytes_received, n as u64);
-                self.session
-                    .handle_input(now, Peer::Backend(conn), &buf[..n]);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                tracing::debug!(session = self.id, error = %e, "backend read failed");
-                self.backends[i].eof = true;
-                self.session.handle_eof(now, Peer::Backend(conn));
-            }
-        }
-    }
-
-    fn command(&mut self, command: Command) {
-        match command {
-            Command::Shutdown => self.session.begin_shutdown(Instant::now()),
-            Command::Migrate { to, reply } => {
-                let result = self.start_migration(to);
-                if let Some(reply) = reply {
-                    // The asker may have given up waiting; nothing to do then.
-                    let _ = reply.try_send(result);
-                }
-            }
-            Command::CancelMigration => {
-                self.session.cancel_migration(Instant::now());
-            }
-        }
-    }
-
-    // -----------------------------------------------------------------------------------------
-    // The drain rule.
-
-    /// Writes the session's transmits and carries out its events until it has nothing more.
-    async fn drain(&mut self) {
-        loop {
-            let mut produced = false;
-            while let Some(t) = self.session.poll_transmit() {
-                produced = true;
-                if t.data.is_empty() {
-                    continue;
-                }
-                match t.peer {
-                    Peer::Client if !self.client_eof => self.client_out.push(t.data),
-                    Peer::Backend(conn) => {
-                        match self.backends.iter_mut().find(|b| b.conn == conn) {
-                            Some(b) if !b.eof => b.out.push(t.data),
-                            _ => tracing::trace!(
-                                session = self.id,
-                                conn,
-                                "bytes for a closed backend dropped"
-                            ),
-                        }
-                    }
-                    Peer::Client => {}
-                }
-            }
-            self.write_all().await;
-            while let Some(event) = self.session.poll_event() {
-                produced = true;
-                self.event(event);
-            }
-            if !produced {
-                self.sync_listing();
-                return;
-            }
-        }
-    }
-
-    /// Writes every queued byte; a failed write is that peer's end of file.
-    async fn write_all(&mut self) {
-        let now = Instant::now();
-        if !self.client_out.is_empty() {
-            let mut out = std::mem::take(&mut self.client_out);
-            match write_vectored_all(&mut self.client, &mut out).await {
-                Ok(n) => add(&self.inner.stats.client_bytes_sent, n as u64),
-                Err(e) => {
-                    tracing::debug!(session = self.id, error = %e, "client write failed");
-                    self.client_eof = true;
-                    self.session.handle_eof(now, Peer::Client);
-                }
-            }
-            out.clear();
-            // The (empty) vector is kept: its capacity serves the next round.
-            self.client_out = out;
-        }
-        for i in 0..self.backends.len() {
-            if self.backends[i].out.is_empty() {
-                continue;
-            }
-            let b = &mut self.backends[i];
-            let mut out = std::mem::take(&mut b.out);
-            let result = write_vectored_all(&mut b.stream, &mut out).await;
-            out.clear();
-            b.out = out;
-            match result {
-                Ok(n) => add(&self.inner.stats.backend_bytes_sent, n as u64),
-                Err(e) => {
-                    let conn = b.conn;
-                    b.eof = true;
-                    tracing::debug!(session = self.id, error = %e, "backend write failed");
-                    self.session.handle_eof(now, Peer::Backend(conn));
-                }
-            }
-        }
-    }
-
-    fn event(&mut self, event: Event) {
-        match event {
-            Event::ConnectBackend { conn, target } => self.connect(conn, target.as_deref()),
-            Event::CloseBackend { conn } => {
-                if let Some(i) = self.backends.iter().position(|b| b.conn == conn) {
-                    let b = self.backends.swap_remove(i);
-                    // Its queue was written by the drain before this event.
-                    let _ = b.stream.shutdown(std::net::Shutdown::Both);
-                    self.inner.registry.release(b.index);
-                }
-                if let Some(i) = self.connecting.iter().position(|c| c.conn == conn) {
-                    let c = self.connecting.swap_remove(i);
-                    self.inner.registry.release(c.index);
-                }
-            }
-            Event::BackendRefused { backend, error } => {
-                // An ERR in place of the greeting (too many connections): down until a health
-                // check passes, as a refused connect; the session asks for another backend.
-                add(&self.inner.stats.backend_connect_errors, 1);
-                self.refused = true;
-                tracing::debug!(session = self.id, %backend, code = error.code, "backend refused the session's connection");
-                record_refusal(&self.inner.registry, &backend, &error);
-            }
-            Event::Authenticated { user } => {
-                tracing::info!(session = self.id, %user, backend = self.session.backend_name().unwrap_or("-"), "authenticated");
-                self.publish(user);
-            }
-            Event::UserChanged { user } => {
-                tracing::info!(session = self.id, %user, "user changed");
-                self.publish(user);
-            }
-            Event::CommandDone { error, .. } => {
-                add(&self.inner.stats.commands, 1);
-                if error {
-                    add(&self.inner.stats.command_errors, 1);
-                }
-            }
-            Event::Closed { reason } => {
-                tracing::debug!(session = self.id, ?reason, "session closed");
-            }
-            other => {
-                if let Some(other) = self.migration_event_or(other) {
-                    tracing::debug!(?other, "event not handled by this driver");
-                }
-            }
-        }
-    }
-
-    /// Lists the session once authenticated as `user`.
-    fn publish(&mut self, user: String) {
-        let backend = self.session.backend_name().map(str::to_owned);
-        let pin = self.session.pinned();
-        let pinned = pin.map(|p| p.as_str());
-        self.listed = Some((backend.clone(), pinned));
-        let id = self.id;
-        self.update_entry(|e| {
-            e.lasting_pin = pin.is_some_and(|p| !pin_is_transient(p));
-            e.info = Some(SessionInfo {
-                id,
-                user,
-                backend,
-                pinned: pinned.map(str::to_owned),
-            })
-        });
-    }
-
-    /// Updates the listed backend and pin when they changed (checked after every drain: a
-    /// command can pin or unpin, a migration moves the session).
-    fn sync_listing(&mut self) {
-        let Some((backend, pinned)) = &self.listed else {
-            return;
-        };
-        let now_backend = self.session.backend_name();
-        let pin = self.session.pinned();
-        let now_pinned = pin.map(|p| p.as_str());
-        if backend.as_deref() == now_backend && *pinned == now_pinned {
-            return;
-        }
-        let backend = now_backend.map(str::to_owned);
-        self.listed = Some((backend.clone(), now_pinned));
-        self.update_entry(|e| {
-            e.lasting_pin = pin.is_some_and(|p| !pin_is_transient(p));
-            if let Some(info) = e.info.as_mut() {
-                info.backend = backend;
-                info.pinned = now_pinned.map(str::to_owned);
-            }
-        });
-    }
-
-    /// Changes this session's entry in the proxy's table.
-    fn update_entry(&self, f: impl FnOnce(&mut SessionEntry)) {
-        if let Some(entry) = self.inner.sessions().get_mut(&self.id) {
-            f(entry);
-        }
-    }
-
-    /// A migration event is handled (`None`); any other event is given back.
-    fn migration_event_or(&mut self, event: Event) -> Option<Event> {
-        match event {
-            Event::MigrationStarted { .. }
-            | Event::MigrationDone { .. }
-            | Event::MigrationFailed { .. } => {
-                self.migration_event(event);
-                None
-            }
-            other => Some(other),
-        }
-    }
-
-    // -----------------------------------------------------------------------------------------
-    // Backend connections.
-
-    /// Picks the backend for `conn` (the session's target, else the chooser, else the built-in
-    /// policy) and starts connecting.
-    fn connect(&mut self, conn: BackendConnId, target: Option<&str>) {
-        let registry = &self.inner.registry;
-        let choice = match target {
-            Some(name) => Choice::Backend(name.to_owned()),
-            None => match &self.inner.chooser {
-                None => Choice::Default,
-                Some(chooser) => {
-                    let backends = registry.infos();
-                    let state = self.session.state();
-                    let request = ChooseRequest {
-                        session: self.id,
-                        client: self.client_addr,
-                        user: self.session.user(),
-                        database: state
-                            .schema
-                            .as_deref()
-                            .and_then(|s| std::str::from_utf8(s).ok()),
-                        backends: &backends,
-                    };
-                    chooser.choose(&request)
-                }
-            },
-        };
-        let (index, picked) = match choice {
-            Choice::Default => match self.pick() {
-                Some(index) => (index, true),
-                None => return self.connect_failed(conn, "no healthy backend"),
-            },
-            Choice::Backend(name) => match registry.find(&name) {
-                Some(index) => {
-                    registry.claim(index);
-                    (index, false)
-                }
-                None => return self.connect_failed(conn, &format!("no backend named {name:?}")),
-            },
-            Choice::Refuse(reason) => return self.connect_failed(conn, &reason),
-        };
-        self.start_connect(conn, index, picked, 1);
-    }
-
-    /// The driver's own choice: a healthy backend, else (before any refusal) one that refuses
-    /// connections, whose ERR tells the client more than "no healthy backend".
-    fn pick(&self) -> Option<usize> {
-        if self.refused {
-            self.inner.registry.pick()
-        } else {
-            self.inner.registry.pick_or_refusing()
-        }
-    }
-
-    fn start_connect(&mut self, conn: BackendConnId, index: usize, picked: bool, attempts: usize) {
-        let Some(addr) = self.inner.registry.get(index).map(|b| b.addr) else {
-            return;
-        };
-        tracing::trace!(session = self.id, conn, %addr, "connecting");
-        self.connecting.push(Connecting {
-            conn,
-            index,
-            picked,
-            attempts,
-            future: Box::pin(TcpStream::connect(addr)),
-        });
-    }
-
-    fn connect_done(&mut self, attempt: Connecting, result: io::Result<TcpStream>) {
-        let registry = &self.inner.registry;
-        let Connecting {
-            conn,
-            index,
-            picked,
-            attempts,
-            ..
-        } = attempt;
-        let (name, addr) = registry
-            .get(index)
-            .map(|b| (b.name.clone(), b.addr))
-            .unwrap_or_else(|| (String::new(), self.client_addr));
-        match result {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                tracing::debug!(session = self.id, backend = %name, "backend connected");
-                self.backends.push(BackendSocket {
-                    conn,
-                    index,
-                    stream,
-                    out: Vec::new(),
-                    eof: false,
-                });
-                self.session.backend_connected(Instant::now(), conn, &name);
-            }
-            Err(e) => {
-                registry.release(index);
-                add(&self.inner.stats.backend_connect_errors, 1);
-                if is_local_exhaustion(&e) {
-                    // Out of descriptors: not the backend's fault, and no other would do better.
-                    tracing::warn!(backend = %name, error = %e, "cannot open a backend connection");
-                    return self.connect_failed(conn, &format!("ferry: {e}"));
-                }
-                if registry.set_health(index, false) {
-                    tracing::warn!(backend = %name, %addr, error = %e, "backend unreachable; skipped until a health check passes");
-                }
-                if picked && attempts < registry.backends().len() {
-                    if let Some(next) = self.pick() {
-                        return self.start_connect(conn, next, true, attempts + 1);
-                    }
-                }
-                self.connect_failed(conn, &format!("backend {name} ({addr}): {e}"));
-            }
-        }
-    }
-
-    fn connect_failed(&mut self, conn: BackendConnId, reason: &str) {
-        tracing::info!(session = self.id, %reason, "backend connection failed");
-        self.session
-            .backend_connect_failed(Instant::now(), conn, reason);
-    }
 }
 
 /// Writes all of `bufs` with vectored writes; returns the bytes written.

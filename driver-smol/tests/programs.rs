@@ -1,4 +1,4 @@
-//! The programs of this crate in front of a real MariaDB: the `ferry-smol` binary (ferry's
+//! The programs of this crate in front of a real MariaDB: the `ferry-smol` example (ferry's
 //! command line and admin endpoint on the smol driver) and the `embed` example.
 
 use std::io::{BufRead, BufReader};
@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use ferry_tests::{free_port, http_get, mariadb_cli, ChildGuard, MariaDb};
 
 #[test]
-fn the_ferry_smol_binary_serves_with_ferrys_command_line_and_admin_endpoint() {
+fn the_ferry_smol_example_serves_with_ferrys_command_line_and_admin_endpoint() {
     let db = MariaDb::builder().server_id(71).start();
     db.create_user("app", "s3cret");
     let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let child = Command::new(env!("CARGO_BIN_EXE_ferry-smol"))
+    let child = Command::new(example("ferry-smol"))
         .args([
             "--listen",
             &listen.to_string(),
@@ -74,13 +74,15 @@ fn the_ferry_smol_binary_serves_with_ferrys_command_line_and_admin_endpoint() {
     assert!(status.success(), "ferry-smol exited with {status}");
 }
 
-/// The `embed` example, built next to the test binaries by `cargo test`.
-fn embed_example() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_ferry-smol"));
-    let path = bin.parent().unwrap().join("examples").join("embed");
+/// An example of this crate, built next to the test binaries by `cargo test`
+/// (`target/<profile>/examples/`, beside the `deps/` folder this test runs from).
+fn example(name: &str) -> PathBuf {
+    let test = std::env::current_exe().unwrap();
+    let profile = test.parent().unwrap().parent().unwrap();
+    let path = profile.join("examples").join(name);
     assert!(
         path.exists(),
-        "{} is missing: cargo test builds examples; run `cargo build -p ferry-smol --example embed`",
+        "{} is missing: cargo test builds examples; run `cargo build -p ferry-smol --example {name}`",
         path.display()
     );
     path
@@ -90,7 +92,7 @@ fn embed_example() -> PathBuf {
 fn the_embed_example_prints_its_port_serves_and_stops_on_ctrl_c() {
     let db = MariaDb::builder().server_id(72).start();
     db.create_user("app", "s3cret");
-    let child = Command::new(embed_example())
+    let child = Command::new(example("embed"))
         .arg(db.addr().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -124,4 +126,32 @@ fn the_embed_example_prints_its_port_serves_and_stops_on_ctrl_c() {
         std::iter::from_fn(|| lines.recv_timeout(Duration::from_secs(5)).ok()).collect();
     assert!(rest.iter().any(|l| l == "stopped: Graceful"), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("healthy true")), "{rest:?}");
+}
+
+#[test]
+fn the_ferry_smol_example_checks_and_refuses_configurations_as_ferry_does() {
+    let run = |args: &[&str]| {
+        ferry_tests::run_with_deadline(
+            Command::new(example("ferry-smol"))
+                .args(args)
+                .stdin(Stdio::null()),
+            Duration::from_secs(30),
+        )
+        .unwrap()
+    };
+    let out = run(&["--check", "--backend", "127.0.0.1:3306", "--workers", "3"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stdout.starts_with("configuration ok: listen 127.0.0.1:6000, admin 127.0.0.1:6080, 1 backend(s), 3 worker(s)"),
+        "{out:?}"
+    );
+    // No backend at all: refused with exit code 2, saying why.
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        out.stderr
+            .starts_with("ferry-smol: configuration refused:\n"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("--backend"), "{out:?}");
 }

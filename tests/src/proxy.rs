@@ -91,7 +91,7 @@ impl Driver {
             Driver::Smol => CargoTarget {
                 package: "ferry-smol",
                 name: "ferry-smol",
-                example: false,
+                example: true,
             },
             Driver::Std => CargoTarget {
                 package: "ferry-core",
