@@ -12,7 +12,6 @@ use std::sync::{mpsc, mpsc::Sender, mpsc::SyncSender, Arc, Mutex, MutexGuard, Po
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use ferry_core::control::admin::{parse_request, Parsed, MAX_BODY, MAX_HEAD};
 use ferry_core::control::config::{open_files_needed, sessions_within};
 use ferry_core::control::{cli::Cli, Command, Connection, Endpoint, HealthProbe, IoEvent};
@@ -231,7 +230,7 @@ fn refused<T>(why: ferry_core::control::ConfigError) -> T {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_env();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(io::stderr)
@@ -241,7 +240,7 @@ fn main() -> ExitCode {
     let endpoint = Endpoint::new(Instant::now(), &config, 1).unwrap_or_else(refused);
     let (listen, admin) = (config.proxy.listen, config.admin.listen);
     if cli.check {
-        println!("configuration ok: listen {listen}, admin {admin}");
+        println!("{}", config.summary());
         return ExitCode::SUCCESS;
     }
     // Room for max-connections sessions (two descriptors each), up to the hard limit.

@@ -16,15 +16,7 @@ fn main() -> ExitCode {
     // Debug output of the config never prints credentials or keys (see config.rs).
     tracing::debug!(?config, "configuration");
     if cli.check {
-        println!(
-            "configuration ok: listen {}, admin {}, {} backend(s), {} worker(s), auth {:?}, migration {:?}",
-            config.proxy.listen,
-            config.admin.listen,
-            config.backends.len(),
-            config.proxy.workers,
-            config.auth.mode,
-            config.migration.mode,
-        );
+        println!("{}", config.summary());
         return ExitCode::SUCCESS;
     }
     // Files the configuration names (a backend CA) are read here, to refuse a bad one as such.

@@ -47,15 +47,7 @@ fn main() -> ExitCode {
     // Debug output of the config never prints credentials or keys.
     tracing::debug!(?config, "configuration");
     if cli.check {
-        println!(
-            "configuration ok: listen {}, admin {}, {} backend(s), {} worker(s), auth {:?}, migration {:?}",
-            config.proxy.listen,
-            config.admin.listen,
-            config.backends.len(),
-            config.proxy.workers,
-            config.auth.mode,
-            config.migration.mode,
-        );
+        println!("{}", config.summary());
         return ExitCode::SUCCESS;
     }
     let executor = Arc::new(Executor::new());

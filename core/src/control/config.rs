@@ -366,6 +366,19 @@ impl Config {
         }
     }
 
+    /// The one-line summary `--check` prints.
+    pub fn summary(&self) -> String {
+        format!(
+            "configuration ok: listen {}, admin {}, {} backend(s), {} worker(s), auth {:?}, migration {:?}",
+            self.proxy.listen,
+            self.admin.listen,
+            self.backends.len(),
+            self.proxy.workers,
+            self.auth.mode,
+            self.migration.mode,
+        )
+    }
+
     /// Loads and checks the file at `path` (feature `toml`).
     #[cfg(feature = "toml")]
     pub fn load(path: &Path) -> Result<Self, ConfigError> {

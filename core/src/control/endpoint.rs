@@ -85,12 +85,20 @@ struct Shard {
     accept_failing: bool,
 }
 
+/// How long past its probes' deadline a round may take before it is given up (a driver that
+/// never gave a probe back must not stop the health checks).
+const ROUND_GRACE: Duration = Duration::from_secs(1);
+
 /// The health-check schedule.
 #[derive(Debug)]
 struct HealthRounds {
     /// When the next round starts.
     next: Instant,
-    /// Probes handed out and not yet finished.
+    /// The round running (or last run), counted from 1.
+    round: u64,
+    /// When the running round is given up if probes are still out.
+    round_end: Instant,
+    /// Probes of the running round handed out and not yet finished.
     outstanding: usize,
     /// Probes of the round just started, for [`Endpoint::poll_probe`].
     queued: Vec<HealthProbe>,
@@ -158,6 +166,8 @@ impl Endpoint {
             // The first round is due at once: drivers run it before serving.
             health: HealthRounds {
                 next: now,
+                round: 0,
+                round_end: now,
                 outstanding: 0,
                 queued: Vec::new(),
                 first,
@@ -666,8 +676,12 @@ impl Endpoint {
     /// When [`Endpoint::handle_timeout`] is due next: the next health round (none while one
     /// runs) or the next balancer tick (with migration on).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let health =
-            (self.health.outstanding == 0 && !self.shutting_down).then_some(self.health.next);
+        let health = match (self.shutting_down, self.health.outstanding) {
+            (true, _) => None,
+            (false, 0) => Some(self.health.next),
+            // A round runs: its probes come back by their deadline, or it is given up then.
+            (false, _) => Some(self.health.round_end),
+        };
         let rebalance = (self.config.migration.mode != MigrationMode::Off && !self.shutting_down)
             .then_some(self.next_rebalance);
         match (health, rebalance) {
@@ -679,18 +693,28 @@ impl Endpoint {
     /// Starts a health round when one is due (its probes come from [`Endpoint::poll_probe`]),
     /// and runs the balancer when its interval passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.health.outstanding > 0 && self.health.round_end <= now {
+            tracing::warn!(
+                missing = self.health.outstanding,
+                "health checks did not come back in time; the round is given up"
+            );
+            self.round_done(now);
+        }
         if self.health.outstanding == 0 && self.health.next <= now && !self.shutting_down {
             let timeout = self.config.health.timeout;
+            self.health.round += 1;
+            let round = self.health.round;
             self.health.queued = self
                 .registry
                 .backends()
                 .iter()
                 .enumerate()
                 .rev()
-                .map(|(i, b)| HealthProbe::new(i, b.addr, now, timeout))
+                .map(|(i, b)| HealthProbe::new(round, i, b.addr, now, timeout))
                 .collect();
             self.health.outstanding = self.health.queued.len();
-            // Counted again from the round's end (`probe_finished`).
+            self.health.round_end = now + timeout + ROUND_GRACE;
+            // Counted again from the round's end (`round_done`).
             self.health.next = now + self.config.health.interval;
         }
         if self.config.migration.mode != MigrationMode::Off && self.next_rebalance <= now {
@@ -708,21 +732,36 @@ impl Endpoint {
     /// Records a finished probe's verdict (logging changes); a backend that came back or went
     /// down changes the balancer's plan at once.
     pub fn probe_finished(&mut self, now: Instant, probe: HealthProbe) {
-        let index = probe.backend();
+        let (index, round) = (probe.backend(), probe.round());
         let verdict = probe.into_verdict();
         let changed = record_verdict(&self.registry, index, &verdict);
         if let Some(slot) = self.health.first.as_mut().and_then(|f| f.get_mut(index)) {
             *slot = Some(verdict);
         }
-        self.health.outstanding = self.health.outstanding.saturating_sub(1);
-        if self.health.outstanding == 0 {
-            self.health.next = now + self.config.health.interval;
-            if let Some(first) = self.health.first.take() {
-                self.advertise_version(&first);
+        // A probe of a round given up was recorded, but counts for no round.
+        if round == self.health.round && self.health.outstanding > 0 {
+            self.health.outstanding -= 1;
+            if self.health.outstanding == 0 {
+                self.round_done(now);
             }
         }
         if changed {
             self.plan(now);
+        }
+    }
+
+    /// The first health round is over (every probe came back, or it was given up): backends
+    /// have their first verdicts and the advertised server version is fixed. A driver serves
+    /// clients from then on.
+    pub fn first_round_done(&self) -> bool {
+        self.health.first.is_none()
+    }
+
+    fn round_done(&mut self, now: Instant) {
+        self.health.outstanding = 0;
+        self.health.next = now + self.config.health.interval;
+        if let Some(first) = self.health.first.take() {
+            self.advertise_version(&first);
         }
     }
 

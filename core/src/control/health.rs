@@ -76,6 +76,8 @@ pub type Verdict = Result<String, CheckFailure>;
 /// [`Endpoint::probe_finished`](super::Endpoint::probe_finished).
 #[derive(Debug, Clone)]
 pub struct HealthProbe {
+    /// The round it belongs to (the endpoint counts a round's probes back in).
+    round: u64,
     backend: usize,
     addr: SocketAddr,
     timeout: Duration,
@@ -85,8 +87,15 @@ pub struct HealthProbe {
 }
 
 impl HealthProbe {
-    pub(super) fn new(backend: usize, addr: SocketAddr, now: Instant, timeout: Duration) -> Self {
+    pub(super) fn new(
+        round: u64,
+        backend: usize,
+        addr: SocketAddr,
+        now: Instant,
+        timeout: Duration,
+    ) -> Self {
         Self {
+            round,
             backend,
             addr,
             timeout,
@@ -94,6 +103,11 @@ impl HealthProbe {
             bytes: Vec::new(),
             verdict: None,
         }
+    }
+
+    /// The health round it belongs to.
+    pub(super) fn round(&self) -> u64 {
+        self.round
     }
 
     /// The registry index of the backend it checks.
@@ -269,7 +283,7 @@ mod tests {
     fn probe() -> (HealthProbe, Instant) {
         let now = Instant::now();
         let addr = "127.0.0.1:3306".parse().unwrap();
-        (HealthProbe::new(0, addr, now, TIMEOUT), now)
+        (HealthProbe::new(1, 0, addr, now, TIMEOUT), now)
     }
 
     fn packet(payload: &[u8]) -> Vec<u8> {

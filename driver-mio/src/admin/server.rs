@@ -54,11 +54,7 @@ impl AdminServer {
     }
 
     /// [`AdminServer::start`] with explicit limits.
-    pub fn start_with(
-        listen: SocketAddr,
-        handler: Handler,
-        limits: Limits,
-    ) -> io::Result<Self> {
+    pub fn start_with(listen: SocketAddr, handler: Handler, limits: Limits) -> io::Result<Self> {
         let listener = TcpListener::bind(listen)?;
         let local_addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));

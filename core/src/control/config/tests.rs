@@ -505,3 +505,15 @@ fn the_open_file_budget_is_two_per_session_plus_a_reserve() {
     assert_eq!(sessions_within(10), 0);
     assert_eq!(open_files_needed(usize::MAX), u64::MAX);
 }
+
+#[test]
+fn the_check_summary_names_addresses_counts_and_modes() {
+    let config = check(MINIMAL).unwrap();
+    assert_eq!(
+        config.summary(),
+        format!(
+            "configuration ok: listen 127.0.0.1:6000, admin 127.0.0.1:6080, 1 backend(s), {} worker(s), auth Passthrough, migration Off",
+            config.proxy.workers
+        )
+    );
+}

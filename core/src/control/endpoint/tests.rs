@@ -998,16 +998,51 @@ fn without_migration_only_health_rounds_are_timed() {
     let probe = ep.poll_probe().expect("a probe");
     assert_eq!(probe.addr(), db1());
     assert_eq!(probe.deadline(), round + ep.config().health.timeout);
-    assert_eq!(ep.poll_timeout(), None, "no new round while one runs");
+    // While it runs, the next wake-up is the round's end (its probes' deadline and a grace).
+    let round_end = round + ep.config().health.timeout + ROUND_GRACE;
+    assert_eq!(
+        ep.poll_timeout(),
+        Some(round_end),
+        "no new round while one runs"
+    );
     let second = ep.poll_probe().expect("a second probe");
     assert_eq!(second.addr(), db2());
     assert!(ep.poll_probe().is_none());
     // A probe given up (its deadline passed) is a failed check.
     ep.probe_finished(round, probe);
-    assert_eq!(ep.poll_timeout(), None);
+    assert_eq!(ep.poll_timeout(), Some(round_end));
     ep.probe_finished(round, second);
     assert!(ep.backends().iter().all(|b| !b.healthy));
     assert_eq!(ep.poll_timeout(), Some(round + ep.config().health.interval));
+}
+
+#[test]
+fn a_round_whose_probes_never_come_back_is_given_up_at_its_end() {
+    let (mut ep, _) = healthy_endpoint(defaults);
+    let round = ep.poll_timeout().unwrap();
+    ep.handle_timeout(round);
+    let lost = ep.poll_probe().expect("a probe");
+    let late = ep.poll_probe().expect("a second probe");
+    // The driver never gives them back: at the round's end it is given up, and the next round
+    // comes an interval later.
+    let round_end = round + ep.config().health.timeout + ROUND_GRACE;
+    assert_eq!(ep.poll_timeout(), Some(round_end));
+    ep.handle_timeout(round_end);
+    let next = round_end + ep.config().health.interval;
+    assert_eq!(ep.poll_timeout(), Some(next));
+    assert!(ep.poll_probe().is_none());
+    // A probe of the given-up round still counts as a verdict, not as one of a new round.
+    ep.handle_timeout(next);
+    let fresh: Vec<_> = std::iter::from_fn(|| ep.poll_probe()).collect();
+    assert_eq!(fresh.len(), 2);
+    ep.probe_finished(next, late);
+    assert!(!ep.backends()[1].healthy, "the late verdict is recorded");
+    assert_eq!(
+        ep.poll_timeout(),
+        Some(next + ep.config().health.timeout + ROUND_GRACE),
+        "the new round still waits for its own two probes"
+    );
+    drop(lost);
 }
 
 // ---- closing ----
