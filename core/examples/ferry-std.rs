@@ -164,22 +164,22 @@ fn session(sh: &Shared, client: TcpStream, addr: SocketAddr) {
     lock(&sh.sessions).remove(&conn.id());
     let _ = socks[&Peer::Client].shutdown(Shutdown::Write); // written in full: FIN to the client
     socks.into_values().map(Some).for_each(close);
-    lock(&sh.ep).connection_closed(&mut conn);
+    lock(&sh.ep).connection_closed(Instant::now(), &mut conn);
 }
 
 /// One health check: connect, then read until the probe has its verdict.
 fn run_probe(sh: &Shared, mut probe: HealthProbe) {
     match TcpStream::connect_timeout(&probe.addr(), probe.timeout()) {
-        Err(e) => probe.connect_failed(&e),
+        Err(e) => probe.connect_failed(Instant::now(), &e),
         Ok(mut sock) => {
             let mut buf = [0; 4096];
             while !probe.is_done() {
                 // Past the deadline, the read times out at once and the probe gives up.
                 let t = Some(until(probe.deadline()).max(Duration::from_millis(1)));
                 match sock.set_read_timeout(t).and_then(|()| sock.read(&mut buf)) {
-                    Ok(0) => probe.handle_eof(),
-                    Ok(n) => probe.handle_input(&buf[..n]),
-                    Err(e) => probe.read_failed(&e),
+                    Ok(0) => probe.handle_eof(Instant::now()),
+                    Ok(n) => probe.handle_input(Instant::now(), &buf[..n]),
+                    Err(e) => probe.read_failed(Instant::now(), &e),
                 }
             }
         }

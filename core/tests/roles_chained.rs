@@ -630,6 +630,7 @@ fn commands_through_the_pair() {
     assert!(pair.be_events_since(mark).is_empty(), "no answer yet");
     pair.fe
         .send_text_result(
+            pair.now,
             &[
                 column(b"1", ColumnType::LongLong),
                 column(b"NULL", ColumnType::VarString),
@@ -637,7 +638,7 @@ fn commands_through_the_pair() {
             [[Some(&b"1"[..]), None]],
         )
         .unwrap();
-    pair.fe.end_response().unwrap();
+    pair.fe.end_response(pair.now).unwrap();
     pair.pump();
     let events = pair.be_events_since(mark);
     // DEPRECATE_EOF was negotiated: no EOF between columns and rows, an OK-as-EOF at the end.
@@ -677,8 +678,8 @@ fn commands_through_the_pair() {
         sql: b"SELEKT",
     }));
     let syntax = ProtocolError::new(1064, "42000", "You have an error in your SQL syntax");
-    pair.fe.send_error(&syntax).unwrap();
-    pair.fe.end_response().unwrap();
+    pair.fe.send_error(pair.now, &syntax).unwrap();
+    pair.fe.end_response(pair.now).unwrap();
     pair.pump();
     let events = pair.be_events_since(mark);
     assert_eq!(response_kinds(events), [PacketKind::Err]);
@@ -689,8 +690,8 @@ fn commands_through_the_pair() {
     let mark = pair.be_events.len();
     let cmd = pair.command(&Command::Ping);
     assert_eq!(cmd.parse().unwrap(), Command::Ping);
-    pair.fe.send_ok_empty().unwrap();
-    pair.fe.end_response().unwrap();
+    pair.fe.send_ok_empty(pair.now).unwrap();
+    pair.fe.end_response(pair.now).unwrap();
     pair.pump();
     let events = pair.be_events_since(mark);
     assert_eq!(response_kinds(events), [PacketKind::Ok]);
@@ -721,8 +722,8 @@ fn commands_through_the_pair() {
 
     // Still usable afterwards.
     pair.command(&Command::Ping);
-    pair.fe.send_ok_empty().unwrap();
-    pair.fe.end_response().unwrap();
+    pair.fe.send_ok_empty(pair.now).unwrap();
+    pair.fe.end_response(pair.now).unwrap();
     pair.pump();
     assert!(summary(&pair.be_events).is_ok());
 

@@ -114,15 +114,15 @@ async fn check(inner: Arc<Inner>, mut probe: HealthProbe) {
 async fn probe_io(probe: &mut HealthProbe) {
     let mut stream = match TcpStream::connect(probe.addr()).await {
         Ok(s) => s,
-        Err(e) => return probe.connect_failed(&e),
+        Err(e) => return probe.connect_failed(Instant::now(), &e),
     };
     let mut chunk = [0u8; 1024];
     while !probe.is_done() {
         match stream.read(&mut chunk).await {
-            Ok(0) => probe.handle_eof(),
-            Ok(n) => probe.handle_input(&chunk[..n]),
+            Ok(0) => probe.handle_eof(Instant::now()),
+            Ok(n) => probe.handle_input(Instant::now(), &chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => probe.read_failed(&e),
+            Err(e) => probe.read_failed(Instant::now(), &e),
         }
     }
 }

@@ -88,7 +88,9 @@ impl Drop for Task {
     /// connections no longer count, it leaves the listing, and no command is routed to it.
     fn drop(&mut self) {
         let mut control = self.inner.control();
-        control.endpoint.connection_closed(&mut self.conn);
+        control
+            .endpoint
+            .connection_closed(Instant::now(), &mut self.conn);
         control.remove_route(self.conn.id());
     }
 }

@@ -168,7 +168,7 @@ fuzz_target!(|input: Input| {
             }
             Op::LocalInfileData(d) => {
                 only_input = false;
-                let _ = run.backend.send_local_infile_data(d);
+                let _ = run.backend.send_local_infile_data(now, d);
             }
             Op::FinishLocalInfile => {
                 only_input = false;

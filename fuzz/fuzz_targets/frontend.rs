@@ -187,31 +187,34 @@ fuzz_target!(|input: Input| {
     for op in &input.ops {
         match op {
             Op::Input(b) => fe.handle_input(now, b),
-            Op::Accept => drop(fe.accept_login()),
-            Op::Reject => drop(fe.reject_login(ProtocolError::new(1049, "42000", "no"))),
-            Op::SendOk => drop(fe.send_ok_empty()),
-            Op::SendErr => drop(fe.send_error(&ProtocolError::new(1064, "42000", "no"))),
-            Op::SendPacket(p) => drop(fe.send_packet(p)),
+            Op::Accept => drop(fe.accept_login(now)),
+            Op::Reject => drop(fe.reject_login(now, ProtocolError::new(1049, "42000", "no"))),
+            Op::SendOk => drop(fe.send_ok_empty(now)),
+            Op::SendErr => drop(fe.send_error(now, &ProtocolError::new(1064, "42000", "no"))),
+            Op::SendPacket(p) => drop(fe.send_packet(now, p)),
             Op::SendResult(n) => {
                 let cols = [ferry_core::frontend::column(
                     b"c",
                     ferry_core::wire::ColumnType::VarString,
                 )];
                 let rows = (0..*n).map(|i| [if i % 3 == 0 { None } else { Some(&b"v"[..]) }]);
-                drop(fe.send_text_result(&cols, rows));
+                drop(fe.send_text_result(now, &cols, rows));
             }
-            Op::EndResponse => drop(fe.end_response()),
-            Op::SendAuthPacket(p) => drop(fe.send_auth_packet(p)),
-            Op::FinishAuth(ok) => drop(fe.finish_auth(if *ok {
-                Ok(())
-            } else {
-                Err(ProtocolError::new(1045, "28000", "denied"))
-            })),
+            Op::EndResponse => drop(fe.end_response(now)),
+            Op::SendAuthPacket(p) => drop(fe.send_auth_packet(now, p)),
+            Op::FinishAuth(ok) => drop(fe.finish_auth(
+                now,
+                if *ok {
+                    Ok(())
+                } else {
+                    Err(ProtocolError::new(1045, "28000", "denied"))
+                },
+            )),
             Op::Timeout(ms) => {
                 now += Duration::from_millis(u64::from(*ms) * 10);
                 fe.handle_timeout(now);
             }
-            Op::Close => fe.close(),
+            Op::Close => fe.close(now),
         }
         drain(&mut fe, &mut closed, &mut events, &mut out);
     }

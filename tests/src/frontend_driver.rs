@@ -90,12 +90,13 @@ impl Drop for Listener {
 }
 
 /// Runs `frontend` over `stream` until it closes, the peer goes away or `stop` is set. Every
-/// event but [`Event::Closed`] goes to `on_event`, which answers it through the frontend.
+/// event but [`Event::Closed`] goes to `on_event` with the time it was taken, which answers it
+/// through the frontend.
 pub(crate) fn drive_frontend(
     mut stream: TcpStream,
     frontend: &mut Frontend,
     stop: &AtomicBool,
-    mut on_event: impl FnMut(&mut Frontend, Event),
+    mut on_event: impl FnMut(&mut Frontend, Instant, Event),
 ) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_nodelay(true);
@@ -115,7 +116,7 @@ pub(crate) fn drive_frontend(
             };
             match event {
                 Event::Closed { .. } => closed = true,
-                other => on_event(frontend, other),
+                other => on_event(frontend, Instant::now(), other),
             }
         }
         if closed || frontend.is_closed() || stop.load(Ordering::SeqCst) {

@@ -235,35 +235,38 @@ fn serve(accepted: Accepted, config: Arc<FrontendConfig>, version: &str) {
         accepted.stream,
         &mut frontend,
         &accepted.stop,
-        |frontend, event| handle_event(frontend, &mut session, event),
+        |frontend, now, event| handle_event(frontend, now, &mut session, event),
     );
 }
 
-fn handle_event(frontend: &mut Frontend, session: &mut Session, event: Event) {
+fn handle_event(frontend: &mut Frontend, now: Instant, session: &mut Session, event: Event) {
     match event {
         Event::Authenticated(login) => {
             session.user = login.user.clone();
             match login.database {
                 Some(db) if !TEST_SERVER_DATABASES.contains(&db.as_str()) => {
                     let err = unknown_database(&db);
-                    frontend.reject_login(err).expect("reject in AwaitLogin");
+                    frontend
+                        .reject_login(now, err)
+                        .expect("reject in AwaitLogin");
                 }
                 db => {
                     session.database = db;
-                    frontend.accept_login().expect("accept in AwaitLogin");
+                    frontend.accept_login(now).expect("accept in AwaitLogin");
                 }
             }
         }
         Event::Command(cmd) => {
             match cmd.parse() {
-                Ok(Command::Query(q)) => answer_query(frontend, session, q.sql),
+                Ok(Command::Query(q)) => answer_query(frontend, now, session, q.sql),
                 Ok(Command::InitDb { schema }) => {
                     let db = String::from_utf8_lossy(schema).into_owned();
-                    use_database(frontend, session, &db);
+                    use_database(frontend, now, session, &db);
                 }
-                Ok(Command::Ping | Command::ResetConnection) => ok(frontend),
+                Ok(Command::Ping | Command::ResetConnection) => ok(frontend, now),
                 _ => err(
                     frontend,
+                    now,
                     ProtocolError::new(
                         1235,
                         "42000",
@@ -271,7 +274,9 @@ fn handle_event(frontend: &mut Frontend, session: &mut Session, event: Event) {
                     ),
                 ),
             }
-            frontend.end_response().expect("a command is outstanding");
+            frontend
+                .end_response(now)
+                .expect("a command is outstanding");
         }
         // Proxy mode: no passthrough events.
         _ => {}
@@ -282,32 +287,36 @@ fn unknown_database(db: &str) -> ProtocolError {
     ProtocolError::new(1049, "42000", format!("Unknown database '{db}'"))
 }
 
-fn ok(frontend: &mut Frontend) {
-    frontend.send_ok_empty().expect("a command is outstanding");
-}
-
-fn err(frontend: &mut Frontend, e: ProtocolError) {
-    frontend.send_error(&e).expect("a command is outstanding");
-}
-
-fn use_database(frontend: &mut Frontend, session: &mut Session, db: &str) {
-    if TEST_SERVER_DATABASES.contains(&db) {
-        session.database = Some(db.to_owned());
-        ok(frontend);
-    } else {
-        err(frontend, unknown_database(db));
-    }
-}
-
-fn single(frontend: &mut Frontend, name: &str, ty: ColumnType, value: Option<&str>) {
-    let cols = [column(name.as_bytes(), ty)];
-    let row = [value.map(str::as_bytes)];
+fn ok(frontend: &mut Frontend, now: Instant) {
     frontend
-        .send_text_result(&cols, [&row[..]])
+        .send_ok_empty(now)
         .expect("a command is outstanding");
 }
 
-fn answer_query(frontend: &mut Frontend, session: &mut Session, sql: &[u8]) {
+fn err(frontend: &mut Frontend, now: Instant, e: ProtocolError) {
+    frontend
+        .send_error(now, &e)
+        .expect("a command is outstanding");
+}
+
+fn use_database(frontend: &mut Frontend, now: Instant, session: &mut Session, db: &str) {
+    if TEST_SERVER_DATABASES.contains(&db) {
+        session.database = Some(db.to_owned());
+        ok(frontend, now);
+    } else {
+        err(frontend, now, unknown_database(db));
+    }
+}
+
+fn single(frontend: &mut Frontend, now: Instant, name: &str, ty: ColumnType, value: Option<&str>) {
+    let cols = [column(name.as_bytes(), ty)];
+    let row = [value.map(str::as_bytes)];
+    frontend
+        .send_text_result(now, &cols, [&row[..]])
+        .expect("a command is outstanding");
+}
+
+fn answer_query(frontend: &mut Frontend, now: Instant, session: &mut Session, sql: &[u8]) {
     let text = String::from_utf8_lossy(sql);
     let norm = text
         .trim()
@@ -316,7 +325,7 @@ fn answer_query(frontend: &mut Frontend, session: &mut Session, sql: &[u8]) {
         .to_ascii_lowercase();
     let norm = norm.split_whitespace().collect::<Vec<_>>().join(" ");
     if norm == "select 1" {
-        return single(frontend, "1", ColumnType::LongLong, Some("1"));
+        return single(frontend, now, "1", ColumnType::LongLong, Some("1"));
     }
     if matches!(
         norm.as_str(),
@@ -328,11 +337,17 @@ fn answer_query(frontend: &mut Frontend, session: &mut Session, sql: &[u8]) {
             "USER()"
         };
         let value = format!("{}@{}", session.user, session.host);
-        return single(frontend, name, ColumnType::VarString, Some(&value));
+        return single(frontend, now, name, ColumnType::VarString, Some(&value));
     }
     if norm == "select database()" {
         let db = session.database.clone();
-        return single(frontend, "DATABASE()", ColumnType::VarString, db.as_deref());
+        return single(
+            frontend,
+            now,
+            "DATABASE()",
+            ColumnType::VarString,
+            db.as_deref(),
+        );
     }
     if norm == "select * from people" {
         let cols = [
@@ -341,15 +356,15 @@ fn answer_query(frontend: &mut Frontend, session: &mut Session, sql: &[u8]) {
         ];
         let rows: [[Option<&[u8]>; 2]; 2] = [[Some(b"1"), Some(b"alice")], [Some(b"2"), None]];
         return frontend
-            .send_text_result(&cols, rows.iter().map(|r| &r[..]))
+            .send_text_result(now, &cols, rows.iter().map(|r| &r[..]))
             .expect("a command is outstanding");
     }
     if let Some(db) = norm.strip_prefix("use ") {
         let db = db.trim_matches('`').to_owned();
-        return use_database(frontend, session, &db);
+        return use_database(frontend, now, session, &db);
     }
     if norm.starts_with("set ") {
-        return ok(frontend);
+        return ok(frontend, now);
     }
     if let Some(vars) = system_variables(&norm) {
         let names: Vec<String> = vars.iter().map(|v| format!("@@{v}")).collect();
@@ -363,11 +378,12 @@ fn answer_query(frontend: &mut Frontend, session: &mut Session, sql: &[u8]) {
             .map(|v| v.as_deref().map(str::as_bytes))
             .collect();
         return frontend
-            .send_text_result(&cols, [&row[..]])
+            .send_text_result(now, &cols, [&row[..]])
             .expect("a command is outstanding");
     }
     err(
         frontend,
+        now,
         ProtocolError::new(
             1064,
             "42000",

@@ -341,7 +341,7 @@ fn serve(accepted: Accepted, config: Arc<FrontendConfig>, shared: Arc<Shared>) {
         accepted.stream,
         &mut frontend,
         &accepted.stop,
-        |frontend, event| conn.on_event(frontend, event),
+        |frontend, now, event| conn.on_event(frontend, now, event),
     );
     if conn.logged_in {
         conn.shared
@@ -352,19 +352,19 @@ fn serve(accepted: Accepted, config: Arc<FrontendConfig>, shared: Arc<Shared>) {
 }
 
 impl Conn {
-    fn on_event(&mut self, frontend: &mut Frontend, event: Event) {
+    fn on_event(&mut self, frontend: &mut Frontend, now: Instant, event: Event) {
         match event {
-            Event::ClientLogin(login) => self.on_login(frontend, login),
+            Event::ClientLogin(login) => self.on_login(frontend, now, login),
             Event::AuthPacket(response) => {
                 // Only sent after our auth switch; the frontend never emits it otherwise.
                 let salt = self.switch_salt.take().unwrap_or(*frontend.salt());
                 let result = self.verify_password(&response, &salt);
-                self.finish_login(frontend, result);
+                self.finish_login(frontend, now, result);
             }
             Event::Command(cmd) => {
-                self.on_command(frontend, &cmd);
+                self.on_command(frontend, now, &cmd);
                 frontend
-                    .end_response()
+                    .end_response(now)
                     .expect("end_response after answering the outstanding command");
             }
             // `passthrough` mode never authenticates by itself; nothing else is asked of us.
@@ -372,7 +372,7 @@ impl Conn {
         }
     }
 
-    fn on_login(&mut self, frontend: &mut Frontend, login: ClientLogin) {
+    fn on_login(&mut self, frontend: &mut Frontend, now: Instant, login: ClientLogin) {
         let plugin = login.plugin.clone();
         let salt = login.salt;
         let response = login.auth_response.clone();
@@ -398,12 +398,12 @@ impl Conn {
                 .encode(&mut payload);
                 self.switch_salt = Some(salt);
                 frontend
-                    .send_auth_packet(&payload)
+                    .send_auth_packet(now, &payload)
                     .expect("send_auth_packet right after ClientLogin");
                 return;
             }
         };
-        self.finish_login(frontend, result);
+        self.finish_login(frontend, now, result);
     }
 
     fn user(&self) -> &str {
@@ -448,7 +448,12 @@ impl Conn {
             .map_err(|e| e.access_denied(user, &self.host))
     }
 
-    fn finish_login(&mut self, frontend: &mut Frontend, mut result: Result<(), ProtocolError>) {
+    fn finish_login(
+        &mut self,
+        frontend: &mut Frontend,
+        now: Instant,
+        mut result: Result<(), ProtocolError>,
+    ) {
         let database = self.login.as_ref().and_then(|l| l.database.clone());
         if result.is_ok() {
             if let Some(db) = &database {
@@ -478,7 +483,7 @@ impl Conn {
             Err(_) => {}
         }
         frontend
-            .finish_auth(result)
+            .finish_auth(now, result)
             .expect("finish_auth while the owner decides the login");
     }
 }

@@ -398,9 +398,11 @@ fn every_response_kind_against_mariadb() {
         e => panic!("expected the LOCAL INFILE request, got {e:?}"),
     }
     c.backend
-        .send_local_infile_data(b"10,ten\n11,eleven\n")
+        .send_local_infile_data(Instant::now(), b"10,ten\n11,eleven\n")
         .unwrap();
-    c.backend.send_local_infile_data(b"12,twelve\n").unwrap();
+    c.backend
+        .send_local_infile_data(Instant::now(), b"12,twelve\n")
+        .unwrap();
     c.backend.finish_local_infile(Instant::now()).unwrap();
     let (p, s) = c.response();
     assert_eq!(kinds(&p), [Ok]);

@@ -553,13 +553,17 @@ impl Backend {
     /// Sends one packet of the local file the server asked for ([`PacketKind::LocalInfileRequest`]).
     /// Empty `data` sends nothing (the empty packet ends the file: use
     /// [`finish_local_infile`](Self::finish_local_infile)).
-    pub fn send_local_infile_data(&mut self, data: &[u8]) -> Result<(), UsageError> {
-        self.send_local_infile_bytes(Bytes::copy_from_slice(data))
+    pub fn send_local_infile_data(&mut self, now: Instant, data: &[u8]) -> Result<(), UsageError> {
+        self.send_local_infile_bytes(now, Bytes::copy_from_slice(data))
     }
 
     /// [`send_local_infile_data`](Self::send_local_infile_data) without a copy: the packet is
     /// sent from `data`'s memory (e.g. a packet relayed from the client).
-    pub fn send_local_infile_bytes(&mut self, data: Bytes) -> Result<(), UsageError> {
+    pub fn send_local_infile_bytes(
+        &mut self,
+        _now: Instant,
+        data: Bytes,
+    ) -> Result<(), UsageError> {
         self.check_local_infile()?;
         if !data.is_empty() {
             self.write_payload(data);

@@ -614,7 +614,7 @@ fn rows_and_a_local_infile_request_in_one_read_leave_no_command_deadline() {
         "the client's turn: no command deadline"
     );
     // Rows alone in one read: the deadline counts from that read.
-    b.send_local_infile_data(b"1\n").unwrap();
+    b.send_local_infile_data(t1, b"1\n").unwrap();
     b.finish_local_infile(t1).unwrap();
     sent_packets(&mut b);
     let t2 = t1 + Duration::from_secs(1);
@@ -761,7 +761,7 @@ fn local_infile_exchange() {
     let mut b = connected(t0, true);
     let caps = b.capabilities();
     assert_eq!(
-        b.send_local_infile_data(b"x"),
+        b.send_local_infile_data(t0, b"x"),
         Err(UsageError::NoLocalInfileRequest)
     );
     query(&mut b, t0, "LOAD DATA LOCAL INFILE 'f.csv' INTO TABLE t");
@@ -769,8 +769,8 @@ fn local_infile_exchange() {
     LocalInfileRequest { filename: b"f.csv" }.encode(&mut req);
     let evs = feed(&mut b, t0, 1, &[req]);
     assert_eq!(kinds(&evs), [PacketKind::LocalInfileRequest]);
-    b.send_local_infile_data(b"1,a\n").unwrap();
-    b.send_local_infile_data(b"2,b\n").unwrap();
+    b.send_local_infile_data(t0, b"1,a\n").unwrap();
+    b.send_local_infile_data(t0, b"2,b\n").unwrap();
     b.finish_local_infile(t0).unwrap();
     let sent = sent_packets(&mut b);
     let got: Vec<(u8, &[u8])> = sent.iter().map(|p| (p.seq, &p.payload[..])).collect();

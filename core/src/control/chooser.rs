@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 
 use super::admin::BackendInfo;
+use super::config::RouteConfig;
 
 /// What a chooser knows about the session that needs a backend.
 #[derive(Debug, Clone, Copy)]
@@ -73,5 +74,62 @@ where
 {
     fn choose(&self, request: &ChooseRequest<'_>) -> Choice {
         self(request)
+    }
+}
+
+/// The `[[routes]]` of the configuration as a chooser: the first route whose user and database
+/// (those it gives) match the login names the backend; no match is [`Choice::Default`]. The
+/// [`Endpoint`](super::Endpoint) uses it when the configuration has routes and the embedder set
+/// no chooser of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Routes(pub(super) Vec<RouteConfig>);
+
+impl BackendChooser for Routes {
+    fn choose(&self, request: &ChooseRequest<'_>) -> Choice {
+        let matches = |want: &Option<String>, got: Option<&str>| {
+            want.as_deref().is_none_or(|w| Some(w) == got)
+        };
+        self.0
+            .iter()
+            .find(|r| matches(&r.user, request.user) && matches(&r.database, request.database))
+            .map_or(Choice::Default, |r| Choice::Backend(r.backend.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(user: Option<&str>, database: Option<&str>, backend: &str) -> RouteConfig {
+        RouteConfig {
+            user: user.map(str::to_owned),
+            database: database.map(str::to_owned),
+            backend: backend.to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_first_matching_route_names_the_backend() {
+        let routes = Routes(vec![
+            route(Some("analyst"), Some("sales"), "replica-sales"),
+            route(Some("analyst"), None, "replica"),
+            route(None, Some("audit"), "archive"),
+        ]);
+        let ask = |user: Option<&str>, database: Option<&str>| {
+            routes.choose(&ChooseRequest {
+                session: 1,
+                client: "127.0.0.1:5000".parse().unwrap(),
+                user,
+                database,
+                backends: &[],
+            })
+        };
+        let to = |b: &str| Choice::Backend(b.into());
+        assert_eq!(ask(Some("analyst"), Some("sales")), to("replica-sales"));
+        assert_eq!(ask(Some("analyst"), None), to("replica"));
+        assert_eq!(ask(Some("analyst"), Some("audit")), to("replica"));
+        assert_eq!(ask(Some("app"), Some("audit")), to("archive"));
+        assert_eq!(ask(Some("app"), Some("sales")), Choice::Default);
+        assert_eq!(ask(None, None), Choice::Default);
     }
 }

@@ -50,6 +50,11 @@
 //! rebalance-interval = "1s"       # default: one rebalancing plan per interval
 //! rebalance-max-moves = 8         # default: migrations started per plan; 0 disables rebalancing
 //! rebalance-tolerance = 1         # default: no rebalancing while counts differ by at most this
+//!
+//! [[routes]]                      # optional: where new sessions go by their login; first match
+//! user = "analyst"                # a user, a database or both; a session matching every one
+//! database = "reports"            # given goes to this backend (not failed over elsewhere);
+//! backend = "db2"                 # others follow the built-in policy
 //! ```
 //!
 //! Durations are seconds or strings such as `"250ms"`, `"1h30m"`; sizes are bytes or strings such
@@ -73,7 +78,8 @@ use crate::tls::{self, ServerTrust};
 
 pub use file::{
     AdminSection, AuthMode, AuthSection, BackendSection, BackendTlsSection, ConfigFile,
-    HealthSection, MigrationMode, MigrationSection, ProxySection, TlsSection, UserSection,
+    HealthSection, MigrationMode, MigrationSection, ProxySection, RouteSection, TlsSection,
+    UserSection,
 };
 use units::ConfigDuration;
 
@@ -194,6 +200,20 @@ pub struct Config {
     pub health: HealthConfig,
     /// Migration and rebalancing.
     pub migration: MigrationConfig,
+    /// Where new sessions go by their login, first match first (empty: the built-in policy).
+    pub routes: Vec<RouteConfig>,
+}
+
+/// One `[[routes]]` entry, checked: a session whose login matches every field given goes to
+/// `backend` (not failed over: the route decided).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// The user name to match, if given.
+    pub user: Option<String>,
+    /// The initial database to match, if given.
+    pub database: Option<String>,
+    /// The backend's name.
+    pub backend: String,
 }
 
 /// `[proxy]`, checked.
@@ -346,6 +366,7 @@ impl Config {
             .and_then(|t| check_backend_tls(&mut p, t, base));
         let health = check_health(&mut p, &file.health);
         let migration = check_migration(&mut p, &file.migration, auth.as_ref().map(|a| a.mode));
+        let routes = check_routes(&mut p, &file.routes, &backends);
 
         match (proxy, admin_listen, auth, health, migration) {
             (Some(proxy), Some(listen), Some(auth), Some(health), Some(migration))
@@ -360,6 +381,7 @@ impl Config {
                     backend_tls,
                     health,
                     migration,
+                    routes,
                 })
             }
             _ => Err(ConfigError::Invalid(p.problems)),
@@ -490,6 +512,36 @@ fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn check_routes(
+    p: &mut Checker,
+    sections: &[RouteSection],
+    backends: &[BackendConfig],
+) -> Vec<RouteConfig> {
+    let mut out = Vec::new();
+    for (i, r) in sections.iter().enumerate() {
+        if r.user.is_none() && r.database.is_none() {
+            p.push(
+                format!("routes[{i}]"),
+                "give a user, a database or both to match",
+            );
+            continue;
+        }
+        if !backends.iter().any(|b| b.name == r.backend) {
+            p.push(
+                format!("routes[{i}].backend"),
+                format!("no backend named {:?}", r.backend),
+            );
+            continue;
+        }
+        out.push(RouteConfig {
+            user: r.user.clone(),
+            database: r.database.clone(),
+            backend: r.backend.clone(),
+        });
+    }
+    out
 }
 
 fn check_backends(p: &mut Checker, sections: &[BackendSection]) -> Vec<BackendConfig> {

@@ -29,7 +29,7 @@ use crate::session::{ConnectFailure, MigrationRefused, PinReason, SessionConfig}
 use crate::RandomSource;
 
 use super::admin::{self, AdminApi, ApiError, BackendInfo, Metrics, SessionInfo};
-use super::chooser::{BackendChooser, Choice, ChooseRequest};
+use super::chooser::{BackendChooser, Choice, ChooseRequest, Routes};
 use super::config::{AuthMode, Config, ConfigError, MigrationMode};
 use super::connection::{BackendSlot, Connection, Work};
 use super::counters::Counters;
@@ -157,7 +157,8 @@ impl Endpoint {
             config: config.clone(),
             session_config: Arc::new(session_config),
             registry: Registry::new(&config.backends),
-            chooser: None,
+            chooser: (!config.routes.is_empty())
+                .then(|| Box::new(Routes(config.routes.clone())) as Box<dyn BackendChooser>),
             shards: (0..shards.max(1)).map(|_| Shard::default()).collect(),
             sessions: HashMap::new(),
             live: 0,
@@ -176,7 +177,8 @@ impl Endpoint {
         }
     }
 
-    /// Routes new sessions through `chooser` (see [`BackendChooser`]).
+    /// Routes new sessions through `chooser` (see [`BackendChooser`]), in place of the
+    /// configuration's `[[routes]]`.
     pub fn set_chooser(&mut self, chooser: Box<dyn BackendChooser>) {
         self.chooser = Some(chooser);
     }
@@ -317,7 +319,7 @@ impl Endpoint {
     /// The driver dropped `conn` (its session closed, or the shutdown deadline passed): its
     /// backend connections no longer count and it leaves the listing. Calling it again does
     /// nothing.
-    pub fn connection_closed(&mut self, conn: &mut Connection) {
+    pub fn connection_closed(&mut self, _now: Instant, conn: &mut Connection) {
         if conn.finished {
             return;
         }

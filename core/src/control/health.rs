@@ -136,15 +136,17 @@ impl HealthProbe {
     }
 
     /// The connection could not be opened (or the socket failed before any byte came).
-    pub fn connect_failed(&mut self, error: &io::Error) {
+    pub fn connect_failed(&mut self, _now: Instant, error: &io::Error) {
         if error.kind() == io::ErrorKind::TimedOut {
             return self.handle_timeout(self.deadline);
         }
         self.decide(Err(CheckFailure::connect(error)));
     }
 
-    /// Bytes the server sent.
-    pub fn handle_input(&mut self, bytes: &[u8]) {
+    /// Bytes the server sent, read at `now`. Past the deadline they come too late: the check
+    /// fails as [`handle_timeout`](Self::handle_timeout) would fail it, whatever they hold.
+    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        self.handle_timeout(now);
         if self.is_done() {
             return;
         }
@@ -170,12 +172,12 @@ impl HealthProbe {
     }
 
     /// The server closed the connection.
-    pub fn handle_eof(&mut self) {
+    pub fn handle_eof(&mut self, _now: Instant) {
         self.decide(Err(CheckFailure::down("closed before the greeting")));
     }
 
     /// Reading failed.
-    pub fn read_failed(&mut self, error: &io::Error) {
+    pub fn read_failed(&mut self, _now: Instant, error: &io::Error) {
         if matches!(
             error.kind(),
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
@@ -294,8 +296,8 @@ mod tests {
 
     /// What a probe fed `first` decides, or `None` if it is still waiting.
     fn answer(first: &[u8]) -> Option<Verdict> {
-        let (mut p, _) = probe();
-        p.handle_input(first);
+        let (mut p, now) = probe();
+        p.handle_input(now, first);
         p.verdict().cloned()
     }
 
@@ -309,8 +311,8 @@ mod tests {
     #[test]
     fn refused_silent_and_erring_backends_are_unhealthy() {
         // Nothing listens: the connect is refused.
-        let (mut p, _) = probe();
-        p.connect_failed(&io::Error::from(io::ErrorKind::ConnectionRefused));
+        let (mut p, now) = probe();
+        p.connect_failed(now, &io::Error::from(io::ErrorKind::ConnectionRefused));
         assert!(p.is_done());
         let err = failure(p.verdict().cloned());
         assert!(err.reason.starts_with("connect:") && !err.refusing, "{err}");
@@ -320,7 +322,7 @@ mod tests {
         let (mut silent, start) = probe();
         assert_eq!(silent.deadline(), start + TIMEOUT);
         assert_eq!(silent.timeout(), TIMEOUT);
-        silent.handle_input(b"");
+        silent.handle_input(start, b"");
         silent.handle_timeout(start + TIMEOUT - Duration::from_millis(1));
         assert!(!silent.is_done(), "still waiting before the deadline");
         silent.handle_timeout(start + TIMEOUT);
@@ -345,30 +347,30 @@ mod tests {
     #[test]
     fn a_connect_that_times_out_or_a_closed_connection_is_unhealthy() {
         // The driver's connect timeout: the same verdict as the deadline passing.
-        let (mut p, _) = probe();
-        p.connect_failed(&io::Error::from(io::ErrorKind::TimedOut));
+        let (mut p, now) = probe();
+        p.connect_failed(now, &io::Error::from(io::ErrorKind::TimedOut));
         let err = failure(p.verdict().cloned());
         assert!(
             err.reason.contains("no greeting within") && !err.local,
             "{err}"
         );
         // A read that timed out or would block (a socket read timeout) likewise.
-        let (mut p, _) = probe();
-        p.read_failed(&io::Error::from(io::ErrorKind::WouldBlock));
+        let (mut p, now) = probe();
+        p.read_failed(now, &io::Error::from(io::ErrorKind::WouldBlock));
         assert!(failure(p.verdict().cloned()).reason.contains("no greeting"));
         // Another read error is the backend's failure.
-        let (mut p, _) = probe();
-        p.read_failed(&io::Error::from(io::ErrorKind::ConnectionReset));
+        let (mut p, now) = probe();
+        p.read_failed(now, &io::Error::from(io::ErrorKind::ConnectionReset));
         let err = failure(p.verdict().cloned());
         assert!(
             err.reason.starts_with("read:") && !err.refusing && !err.local,
             "{err}"
         );
         // The server closed before its greeting (half of one came).
-        let (mut p, _) = probe();
-        p.handle_input(&[40, 0, 0, 0, 10]);
+        let (mut p, now) = probe();
+        p.handle_input(now, &[40, 0, 0, 0, 10]);
         assert!(!p.is_done());
-        p.handle_eof();
+        p.handle_eof(now);
         let err = failure(p.verdict().cloned());
         assert!(
             err.reason.contains("closed before the greeting") && !err.refusing,
@@ -387,8 +389,8 @@ mod tests {
             addr: "127.0.0.1:3306".parse().unwrap(),
         }]);
         for errno in [libc::EMFILE, libc::ENFILE] {
-            let (mut p, _) = probe();
-            p.connect_failed(&io::Error::from_raw_os_error(errno));
+            let (mut p, now) = probe();
+            p.connect_failed(now, &io::Error::from_raw_os_error(errno));
             let verdict = p.into_verdict();
             let err = verdict.clone().unwrap_err();
             assert!(err.local && !err.refusing, "{err}");
@@ -489,9 +491,9 @@ mod tests {
         assert!(registry.get(0).unwrap().healthy());
     }
 
-    #[test]
-    fn a_real_greeting_is_healthy() {
-        // A minimal protocol-10 greeting (pre-PLUGIN_AUTH layout the parser accepts).
+    /// A minimal protocol-10 greeting of version `8.0.99-test` (pre-PLUGIN_AUTH layout the
+    /// parser accepts), framed.
+    fn greeting() -> Vec<u8> {
         let mut g = vec![10];
         g.extend_from_slice(b"8.0.99-test\0");
         g.extend_from_slice(&7u32.to_le_bytes());
@@ -502,19 +504,49 @@ mod tests {
         g.extend_from_slice(&0u16.to_le_bytes());
         g.push(0);
         g.extend_from_slice(&[0; 10]);
-        let bytes = packet(&g);
+        packet(&g)
+    }
+
+    #[test]
+    fn a_real_greeting_is_healthy() {
+        let bytes = greeting();
         // In two reads: the probe waits for the whole packet.
         let (mut p, start) = probe();
-        p.handle_input(&bytes[..7]);
+        p.handle_input(start, &bytes[..7]);
         assert!(!p.is_done());
-        p.handle_input(&bytes[7..]);
+        p.handle_input(start + Duration::from_millis(1), &bytes[7..]);
         assert_eq!(p.verdict(), Some(&Ok("8.0.99-test".to_owned())));
         // A verdict is final: later bytes, EOF or the deadline change nothing.
-        p.handle_input(b"more");
-        p.handle_eof();
+        p.handle_input(start + TIMEOUT, b"more");
+        p.handle_eof(start + TIMEOUT);
         p.handle_timeout(start + TIMEOUT);
         assert_eq!(p.backend(), 0);
         let version = p.into_verdict().unwrap();
         assert_eq!(version, "8.0.99-test");
+    }
+
+    #[test]
+    fn a_greeting_read_after_the_deadline_comes_too_late() {
+        let bytes = greeting();
+        // Just before the deadline it counts.
+        let (mut p, start) = probe();
+        p.handle_input(start + TIMEOUT - Duration::from_millis(1), &bytes);
+        assert_eq!(p.verdict(), Some(&Ok("8.0.99-test".to_owned())));
+        // Read at the deadline (the driver's timer had not fired yet), it is a timeout, as if
+        // handle_timeout had come first.
+        let (mut p, start) = probe();
+        p.handle_input(start + TIMEOUT, &bytes);
+        let err = failure(p.verdict().cloned());
+        assert!(
+            err.reason.contains("no greeting within") && !err.refusing,
+            "{err}"
+        );
+        // Half a greeting in time, the rest too late.
+        let (mut p, start) = probe();
+        p.handle_input(start, &bytes[..7]);
+        p.handle_input(start + TIMEOUT + Duration::from_millis(5), &bytes[7..]);
+        assert!(failure(p.verdict().cloned())
+            .reason
+            .contains("no greeting within"));
     }
 }

@@ -5,6 +5,8 @@
 //! id of the current exchange, and [`Frontend::end_response`] restarts the counter for the next
 //! command.
 
+use std::time::Instant;
+
 use bytes::{Bytes, BytesMut};
 
 use crate::wire::{
@@ -140,7 +142,7 @@ impl Frontend {
 
     /// Sends one response packet `payload` (no header: the frontend frames it with the next
     /// sequence id). A prepare-OK sent this way records the statement's parameter count.
-    pub fn send_packet(&mut self, payload: &[u8]) -> Result<(), FrontendError> {
+    pub fn send_packet(&mut self, _now: Instant, payload: &[u8]) -> Result<(), FrontendError> {
         self.expect_busy("send_packet")?;
         if let Phase::Busy {
             code,
@@ -182,7 +184,7 @@ impl Frontend {
     }
 
     /// Sends an OK packet (encoded for the client's capabilities).
-    pub fn send_ok(&mut self, ok: &OkPacket<'_>) -> Result<(), FrontendError> {
+    pub fn send_ok(&mut self, _now: Instant, ok: &OkPacket<'_>) -> Result<(), FrontendError> {
         self.expect_busy("send_ok")?;
         self.encode_ok(ok);
         self.flush();
@@ -190,21 +192,24 @@ impl Frontend {
     }
 
     /// Sends an OK with no rows affected, no info, and the frontend's status flags.
-    pub fn send_ok_empty(&mut self) -> Result<(), FrontendError> {
+    pub fn send_ok_empty(&mut self, now: Instant) -> Result<(), FrontendError> {
         let status = self.status;
-        self.send_ok(&OkPacket {
-            eof: false,
-            affected_rows: 0,
-            last_insert_id: 0,
-            status,
-            warnings: 0,
-            info: b"",
-            session_state: Vec::new(),
-        })
+        self.send_ok(
+            now,
+            &OkPacket {
+                eof: false,
+                affected_rows: 0,
+                last_insert_id: 0,
+                status,
+                warnings: 0,
+                info: b"",
+                session_state: Vec::new(),
+            },
+        )
     }
 
     /// Sends an ERR packet. The connection stays open.
-    pub fn send_error(&mut self, err: &ProtocolError) -> Result<(), FrontendError> {
+    pub fn send_error(&mut self, _now: Instant, err: &ProtocolError) -> Result<(), FrontendError> {
         self.expect_busy("send_error")?;
         self.encode_err(err);
         self.flush();
@@ -215,6 +220,7 @@ impl Frontend {
     /// and the end marker (EOF, or OK under `CLIENT_DEPRECATE_EOF`), with the frontend's status.
     pub fn send_text_result<'r, R>(
         &mut self,
+        _now: Instant,
         columns: &[ColumnDefinition41<'_>],
         rows: impl IntoIterator<Item = R>,
     ) -> Result<(), FrontendError>
@@ -276,7 +282,7 @@ impl Frontend {
 
     /// The response to the outstanding command is complete: the next command (already buffered,
     /// or the next to arrive) comes out as an event.
-    pub fn end_response(&mut self) -> Result<(), FrontendError> {
+    pub fn end_response(&mut self, _now: Instant) -> Result<(), FrontendError> {
         self.expect_busy("end_response")?;
         self.phase = Phase::Idle;
         self.read_command_packet = false;
@@ -288,7 +294,7 @@ impl Frontend {
 
     /// Sets the status flags the frontend writes into its own OK and EOF packets (e.g. clear
     /// `AUTOCOMMIT` or set `IN_TRANS` as the session changes).
-    pub fn set_status(&mut self, status: crate::wire::ServerStatus) {
+    pub fn set_status(&mut self, _now: Instant, status: crate::wire::ServerStatus) {
         self.status = status;
     }
 }

@@ -30,7 +30,8 @@
 //! # Driving it
 //!
 //! Methods fall in four groups: getters, `handle_*` (input and time), mutators (decisions taken
-//! outside), and `poll_*`, which the driver drains until empty after **every** other call:
+//! outside), and `poll_*`, which the driver drains until empty after **every** other call. Every
+//! `handle_*` and mutator takes the current time, `now`, as its first argument:
 //!
 //! ```
 //! use std::sync::Arc;
@@ -58,13 +59,14 @@
 //!     while let Some(bytes) = frontend.poll_transmit() { /* write bytes to the socket */ }
 //!     while let Some(event) = frontend.poll_event() {
 //!         if let Event::Command(cmd) = event {
+//!             let now = Instant::now();
 //!             match cmd.parse() {
-//!                 Ok(Command::Ping) => frontend.send_ok_empty().unwrap(),
+//!                 Ok(Command::Ping) => frontend.send_ok_empty(now).unwrap(),
 //!                 _ => frontend
-//!                     .send_error(&ferry_core::ProtocolError::new(1064, "42000", "no"))
+//!                     .send_error(now, &ferry_core::ProtocolError::new(1064, "42000", "no"))
 //!                     .unwrap(),
 //!             }
-//!             frontend.end_response().unwrap();
+//!             frontend.end_response(now).unwrap();
 //!         }
 //!     }
 //!     if frontend.is_closed() { break; }
@@ -484,14 +486,14 @@ impl Frontend {
     // ---- mutators: login ----
 
     /// Sends the login OK and enters the command phase (after [`Event::Authenticated`]).
-    pub fn accept_login(&mut self) -> Result<(), FrontendError> {
+    pub fn accept_login(&mut self, _now: Instant) -> Result<(), FrontendError> {
         self.expect_phase("accept_login", |p| matches!(p, Phase::AwaitLogin))?;
         self.enter_command_phase();
         Ok(())
     }
 
     /// Refuses the login with `err` (e.g. 1049 "Unknown database") and closes.
-    pub fn reject_login(&mut self, err: ProtocolError) -> Result<(), FrontendError> {
+    pub fn reject_login(&mut self, _now: Instant, err: ProtocolError) -> Result<(), FrontendError> {
         self.expect_phase("reject_login", |p| matches!(p, Phase::AwaitLogin))?;
         self.fail(err);
         Ok(())
@@ -499,7 +501,7 @@ impl Frontend {
 
     /// `passthrough` mode: relays one server auth packet (AuthSwitchRequest, AuthMoreData...)
     /// to the client; its answer comes out as [`Event::AuthPacket`].
-    pub fn send_auth_packet(&mut self, payload: &[u8]) -> Result<(), FrontendError> {
+    pub fn send_auth_packet(&mut self, _now: Instant, payload: &[u8]) -> Result<(), FrontendError> {
         self.expect_phase("send_auth_packet", |p| matches!(p, Phase::PassthroughOwner))?;
         self.decoder.encode_packet(&mut self.plain, payload);
         self.phase = Phase::PassthroughClient;
@@ -510,7 +512,11 @@ impl Frontend {
 
     /// `passthrough` mode: ends the exchange: `Ok` sends the login OK (command phase), `Err`
     /// sends that ERR and closes.
-    pub fn finish_auth(&mut self, result: Result<(), ProtocolError>) -> Result<(), FrontendError> {
+    pub fn finish_auth(
+        &mut self,
+        _now: Instant,
+        result: Result<(), ProtocolError>,
+    ) -> Result<(), FrontendError> {
         self.expect_phase("finish_auth", |p| matches!(p, Phase::PassthroughOwner))?;
         match result {
             Ok(()) => self.enter_command_phase(),
@@ -520,7 +526,7 @@ impl Frontend {
     }
 
     /// Closes the connection without an ERR (e.g. the server is shutting down).
-    pub fn close(&mut self) {
+    pub fn close(&mut self, _now: Instant) {
         if !self.is_closed() {
             self.close_with(CloseReason::Local, None);
         }

@@ -199,7 +199,7 @@ impl Client {
         );
         c.send(1, &r);
         assert!(matches!(c.events()[..], [Event::Authenticated(_)]));
-        c.fe.accept_login().unwrap();
+        c.fe.accept_login(c.now).unwrap();
         let (seq, ok) = c.packet();
         assert_eq!((seq, ok[0]), (2, 0));
         c
@@ -283,7 +283,7 @@ fn native_login_waits_for_accept_and_exposes_sha1() {
     // No OK until the owner accepts.
     assert!(c.packets().is_empty());
     assert!(!c.fe.is_command_phase());
-    c.fe.accept_login().unwrap();
+    c.fe.accept_login(c.now).unwrap();
     let (seq, ok) = c.packet();
     assert_eq!(seq, 2);
     OkPacket::parse(&ok, c.fe.capabilities()).unwrap();
@@ -371,7 +371,7 @@ fn switch_from_caching_sha2_to_native_uses_a_fresh_salt() {
     assert!(
         matches!(&events[..], [Event::Authenticated(a)] if a.plugin == AuthPlugin::MysqlNativePassword)
     );
-    c.fe.accept_login().unwrap();
+    c.fe.accept_login(c.now).unwrap();
     assert_eq!(c.packet().0, 4);
 }
 
@@ -436,7 +436,7 @@ fn caching_sha2_rsa_full_path_fills_cache_then_fast_path() {
         cache.get("sha"),
         Some(Sha256Stage2Hash::from_password(b"pw"))
     );
-    c.fe.accept_login().unwrap();
+    c.fe.accept_login(c.now).unwrap();
     assert_eq!(c.packet().0, 6);
 
     // Second connection: the cached user passes on the fast path, no TLS, no RSA round trip.
@@ -535,7 +535,7 @@ fn tls_upgrade_then_caching_sha2_cleartext_full_path() {
     let events = c.events();
     assert!(matches!(&events[..], [Event::Authenticated(a)] if a.tls
         && a.secret == ClientSecret::Plaintext(Password::new("pw"))));
-    c.fe.accept_login().unwrap();
+    c.fe.accept_login(c.now).unwrap();
     assert_eq!(c.packet().0, 5);
     // Commands flow over TLS too.
     c.send(0, b"\x0e");
@@ -640,7 +640,7 @@ fn deadline_also_covers_the_owner_decision() {
     assert!(matches!(c.events()[..], [Event::Authenticated(_)]));
     c.fe.handle_timeout(t0 + Duration::from_secs(2));
     assert_eq!(closed_reason(&c.events()), &CloseReason::HandshakeTimeout);
-    assert!(c.fe.accept_login().is_err(), "too late");
+    assert!(c.fe.accept_login(c.now).is_err(), "too late");
 }
 
 #[test]
@@ -655,8 +655,11 @@ fn reject_login_sends_the_owners_error() {
     );
     c.send(1, &r);
     c.events();
-    c.fe.reject_login(ProtocolError::new(1049, "42000", "Unknown database 'nodb'"))
-        .unwrap();
+    c.fe.reject_login(
+        c.now,
+        ProtocolError::new(1049, "42000", "Unknown database 'nodb'"),
+    )
+    .unwrap();
     assert_eq!(
         err_of(&c.packet().1),
         (1049, "42000".into(), "Unknown database 'nodb'".into())
@@ -689,7 +692,7 @@ fn passthrough_relays_the_exchange() {
         .contains(Capabilities::DEPRECATE_EOF));
     assert_eq!(login.attributes.len(), 1);
     // The backend asks for full authentication; the client answers.
-    c.fe.send_auth_packet(&caching_sha2::PERFORM_FULL_AUTH)
+    c.fe.send_auth_packet(c.now, &caching_sha2::PERFORM_FULL_AUTH)
         .unwrap();
     assert_eq!(
         c.packet(),
@@ -697,13 +700,13 @@ fn passthrough_relays_the_exchange() {
     );
     c.send(3, b"\x02");
     assert!(matches!(&c.events()[..], [Event::AuthPacket(p)] if &p[..] == b"\x02"));
-    assert!(c.fe.send_auth_packet(b"x").is_ok());
+    assert!(c.fe.send_auth_packet(c.now, b"x").is_ok());
     c.packet();
     // Only one relayed packet at a time.
-    assert!(c.fe.finish_auth(Ok(())).is_err());
+    assert!(c.fe.finish_auth(c.now, Ok(())).is_err());
     c.send(5, b"ciphertext");
     c.events();
-    c.fe.finish_auth(Ok(())).unwrap();
+    c.fe.finish_auth(c.now, Ok(())).unwrap();
     assert_eq!(c.packet().0, 6);
     assert!(c.fe.is_command_phase());
 
@@ -712,7 +715,7 @@ fn passthrough_relays_the_exchange() {
     let r = c.response("u", Some("mysql_native_password"), b"x", None);
     c.send(1, &r);
     c.events();
-    c.fe.finish_auth(Err(crate::auth::access_denied("u", "h", true)))
+    c.fe.finish_auth(c.now, Err(crate::auth::access_denied("u", "h", true)))
         .unwrap();
     assert_eq!(err_of(&c.packet().1).0, 1045);
     assert!(c.fe.is_closed());
@@ -735,20 +738,20 @@ fn commands_come_one_at_a_time() {
     assert!(matches!(cmd.parse().unwrap(), Command::Query(q) if q.sql == b"select 1"));
     assert_eq!(&cmd.payload()[..], b"\x03select 1");
     assert!(!c.fe.wants_input(), "pipelined bytes over the cap");
-    c.fe.send_ok_empty().unwrap();
-    c.fe.end_response().unwrap();
+    c.fe.send_ok_empty(c.now).unwrap();
+    c.fe.end_response(c.now).unwrap();
     let (seq, ok) = c.packet();
     assert_eq!((seq, ok[0]), (1, 0));
     let events = c.events();
     assert!(matches!(&events[..], [Event::Command(cmd)]
         if matches!(cmd.parse().unwrap(), Command::Query(q) if q.sql.starts_with(b"select 2"))));
     assert!(c.fe.wants_input());
-    c.fe.send_error(&ProtocolError::new(1064, "42000", "syntax"))
+    c.fe.send_error(c.now, &ProtocolError::new(1064, "42000", "syntax"))
         .unwrap();
-    c.fe.end_response().unwrap();
+    c.fe.end_response(c.now).unwrap();
     assert_eq!(err_of(&c.packet().1).0, 1064);
-    assert!(c.fe.end_response().is_err(), "nothing outstanding");
-    assert!(c.fe.send_ok_empty().is_err(), "nothing outstanding");
+    assert!(c.fe.end_response(c.now).is_err(), "nothing outstanding");
+    assert!(c.fe.send_ok_empty(c.now).is_err(), "nothing outstanding");
 }
 
 #[test]
@@ -813,8 +816,8 @@ fn text_result_set_with_and_without_deprecate_eof() {
         ];
         let rows: Vec<Vec<Option<&[u8]>>> =
             vec![vec![Some(b"1"), Some(b"a")], vec![Some(b"2"), None]];
-        c.fe.send_text_result(&cols, &rows).unwrap();
-        c.fe.end_response().unwrap();
+        c.fe.send_text_result(c.now, &cols, &rows).unwrap();
+        c.fe.end_response(c.now).unwrap();
         let p = c.packets();
         let seqs: Vec<u8> = p.iter().map(|(s, _)| *s).collect();
         let expected_len = if deprecate_eof { 6 } else { 7 };
@@ -844,9 +847,9 @@ fn prepare_ok_teaches_the_parameter_count_for_execute() {
     c.send(0, b"\x16select ?");
     c.events();
     // PrepareOk: statement 7, 0 columns, 1 parameter.
-    c.fe.send_packet(b"\x00\x07\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00")
+    c.fe.send_packet(c.now, b"\x00\x07\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00")
         .unwrap();
-    c.fe.end_response().unwrap();
+    c.fe.end_response(c.now).unwrap();
     c.packets();
     // COM_STMT_EXECUTE stmt 7, no cursor, 1 iteration, null bitmap 0, bound, LONGLONG, 5.
     let exec =
@@ -861,7 +864,7 @@ fn prepare_ok_teaches_the_parameter_count_for_execute() {
     };
     assert_eq!(e.header.statement_id, 7);
     assert_eq!(e.params.len(), 1);
-    c.fe.end_response().unwrap();
+    c.fe.end_response(c.now).unwrap();
     // An execute of a statement the frontend never saw is still handed out.
     c.send(0, b"\x17\x09\x00\x00\x00\x00\x01\x00\x00\x00");
     let events = c.events();
@@ -876,14 +879,14 @@ fn execute_after_long_data_is_handed_out_not_refused() {
     c.send(0, b"\x16insert into t values (?)");
     c.events();
     // PrepareOk: statement 1, 0 columns, 1 parameter.
-    c.fe.send_packet(b"\x00\x01\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00")
+    c.fe.send_packet(c.now, b"\x00\x01\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00")
         .unwrap();
-    c.fe.end_response().unwrap();
+    c.fe.end_response(c.now).unwrap();
     c.packets();
     // COM_STMT_SEND_LONG_DATA for parameter 0: no response.
     c.send(0, b"\x18\x01\x00\x00\x00\x00\x00yyyy");
     assert!(matches!(&c.events()[..], [Event::Command(cmd)] if cmd.code() == 0x18));
-    c.fe.end_response().unwrap();
+    c.fe.end_response(c.now).unwrap();
     // COM_STMT_EXECUTE as mysql-connector-python sends it then: bound, BLOB, and no value,
     // since the value went as long data.
     let exec = b"\x17\x01\x00\x00\x00\x00\x01\x00\x00\x00\x00\x01\xfc\x00";
@@ -895,7 +898,7 @@ fn execute_after_long_data_is_handed_out_not_refused() {
     assert_eq!(&cmd.payload()[..], exec);
     assert!(c.packets().is_empty(), "the frontend answered itself");
     // A packet too short for the header is still malformed.
-    c.fe.end_response().unwrap();
+    c.fe.end_response(c.now).unwrap();
     c.send(0, b"\x17\x01\x00");
     assert!(matches!(c.events().last(), Some(Event::Closed { .. })));
 }
@@ -921,7 +924,7 @@ fn input_split_byte_by_byte_gives_the_same_result() {
 #[test]
 fn close_by_owner() {
     let mut c = Client::logged_in(proxy_config(None, false));
-    c.fe.close();
+    c.fe.close(c.now);
     assert_eq!(closed_reason(&c.events()), &CloseReason::Local);
     assert!(c.fe.poll_event().is_none());
 }
@@ -938,9 +941,9 @@ fn a_result_set_under_retained_buffer_reuses_one_buffer() {
         c.send(0, b"\x03select c from t");
         assert!(matches!(c.events()[..], [Event::Command(_)]));
         for _ in 0..100 {
-            c.fe.send_packet(&row).unwrap();
+            c.fe.send_packet(c.now, &row).unwrap();
         }
-        c.fe.end_response().unwrap();
+        c.fe.end_response(c.now).unwrap();
         let chunks: Vec<Bytes> = std::iter::from_fn(|| c.fe.poll_transmit()).collect();
         assert_eq!(chunks.len(), 1, "one chunk for the whole result");
         assert_eq!(chunks[0].len(), 100 * 129);

@@ -163,7 +163,7 @@ impl ProxySession {
     }
 
     /// A passthrough login's auth packet from the backend goes to the client.
-    pub(super) fn relay_login_packet(&mut self, payload: Bytes, kind: PacketKind) {
+    pub(super) fn relay_login_packet(&mut self, now: Instant, payload: Bytes, kind: PacketKind) {
         if !matches!(
             kind,
             PacketKind::AuthSwitchRequest | PacketKind::AuthMoreData
@@ -173,9 +173,9 @@ impl ProxySession {
         // The frontend refuses only outside passthrough mode's owner phase, which cannot happen
         // for a relayed login; a refusal would leave the client waiting until its deadline.
         let _ = if payload[..] == crate::auth::caching_sha2::FAST_AUTH_SUCCESS {
-            self.frontend.send_auth_notice(&payload)
+            self.frontend.send_auth_notice(now, &payload)
         } else {
-            self.frontend.send_auth_packet(&payload)
+            self.frontend.send_auth_packet(now, &payload)
         };
     }
 
@@ -202,11 +202,11 @@ impl ProxySession {
         for (name, value) in &info.session.system_variables {
             self.state.variables.insert(name.clone(), value.clone());
         }
-        self.frontend.set_status(info.status);
+        self.frontend.set_status(now, info.status);
         let result = if passthrough {
-            self.frontend.finish_auth(Ok(()))
+            self.frontend.finish_auth(now, Ok(()))
         } else {
-            self.frontend.accept_login()
+            self.frontend.accept_login(now)
         };
         if result.is_err() {
             // The frontend closed meanwhile (handshake deadline); its Closed event follows.
@@ -246,7 +246,7 @@ impl ProxySession {
         }
         self.set_timer(Timer::Connect, None);
         self.close_reason = Some(CloseReason::LoginRefused(error.clone()));
-        self.refuse_login(passthrough, error);
+        self.refuse_login(now, passthrough, error);
     }
 
     /// No backend login: connect failure, timeout, or the backend failed before OK/ERR. When
@@ -274,18 +274,18 @@ impl ProxySession {
         };
         self.close_reason.get_or_insert(why);
         self.release_backend(now);
-        self.refuse_login(passthrough, err);
+        self.refuse_login(now, passthrough, err);
     }
 
-    fn refuse_login(&mut self, passthrough: bool, err: ProtocolError) {
+    fn refuse_login(&mut self, now: Instant, passthrough: bool, err: ProtocolError) {
         let result = if passthrough {
-            self.frontend.finish_auth(Err(err.clone()))
+            self.frontend.finish_auth(now, Err(err.clone()))
         } else {
-            self.frontend.reject_login(err.clone())
+            self.frontend.reject_login(now, err.clone())
         };
         if result.is_err() {
             // Not at the login decision (e.g. a passthrough client owes an auth answer).
-            self.frontend.close_with_error(err);
+            self.frontend.close_with_error(now, err);
         }
     }
 }

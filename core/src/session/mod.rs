@@ -535,7 +535,7 @@ impl ProxySession {
         match peer {
             Peer::Client => {
                 self.release_backend(now);
-                self.frontend.close();
+                self.frontend.close(now);
                 self.finish(CloseReason::ClientGone);
             }
             Peer::Backend(id) => {
@@ -582,12 +582,15 @@ impl ProxySession {
         if self.timer_passed(Timer::Idle, now) && self.is_idle() {
             self.release_backend(now);
             self.close_reason = Some(CloseReason::IdleTimeout);
-            self.frontend.close_with_error(ProtocolError::new(
-                4031,
-                "HY000",
-                "The client was disconnected by the server because of inactivity. See \
+            self.frontend.close_with_error(
+                now,
+                ProtocolError::new(
+                    4031,
+                    "HY000",
+                    "The client was disconnected by the server because of inactivity. See \
                  wait_timeout and interactive_timeout for configuring this behavior.",
-            ));
+                ),
+            );
         }
         self.drive(now);
     }
@@ -643,11 +646,10 @@ impl ProxySession {
             _ => {
                 self.release_backend(now);
                 self.close_reason = Some(CloseReason::Shutdown);
-                self.frontend.close_with_error(ProtocolError::new(
-                    1053,
-                    "08S01",
-                    "Server shutdown in progress",
-                ));
+                self.frontend.close_with_error(
+                    now,
+                    ProtocolError::new(1053, "08S01", "Server shutdown in progress"),
+                );
             }
         }
         self.drive(now);
@@ -842,7 +844,7 @@ impl ProxySession {
             }
             B::AuthFailed { error, .. } => self.on_backend_refused(now, error),
             B::Response { payload, kind } => match self.phase {
-                Phase::Login(_) => self.relay_login_packet(payload, kind),
+                Phase::Login(_) => self.relay_login_packet(now, payload, kind),
                 Phase::Command(_) => self.relay_response(now, payload, kind),
                 Phase::Internal(_) => self.on_internal_packet(&payload, kind),
                 _ => {}
@@ -888,11 +890,11 @@ impl ProxySession {
                     ),
                 };
                 self.close_reason = Some(CloseReason::BackendLost(error.into()));
-                self.frontend.close_with_error(err);
+                self.frontend.close_with_error(now, err);
             }
             Phase::Ready | Phase::Internal(_) => {
                 self.close_reason = Some(CloseReason::BackendLost(error.into()));
-                self.frontend.close();
+                self.frontend.close(now);
             }
             Phase::Handshake | Phase::Closed | Phase::Command(_) => {}
         }
@@ -920,7 +922,7 @@ impl ProxySession {
     fn shutdown_now(&mut self, now: Instant) {
         self.release_backend(now);
         self.close_reason = Some(CloseReason::Shutdown);
-        self.frontend.close();
+        self.frontend.close(now);
     }
 
     /// Queues `Closed` once the frontend is closed; nothing happens after.

@@ -50,7 +50,7 @@ impl ProxySession {
                 too_large(),
             )));
             self.release_backend(now);
-            return self.frontend.close_with_error(too_large());
+            return self.frontend.close_with_error(now, too_large());
         }
         let code = command.code();
         self.state.on_command(&payload, command.capabilities());
@@ -83,7 +83,7 @@ impl ProxySession {
         self.set_timer(Timer::Idle, None);
         if self.backend_mut().is_some_and(|b| b.is_idle()) {
             // No response comes (COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA).
-            let _ = self.frontend.end_response();
+            let _ = self.frontend.end_response(now);
             self.events
                 .push_back(Event::CommandDone { code, error: false });
             self.enter_ready(now);
@@ -126,7 +126,7 @@ impl ProxySession {
                 too_large(),
             )));
             self.release_backend(now);
-            return self.frontend.close_with_error(too_large());
+            return self.frontend.close_with_error(now, too_large());
         }
         let Some(backend) = self.backend_mut() else {
             return;
@@ -137,8 +137,8 @@ impl ProxySession {
                 self.set_client_data(ClientData::None);
             }
             ClientData::LocalInfile => {
-                let _ = backend.send_local_infile_bytes(data);
-                let _ = self.frontend.read_command_packet();
+                let _ = backend.send_local_infile_bytes(now, data);
+                let _ = self.frontend.read_command_packet(now);
             }
             ClientData::AuthData => {
                 let data = self.checked_change_user_answer(data);
@@ -165,7 +165,7 @@ impl ProxySession {
         let then = match kind {
             PacketKind::Row | PacketKind::ColumnDefinition => None,
             PacketKind::PrepareOk if self.stmt_ids.is_some() => {
-                return self.relay_prepare_ok(payload)
+                return self.relay_prepare_ok(now, payload)
             }
             PacketKind::Ok | PacketKind::Eof => {
                 if kind == PacketKind::Ok {
@@ -173,7 +173,7 @@ impl ProxySession {
                         return self.refuse_unchecked_change(now, err);
                     }
                 }
-                if self.rewrite_ok(&payload, kind) {
+                if self.rewrite_ok(now, &payload, kind) {
                     return;
                 }
                 None
@@ -190,16 +190,16 @@ impl ProxySession {
             _ => None,
         };
         // The frontend refuses only when closed (client gone): nothing to deliver then.
-        let _ = self.frontend.send_packet_bytes(payload);
+        let _ = self.frontend.send_packet_bytes(now, payload);
         if let Some(client_data) = then {
             self.set_client_data(client_data);
-            let _ = self.frontend.read_command_packet();
+            let _ = self.frontend.read_command_packet(now);
         }
     }
 
     /// An OK (or an OK-format EOF) when exactly one side tracks session state: re-encoded for
     /// the client and sent; false when it goes untouched.
-    fn rewrite_ok(&mut self, payload: &[u8], kind: PacketKind) -> bool {
+    fn rewrite_ok(&mut self, now: Instant, payload: &[u8], kind: PacketKind) -> bool {
         let backend_caps = self
             .backend()
             .map_or(Capabilities::EMPTY, |b| b.capabilities());
@@ -221,13 +221,13 @@ impl ProxySession {
         } else {
             ok.encode_without_session_state(&mut self.scratch, client_caps);
         }
-        let _ = self.frontend.send_packet(&self.scratch);
+        let _ = self.frontend.send_packet(now, &self.scratch);
         true
     }
 
     /// A prepare-OK after a replay migration: the client gets an id of its own (the backend's
     /// could collide with one it holds).
-    fn relay_prepare_ok(&mut self, payload: Bytes) {
+    fn relay_prepare_ok(&mut self, now: Instant, payload: Bytes) {
         let Some(ids) = self.stmt_ids.as_mut() else {
             return;
         };
@@ -235,14 +235,14 @@ impl ProxySession {
             .get(1..5)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         else {
-            let _ = self.frontend.send_packet_bytes(payload);
+            let _ = self.frontend.send_packet_bytes(now, payload);
             return;
         };
         let client = ids.assign(backend);
         self.scratch.clear();
         self.scratch.extend_from_slice(&payload);
         self.scratch[1..5].copy_from_slice(&client.to_le_bytes());
-        let _ = self.frontend.send_packet(&self.scratch);
+        let _ = self.frontend.send_packet(now, &self.scratch);
     }
 
     pub(super) fn on_response_complete(&mut self, now: Instant, mut summary: ResponseSummary) {
@@ -285,8 +285,8 @@ impl ProxySession {
                 self.events.push_back(Event::UserChanged { user });
             }
         }
-        self.frontend.set_status(summary.status);
-        let _ = self.frontend.end_response();
+        self.frontend.set_status(now, summary.status);
+        let _ = self.frontend.end_response(now);
         self.events.push_back(Event::CommandDone {
             code: inflight.code,
             error: summary.error.is_some(),
@@ -310,6 +310,6 @@ impl ProxySession {
             err.clone(),
         )));
         self.release_backend(now);
-        self.frontend.close_with_error(err);
+        self.frontend.close_with_error(now, err);
     }
 }

@@ -222,7 +222,7 @@ impl Pair {
                 );
                 match &event {
                     frontend::Event::Authenticated(_) if self.accept_logins => {
-                        self.fe.accept_login().unwrap()
+                        self.fe.accept_login(self.now).unwrap()
                     }
                     frontend::Event::Command(cmd) => self.commands.push_back(cmd.clone()),
                     _ => {}

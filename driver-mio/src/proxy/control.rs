@@ -49,7 +49,7 @@ fn run_probe(mut probe: HealthProbe) -> HealthProbe {
     let mut stream = match TcpStream::connect_timeout(&probe.addr(), probe.timeout()) {
         Ok(s) => s,
         Err(e) => {
-            probe.connect_failed(&e);
+            probe.connect_failed(Instant::now(), &e);
             return probe;
         }
     };
@@ -61,14 +61,14 @@ fn run_probe(mut probe: HealthProbe) -> HealthProbe {
             break;
         }
         if let Err(e) = stream.set_read_timeout(Some(remaining)) {
-            probe.read_failed(&e);
+            probe.read_failed(Instant::now(), &e);
             break;
         }
         match stream.read(&mut chunk) {
-            Ok(0) => probe.handle_eof(),
-            Ok(n) => probe.handle_input(&chunk[..n]),
+            Ok(0) => probe.handle_eof(Instant::now()),
+            Ok(n) => probe.handle_input(Instant::now(), &chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => probe.read_failed(&e),
+            Err(e) => probe.read_failed(Instant::now(), &e),
         }
     }
     probe

@@ -232,7 +232,7 @@ impl Worker {
                 }
             }
         }
-        self.close_everything();
+        self.close_everything(Instant::now());
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
@@ -280,7 +280,7 @@ impl Worker {
             if conn.shard() == self.index {
                 self.adopt(stream, conn, now);
             } else {
-                self.hand_over(stream, conn);
+                self.hand_over(stream, conn, now);
             }
         }
     }
@@ -290,17 +290,17 @@ impl Worker {
         if self.shutdown_deadline.is_some() {
             // Accepted just before shutdown began elsewhere: closing it is what the listener's
             // close does to the clients behind it.
-            self.shared.endpoint().connection_closed(&mut conn);
+            self.shared.endpoint().connection_closed(now, &mut conn);
             return;
         }
         if let Err((e, mut conn)) = self.start_session(stream, conn, now) {
             tracing::warn!(client = %conn.client(), error = %e, "cannot serve a new client");
-            self.shared.endpoint().connection_closed(&mut conn);
+            self.shared.endpoint().connection_closed(now, &mut conn);
         }
     }
 
     /// Passes a client to worker `conn.shard()` through its mailbox.
-    fn hand_over(&self, stream: TcpStream, conn: Connection) {
+    fn hand_over(&self, stream: TcpStream, conn: Connection, now: Instant) {
         let worker = conn.shard();
         let Some(mailbox) = self.shared.mailboxes.get().and_then(|m| m.get(worker)) else {
             return;
@@ -319,7 +319,7 @@ impl Worker {
             // Workers drop their mailbox only when the proxy shuts down: the client is refused
             // (its connection closes), as the listeners being closed would do.
             Err(std::sync::mpsc::SendError(WorkerCommand::Adopt { mut conn, .. })) => {
-                self.shared.endpoint().connection_closed(&mut conn);
+                self.shared.endpoint().connection_closed(now, &mut conn);
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use ferry_core::frontend::{column, ClientCommand, Frontend};
 use ferry_core::token::{write_go_json_string, SessionToken};
@@ -58,7 +58,12 @@ pub fn tidb_token_text(token: &SessionToken) -> String {
 
 impl Conn {
     /// Answers one command; the caller ends the response.
-    pub(super) fn on_command(&mut self, frontend: &mut Frontend, cmd: &ClientCommand) {
+    pub(super) fn on_command(
+        &mut self,
+        frontend: &mut Frontend,
+        now: Instant,
+        cmd: &ClientCommand,
+    ) {
         let stmts = &self.session.stmts;
         let last = self.session.last_stmt_id;
         let resolve = |id: u32| {
@@ -76,7 +81,7 @@ impl Conn {
         let result = match parsed {
             Ok(Command::Query(q)) => {
                 let sql = String::from_utf8_lossy(q.sql).into_owned();
-                self.query(frontend, &sql)
+                self.query(frontend, now, &sql)
             }
             Ok(Command::InitDb { schema }) => {
                 let db = String::from_utf8_lossy(schema).into_owned();
@@ -94,11 +99,11 @@ impl Conn {
             }
             Ok(Command::StmtPrepare { query }) => {
                 let text = String::from_utf8_lossy(query).into_owned();
-                self.prepare(frontend, &text)
+                self.prepare(frontend, now, &text)
             }
             Ok(Command::StmtExecute(exec)) => {
                 let id = resolve(exec.header.statement_id);
-                self.execute(frontend, id, &exec.params)
+                self.execute(frontend, now, id, &exec.params)
             }
             Ok(Command::StmtClose { statement_id }) => {
                 self.session.stmts.remove(&resolve(statement_id));
@@ -122,11 +127,11 @@ impl Conn {
             }
             Err(e) => Err(ProtocolError::from_decode(&e)),
         };
-        frontend.set_status(self.status());
+        frontend.set_status(now, self.status());
         let sent = match result {
-            Ok(Reply::Ok) => frontend.send_ok_empty(),
+            Ok(Reply::Ok) => frontend.send_ok_empty(now),
             Ok(Reply::Nothing | Reply::Sent) => Ok(()),
-            Err(e) => frontend.send_error(&e),
+            Err(e) => frontend.send_error(now, &e),
         };
         sent.expect("a command is outstanding while it is answered");
     }
@@ -150,7 +155,12 @@ impl Conn {
         Ok(())
     }
 
-    fn query(&mut self, frontend: &mut Frontend, sql: &str) -> Result<Reply, ProtocolError> {
+    fn query(
+        &mut self,
+        frontend: &mut Frontend,
+        now: Instant,
+        sql: &str,
+    ) -> Result<Reply, ProtocolError> {
         let stmt = sql::parse(sql).map_err(|why| {
             ProtocolError::new(
                 ER_PARSE_ERROR,
@@ -161,7 +171,7 @@ impl Conn {
         match stmt {
             Stmt::Select(items) => {
                 let values = self.eval_items(&items, &[])?;
-                frontend.set_status(self.status());
+                frontend.set_status(now, self.status());
                 let cols: Vec<_> = items
                     .iter()
                     .zip(&values)
@@ -179,7 +189,7 @@ impl Conn {
                     .map(|t| t.as_deref().map(str::as_bytes))
                     .collect();
                 frontend
-                    .send_text_result(&cols, [&row[..]])
+                    .send_text_result(now, &cols, [&row[..]])
                     .expect("a command is outstanding");
                 Ok(Reply::Sent)
             }
@@ -198,7 +208,7 @@ impl Conn {
                 self.session.in_trans = false;
                 Ok(Reply::Ok)
             }
-            Stmt::ShowSessionStates => self.show_session_states(frontend),
+            Stmt::ShowSessionStates => self.show_session_states(frontend, now),
             Stmt::SetSessionStates(text) => {
                 if self.shared.faults.fail_set_states.load(Ordering::SeqCst) {
                     return Err(ProtocolError::new(
@@ -333,7 +343,11 @@ impl Conn {
         })
     }
 
-    fn show_session_states(&mut self, frontend: &mut Frontend) -> Result<Reply, ProtocolError> {
+    fn show_session_states(
+        &mut self,
+        frontend: &mut Frontend,
+        now: Instant,
+    ) -> Result<Reply, ProtocolError> {
         let fault = self.shared.faults.show_states();
         if fault == ShowStatesFault::Error {
             return Err(ProtocolError::new(
@@ -371,12 +385,17 @@ impl Conn {
         ];
         let row = [Some(states.as_bytes()), token.as_deref().map(str::as_bytes)];
         frontend
-            .send_text_result(&cols, [&row[..]])
+            .send_text_result(now, &cols, [&row[..]])
             .expect("a command is outstanding");
         Ok(Reply::Sent)
     }
 
-    fn prepare(&mut self, frontend: &mut Frontend, text: &str) -> Result<Reply, ProtocolError> {
+    fn prepare(
+        &mut self,
+        frontend: &mut Frontend,
+        now: Instant,
+        text: &str,
+    ) -> Result<Reply, ProtocolError> {
         let prepared = Prepared::new(text).map_err(|why| {
             ProtocolError::new(
                 ER_PARSE_ERROR,
@@ -412,7 +431,9 @@ impl Conn {
         definitions(&mut (0..prepared.params).map(|_| "?"));
         definitions(&mut prepared.items.iter().map(|i| i.name.as_str()));
         for p in packets {
-            frontend.send_packet(&p).expect("a command is outstanding");
+            frontend
+                .send_packet(now, &p)
+                .expect("a command is outstanding");
         }
         self.session.stmts.insert(id, prepared);
         Ok(Reply::Sent)
@@ -431,6 +452,7 @@ impl Conn {
     fn execute(
         &mut self,
         frontend: &mut Frontend,
+        now: Instant,
         id: u32,
         params: &ExecuteParams<'_>,
     ) -> Result<Reply, ProtocolError> {
@@ -494,7 +516,9 @@ impl Conn {
             packets.push(self.eof(frontend));
         }
         for p in packets {
-            frontend.send_packet(&p).expect("a command is outstanding");
+            frontend
+                .send_packet(now, &p)
+                .expect("a command is outstanding");
         }
         Ok(Reply::Sent)
     }

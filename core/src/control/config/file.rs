@@ -38,6 +38,9 @@ pub struct ConfigFile {
     /// `[migration]`
     #[serde(default)]
     pub migration: MigrationSection,
+    /// `[[routes]]`
+    #[serde(default)]
+    pub routes: Vec<RouteSection>,
     /// The folder relative paths start from: the config file's, or the working directory.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -79,6 +82,18 @@ pub struct BackendSection {
     pub name: String,
     /// `addr`
     pub addr: String,
+}
+
+/// One `[[routes]]` entry as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RouteSection {
+    /// `user`
+    pub user: Option<String>,
+    /// `database`
+    pub database: Option<String>,
+    /// `backend`
+    pub backend: String,
 }
 
 /// `[auth]` as written.

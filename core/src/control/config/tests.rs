@@ -517,3 +517,26 @@ fn the_check_summary_names_addresses_counts_and_modes() {
         )
     );
 }
+
+#[test]
+fn routes_name_a_known_backend_and_something_to_match() {
+    let c = check(&format!(
+        "{MINIMAL}[[routes]]\nuser = \"analyst\"\nbackend = \"db1\"\n[[routes]]\ndatabase = \"audit\"\nuser = \"app\"\nbackend = \"db1\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.routes.len(), 2);
+    assert_eq!(c.routes[0].user.as_deref(), Some("analyst"));
+    assert_eq!(c.routes[0].database, None);
+    assert_eq!(c.routes[1].database.as_deref(), Some("audit"));
+    refused(
+        &format!("{MINIMAL}[[routes]]\nuser = \"analyst\"\nbackend = \"db9\"\n"),
+        "routes[0].backend",
+        "no backend named \"db9\"",
+    );
+    refused(
+        &format!("{MINIMAL}[[routes]]\nbackend = \"db1\"\n"),
+        "routes[0]",
+        "a user, a database or both",
+    );
+    assert!(check(MINIMAL).unwrap().routes.is_empty());
+}

@@ -78,8 +78,8 @@ fn health_round(ep: &mut Endpoint, now: Instant, answers: &[Option<&[u8]>]) {
     assert_eq!(probes.len(), answers.len());
     for mut p in probes {
         match answers[p.backend()] {
-            Some(version) => p.handle_input(&greeting(version)),
-            None => p.connect_failed(&io::Error::from(io::ErrorKind::ConnectionRefused)),
+            Some(version) => p.handle_input(now, &greeting(version)),
+            None => p.connect_failed(now, &io::Error::from(io::ErrorKind::ConnectionRefused)),
         }
         assert!(p.is_done());
         ep.probe_finished(now, p);
@@ -134,8 +134,8 @@ fn max_connections_refuses_and_a_closed_connection_frees_its_place() {
     assert_ne!(a.id(), b.id());
     assert!(accept(&mut ep, now, 0).is_none());
     assert_eq!(ep.metrics().errors["max_connections"], 1);
-    ep.connection_closed(&mut a);
-    ep.connection_closed(&mut a);
+    ep.connection_closed(now, &mut a);
+    ep.connection_closed(now, &mut a);
     assert_eq!(ep.live_sessions(), 1);
     assert!(accept(&mut ep, now, 0).is_some());
     ep.begin_shutdown(now);
@@ -450,7 +450,7 @@ impl Session {
                 };
                 while let Some(e) = server.fe.poll_event() {
                     progress = true;
-                    serve(server, e);
+                    serve(server, now, e);
                 }
                 let mut out = Vec::new();
                 while let Some(b) = server.fe.poll_transmit() {
@@ -513,7 +513,7 @@ impl Session {
 }
 
 /// The in-memory servers' answers: `SELECT 1` gives one row, `FAIL` an ERR, anything else OK.
-fn serve(server: &mut Server, event: crate::frontend::Event) {
+fn serve(server: &mut Server, now: Instant, event: crate::frontend::Event) {
     let crate::frontend::Event::Command(command) = event else {
         return;
     };
@@ -523,7 +523,7 @@ fn serve(server: &mut Server, event: crate::frontend::Event) {
             let cols = [column(b"1", ColumnType::LongLong)];
             server
                 .fe
-                .send_text_result(&cols, [[Some(&b"1"[..])]])
+                .send_text_result(now, &cols, [[Some(&b"1"[..])]])
                 .unwrap();
         }
         Ok(WireCommand::Query(q)) if q.sql == b"BEGIN" || q.sql == b"COMMIT" => {
@@ -531,17 +531,17 @@ fn serve(server: &mut Server, event: crate::frontend::Event) {
             if q.sql == b"BEGIN" {
                 status = ServerStatus(status.0 | ServerStatus::IN_TRANS.0);
             }
-            server.fe.set_status(status);
-            server.fe.send_ok_empty().unwrap();
+            server.fe.set_status(now, status);
+            server.fe.send_ok_empty(now).unwrap();
         }
         Ok(WireCommand::Query(q)) if q.sql == b"FAIL" => {
             let err = ProtocolError::new(1064, "42000", "syntax error");
-            server.fe.send_error(&err).unwrap();
+            server.fe.send_error(now, &err).unwrap();
         }
         Ok(WireCommand::Quit) => return,
-        _ => server.fe.send_ok_empty().unwrap(),
+        _ => server.fe.send_ok_empty(now).unwrap(),
     }
-    server.fe.end_response().unwrap();
+    server.fe.end_response(now).unwrap();
 }
 
 /// Hands every queued command of shard 0 to its session; what was delivered.
@@ -703,7 +703,7 @@ fn when_every_backend_fails_the_client_gets_1429_and_the_session_closes() {
     assert!(ep.backends().iter().all(|b| !b.healthy));
     assert_eq!(sessions_on(&ep), [0, 0]);
     assert_eq!(ep.metrics().errors["backend_connect"], 2);
-    ep.connection_closed(&mut s.conn);
+    ep.connection_closed(now, &mut s.conn);
     assert_eq!(ep.live_sessions(), 0);
 }
 
@@ -752,6 +752,26 @@ fn a_chooser_places_new_sessions_and_its_backend_is_not_failed_over() {
     u.pump(&mut ep, now);
     assert!(u.connects.is_empty());
     assert!(u.login_error().message.contains("closed"));
+}
+
+#[test]
+fn the_configured_routes_place_matching_logins_and_leave_the_rest_to_the_policy() {
+    let (mut ep, now) = healthy_endpoint(|file| {
+        file.routes = vec![crate::control::config::RouteSection {
+            user: Some(USER.into()),
+            database: None,
+            backend: "db2".into(),
+        }];
+    });
+    for _ in 0..2 {
+        let s = Session::logged_in(&mut ep, now);
+        assert_eq!(s.connects, [db2()], "routed, not balanced");
+    }
+    assert_eq!(sessions_on(&ep), [0, 2]);
+    // An embedder's chooser replaces the routes.
+    ep.set_chooser(Box::new(|_: &ChooseRequest<'_>| Choice::Default));
+    let s = Session::logged_in(&mut ep, now);
+    assert_eq!(s.connects, [db1()]);
 }
 
 #[test]
@@ -822,8 +842,8 @@ fn shutdown_closes_every_session_and_stops_the_timers() {
     // Idle: closed at once, backends released.
     assert!(a.conn.is_closed() && b.conn.is_closed());
     assert_eq!(sessions_on(&ep), [0, 0]);
-    ep.connection_closed(&mut a.conn);
-    ep.connection_closed(&mut b.conn);
+    ep.connection_closed(now, &mut a.conn);
+    ep.connection_closed(now, &mut b.conn);
     assert_eq!(ep.live_sessions(), 0);
     // Drains and timers plan nothing any more.
     ep.handle_timeout(now + Duration::from_secs(60));
@@ -950,7 +970,7 @@ fn the_balancer_runs_on_handle_timeout_at_poll_timeout() {
     for mut s in sessions {
         if s.conn.session().backend_name() == Some("db2") {
             // Leaves without a plan noticing.
-            ep.connection_closed(&mut s.conn);
+            ep.connection_closed(now, &mut s.conn);
         } else {
             on_db1.push(s);
         }
@@ -986,7 +1006,7 @@ fn without_migration_only_health_rounds_are_timed() {
     let (mut ep, now) = healthy_endpoint(defaults);
     let mut a = Session::logged_in(&mut ep, now);
     let _b = Session::logged_in(&mut ep, now);
-    ep.connection_closed(&mut a.conn);
+    ep.connection_closed(now, &mut a.conn);
     let _c = Session::logged_in(&mut ep, now);
     assert_eq!(ep.poll_timeout(), Some(now + ep.config().health.interval));
     ep.set_draining(now, "db1", true).unwrap();
@@ -1055,9 +1075,9 @@ fn connection_closed_releases_the_backend_counts() {
     let mut c = Session::logged_in(&mut ep, now);
     assert_eq!(sessions_on(&ep), [2, 1]);
     // Dropped by the driver (shutdown deadline): its backend connection no longer counts.
-    ep.connection_closed(&mut a.conn);
+    ep.connection_closed(now, &mut a.conn);
     assert_eq!(sessions_on(&ep), [1, 1]);
-    ep.connection_closed(&mut a.conn);
+    ep.connection_closed(now, &mut a.conn);
     assert_eq!(sessions_on(&ep), [1, 1], "a second call changes nothing");
     assert_eq!(ep.live_sessions(), 2);
     // The client quits: released at the sync that follows, and only once.
@@ -1065,7 +1085,7 @@ fn connection_closed_releases_the_backend_counts() {
     assert!(b.conn.is_closed());
     assert_eq!(b.closes.len(), 1);
     assert_eq!(sessions_on(&ep), [1, 0]);
-    ep.connection_closed(&mut b.conn);
+    ep.connection_closed(now, &mut b.conn);
     assert_eq!(sessions_on(&ep), [1, 0]);
     // Closed with its release not synced yet: released once by connection_closed.
     let mut d = Session::logged_in(&mut ep, now);
@@ -1074,7 +1094,7 @@ fn connection_closed_releases_the_backend_counts() {
     let quit = d.client.poll_transmit().unwrap();
     d.conn.handle_input(now, Peer::Client, &quit);
     assert!(d.conn.needs_sync());
-    ep.connection_closed(&mut d.conn);
+    ep.connection_closed(now, &mut d.conn);
     assert_eq!(sessions_on(&ep), [1, 0]);
     // A connect still pending when the connection is dropped.
     let mut e = Session::connect(&mut ep, now, PASSWORD);
@@ -1082,12 +1102,12 @@ fn connection_closed_releases_the_backend_counts() {
     e.pump(&mut ep, now);
     assert_eq!(e.held.len(), 1);
     assert_eq!(sessions_on(&ep), [1, 1]);
-    ep.connection_closed(&mut e.conn);
+    ep.connection_closed(now, &mut e.conn);
     assert_eq!(sessions_on(&ep), [1, 0]);
     assert_eq!(ep.live_sessions(), 1);
     assert_eq!(ep.sessions().len(), 1);
     assert_eq!(ep.sessions()[0].id, c.conn.id());
-    ep.connection_closed(&mut c.conn);
+    ep.connection_closed(now, &mut c.conn);
     assert_eq!(sessions_on(&ep), [0, 0]);
     assert_eq!(ep.live_sessions(), 0);
 }

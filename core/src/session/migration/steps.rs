@@ -303,7 +303,7 @@ impl ProxySession {
             self.track.no_tracking = false;
         }
         self.state.status = status;
-        self.frontend.set_status(status);
+        self.frontend.set_status(now, status);
         let pause = self
             .held_since
             .take()

@@ -150,7 +150,7 @@ fn big_payloads_are_not_copied_on_the_way_to_the_client() {
         }
         let server = net.server.as_mut().unwrap();
         while let Some(e) = server.poll_event() {
-            serve(server, &mut net.server_state, e);
+            serve(server, net.now, &mut net.server_state, e);
         }
         while let Some(b) = server.poll_transmit() {
             net.session

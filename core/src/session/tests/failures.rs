@@ -129,8 +129,8 @@ fn shutdown_finishes_the_running_statement_then_closes() {
     assert!(net.server_state.held.is_some());
     // The server answers; the client gets it, then the session closes.
     let server = net.server.as_mut().unwrap();
-    server.send_ok_empty().unwrap();
-    server.end_response().unwrap();
+    server.send_ok_empty(net.now).unwrap();
+    server.end_response(net.now).unwrap();
     net.pump();
     let (_, summary) = net.take_response();
     assert!(summary.is_ok());

@@ -261,7 +261,7 @@ impl Mig {
                 }
                 for e in events {
                     progress = true;
-                    serve(server, e);
+                    serve(server, now, e);
                 }
                 while let Some(b) = server.fe.poll_transmit() {
                     out.push(b);
@@ -381,6 +381,7 @@ impl Mig {
 
 pub(super) fn ok_with(
     server: &mut Server,
+    now: Instant,
     info: &str,
     state: Vec<SessionStateChange<'_>>,
     insert_id: u64,
@@ -390,16 +391,19 @@ pub(super) fn ok_with(
     } else {
         ServerStatus(server.status.0 | ServerStatus::SESSION_STATE_CHANGED.0)
     };
-    server.fe.set_status(server.status);
+    server.fe.set_status(now, server.status);
     server
         .fe
-        .send_ok(&OkPacket {
-            status,
-            info: info.as_bytes(),
-            session_state: state,
-            last_insert_id: insert_id,
-            ..OkPacket::default()
-        })
+        .send_ok(
+            now,
+            &OkPacket {
+                status,
+                info: info.as_bytes(),
+                session_state: state,
+                last_insert_id: insert_id,
+                ..OkPacket::default()
+            },
+        )
         .unwrap();
 }
 
@@ -413,7 +417,7 @@ fn parse_set(sql: &str) -> Option<(String, String)> {
 }
 
 /// `SELECT i, CAST(@`v` AS BINARY), COLLATION(@`v`) UNION ALL …`: each variable's exact bytes.
-fn string_values(server: &mut Server, sql: &str) {
+fn string_values(server: &mut Server, now: Instant, sql: &str) {
     let cols = [
         column(b"0", ColumnType::LongLong),
         column(b"CAST", ColumnType::Blob),
@@ -446,10 +450,11 @@ fn string_values(server: &mut Server, sql: &str) {
             ]
         })
         .collect();
-    server.fe.set_status(server.status);
+    server.fe.set_status(now, server.status);
     server
         .fe
         .send_text_result(
+            now,
             &cols,
             rows.iter()
                 .map(|r| r.iter().map(|c| c.as_deref()).collect::<Vec<_>>()),
@@ -458,11 +463,11 @@ fn string_values(server: &mut Server, sql: &str) {
 }
 
 /// The in-test servers' answers (see [`Script`]).
-fn serve(server: &mut Server, event: frontend::Event) {
+fn serve(server: &mut Server, now: Instant, event: frontend::Event) {
     let command = match event {
         frontend::Event::Command(c) => c,
         frontend::Event::ClientLogin(login) => {
-            return super::migration_tidb::tidb_login(server, login);
+            return super::migration_tidb::tidb_login(server, now, login);
         }
         _ => return,
     };
@@ -473,8 +478,8 @@ fn serve(server: &mut Server, event: frontend::Event) {
         let id = StmtExecuteHeader::peek(command.payload())
             .unwrap()
             .statement_id;
-        ok_with(server, &format!("{name}:exec:{id}"), vec![], 0);
-        server.fe.end_response().unwrap();
+        ok_with(server, now, &format!("{name}:exec:{id}"), vec![], 0);
+        server.fe.end_response(now).unwrap();
         return;
     }
     match command.parse() {
@@ -486,12 +491,13 @@ fn serve(server: &mut Server, event: frontend::Event) {
             if server.script.fail.iter().any(|p| sql.starts_with(p)) {
                 let err =
                     ProtocolError::new(1193, "HY000", format!("Unknown system variable: {sql}"));
-                server.fe.send_error(&err).unwrap();
-                server.fe.end_response().unwrap();
+                server.fe.send_error(now, &err).unwrap();
+                server.fe.end_response(now).unwrap();
                 return;
             }
-            if server.script.tidb.is_some() && super::migration_tidb::tidb_query(server, &sql) {
-                server.fe.end_response().unwrap();
+            if server.script.tidb.is_some() && super::migration_tidb::tidb_query(server, now, &sql)
+            {
+                server.fe.end_response(now).unwrap();
                 return;
             }
             let upper = sql.to_ascii_uppercase();
@@ -522,31 +528,32 @@ fn serve(server: &mut Server, event: frontend::Event) {
                 if rows.is_empty() {
                     rows.push(charsets.iter().copied().chain([None; 4]).collect());
                 }
-                server.fe.set_status(server.status);
-                server.fe.send_text_result(&cols, rows).unwrap();
+                server.fe.set_status(now, server.status);
+                server.fe.send_text_result(now, &cols, rows).unwrap();
             } else if sql.starts_with("SELECT 0, CAST(@")
                 || sql.contains(" AS BINARY), COLLATION(@")
             {
-                string_values(server, &sql);
+                string_values(server, now, &sql);
             } else if sql.starts_with("SELECT LAST_INSERT_ID(") {
                 let cols = [column(b"LAST_INSERT_ID()", ColumnType::LongLong)];
-                server.fe.set_status(server.status);
+                server.fe.set_status(now, server.status);
                 server
                     .fe
-                    .send_text_result(&cols, [[Some(&b"1"[..])]])
+                    .send_text_result(now, &cols, [[Some(&b"1"[..])]])
                     .unwrap();
             } else if upper == "BEGIN" {
                 server.status = ServerStatus(server.status.0 | ServerStatus::IN_TRANS.0);
-                ok_with(server, &format!("{name}:{sql}"), vec![], 0);
+                ok_with(server, now, &format!("{name}:{sql}"), vec![], 0);
             } else if upper == "COMMIT" {
                 server.status = ServerStatus(server.status.0 & !ServerStatus::IN_TRANS.0);
-                ok_with(server, &format!("{name}:{sql}"), vec![], 0);
+                ok_with(server, now, &format!("{name}:{sql}"), vec![], 0);
             } else if upper.starts_with("INSERT") {
-                ok_with(server, &format!("{name}:{sql}"), vec![], 42);
+                ok_with(server, now, &format!("{name}:{sql}"), vec![], 42);
             } else if let Some(db) = sql.strip_prefix("USE ") {
                 let db = db.to_owned();
                 ok_with(
                     server,
+                    now,
                     &format!("{name}:{sql}"),
                     vec![
                         SessionStateChange::Schema(db.as_bytes()),
@@ -575,16 +582,17 @@ fn serve(server: &mut Server, event: frontend::Event) {
                 })
                 .collect();
                 state.push(SessionStateChange::StateChange(true));
-                ok_with(server, &format!("{name}:{sql}"), state, 0);
+                ok_with(server, now, &format!("{name}:{sql}"), state, 0);
             } else if sql.starts_with("SET @") {
                 ok_with(
                     server,
+                    now,
                     &format!("{name}:{sql}"),
                     vec![SessionStateChange::StateChange(true)],
                     0,
                 );
             } else if sql.starts_with("SET session_track") {
-                ok_with(server, &format!("{name}:{sql}"), vec![], 0);
+                ok_with(server, now, &format!("{name}:{sql}"), vec![], 0);
             } else if let Some((var, value)) = parse_set(&sql) {
                 if var == "autocommit" {
                     let on = value == "1" || value.eq_ignore_ascii_case("ON");
@@ -602,6 +610,7 @@ fn serve(server: &mut Server, event: frontend::Event) {
                 };
                 ok_with(
                     server,
+                    now,
                     &format!("{name}:{sql}"),
                     vec![
                         SessionStateChange::SystemVariable {
@@ -615,12 +624,13 @@ fn serve(server: &mut Server, event: frontend::Event) {
             } else if upper.starts_with("CREATE TEMPORARY") || upper.starts_with("DROP") {
                 ok_with(
                     server,
+                    now,
                     &format!("{name}:{sql}"),
                     vec![SessionStateChange::StateChange(true)],
                     0,
                 );
             } else {
-                ok_with(server, &format!("{name}:{sql}"), vec![], 0);
+                ok_with(server, now, &format!("{name}:{sql}"), vec![], 0);
             }
         }
         Ok(Command::StmtPrepare { .. }) => {
@@ -635,10 +645,10 @@ fn serve(server: &mut Server, event: frontend::Event) {
                 metadata_follows: true,
             }
             .encode(server.fe.capabilities(), &mut p);
-            server.fe.send_packet(&p).unwrap();
+            server.fe.send_packet(now, &p).unwrap();
         }
         Ok(Command::StmtClose { .. }) => {}
-        Ok(Command::Ping) => server.fe.send_ok_empty().unwrap(),
+        Ok(Command::Ping) => server.fe.send_ok_empty(now).unwrap(),
         // As MariaDB answers it: an EOF (an OK with header 0xFE under DEPRECATE_EOF).
         Ok(Command::SetOption { .. }) => {
             let caps = server.fe.capabilities();
@@ -657,11 +667,11 @@ fn serve(server: &mut Server, event: frontend::Event) {
                 }
                 .encode(&mut p, caps);
             }
-            server.fe.send_packet(&p).unwrap();
+            server.fe.send_packet(now, &p).unwrap();
         }
         other => panic!("the test server got {other:?}"),
     }
-    server.fe.end_response().unwrap();
+    server.fe.end_response(now).unwrap();
 }
 
 // ---- the tests ----

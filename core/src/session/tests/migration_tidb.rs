@@ -61,12 +61,12 @@ fn tidb_mig(db2_cert: (&[u8], &[u8]), null_token: bool) -> Mig {
 
 /// The login of a tidb in-test server: a token is checked; anything else is let in (the test
 /// server does not check passwords).
-pub(super) fn tidb_login(server: &mut Server, login: frontend::ClientLogin) {
+pub(super) fn tidb_login(server: &mut Server, now: Instant, login: frontend::ClientLogin) {
     let Some(tidb) = server.script.tidb.clone() else {
         return;
     };
     if login.plugin != Some(AuthPlugin::TidbSessionToken) {
-        server.fe.finish_auth(Ok(())).unwrap();
+        server.fe.finish_auth(now, Ok(())).unwrap();
         return;
     }
     let result = tidb
@@ -74,11 +74,11 @@ pub(super) fn tidb_login(server: &mut Server, login: frontend::ClientLogin) {
         .validate(tidb.time, &login.auth_response, login.user.as_bytes())
         .map(|_| server.token_login = true)
         .map_err(|e| e.access_denied(login.user.as_bytes(), "10.9.9.9"));
-    server.fe.finish_auth(result).unwrap();
+    server.fe.finish_auth(now, result).unwrap();
 }
 
 /// SHOW/SET SESSION_STATES; false for other statements.
-pub(super) fn tidb_query(server: &mut Server, sql: &str) -> bool {
+pub(super) fn tidb_query(server: &mut Server, now: Instant, sql: &str) -> bool {
     let Some(tidb) = server.script.tidb.clone() else {
         return false;
     };
@@ -96,11 +96,11 @@ pub(super) fn tidb_query(server: &mut Server, sql: &str) -> bool {
         let token = (!tidb.null_token).then_some(&token[..]);
         server
             .fe
-            .send_text_result(&cols, [[Some(STATES.as_bytes()), token]])
+            .send_text_result(now, &cols, [[Some(STATES.as_bytes()), token]])
             .unwrap();
         true
     } else if sql.starts_with("SET SESSION_STATES ") {
-        ok_with(server, "restored", vec![], 0);
+        ok_with(server, now, "restored", vec![], 0);
         true
     } else {
         false

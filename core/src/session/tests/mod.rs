@@ -284,7 +284,7 @@ impl Net {
                     } = e
                     {
                         for chunk in self.local_file.clone().chunks(3) {
-                            self.client.send_local_infile_data(chunk).unwrap();
+                            self.client.send_local_infile_data(now, chunk).unwrap();
                         }
                         self.client.finish_local_infile(now).unwrap();
                     }
@@ -300,7 +300,7 @@ impl Net {
             if let Some(server) = &mut self.server {
                 while let Some(e) = server.poll_event() {
                     progress = true;
-                    serve(server, &mut self.server_state, e);
+                    serve(server, now, &mut self.server_state, e);
                 }
             }
             if !progress {
@@ -358,7 +358,7 @@ fn ok(status: ServerStatus) -> OkPacket<'static> {
 }
 
 /// The in-test server's answers.
-fn serve(server: &mut Frontend, st: &mut ServerState, event: frontend::Event) {
+fn serve(server: &mut Frontend, now: Instant, st: &mut ServerState, event: frontend::Event) {
     let base = ServerStatus::AUTOCOMMIT;
     let command = match event {
         frontend::Event::Command(c) => c,
@@ -370,29 +370,32 @@ fn serve(server: &mut Frontend, st: &mut ServerState, event: frontend::Event) {
                 .is_some();
             st.change_user_answers.push(data);
             if verified {
-                server.send_ok(&ok(base)).unwrap();
+                server.send_ok(now, &ok(base)).unwrap();
             } else {
                 let denied = crate::auth::access_denied("?", "test", true);
-                server.send_error(&denied).unwrap();
+                server.send_error(now, &denied).unwrap();
             }
-            server.end_response().unwrap();
+            server.end_response(now).unwrap();
             return;
         }
         frontend::Event::CommandPacket(data) => {
             if data.is_empty() {
                 st.loaded = st.loading.take().unwrap_or_default();
                 server
-                    .send_ok(&OkPacket {
-                        affected_rows: 2,
-                        ..ok(base)
-                    })
+                    .send_ok(
+                        now,
+                        &OkPacket {
+                            affected_rows: 2,
+                            ..ok(base)
+                        },
+                    )
                     .unwrap();
-                server.end_response().unwrap();
+                server.end_response(now).unwrap();
             } else {
                 st.loading
                     .get_or_insert_with(Vec::new)
                     .extend_from_slice(&data);
-                server.read_command_packet().unwrap();
+                server.read_command_packet(now).unwrap();
             }
             return;
         }
@@ -404,45 +407,58 @@ fn serve(server: &mut Frontend, st: &mut ServerState, event: frontend::Event) {
         Ok(Command::Query(q)) => match q.sql {
             b"SELECT 1" => {
                 let cols = [column(b"1", ColumnType::LongLong)];
-                server.send_text_result(&cols, [[Some(&b"1"[..])]]).unwrap();
+                server
+                    .send_text_result(now, &cols, [[Some(&b"1"[..])]])
+                    .unwrap();
             }
             b"MULTI" => {
                 let cols = [column(b"a", ColumnType::VarString)];
-                server.set_status(ServerStatus(base.0 | ServerStatus::MORE_RESULTS_EXISTS.0));
-                server.send_text_result(&cols, [[Some(&b"x"[..])]]).unwrap();
+                server.set_status(
+                    now,
+                    ServerStatus(base.0 | ServerStatus::MORE_RESULTS_EXISTS.0),
+                );
                 server
-                    .send_ok(&OkPacket {
-                        affected_rows: 3,
-                        ..ok(ServerStatus(base.0 | ServerStatus::MORE_RESULTS_EXISTS.0))
-                    })
+                    .send_text_result(now, &cols, [[Some(&b"x"[..])]])
                     .unwrap();
-                server.set_status(base);
                 server
-                    .send_text_result(&cols, [[Some(&b"y"[..])], [None]])
+                    .send_ok(
+                        now,
+                        &OkPacket {
+                            affected_rows: 3,
+                            ..ok(ServerStatus(base.0 | ServerStatus::MORE_RESULTS_EXISTS.0))
+                        },
+                    )
+                    .unwrap();
+                server.set_status(now, base);
+                server
+                    .send_text_result(now, &cols, [[Some(&b"y"[..])], [None]])
                     .unwrap();
             }
             b"SET autocommit=0" => {
                 let status = ServerStatus(ServerStatus::SESSION_STATE_CHANGED.0);
                 server
-                    .send_ok(&OkPacket {
-                        info: b"vars changed",
-                        session_state: vec![
-                            SessionStateChange::SystemVariable {
-                                name: b"autocommit",
-                                value: b"OFF",
-                            },
-                            SessionStateChange::Schema(b"shop"),
-                        ],
-                        ..ok(status)
-                    })
+                    .send_ok(
+                        now,
+                        &OkPacket {
+                            info: b"vars changed",
+                            session_state: vec![
+                                SessionStateChange::SystemVariable {
+                                    name: b"autocommit",
+                                    value: b"OFF",
+                                },
+                                SessionStateChange::Schema(b"shop"),
+                            ],
+                            ..ok(status)
+                        },
+                    )
                     .unwrap();
-                server.set_status(ServerStatus(0));
+                server.set_status(now, ServerStatus(0));
             }
             b"BIG" => {
                 let value = vec![b'z'; BIG];
                 let cols = [column(b"b", ColumnType::Blob)];
                 server
-                    .send_text_result(&cols, [[Some(&value[..])]])
+                    .send_text_result(now, &cols, [[Some(&value[..])]])
                     .unwrap();
             }
             b"LOAD" => {
@@ -451,8 +467,8 @@ fn serve(server: &mut Frontend, st: &mut ServerState, event: frontend::Event) {
                     filename: b"data.csv",
                 }
                 .encode(&mut p);
-                server.send_packet(&p).unwrap();
-                server.read_command_packet().unwrap();
+                server.send_packet(now, &p).unwrap();
+                server.read_command_packet(now).unwrap();
                 return;
             }
             b"HOLD" => {
@@ -467,10 +483,10 @@ fn serve(server: &mut Frontend, st: &mut ServerState, event: frontend::Event) {
                     metadata_follows: true,
                 }
                 .encode(caps, &mut p);
-                server.send_packet(&p).unwrap();
+                server.send_packet(now, &p).unwrap();
                 p.clear();
                 column(b"a", ColumnType::VarString).encode(&mut p);
-                server.send_packet(&p).unwrap();
+                server.send_packet(now, &p).unwrap();
                 if !caps.contains(Capabilities::DEPRECATE_EOF) {
                     p.clear();
                     crate::wire::EofPacket {
@@ -478,24 +494,27 @@ fn serve(server: &mut Frontend, st: &mut ServerState, event: frontend::Event) {
                         status: base,
                     }
                     .encode(&mut p, caps);
-                    server.send_packet(&p).unwrap();
+                    server.send_packet(now, &p).unwrap();
                 }
                 p.clear();
                 crate::wire::TextRow::encode(&[Some(b"r1")], &mut p);
-                server.send_packet(&p).unwrap();
+                server.send_packet(now, &p).unwrap();
                 st.held = Some(command);
                 return;
             }
             sql if sql.starts_with(b"BIGQ") => {
                 server
-                    .send_ok(&OkPacket {
-                        affected_rows: sql.len() as u64,
-                        ..ok(base)
-                    })
+                    .send_ok(
+                        now,
+                        &OkPacket {
+                            affected_rows: sql.len() as u64,
+                            ..ok(base)
+                        },
+                    )
                     .unwrap();
             }
             _ => server
-                .send_error(&ProtocolError::new(1064, "42000", "syntax error"))
+                .send_error(now, &ProtocolError::new(1064, "42000", "syntax error"))
                 .unwrap(),
         },
         Ok(Command::StmtPrepare { .. }) => {
@@ -508,18 +527,18 @@ fn serve(server: &mut Frontend, st: &mut ServerState, event: frontend::Event) {
                 metadata_follows: true,
             }
             .encode(caps, &mut p);
-            server.send_packet(&p).unwrap();
+            server.send_packet(now, &p).unwrap();
             p.clear();
             column(b"?", ColumnType::LongLong).encode(&mut p);
-            server.send_packet(&p).unwrap();
+            server.send_packet(now, &p).unwrap();
             if !caps.contains(Capabilities::DEPRECATE_EOF) {
-                send_eof(server, base);
+                send_eof(server, now, base);
             }
             p.clear();
             column(b"n", ColumnType::LongLong).encode(&mut p);
-            server.send_packet(&p).unwrap();
+            server.send_packet(now, &p).unwrap();
             if !caps.contains(Capabilities::DEPRECATE_EOF) {
-                send_eof(server, base);
+                send_eof(server, now, base);
             }
         }
         Ok(Command::StmtExecute(e)) => {
@@ -540,19 +559,19 @@ fn serve(server: &mut Frontend, st: &mut ServerState, event: frontend::Event) {
                 metadata_follows: true,
             }
             .encode(caps, &mut p);
-            server.send_packet(&p).unwrap();
+            server.send_packet(now, &p).unwrap();
             p.clear();
             column(b"n", ColumnType::LongLong).encode(&mut p);
-            server.send_packet(&p).unwrap();
+            server.send_packet(now, &p).unwrap();
             if !caps.contains(Capabilities::DEPRECATE_EOF) {
-                send_eof(server, base);
+                send_eof(server, now, base);
             }
             p.clear();
             crate::wire::BinaryRow {
                 values: vec![crate::wire::Value::I64(n + 1)],
             }
             .encode(&mut p);
-            server.send_packet(&p).unwrap();
+            server.send_packet(now, &p).unwrap();
             p.clear();
             if caps.contains(Capabilities::DEPRECATE_EOF) {
                 OkPacket {
@@ -560,15 +579,15 @@ fn serve(server: &mut Frontend, st: &mut ServerState, event: frontend::Event) {
                     ..ok(base)
                 }
                 .encode(&mut p, caps);
-                server.send_packet(&p).unwrap();
+                server.send_packet(now, &p).unwrap();
             } else {
-                send_eof(server, base);
+                send_eof(server, now, base);
             }
         }
         Ok(Command::StmtClose { .. }) => {}
-        Ok(Command::Ping) => server.send_ok_empty().unwrap(),
+        Ok(Command::Ping) => server.send_ok_empty(now).unwrap(),
         Ok(Command::ChangeUser(_)) if st.change_user_without_switch => {
-            server.send_ok(&ok(base)).unwrap();
+            server.send_ok(now, &ok(base)).unwrap();
         }
         Ok(Command::ChangeUser(_)) => {
             let mut p = Vec::new();
@@ -579,24 +598,24 @@ fn serve(server: &mut Frontend, st: &mut ServerState, event: frontend::Event) {
                 data: &data,
             }
             .encode(&mut p);
-            server.send_packet(&p).unwrap();
+            server.send_packet(now, &p).unwrap();
             st.changing_user = true;
-            server.read_command_packet().unwrap();
+            server.read_command_packet(now).unwrap();
             return;
         }
         other => panic!("the test server got {other:?}"),
     }
-    server.end_response().unwrap();
+    server.end_response(now).unwrap();
 }
 
-fn send_eof(server: &mut Frontend, status: ServerStatus) {
+fn send_eof(server: &mut Frontend, now: Instant, status: ServerStatus) {
     let mut p = Vec::new();
     crate::wire::EofPacket {
         warnings: 0,
         status,
     }
     .encode(&mut p, server.capabilities());
-    server.send_packet(&p).unwrap();
+    server.send_packet(now, &p).unwrap();
 }
 
 /// A big payload made of a repeated pattern, to check it arrives intact.

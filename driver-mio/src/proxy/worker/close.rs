@@ -50,7 +50,7 @@ impl Worker {
         let Some(mut s) = self.sessions.remove(slot) else {
             return;
         };
-        self.shared.endpoint().connection_closed(&mut s.conn);
+        self.shared.endpoint().connection_closed(now, &mut s.conn);
         self.close_socket(s.client, now);
         for (_, key) in s.backends {
             self.close_socket(key, now);
@@ -75,11 +75,11 @@ impl Worker {
         self.sessions.is_empty() && self.sockets.iter().all(|(_, s)| s.out.is_empty())
     }
 
-    pub(super) fn close_everything(&mut self) {
+    pub(super) fn close_everything(&mut self, now: Instant) {
         let mut endpoint = self.shared.endpoint();
         for slot in self.sessions.keys() {
             if let Some(mut s) = self.sessions.remove(slot) {
-                endpoint.connection_closed(&mut s.conn);
+                endpoint.connection_closed(now, &mut s.conn);
             }
         }
         drop(endpoint);
