@@ -13,7 +13,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use ferry_core::control::admin::{parse_request, Parsed, MAX_BODY, MAX_HEAD};
-use ferry_core::control::config::{open_files_needed, sessions_within};
+use ferry_core::control::config::{open_files_needed, report_open_files};
 use ferry_core::control::{cli::Cli, Command, Connection, Endpoint, HealthProbe, IoEvent};
 use ferry_core::{session::Peer, RandomSource};
 use rand::RngCore;
@@ -244,14 +244,8 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     // Room for max-connections sessions (two descriptors each), up to the hard limit.
-    let needed = open_files_needed(config.proxy.max_connections);
-    let open_files = rlimit::increase_nofile_limit(needed).unwrap_or(0);
-    if open_files < needed {
-        tracing::warn!(
-            sessions = sessions_within(open_files),
-            "the open-file limit is below what max-connections needs"
-        );
-    }
+    let max = config.proxy.max_connections;
+    report_open_files(max, rlimit::increase_nofile_limit(open_files_needed(max)));
     let bind = |addr| TcpListener::bind(addr).inspect_err(|e| eprintln!("ferry-std: {addr}: {e}"));
     let (Ok(listener), Ok(admin_listener)) = (bind(listen), bind(admin)) else {
         return ExitCode::FAILURE;

@@ -12,7 +12,7 @@ use signal_hook::iterator::Signals;
 use tracing_subscriber::EnvFilter;
 
 use ferry_core::control::cli::Cli;
-use ferry_core::control::config::{open_files_needed, sessions_within};
+use ferry_core::control::config::{open_files_needed, report_open_files};
 use ferry_core::control::Config;
 
 /// Parses the command line (exiting on bad flags, as clap does), starts logging to stderr
@@ -35,18 +35,8 @@ pub fn start(program: &str) -> Result<(Cli, Config), ExitCode> {
 /// proxy at about 480 sessions, the rest failing to accept. Warns when even the hard limit is
 /// short, naming the sessions it leaves room for.
 fn raise_open_files_limit(max_connections: usize) {
-    let needed = open_files_needed(max_connections);
-    match rlimit::increase_nofile_limit(needed) {
-        Ok(limit) if limit < needed => tracing::warn!(
-            open_files = limit,
-            max_connections,
-            sessions = sessions_within(limit),
-            "the open-file limit is below what max-connections needs; raise it (ulimit -n, \
-             systemd LimitNOFILE) or lower max-connections"
-        ),
-        Ok(limit) => tracing::debug!(open_files = limit, "open-file limit"),
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
-    }
+    let limit = rlimit::increase_nofile_limit(open_files_needed(max_connections));
+    report_open_files(max_connections, limit);
 }
 
 /// Prints that the configuration was refused and why; the exit code for it (2).

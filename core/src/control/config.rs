@@ -773,6 +773,23 @@ fn check_migration(
     })
 }
 
+/// Logs what the open-file limit a driver obtained means for `max_connections` (the driver
+/// asked the OS for [`open_files_needed`], up to the hard limit): a warning naming the sessions
+/// it leaves room for when it is short, so every program says the same.
+pub fn report_open_files(max_connections: usize, limit: std::io::Result<u64>) {
+    match limit {
+        Ok(limit) if limit < open_files_needed(max_connections) => tracing::warn!(
+            open_files = limit,
+            max_connections,
+            sessions = sessions_within(limit),
+            "the open-file limit is below what max-connections needs; raise it (ulimit -n, \
+             systemd LimitNOFILE) or lower max-connections"
+        ),
+        Ok(limit) => tracing::debug!(open_files = limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+}
+
 /// Descriptors a session holds: the client's and its backend's.
 const FILES_PER_SESSION: u64 = 2;
 /// Descriptors for everything else: listeners, event loops, admin and health-check connections,
