@@ -229,6 +229,8 @@ pub struct FerryBuilder {
     auth: AuthSetup,
     tls: Option<bool>,
     workers: usize,
+    /// Extra keys of `[proxy]`.
+    proxy_toml: String,
     extra_toml: String,
     rust_log: String,
     health_interval: Duration,
@@ -265,6 +267,13 @@ impl FerryBuilder {
         self
     }
 
+    /// Adds `keys` (TOML lines) to the `[proxy]` section, e.g. `max-connections = 1`.
+    pub fn proxy_toml(mut self, keys: &str) -> Self {
+        self.proxy_toml.push_str(keys);
+        self.proxy_toml.push('\n');
+        self
+    }
+
     /// TOML appended to the generated file verbatim (sections not generated: `[migration]`...).
     pub fn extra_toml(mut self, toml: &str) -> Self {
         self.extra_toml.push_str(toml);
@@ -294,10 +303,11 @@ impl FerryBuilder {
 
     fn toml(&self, listen: SocketAddr, admin: SocketAddr) -> String {
         let mut t = format!(
-            "[proxy]\nlisten = \"{listen}\"\nworkers = {}\nshutdown-timeout = \"5s\"\n\n\
+            "[proxy]\nlisten = \"{listen}\"\nworkers = {}\nshutdown-timeout = \"5s\"\n{}\n\
              [admin]\nlisten = \"{admin}\"\n\n\
              [health]\ninterval = \"{}ms\"\ntimeout = \"1s\"\n\n",
             self.workers,
+            self.proxy_toml,
             self.health_interval.as_millis()
         );
         for (name, addr) in &self.backends {
@@ -446,6 +456,7 @@ impl FerryProcess {
             auth: AuthSetup::Passthrough,
             tls: None,
             workers: 2,
+            proxy_toml: String::new(),
             extra_toml: String::new(),
             rust_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
             open_files: None,
@@ -563,6 +574,13 @@ impl FerryProcess {
             .arg(format!("-p{password}"))
             .arg("--connect-timeout=10");
         command
+    }
+
+    /// Sends SIGTERM (graceful shutdown) and returns the exit status, waiting at most `limit`.
+    /// Panics if it is still running then (it is killed) or was already stopped.
+    pub fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let child = self.child.take().expect("ferry was already stopped");
+        crate::ChildGuard::new(child).signal_and_wait("TERM", limit)
     }
 
     /// Kills the process (SIGKILL) and reaps it. Does nothing when already stopped.

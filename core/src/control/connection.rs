@@ -289,7 +289,13 @@ impl Connection {
 
     /// The next socket to open or close.
     pub fn poll_event(&mut self) -> Option<IoEvent> {
-        self.io.pop_front()
+        let event = self.io.pop_front();
+        if event.is_none() && self.io.capacity() > 0 {
+            // Sockets open and close at login, migration and close only: an idle session keeps
+            // no queue for them.
+            self.io = VecDeque::new();
+        }
+        event
     }
 
     /// When [`Connection::handle_timeout`] must be called next.
@@ -306,6 +312,8 @@ impl Connection {
             conn: slot.conn,
             addr: slot.addr,
         });
+        // One backend connection at a time but during a migration: no room for four.
+        self.backends.reserve_exact(1);
         self.backends.push(slot);
     }
 

@@ -394,6 +394,8 @@ impl Endpoint {
             }
             conn.absorb_events(now);
         }
+        // Work comes at login, migration and close only: an idle session keeps no queue for it.
+        conn.work = VecDeque::new();
         if conn.listed.is_some() && !conn.finished {
             let backend = conn.session.backend_name().map(str::to_owned);
             let pinned = conn.session.pinned();

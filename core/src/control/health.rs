@@ -135,8 +135,10 @@ impl HealthProbe {
         self.verdict.is_some()
     }
 
-    /// The connection could not be opened (or the socket failed before any byte came).
-    pub fn connect_failed(&mut self, _now: Instant, error: &io::Error) {
+    /// The connection could not be opened (or the socket failed before any byte came); at or
+    /// past the deadline, the check timed out.
+    pub fn connect_failed(&mut self, now: Instant, error: &io::Error) {
+        self.handle_timeout(now);
         if error.kind() == io::ErrorKind::TimedOut {
             return self.handle_timeout(self.deadline);
         }
@@ -150,11 +152,11 @@ impl HealthProbe {
         if self.is_done() {
             return;
         }
-        if self.bytes.len() + bytes.len() > MAX_GREETING_SIZE + 4 {
-            // probe_greeting refuses an announcement over the cap before this can happen.
-            return self.decide(Err(CheckFailure::down("greeting too large")));
-        }
-        self.bytes.extend_from_slice(bytes);
+        // Only the first packet is judged: bytes past the largest greeting are never looked at,
+        // however the reads were split.
+        let room = (MAX_GREETING_SIZE + 4).saturating_sub(self.bytes.len());
+        self.bytes
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
         match probe_greeting(&self.bytes) {
             Probe::Healthy { server_version } => self.decide(Ok(server_version)),
             Probe::Unhealthy(reason) => self.decide(Err(CheckFailure {
@@ -167,17 +169,24 @@ impl HealthProbe {
                 ),
                 reason: reason.to_string(),
             })),
+            // probe_greeting refuses an announced length over the cap, so a full buffer that
+            // still needs more cannot happen; judged as too large all the same.
+            Probe::NeedMore if room == 0 => {
+                self.decide(Err(CheckFailure::down("greeting too large")))
+            }
             Probe::NeedMore => {}
         }
     }
 
-    /// The server closed the connection.
-    pub fn handle_eof(&mut self, _now: Instant) {
+    /// The server closed the connection (at or past the deadline: the check timed out).
+    pub fn handle_eof(&mut self, now: Instant) {
+        self.handle_timeout(now);
         self.decide(Err(CheckFailure::down("closed before the greeting")));
     }
 
-    /// Reading failed.
-    pub fn read_failed(&mut self, _now: Instant, error: &io::Error) {
+    /// Reading failed (at or past the deadline: the check timed out).
+    pub fn read_failed(&mut self, now: Instant, error: &io::Error) {
+        self.handle_timeout(now);
         if matches!(
             error.kind(),
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
@@ -523,6 +532,48 @@ mod tests {
         assert_eq!(p.backend(), 0);
         let version = p.into_verdict().unwrap();
         assert_eq!(version, "8.0.99-test");
+    }
+
+    #[test]
+    fn what_follows_the_greeting_in_the_same_read_changes_nothing() {
+        // A greeting and then more than the largest greeting's worth of bytes: the verdict is
+        // the greeting's, in one read as in two (bytes past the first packet are never judged).
+        let mut bytes = greeting();
+        let alone = bytes.len();
+        bytes.extend(std::iter::repeat_n(0u8, MAX_GREETING_SIZE + 4));
+        assert_eq!(answer(&bytes), Some(Ok("8.0.99-test".to_owned())));
+        let (mut p, now) = probe();
+        p.handle_input(now, &bytes[..alone]);
+        p.handle_input(now, &bytes[alone..]);
+        assert_eq!(p.verdict(), Some(&Ok("8.0.99-test".to_owned())));
+    }
+
+    #[test]
+    fn eof_or_errors_at_the_deadline_are_the_deadline() {
+        let timed_out = |f: CheckFailure| {
+            assert!(f.reason.starts_with("no greeting within"), "{f}");
+            assert!(!f.local && !f.refusing, "{f:?}");
+        };
+        let (mut p, start) = probe();
+        p.handle_eof(start + TIMEOUT);
+        timed_out(failure(p.verdict().cloned()));
+        let (mut p, start) = probe();
+        p.read_failed(
+            start + TIMEOUT,
+            &io::Error::from(io::ErrorKind::ConnectionReset),
+        );
+        timed_out(failure(p.verdict().cloned()));
+        // Out of descriptors past the deadline: the check timed out, it did not fail locally.
+        let (mut p, start) = probe();
+        p.connect_failed(start + TIMEOUT, &io::Error::from_raw_os_error(libc::EMFILE));
+        timed_out(failure(p.verdict().cloned()));
+        // Before it, each is its own failure.
+        let (mut p, start) = probe();
+        p.handle_eof(start);
+        assert_eq!(
+            failure(p.verdict().cloned()).reason,
+            "closed before the greeting"
+        );
     }
 
     #[test]

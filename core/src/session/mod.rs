@@ -136,11 +136,13 @@ pub struct Transmit {
     pub data: Bytes,
 }
 
-/// Something the driver must do or know.
+/// Something the session's owner must do or know. The owner is the control plane's
+/// [`Connection`](crate::control::Connection) (which turns these into socket requests for the
+/// driver and work for the endpoint), or an embedder's own loop driving the session directly.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// Open a TCP connection for `conn`: `target: None` = the driver picks a backend for a new
+    /// Open a TCP connection for `conn`: `target: None` = the owner picks a backend for a new
     /// session; `Some(name)` = that backend. Answer with
     /// [`ProxySession::backend_connected`] or [`ProxySession::backend_connect_failed`].
     ConnectBackend {
@@ -154,9 +156,9 @@ pub enum Event {
         /// The connection to close.
         conn: BackendConnId,
     },
-    /// The backend the driver picked for this session's login (`ConnectBackend { target: None }`)
+    /// The backend the owner picked for this session's login (`ConnectBackend { target: None }`)
     /// refused the connection with an ERR in place of its greeting: 1040 "Too many connections"
-    /// (`max_connections` reached), 1129 (host blocked), ... The driver should treat `backend`
+    /// (`max_connections` reached), 1129 (host blocked), ... The owner should treat `backend`
     /// as down until its next passing health check, exactly as if the TCP connect had been
     /// refused, and may log `error` (the server's own message; it carries no secret). A
     /// [`CloseBackend`](Event::CloseBackend) for that connection follows and, unless this login

@@ -468,7 +468,7 @@ fn server_version_is_kept_or_refused_when_unusable() {
     );
 }
 
-/// The driver's session configuration (what both drivers hand to the core) carries
+/// The session configuration the endpoint derives from the file carries
 /// `safe-point-timeout` into the core's safe-point wait, separately from the step deadline.
 #[test]
 fn safe_point_timeout_reaches_the_core_migration_config() {

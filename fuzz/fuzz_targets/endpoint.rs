@@ -1,0 +1,1084 @@
+//! The control plane's `Endpoint` driven by arbitrary operations, as a driver would: accepting
+//! clients (by shard, some with an in-memory client that logs in as `app` and sends queries),
+//! dropping connections, feeding them arbitrary client and backend bytes and EOFs, answering the
+//! `IoEvent::Connect`s they emit (connected, to an in-memory server or to the fuzzer's bytes, or
+//! failed with an `io::ErrorKind` or errno), syncing them whenever `needs_sync()` (the drain rule of
+//! `Connection`'s docs), delivering `poll_command`'s commands with `handle_command`, admin requests
+//! (a dictionary of methods, paths and bodies, plus arbitrary ones), drain, undrain, migrate and
+//! cancel, health rounds with arbitrary outcomes (probes held back and finished late too), the
+//! clock moving by arbitrary steps with `handle_timeout` (endpoint and connections) and shutdown.
+//! The configuration is small and fuzzed: 1 to 3 backends, passthrough or proxy auth, migration
+//! off, replay or tidb, `max-connections`, timers, a route, 1 to 3 shards.
+//!
+//! Invariants, after every operation (every connection drained):
+//! - nothing panics, and draining a connection ends (no livelock between the proxy and its peers);
+//! - `live_sessions()` (and `/metrics`' `sessions`) equals accepted minus closed; `sessions_accepted`
+//!   counts the accepts; `accept` refuses exactly when shutting down or at `max-connections`, and
+//!   gives the new client to the shard with the fewest sessions (the accepting one on a tie);
+//! - connection ids are unique and non-zero, shards in range, a command comes from the queue of
+//!   its session's shard;
+//! - `sessions()` ids are unique, sorted and live, each listed backend and pin is its session's
+//!   own (`backend_name()`, `pinned()`); backends are listed in configuration order;
+//! - every backend's `sessions` equals the backend connections open or opening to it (connects
+//!   emitted and not closed, failed or dropped) over the live connections: so, after closing every
+//!   connection at the end, every count is 0;
+//! - timers: after `handle_timeout(t)` (at `poll_timeout()`, or any later instant), `poll_timeout()`
+//!   is later than `t`, or `None`, and stays so whatever else is done at `t`; `None` while
+//!   shutting down;
+//! - shutdown asks every live session (and only those) to close, once;
+//! - admin: `/health` is 200 exactly while serving, `/api/backends` and `/api/sessions` are the
+//!   getters' values, drain and undrain set the flag of a known backend and 404 an unknown one,
+//!   and every answer has a status the API documents.
+#![no_main]
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arbitrary::Arbitrary;
+use bytes::BytesMut;
+use ferry_core::auth::{AuthPlugin, ClientSecret, Credential, Password};
+use ferry_core::backend::{self, Backend};
+use ferry_core::control::admin::Request;
+use ferry_core::control::config::units::ConfigDuration;
+use ferry_core::control::config::{
+    AuthMode, BackendSection, ConfigFile, MigrationMode, RouteSection, UserSection,
+};
+use ferry_core::control::{
+    Command, Config, Connection, Endpoint, HealthProbe, IoEvent, ACCEPT_BACKOFF,
+};
+use ferry_core::frontend::{
+    column, default_capabilities, AuthMode as ServerAuth, Frontend, FrontendConfig, UserEntry,
+    UserTable,
+};
+use ferry_core::session::{BackendConnId, Peer};
+use ferry_core::wire::{
+    encode_packet, Capabilities, ColumnType, Command as WireCommand, HandshakeV10, Query,
+    ServerStatus,
+};
+use ferry_core::{ProtocolError, SeededRandom};
+use libfuzzer_sys::fuzz_target;
+
+const USER: &str = "app";
+const PASSWORD: &str = "password";
+/// `PASSWORD('password')`, as `mysql.user` stores it.
+const PASSWORD_HASH: &str = "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19";
+
+const KINDS: [io::ErrorKind; 12] = [
+    io::ErrorKind::ConnectionRefused,
+    io::ErrorKind::ConnectionReset,
+    io::ErrorKind::ConnectionAborted,
+    io::ErrorKind::TimedOut,
+    io::ErrorKind::HostUnreachable,
+    io::ErrorKind::NetworkUnreachable,
+    io::ErrorKind::AddrNotAvailable,
+    io::ErrorKind::PermissionDenied,
+    io::ErrorKind::WouldBlock,
+    io::ErrorKind::Interrupted,
+    io::ErrorKind::OutOfMemory,
+    io::ErrorKind::Other,
+];
+const ERRNOS: [i32; 6] = [
+    libc::EMFILE,
+    libc::ENFILE,
+    libc::ENOBUFS,
+    libc::ENOMEM,
+    libc::ECONNREFUSED,
+    libc::ETIMEDOUT,
+];
+
+const SQL: &[&str] = &[
+    "SELECT 1",
+    "BEGIN",
+    "COMMIT",
+    "FAIL",
+    "DO 1",
+    "SET @a = 1",
+    "CREATE TEMPORARY TABLE t (a INT)",
+    "LOCK TABLES t READ",
+    "UNLOCK TABLES",
+    "SELECT GET_LOCK('x', 1)",
+    "PREPARE s FROM 'SELECT 1'",
+    "USE db",
+];
+
+const METHODS: &[&str] = &["GET", "POST", "PUT", ""];
+const PATHS: &[&str] = &[
+    "/health",
+    "/metrics",
+    "/api/backends",
+    "/api/sessions",
+    "/api/backends/{b}/drain",
+    "/api/backends/{b}/undrain",
+    "/api/sessions/{s}/migrate",
+    "/api/backends/db9/drain",
+    "/api/sessions/0/migrate",
+    "/api/sessions/x/migrate",
+    "/",
+];
+const BODIES: &[&str] = &[
+    "",
+    "{\"to\": \"{b}\"}",
+    "{\"to\": \"db9\"}",
+    "{\"to\": 1}",
+    "{\"to\": \"{b}\", \"now\": true}",
+    "{",
+];
+
+#[derive(Debug, Clone, Copy, Arbitrary)]
+enum Failure {
+    Kind(u8),
+    Errno(u8),
+}
+
+impl Failure {
+    fn io(self) -> io::Error {
+        match self {
+            Failure::Kind(i) => io::Error::from(KINDS[i as usize % KINDS.len()]),
+            Failure::Errno(i) => io::Error::from_raw_os_error(ERRNOS[i as usize % ERRNOS.len()]),
+        }
+    }
+}
+
+/// How a backend answers connects that the fuzzer does not answer itself.
+#[derive(Debug, Clone, Copy, PartialEq, Arbitrary)]
+enum Dial {
+    /// Connected to an in-memory server that knows `app`.
+    Serve,
+    /// Left to the fuzzer (`Op::Connect`).
+    Hold,
+    Refuse,
+    OutOfFiles,
+    /// Connected, and the server answers with ERR 1040.
+    TooMany,
+}
+
+#[derive(Debug, Clone, Copy, Arbitrary)]
+enum ConnectResult {
+    /// Connected; to an in-memory server or to bytes the fuzzer sends.
+    Connected {
+        serve: bool,
+    },
+    Failed(Failure),
+}
+
+#[derive(Debug, Clone, Copy, Arbitrary)]
+enum Outcome {
+    Healthy,
+    Refused,
+    TooMany,
+    OutOfFiles,
+    /// Given back without a verdict.
+    Silent,
+    /// Kept by the driver; finished by `Op::FinishHeld`.
+    Hold,
+}
+
+#[derive(Debug, Arbitrary)]
+enum Op {
+    Accept {
+        by: u8,
+        client: bool,
+    },
+    /// The driver drops the connection (twice: the second call must do nothing).
+    Close(u8, bool),
+    ClientBytes(u8, Vec<u8>),
+    ClientEof(u8),
+    /// The in-memory client sends a query, or quits.
+    Query(u8, u8),
+    Quit(u8),
+    BackendBytes(u8, u8, Vec<u8>),
+    BackendEof(u8, u8),
+    /// Answers a connect left pending.
+    Connect(u8, u8, ConnectResult),
+    Deliver(u8),
+    Admin {
+        method: u8,
+        path: u8,
+        body: u8,
+        target: u8,
+        raw: Option<Vec<u8>>,
+    },
+    SetDraining(u8, bool),
+    Migrate(u8, u8),
+    Cancel(u8),
+    /// The clock moves (ms); the endpoint's and connections' due timers fire.
+    Advance(u16),
+    /// `handle_timeout` at `poll_timeout()` (or now, if that passed).
+    Deadline,
+    Probes(Vec<Outcome>),
+    FinishHeld(u8, Outcome),
+    AcceptFailed(u8),
+    Shutdown,
+}
+
+#[derive(Debug, Arbitrary)]
+struct Setup {
+    backends: u8,
+    shards: u8,
+    proxy_auth: bool,
+    migration: u8,
+    max_connections: Option<u8>,
+    interval_ms: u16,
+    timeout_ms: u16,
+    rebalance_ms: u16,
+    max_moves: u8,
+    tolerance: u8,
+    idle_timeout: Option<u8>,
+    route: Option<u8>,
+    /// Backends healthy after the first health round (bit per backend); `None`: no first round.
+    healthy: Option<u8>,
+    dial: [Dial; 3],
+    /// The driver delivers commands after every operation (else only on `Op::Deliver`).
+    auto_deliver: bool,
+}
+
+#[derive(Debug, Arbitrary)]
+struct Input {
+    setup: Setup,
+    ops: Vec<Op>,
+}
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 3306 + i as u16))
+}
+
+fn config(s: &Setup) -> Config {
+    let n = 1 + s.backends as usize % 3;
+    let ms = |v: u16| Some(ConfigDuration(Duration::from_millis(1 + u64::from(v))));
+    let mut file = ConfigFile {
+        backends: (0..n)
+            .map(|i| BackendSection {
+                name: format!("db{}", i + 1),
+                addr: addr(i).to_string(),
+            })
+            .collect(),
+        ..ConfigFile::default()
+    };
+    if s.proxy_auth {
+        file.auth.mode = Some(AuthMode::Proxy);
+        file.auth.users = vec![UserSection {
+            name: USER.into(),
+            password_hash: PASSWORD_HASH.into(),
+        }];
+    }
+    file.migration.mode = match s.migration % 4 {
+        0 => None,
+        1 => Some(MigrationMode::Off),
+        2 => Some(MigrationMode::Tidb),
+        _ if s.proxy_auth => Some(MigrationMode::Replay),
+        _ => None,
+    };
+    file.proxy.max_connections = s.max_connections.map(|m| 1 + usize::from(m % 8));
+    file.proxy.idle_timeout = s
+        .idle_timeout
+        .map(|t| ConfigDuration(Duration::from_millis(u64::from(t) * 100)));
+    file.health.interval = ms(s.interval_ms);
+    file.health.timeout = ms(s.timeout_ms % 5000);
+    file.migration.rebalance_interval = ms(s.rebalance_ms);
+    file.migration.rebalance_max_moves = Some(usize::from(s.max_moves % 4));
+    file.migration.rebalance_tolerance = Some(1 + usize::from(s.tolerance % 3));
+    if let Some(r) = s.route {
+        file.routes = vec![RouteSection {
+            user: (r & 1 == 0 || r & 2 == 0).then(|| USER.into()),
+            database: (r & 2 != 0).then(|| "db".into()),
+            backend: format!("db{}", 1 + usize::from(r >> 2) % n),
+        }];
+    }
+    Config::from_file(&file).expect("a valid configuration")
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    encode_packet(&mut out, &mut 0, payload);
+    out.to_vec()
+}
+
+fn greeting() -> Vec<u8> {
+    let g = HandshakeV10::new(
+        b"10.11.0-MariaDB",
+        7,
+        &[b'a'; 20],
+        default_capabilities(),
+        45,
+        ServerStatus::AUTOCOMMIT,
+        b"mysql_native_password",
+    );
+    let mut payload = Vec::new();
+    g.encode(&mut payload);
+    frame(&payload)
+}
+
+fn too_many_connections() -> Vec<u8> {
+    let mut payload = vec![0xFF];
+    payload.extend_from_slice(&1040u16.to_le_bytes());
+    payload.extend_from_slice(b"Too many connections");
+    frame(&payload)
+}
+
+/// The in-memory servers: they know `app`/`password` and report transactions.
+fn server_config() -> Arc<FrontendConfig> {
+    let mut users = UserTable::new();
+    users.insert(
+        USER,
+        UserEntry {
+            credential: Credential::native_from_password(PASSWORD.as_bytes()),
+            plugin: AuthPlugin::MysqlNativePassword,
+        },
+    );
+    let mut config = FrontendConfig::new(ServerAuth::Proxy {
+        users: Arc::new(users),
+        sha2_cache: None,
+        rsa: None,
+    });
+    config.capabilities = default_capabilities() | Capabilities::SESSION_TRACK;
+    config.auto_accept_login = true;
+    config.server_version = "10.11.0-MariaDB-fuzz".into();
+    Arc::new(config)
+}
+
+/// `SELECT 1` gives a row, `BEGIN` opens a transaction, `FAIL` an ERR, the rest an OK.
+fn serve(fe: &mut Frontend, now: Instant, event: ferry_core::frontend::Event) {
+    let ferry_core::frontend::Event::Command(command) = event else {
+        return;
+    };
+    let result = match command.parse() {
+        Ok(WireCommand::Query(q)) if q.sql == b"SELECT 1" => {
+            let cols = [column(b"1", ColumnType::LongLong)];
+            fe.send_text_result(now, &cols, [[Some(&b"1"[..])]])
+        }
+        Ok(WireCommand::Query(q)) if q.sql == b"BEGIN" || q.sql == b"COMMIT" => {
+            let mut status = ServerStatus::AUTOCOMMIT;
+            if q.sql == b"BEGIN" {
+                status = ServerStatus(status.0 | ServerStatus::IN_TRANS.0);
+            }
+            fe.set_status(now, status);
+            fe.send_ok_empty(now)
+        }
+        Ok(WireCommand::Query(q)) if q.sql == b"FAIL" => {
+            fe.send_error(now, &ProtocolError::new(1064, "42000", "syntax error"))
+        }
+        Ok(WireCommand::Quit) => return,
+        _ => fe.send_ok_empty(now),
+    };
+    // A command the in-memory server cannot answer (ferry sent something odd) ends nothing here:
+    // its ERR from `end_response` is ignored, the fuzzer keeps going.
+    let _ = result.and_then(|()| fe.end_response(now));
+}
+
+/// A backend connection of a session, as the driver sees it.
+struct Socket {
+    id: BackendConnId,
+    addr: SocketAddr,
+    /// `None` while connecting.
+    connected: Option<Option<Frontend>>,
+}
+
+/// A client connection, as the driver holds it.
+struct Client {
+    conn: Connection,
+    /// The in-memory client, if any.
+    client: Option<Backend>,
+    sockets: Vec<Socket>,
+}
+
+struct Harness {
+    ep: Endpoint,
+    now: Instant,
+    config: Config,
+    shards: usize,
+    dial: [Dial; 3],
+    clients: Vec<Client>,
+    /// Live connections per shard.
+    per_shard: Vec<usize>,
+    accepted: usize,
+    closed: usize,
+    held: Vec<HealthProbe>,
+    seed: u64,
+    /// The instant of the last `handle_timeout`.
+    last_timeout: Option<Instant>,
+}
+
+impl Harness {
+    fn backend_index(&self, a: SocketAddr) -> usize {
+        self.config
+            .backends
+            .iter()
+            .position(|b| b.addr == a)
+            .unwrap_or_else(|| panic!("a connect to {a}, which is no backend"))
+    }
+
+    /// The drain rule for client `i`, until nothing moves.
+    fn pump(&mut self, i: usize) {
+        let now = self.now;
+        for round in 0.. {
+            assert!(round < 10_000, "the connection never settles");
+            let c = &mut self.clients[i];
+            let mut progress = false;
+            if c.conn.needs_sync() {
+                self.ep.sync(now, &mut c.conn);
+                progress = true;
+            }
+            while let Some(t) = c.conn.poll_transmit() {
+                progress = true;
+                c.conn.record_sent(t.peer, t.data.len());
+                match t.peer {
+                    Peer::Client => {
+                        if let Some(client) = &mut c.client {
+                            client.handle_input(now, &t.data);
+                        }
+                    }
+                    Peer::Backend(id) => {
+                        let socket = c.sockets.iter_mut().find(|s| s.id == id);
+                        let Some(socket) = socket else {
+                            panic!("bytes for backend connection {id}, which is not open");
+                        };
+                        match &mut socket.connected {
+                            Some(Some(fe)) => fe.handle_input(now, &t.data),
+                            Some(None) => {}
+                            None => panic!("bytes for backend connection {id} while connecting"),
+                        }
+                    }
+                }
+            }
+            let mut connects = Vec::new();
+            while let Some(e) = c.conn.poll_event() {
+                progress = true;
+                match e {
+                    IoEvent::Connect { conn, addr } => connects.push((conn, addr)),
+                    IoEvent::Close { conn } => {
+                        if let Some(p) = c.sockets.iter().position(|s| s.id == conn) {
+                            c.sockets.remove(p);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            for (id, a) in connects {
+                let dial = self.dial[self.backend_index(a)];
+                let c = &mut self.clients[i];
+                c.sockets.push(Socket {
+                    id,
+                    addr: a,
+                    connected: None,
+                });
+                match dial {
+                    Dial::Hold => {}
+                    Dial::Serve => self.connect(i, id, ConnectResult::Connected { serve: true }),
+                    Dial::Refuse => {
+                        let f = ConnectResult::Failed(Failure::Kind(0));
+                        self.connect(i, id, f)
+                    }
+                    Dial::OutOfFiles => {
+                        let f = ConnectResult::Failed(Failure::Errno(0));
+                        self.connect(i, id, f)
+                    }
+                    Dial::TooMany => {
+                        self.connect(i, id, ConnectResult::Connected { serve: false });
+                        let c = &mut self.clients[i];
+                        c.conn
+                            .handle_input(now, Peer::Backend(id), &too_many_connections());
+                    }
+                }
+            }
+            let c = &mut self.clients[i];
+            if let Some(client) = &mut c.client {
+                while let Some(b) = client.poll_transmit() {
+                    progress = true;
+                    c.conn.handle_input(now, Peer::Client, &b);
+                }
+                while client.poll_event().is_some() {
+                    progress = true;
+                }
+            }
+            let ids: Vec<BackendConnId> = c.sockets.iter().map(|s| s.id).collect();
+            for id in ids {
+                let Some(s) = c.sockets.iter().position(|s| s.id == id) else {
+                    continue;
+                };
+                let Some(Some(fe)) = &mut c.sockets[s].connected else {
+                    continue;
+                };
+                while let Some(e) = fe.poll_event() {
+                    progress = true;
+                    serve(fe, now, e);
+                }
+                let mut out = Vec::new();
+                while let Some(b) = fe.poll_transmit() {
+                    out.push(b);
+                }
+                let closed = fe.is_closed();
+                for b in out {
+                    progress = true;
+                    c.conn.handle_input(now, Peer::Backend(id), &b);
+                }
+                if closed {
+                    // The server hung up: its socket reads EOF, once.
+                    progress = true;
+                    if let Some(s) = c.sockets.iter_mut().find(|s| s.id == id) {
+                        s.connected = Some(None);
+                    }
+                    c.conn.handle_eof(now, Peer::Backend(id));
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        assert!(!self.clients[i].conn.needs_sync());
+        if self.clients[i].conn.is_closed() {
+            self.close(i, false);
+        }
+    }
+
+    /// Answers the pending connect `id` of client `i`.
+    fn connect(&mut self, i: usize, id: BackendConnId, result: ConnectResult) {
+        let now = self.now;
+        self.seed += 1;
+        let seed = self.seed;
+        let c = &mut self.clients[i];
+        let Some(p) = c
+            .sockets
+            .iter()
+            .position(|s| s.id == id && s.connected.is_none())
+        else {
+            return;
+        };
+        match result {
+            ConnectResult::Connected { serve } => {
+                let fe = serve.then(|| {
+                    Frontend::new(
+                        server_config(),
+                        100 + id as u32,
+                        "10.9.9.9",
+                        now,
+                        Box::new(SeededRandom::new(seed)),
+                    )
+                });
+                c.sockets[p].connected = Some(fe);
+                c.conn.connected(now, id);
+            }
+            ConnectResult::Failed(f) => {
+                c.sockets.remove(p);
+                c.conn.connect_failed(now, id, &f.io());
+            }
+        }
+    }
+
+    fn close(&mut self, i: usize, twice: bool) {
+        let now = self.now;
+        let mut c = self.clients.swap_remove(i);
+        self.ep.connection_closed(now, &mut c.conn);
+        if twice {
+            self.ep.connection_closed(now, &mut c.conn);
+        }
+        self.closed += 1;
+        self.per_shard[c.conn.shard()] -= 1;
+    }
+
+    fn accept(&mut self, by: u8, with_client: bool) {
+        let now = self.now;
+        let by = by as usize % (self.shards + 1);
+        let live = self.ep.live_sessions();
+        let serving = self.ep.is_serving();
+        let min = *self.per_shard.iter().min().unwrap();
+        let client: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+        self.seed += 1;
+        let conn = self
+            .ep
+            .accept(now, client, by, Box::new(SeededRandom::new(self.seed)));
+        let Some(conn) = conn else {
+            assert!(
+                !serving || live >= self.config.proxy.max_connections,
+                "refused with {live} live of {}",
+                self.config.proxy.max_connections
+            );
+            return;
+        };
+        assert!(serving && live < self.config.proxy.max_connections);
+        let shard = conn.shard();
+        assert!(shard < self.shards);
+        assert_eq!(self.per_shard[shard], min, "not the least loaded shard");
+        let by = by.min(self.shards - 1);
+        if self.per_shard[by] == min {
+            assert_eq!(shard, by, "a tie goes to the accepting shard");
+        }
+        assert_ne!(conn.id(), 0);
+        assert!(
+            self.clients.iter().all(|c| c.conn.id() != conn.id()),
+            "connection id {} twice",
+            conn.id()
+        );
+        self.per_shard[shard] += 1;
+        self.accepted += 1;
+        let client = with_client.then(|| {
+            let secret = ClientSecret::Plaintext(Password::new(PASSWORD));
+            Backend::new(
+                now,
+                backend::BackendConfig::new(USER, secret),
+                Box::new(SeededRandom::new(self.seed)),
+            )
+        });
+        self.clients.push(Client {
+            conn,
+            client,
+            sockets: Vec::new(),
+        });
+        let i = self.clients.len() - 1;
+        self.pump(i);
+    }
+
+    fn pick(&self, i: u8) -> Option<usize> {
+        (!self.clients.is_empty()).then(|| i as usize % self.clients.len())
+    }
+
+    fn socket(&self, i: usize, s: u8, connected: bool) -> Option<BackendConnId> {
+        let open: Vec<&Socket> = self.clients[i]
+            .sockets
+            .iter()
+            .filter(|x| x.connected.is_some() == connected)
+            .collect();
+        (!open.is_empty()).then(|| open[s as usize % open.len()].id)
+    }
+
+    fn backend_name(&self, b: u8) -> String {
+        let n = self.config.backends.len();
+        match b as usize % (n + 1) {
+            i if i < n => self.config.backends[i].name.clone(),
+            _ => "db9".into(),
+        }
+    }
+
+    fn session_id(&self, s: u8) -> u64 {
+        match self.pick(s) {
+            Some(i) if s % 8 != 7 => self.clients[i].conn.id(),
+            _ => u64::from(s) + 1000,
+        }
+    }
+
+    /// `handle_timeout(t)` and the timer property.
+    fn timeout(&mut self, t: Instant) {
+        self.ep.handle_timeout(t);
+        self.last_timeout = Some(t);
+        if let Some(next) = self.ep.poll_timeout() {
+            assert!(
+                next > t,
+                "poll_timeout {next:?} not after handle_timeout({t:?})"
+            );
+        }
+    }
+
+    fn probes(&mut self, outcomes: &[Outcome]) {
+        let mut k = 0;
+        while let Some(p) = self.ep.poll_probe() {
+            let o = outcomes.get(k).copied().unwrap_or(Outcome::Healthy);
+            k += 1;
+            self.finish_probe(p, o);
+        }
+    }
+
+    fn finish_probe(&mut self, mut p: HealthProbe, o: Outcome) {
+        let now = self.now;
+        match o {
+            Outcome::Healthy => p.handle_input(now, &greeting()),
+            Outcome::Refused => {
+                p.connect_failed(now, &io::Error::from(io::ErrorKind::ConnectionRefused))
+            }
+            Outcome::TooMany => p.handle_input(now, &too_many_connections()),
+            Outcome::OutOfFiles => {
+                p.connect_failed(now, &io::Error::from_raw_os_error(libc::EMFILE))
+            }
+            Outcome::Silent => {}
+            Outcome::Hold => return self.held.push(p),
+        }
+        self.ep.probe_finished(now, p);
+    }
+
+    fn admin(&mut self, req: &Request) {
+        let now = self.now;
+        let resp = self.ep.handle_admin(now, req);
+        assert!(
+            matches!(resp.status, 200 | 202 | 400 | 404 | 405 | 409 | 503),
+            "{req:?} answered {}",
+            resp.status
+        );
+        let json =
+            || -> serde_json::Value { serde_json::from_slice(&resp.body).expect("a JSON body") };
+        let segments: Vec<&str> = req.path.split('/').skip(1).collect();
+        match (req.method.as_str(), segments.as_slice()) {
+            ("GET", ["health"]) => {
+                assert_eq!(resp.status, if self.ep.is_serving() { 200 } else { 503 })
+            }
+            ("GET", ["api", "backends"]) => {
+                assert_eq!(resp.status, 200);
+                assert_eq!(json(), serde_json::to_value(self.ep.backends()).unwrap());
+            }
+            ("GET", ["api", "sessions"]) => {
+                assert_eq!(resp.status, 200);
+                assert_eq!(json(), serde_json::to_value(self.ep.sessions()).unwrap());
+            }
+            ("POST", ["api", "backends", name, action @ ("drain" | "undrain")]) => {
+                match self.ep.backends().iter().find(|b| b.name == *name) {
+                    Some(b) => {
+                        assert_eq!(resp.status, 200);
+                        assert_eq!(b.draining, *action == "drain");
+                    }
+                    None => assert_eq!(resp.status, 404),
+                }
+            }
+            ("POST", ["api", "sessions", _, "migrate"]) => {
+                assert!(
+                    matches!(resp.status, 202 | 400 | 404 | 409),
+                    "{}",
+                    resp.status
+                )
+            }
+            _ => {}
+        }
+    }
+
+    /// The invariants that hold whenever every connection is drained.
+    fn check(&mut self) {
+        let live = self.accepted - self.closed;
+        assert_eq!(self.ep.live_sessions(), live);
+        assert_eq!(self.clients.len(), live);
+        let m = self.ep.metrics();
+        assert_eq!(m.sessions, live as u64);
+        assert_eq!(m.sessions_accepted, self.accepted as u64);
+        if !self.ep.is_serving() {
+            assert_eq!(self.ep.poll_timeout(), None, "timers while shutting down");
+        }
+        // Nothing done at the instant of the last `handle_timeout` makes a timer due again then.
+        if self.last_timeout == Some(self.now) {
+            if let Some(next) = self.ep.poll_timeout() {
+                assert!(
+                    next > self.now,
+                    "due again at the instant handle_timeout ran"
+                );
+            }
+        }
+        // The listing.
+        let sessions = self.ep.sessions();
+        for w in sessions.windows(2) {
+            assert!(
+                w[0].id < w[1].id,
+                "sessions not unique and sorted: {sessions:?}"
+            );
+        }
+        for s in &sessions {
+            let c = self
+                .clients
+                .iter()
+                .find(|c| c.conn.id() == s.id)
+                .unwrap_or_else(|| panic!("session {} listed, but not live", s.id));
+            assert_eq!(s.backend.as_deref(), c.conn.session().backend_name());
+            assert_eq!(
+                s.pinned.as_deref(),
+                c.conn.session().pinned().map(|p| p.as_str())
+            );
+        }
+        // The backends and their counts.
+        let backends = self.ep.backends();
+        assert_eq!(backends.len(), self.config.backends.len());
+        let mut open = vec![0u64; backends.len()];
+        for c in &self.clients {
+            for s in &c.sockets {
+                open[self.backend_index(s.addr)] += 1;
+            }
+        }
+        for (i, b) in backends.iter().enumerate() {
+            assert_eq!(b.name, self.config.backends[i].name);
+            assert_eq!(b.addr, self.config.backends[i].addr.to_string());
+            assert_eq!(
+                b.sessions, open[i],
+                "{} counts {} backend connections, the driver holds {}",
+                b.name, b.sessions, open[i]
+            );
+        }
+    }
+
+    fn run(&mut self, op: Op) {
+        let now = self.now;
+        match op {
+            Op::Accept { by, client } => self.accept(by, client),
+            Op::Close(i, twice) => {
+                if let Some(i) = self.pick(i) {
+                    self.close(i, twice);
+                }
+            }
+            Op::ClientBytes(i, b) => {
+                if let Some(i) = self.pick(i) {
+                    self.clients[i].conn.handle_input(now, Peer::Client, &b);
+                    self.pump(i);
+                }
+            }
+            Op::ClientEof(i) => {
+                if let Some(i) = self.pick(i) {
+                    self.clients[i].conn.handle_eof(now, Peer::Client);
+                    self.pump(i);
+                }
+            }
+            Op::Query(i, q) => {
+                if let Some(i) = self.pick(i) {
+                    if let Some(client) = &mut self.clients[i].client {
+                        let sql = SQL[q as usize % SQL.len()].as_bytes();
+                        let q = WireCommand::Query(Query {
+                            attributes: vec![],
+                            sql,
+                        });
+                        let _ = client.send_command(now, &q);
+                    }
+                    self.pump(i);
+                }
+            }
+            Op::Quit(i) => {
+                if let Some(i) = self.pick(i) {
+                    if let Some(client) = &mut self.clients[i].client {
+                        let _ = client.send_command(now, &WireCommand::Quit);
+                    }
+                    self.pump(i);
+                }
+            }
+            Op::BackendBytes(i, s, b) => {
+                if let Some(i) = self.pick(i) {
+                    if let Some(id) = self.socket(i, s, true) {
+                        self.clients[i]
+                            .conn
+                            .handle_input(now, Peer::Backend(id), &b);
+                        self.pump(i);
+                    }
+                }
+            }
+            Op::BackendEof(i, s) => {
+                if let Some(i) = self.pick(i) {
+                    if let Some(id) = self.socket(i, s, true) {
+                        self.clients[i].conn.handle_eof(now, Peer::Backend(id));
+                        self.pump(i);
+                    }
+                }
+            }
+            Op::Connect(i, s, result) => {
+                if let Some(i) = self.pick(i) {
+                    if let Some(id) = self.socket(i, s, false) {
+                        self.connect(i, id, result);
+                        self.pump(i);
+                    }
+                }
+            }
+            Op::Deliver(shard) => {
+                let shard = shard as usize % self.shards;
+                while let Some((id, command)) = self.ep.poll_command(shard) {
+                    let Some(i) = self.clients.iter().position(|c| c.conn.id() == id) else {
+                        // Closed since: the driver drops it.
+                        continue;
+                    };
+                    assert_eq!(
+                        self.clients[i].conn.shard(),
+                        shard,
+                        "a command on another shard"
+                    );
+                    if matches!(command, Command::Shutdown) {
+                        assert!(!self.ep.is_serving());
+                    }
+                    self.clients[i].conn.handle_command(now, command);
+                    self.pump(i);
+                }
+                let _ = self.ep.take_wakeups();
+            }
+            Op::Admin {
+                method,
+                path,
+                body,
+                target,
+                raw,
+            } => {
+                let b = self.backend_name(target);
+                let s = self.session_id(target).to_string();
+                let fill = |t: &str| t.replace("{b}", &b).replace("{s}", &s);
+                let req = match raw {
+                    Some(raw) => {
+                        let text = String::from_utf8_lossy(&raw).into_owned();
+                        let (m, rest) = text.split_once(' ').unwrap_or(("POST", &text));
+                        Request {
+                            method: m.to_owned(),
+                            path: format!("/{}", rest.trim_start_matches('/')),
+                            body: fill(BODIES[body as usize % BODIES.len()]).into_bytes(),
+                        }
+                    }
+                    None => Request {
+                        method: METHODS[method as usize % METHODS.len()].to_owned(),
+                        path: fill(PATHS[path as usize % PATHS.len()]),
+                        body: fill(BODIES[body as usize % BODIES.len()]).into_bytes(),
+                    },
+                };
+                self.admin(&req);
+            }
+            Op::SetDraining(b, draining) => {
+                let name = self.backend_name(b);
+                let known = self.config.backends.iter().any(|x| x.name == name);
+                let r = self.ep.set_draining(now, &name, draining);
+                assert_eq!(r.is_ok(), known);
+                if known {
+                    let b = self
+                        .ep
+                        .backends()
+                        .into_iter()
+                        .find(|x| x.name == name)
+                        .unwrap();
+                    assert_eq!(b.draining, draining);
+                }
+            }
+            Op::Migrate(s, b) => {
+                let id = self.session_id(s);
+                let name = self.backend_name(b);
+                let listed = self.ep.sessions().into_iter().any(|s| s.id == id);
+                let target = self.ep.backends().into_iter().find(|b| b.name == name);
+                if self.ep.migrate(now, id, &name).is_ok() {
+                    assert!(listed, "migrate accepted for unlisted session {id}");
+                    let t = target.expect("migrate accepted to an unknown backend");
+                    assert!(t.healthy && !t.draining, "migrate accepted to {t:?}");
+                    assert_ne!(self.config.migration.mode, MigrationMode::Off);
+                }
+            }
+            Op::Cancel(s) => {
+                let id = self.session_id(s);
+                let live = self.clients.iter().any(|c| c.conn.id() == id);
+                assert_eq!(self.ep.cancel_migration(now, id).is_ok(), live);
+            }
+            Op::Advance(ms) => {
+                self.now += Duration::from_millis(u64::from(ms));
+                let now = self.now;
+                self.timeout(now);
+                for i in (0..self.clients.len()).rev() {
+                    if self.clients[i]
+                        .conn
+                        .poll_timeout()
+                        .is_some_and(|t| t <= now)
+                    {
+                        self.clients[i].conn.handle_timeout(now);
+                        self.pump(i);
+                    }
+                }
+            }
+            Op::Deadline => {
+                if let Some(t) = self.ep.poll_timeout() {
+                    self.now = self.now.max(t);
+                    let now = self.now;
+                    self.timeout(now);
+                }
+            }
+            Op::Probes(outcomes) => self.probes(&outcomes),
+            Op::FinishHeld(k, o) => {
+                if !self.held.is_empty() {
+                    let k = k as usize % self.held.len();
+                    let p = self.held.swap_remove(k);
+                    let o = if matches!(o, Outcome::Hold) {
+                        Outcome::Silent
+                    } else {
+                        o
+                    };
+                    self.finish_probe(p, o);
+                }
+            }
+            Op::AcceptFailed(shard) => {
+                let e = io::Error::from_raw_os_error(libc::EMFILE);
+                let at = self
+                    .ep
+                    .accept_failed(now, shard as usize % (self.shards + 1), &e);
+                assert_eq!(at, now + ACCEPT_BACKOFF);
+            }
+            Op::Shutdown => {
+                let serving = self.ep.is_serving();
+                let mut live: Vec<u64> = self.clients.iter().map(|c| c.conn.id()).collect();
+                live.sort_unstable();
+                // Whatever was queued before goes first.
+                for shard in 0..self.shards {
+                    self.run(Op::Deliver(shard as u8));
+                }
+                self.ep.begin_shutdown(now);
+                assert!(!self.ep.is_serving());
+                assert_eq!(self.ep.poll_timeout(), None);
+                // Every session is asked to close, once; a second call asks nothing.
+                let mut asked = Vec::new();
+                for shard in 0..self.shards {
+                    while let Some((id, command)) = self.ep.poll_command(shard) {
+                        assert_eq!(command, Command::Shutdown);
+                        asked.push(id);
+                        if let Some(i) = self.clients.iter().position(|c| c.conn.id() == id) {
+                            self.clients[i].conn.handle_command(now, command);
+                            self.pump(i);
+                        }
+                    }
+                }
+                asked.sort_unstable();
+                if serving {
+                    assert_eq!(
+                        asked, live,
+                        "shutdown asked other sessions than the live ones"
+                    );
+                } else {
+                    assert!(asked.is_empty(), "a second shutdown asked again");
+                }
+            }
+        }
+    }
+}
+
+fuzz_target!(|input: Input| {
+    let config = config(&input.setup);
+    let shards = 1 + input.setup.shards as usize % 3;
+    let now = Instant::now();
+    let ep = Endpoint::new(now, &config, shards).expect("an endpoint");
+    let mut h = Harness {
+        ep,
+        now,
+        config,
+        shards,
+        dial: input.setup.dial,
+        clients: Vec::new(),
+        per_shard: vec![0; shards],
+        accepted: 0,
+        closed: 0,
+        held: Vec::new(),
+        seed: 1,
+        last_timeout: None,
+    };
+    if let Some(healthy) = input.setup.healthy {
+        h.timeout(now);
+        let outcomes: Vec<Outcome> = (0..3)
+            .map(|i| {
+                if healthy & (1 << i) != 0 {
+                    Outcome::Healthy
+                } else {
+                    Outcome::Refused
+                }
+            })
+            .collect();
+        // Probes come out in configuration order.
+        h.probes(&outcomes);
+    }
+    h.check();
+    for op in input.ops.into_iter().take(256) {
+        h.run(op);
+        if input.setup.auto_deliver {
+            for shard in 0..shards {
+                h.run(Op::Deliver(shard as u8));
+            }
+        }
+        h.check();
+    }
+    // Every connection closes: nothing stays counted on any backend.
+    while !h.clients.is_empty() {
+        h.close(0, false);
+    }
+    h.check();
+    assert_eq!(h.ep.live_sessions(), 0);
+    assert!(
+        h.ep.sessions().is_empty(),
+        "sessions listed after every close"
+    );
+    for b in h.ep.backends() {
+        assert_eq!(b.sessions, 0, "{} still counts sessions", b.name);
+    }
+});
