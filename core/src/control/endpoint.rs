@@ -43,6 +43,9 @@ use super::session_config::session_config;
 /// backlog, and an edge-triggered driver would otherwise not look again until the next client.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// How long after an "accept failed" warning a new failure is counted but not logged again.
+pub const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
+
 /// What the endpoint asks of one session; the driver delivers it to
 /// [`Connection::handle_command`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +86,9 @@ struct Shard {
     wake: bool,
     /// `accept` has failed since it last succeeded (logged once per episode).
     accept_failing: bool,
+    /// When "accept failed" was last logged: an accept that flaps between failing and
+    /// succeeding (descriptors freed and taken again at once) is one episode for the log.
+    accept_warned: Option<Instant>,
 }
 
 /// How long past its probes' deadline a round may take before it is given up (a driver that
@@ -293,14 +299,19 @@ impl Endpoint {
     }
 
     /// `accept` failed on shard `shard` (out of descriptors...): counted, logged once per
-    /// episode; accept again at the returned instant (the clients wait in the backlog).
+    /// episode (and at most once per [`ACCEPT_WARN_EVERY`]); accept again at the returned instant
+    /// (the clients wait in the backlog).
     pub fn accept_failed(&mut self, now: Instant, shard: usize, error: &io::Error) -> Instant {
         if let Some(s) = self.shards.get_mut(shard) {
             Counters::add(&s.counters.accept_errors, 1);
-            if !s.accept_failing {
-                s.accept_failing = true;
+            let quiet = s
+                .accept_warned
+                .is_some_and(|at| now.saturating_duration_since(at) < ACCEPT_WARN_EVERY);
+            if !s.accept_failing && !quiet {
+                s.accept_warned = Some(now);
                 tracing::warn!(worker = shard, %error, retry_every = ?ACCEPT_BACKOFF, "accept failed; clients wait in the backlog");
             }
+            s.accept_failing = true;
         }
         now + ACCEPT_BACKOFF
     }

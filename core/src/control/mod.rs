@@ -40,7 +40,7 @@ pub use chooser::{BackendChooser, Choice, ChooseRequest};
 pub use config::{Config, ConfigError, ConfigFile};
 pub use connection::{Connection, IoEvent};
 pub use counters::Counters;
-pub use endpoint::{Command, Endpoint, ACCEPT_BACKOFF};
+pub use endpoint::{Command, Endpoint, ACCEPT_BACKOFF, ACCEPT_WARN_EVERY};
 pub use health::{is_local_exhaustion, CheckFailure, HealthProbe, Verdict};
 pub use registry::{Backend, Registry};
 pub use session_config::session_config;

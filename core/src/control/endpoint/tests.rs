@@ -169,6 +169,20 @@ fn accept_failures_are_counted_and_back_off() {
     assert_eq!(ep.accept_failed(now, 0, &e), now + ACCEPT_BACKOFF);
     ep.accept_failed(now, 0, &e);
     assert_eq!(ep.metrics().errors["accept"], 2);
+    assert_eq!(ep.shards[0].accept_warned, Some(now), "warned once");
+    // Accepting flaps (a descriptor freed and taken again): within ACCEPT_WARN_EVERY the new
+    // failure is counted, not logged again.
+    let later = now + Duration::from_secs(1);
+    assert!(accept(&mut ep, later, 0).is_some());
+    assert!(!ep.shards[0].accept_failing);
+    ep.accept_failed(later, 0, &e);
+    assert_eq!(ep.shards[0].accept_warned, Some(now));
+    assert_eq!(ep.metrics().errors["accept"], 3);
+    // A new episode after that is logged.
+    let much_later = now + ACCEPT_WARN_EVERY + Duration::from_secs(1);
+    assert!(accept(&mut ep, much_later, 0).is_some());
+    ep.accept_failed(much_later, 0, &e);
+    assert_eq!(ep.shards[0].accept_warned, Some(much_later));
 }
 
 #[test]
