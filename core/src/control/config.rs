@@ -809,5 +809,6 @@ pub fn sessions_within(open_files: u64) -> u64 {
 }
 
 // They read TOML text.
-#[cfg(all(test, feature = "toml"))]
+#[cfg(test)]
+#[cfg(feature = "toml")]
 mod tests;

@@ -84,7 +84,8 @@ pub fn session_config(config: &Config) -> Result<SessionConfig, ConfigError> {
 }
 
 // They read TOML text.
-#[cfg(all(test, feature = "toml"))]
+#[cfg(test)]
+#[cfg(feature = "toml")]
 mod tests {
     use super::*;
     use crate::control::config::ConfigFile;
