@@ -15,6 +15,8 @@
 //! idle-timeout = "8h"             # default (MySQL's wait_timeout); 0 disables
 //! max-packet-size = "64MiB"       # default (MySQL 8's max_allowed_packet); 1KiB ..= 1GiB
 //! shutdown-timeout = "30s"        # default: graceful shutdown deadline
+//! statement-timeout = "0"         # default 0 = none: a statement whose backend is silent this
+//!                                 # long loses its session (client sees 2013), e.g. a frozen server
 //!
 //! [admin]
 //! listen = "127.0.0.1:6080"      # default
@@ -39,8 +41,8 @@
 //! server-name = "db.internal"     # optional; default: the backend's IP
 //!
 //! [health]
-//! interval = "2s"                 # default
-//! timeout = "1s"                  # default: connect + handshake
+//! interval = "500ms"             # default
+//! timeout = "500ms"               # default: connect + handshake (dead or frozen: down within 1s)
 //!
 //! [migration]
 //! mode = "replay"                 # "replay" | "tidb" | "off"; default: replay with proxy auth, else off
@@ -50,6 +52,8 @@
 //! rebalance-interval = "1s"       # default: one rebalancing plan per interval
 //! rebalance-max-moves = 8         # default: migrations started per plan; 0 disables rebalancing
 //! rebalance-tolerance = 1         # default: no rebalancing while counts differ by at most this
+//! failover = true                 # default (replay): rebuild idle sessions when their backend dies
+//! read-retry = false              # default: resend a read-only autocommit SELECT cut by a failover
 //!
 //! [[routes]]                      # optional: where new sessions go by their login; first match
 //! user = "analyst"                # a user, a database or both; a session matching every one
@@ -94,9 +98,11 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(8 * 3600);
 /// Default graceful-shutdown deadline.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default health-check interval.
-pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+/// Default health-check interval: with the timeout below, a backend that dies or freezes is
+/// found down within 1 s.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_millis(500);
 /// Default health-check timeout (connect and handshake).
-pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_millis(500);
 /// Default deadline of each migration step.
 pub const DEFAULT_MIGRATION_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default wait of a requested migration for a safe point (the core's default).
@@ -231,6 +237,10 @@ pub struct ProxyConfig {
     pub max_packet_size: usize,
     /// Graceful-shutdown deadline.
     pub shutdown_timeout: Duration,
+    /// A statement whose backend sends nothing for this long loses its session (the backend
+    /// connection is abandoned, the client's closed); `None` (the default): never, as with a
+    /// direct connection.
+    pub statement_timeout: Option<Duration>,
     /// The server version clients are told in the greeting; `None`: the backends' own (clients
     /// pick features and collations by it, so by default ferry does not pretend to be another server).
     pub server_version: Option<String>,
@@ -336,6 +346,10 @@ pub struct MigrationConfig {
     pub rebalance_interval: Duration,
     /// The planner's cap and hysteresis.
     pub rebalance: RebalancePolicy,
+    /// `replay`: rebuild idle sessions on another backend when theirs dies (default on).
+    pub failover: bool,
+    /// With `failover`: send a read-only autocommit `SELECT` in flight again (default off).
+    pub read_retry: bool,
 }
 
 impl Config {
@@ -484,6 +498,10 @@ fn check_proxy(p: &mut Checker, s: &ProxySection) -> Option<ProxyConfig> {
         s.shutdown_timeout,
         DEFAULT_SHUTDOWN_TIMEOUT,
     );
+    let statement_timeout = s
+        .statement_timeout
+        .map(|d| d.0)
+        .filter(|d| !d.is_zero());
     let server_version = s.server_version.clone();
     if let Some(v) = &server_version {
         if v.is_empty() || v.len() > 250 || v.bytes().any(|b| b == 0 || !b.is_ascii()) {
@@ -501,6 +519,7 @@ fn check_proxy(p: &mut Checker, s: &ProxySection) -> Option<ProxyConfig> {
         // Bounded by MAX_PACKET_SIZE above, which fits any usize of 32 bits or more.
         max_packet_size: usize::try_from(size).unwrap_or(usize::MAX),
         shutdown_timeout,
+        statement_timeout,
         server_version,
     })
 }
@@ -737,6 +756,15 @@ fn check_migration(
         Some(AuthMode::Proxy) => MigrationMode::Replay,
         _ => MigrationMode::Off,
     });
+    let failover = s.failover.unwrap_or(true);
+    let read_retry = s.read_retry.unwrap_or(false);
+    if read_retry && (mode != MigrationMode::Replay || !failover) {
+        p.push(
+            "migration.read-retry",
+            "needs mode = \"replay\" and failover = true (a retried statement runs on a \
+             session rebuilt by failover)",
+        );
+    }
     if mode == MigrationMode::Replay && auth == Some(AuthMode::Passthrough) {
         p.push(
             "migration.mode",
@@ -770,6 +798,8 @@ fn check_migration(
                 .unwrap_or(RebalancePolicy::default().max_moves),
             tolerance,
         },
+        failover,
+        read_retry,
     })
 }
 

@@ -117,6 +117,9 @@ pub struct Connection {
     io: VecDeque<IoEvent>,
     /// Listed by the endpoint (authenticated), with this backend and pin.
     pub(super) listed: Option<(Option<String>, Option<PinReason>)>,
+    /// A failover is placing the session: not on this backend, which it just lost, if another
+    /// will do.
+    pub(super) avoid: Option<String>,
     /// [`Endpoint::connection_closed`](super::Endpoint::connection_closed) ran.
     pub(super) finished: bool,
 }
@@ -153,6 +156,7 @@ impl Connection {
             work: VecDeque::new(),
             io: VecDeque::new(),
             listed: None,
+            avoid: None,
             finished: false,
         }
     }
@@ -242,6 +246,7 @@ impl Connection {
                 self.log_migration_start(&to, &result);
                 self.work.push_back(Work::TargetChanged);
             }
+            Command::BackendDown { backend } => self.session.backend_down(now, &backend),
         }
         self.absorb_events(now);
     }
@@ -353,6 +358,35 @@ impl Connection {
                 }
                 Event::Closed { reason } => {
                     tracing::debug!(session = self.id, ?reason, "session closed");
+                }
+                Event::FailoverStarted { from, cause } => {
+                    tracing::info!(session = self.id, backend = %from, %cause, "backend lost; rebuilding the session on another backend");
+                    self.avoid = Some(from);
+                }
+                Event::FailoverDone {
+                    from,
+                    to,
+                    pause,
+                    retried,
+                    skipped_variables,
+                } => {
+                    Counters::add(&self.counters.failovers_recovered, 1);
+                    if retried {
+                        Counters::add(&self.counters.failover_retries, 1);
+                    }
+                    self.avoid = None;
+                    tracing::info!(session = self.id, %from, %to, ?pause, retried, "session rebuilt after its backend was lost");
+                    if !skipped_variables.is_empty() {
+                        tracing::warn!(session = self.id, %to, skipped = ?skipped_variables, "session variables the new backend refused were skipped");
+                    }
+                }
+                Event::SessionLost {
+                    from,
+                    cause,
+                    reason,
+                } => {
+                    self.counters.session_lost(reason.label());
+                    tracing::info!(session = self.id, backend = %from, %cause, %reason, "backend lost; session closed");
                 }
                 event @ (Event::MigrationStarted { .. }
                 | Event::MigrationDone { .. }

@@ -49,6 +49,13 @@ pub struct Counters {
     /// The pause each migration added to the command that waited for it; locked once per
     /// migration.
     pub migration_pause: Mutex<Histogram>,
+    /// Sessions rebuilt on another backend after theirs died.
+    pub failovers_recovered: AtomicU64,
+    /// Of those, statements in flight sent again (read retry).
+    pub failover_retries: AtomicU64,
+    /// Sessions lost with their backend, by
+    /// [`LossReason::label`](crate::session::LossReason::label).
+    pub sessions_lost: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Counters {
@@ -60,6 +67,11 @@ impl Counters {
     /// Counts a failed migration under `label`.
     pub fn migration_failed(&self, label: &'static str) {
         *lock(&self.migrations_failed).entry(label).or_insert(0) += 1;
+    }
+
+    /// Counts a session lost with its backend under `label`.
+    pub fn session_lost(&self, label: &'static str) {
+        *lock(&self.sessions_lost).entry(label).or_insert(0) += 1;
     }
 
     /// Counts a migration that succeeded and records its pause.
@@ -91,7 +103,11 @@ impl Counters {
         .collect();
         let mut migrations_failed = BTreeMap::new();
         let mut migration_pause = Histogram::default();
+        let mut sessions_lost = BTreeMap::new();
         for c in sets {
+            for (&reason, &n) in lock(&c.sessions_lost).iter() {
+                *sessions_lost.entry(reason.to_owned()).or_insert(0) += n;
+            }
             for (&reason, &n) in lock(&c.migrations_failed).iter() {
                 *migrations_failed.entry(reason.to_owned()).or_insert(0) += n;
             }
@@ -112,6 +128,9 @@ impl Counters {
             migrations_failed,
             pinned_sessions,
             migration_pause,
+            failovers_recovered: sum(|c| &c.failovers_recovered),
+            failover_retries: sum(|c| &c.failover_retries),
+            sessions_lost,
         }
     }
 }

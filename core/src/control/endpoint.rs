@@ -60,6 +60,12 @@ pub enum Command {
     CancelMigration,
     /// Graceful shutdown: finish the statement in flight, then close.
     Shutdown,
+    /// The health check found `backend` down: an idle session on it fails over (see
+    /// [`ProxySession::backend_down`](crate::session::ProxySession::backend_down)).
+    BackendDown {
+        /// The backend's name.
+        backend: String,
+    },
 }
 
 /// A session as the endpoint lists it.
@@ -442,7 +448,7 @@ impl Endpoint {
             },
         };
         let (index, picked) = match choice {
-            Choice::Default => match self.pick(conn.refused) {
+            Choice::Default => match self.pick_avoiding(conn.avoid.as_deref(), conn.refused) {
                 Some(index) => (index, true),
                 None => return self.fail_connect(now, conn, c, ConnectFailure::NoHealthyBackend),
             },
@@ -461,6 +467,14 @@ impl Endpoint {
             }
         };
         self.start_connect(conn, c, index, picked, 1);
+    }
+
+    /// [`Endpoint::pick`] without backend `avoid` (a failover's lost backend), unless no other
+    /// is healthy: a session killed on a live backend may come back to it.
+    fn pick_avoiding(&self, avoid: Option<&str>, refused: bool) -> Option<usize> {
+        avoid
+            .and_then(|name| self.registry.pick_healthy_except(name))
+            .or_else(|| self.pick(refused))
     }
 
     /// The built-in choice: a healthy backend, else (before any refusal) one that refuses
@@ -519,6 +533,7 @@ impl Endpoint {
         }
         if self.registry.set_health(slot.index, false) {
             tracing::warn!(backend = %name, %addr, %error, "backend unreachable; skipped until a health check passes");
+            self.backend_went_down(slot.index);
         }
         if slot.picked && slot.attempts < self.registry.backends().len() {
             if let Some(next) = self.pick(conn.refused) {
@@ -584,6 +599,40 @@ impl Endpoint {
         ids.sort_unstable();
         for id in ids {
             self.send(id, Command::Shutdown);
+        }
+    }
+
+    /// Backend `index` was found down: with replay failover, its idle sessions are rebuilt
+    /// elsewhere now rather than at their next statement (a frozen backend never closes their
+    /// connections). Not for a backend that refuses connections (1040...): it still serves the
+    /// sessions it has.
+    fn backend_went_down(&mut self, index: usize) {
+        let replay = self.config.migration.mode == MigrationMode::Replay;
+        let Some(b) = self.registry.get(index) else {
+            return;
+        };
+        if !replay || !self.session_config.migration.failover || b.refusing() || self.shutting_down
+        {
+            return;
+        }
+        let name = b.name.clone();
+        let mut on_it: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|(_, l)| l.backend.as_deref() == Some(name.as_str()))
+            .map(|(&id, _)| id)
+            .collect();
+        on_it.sort_unstable();
+        if !on_it.is_empty() {
+            tracing::info!(backend = %name, sessions = on_it.len(), "backend down; failing its idle sessions over");
+        }
+        for id in on_it {
+            self.send(
+                id,
+                Command::BackendDown {
+                    backend: name.clone(),
+                },
+            );
         }
     }
 
@@ -750,6 +799,9 @@ impl Endpoint {
         let (index, round) = (probe.backend(), probe.round());
         let verdict = probe.into_verdict();
         let changed = record_verdict(&self.registry, index, &verdict);
+        if changed && verdict.is_err() {
+            self.backend_went_down(index);
+        }
         if let Some(slot) = self.health.first.as_mut().and_then(|f| f.get_mut(index)) {
             *slot = Some(verdict);
         }

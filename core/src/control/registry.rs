@@ -35,6 +35,11 @@ impl Backend {
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
+
+    /// Down because it answers connections with an ERR (1040...), not because it is gone.
+    pub fn refusing(&self) -> bool {
+        self.refusing.load(Ordering::Relaxed)
+    }
 }
 
 /// All backends, in configuration order (indices are stable).
@@ -80,6 +85,11 @@ impl Registry {
     /// it; `None` if no backend is healthy and not draining.
     pub fn pick(&self) -> Option<usize> {
         self.pick_among(|b| b.healthy.load(Ordering::Relaxed))
+    }
+
+    /// [`Registry::pick`] among the backends not called `avoid`.
+    pub fn pick_healthy_except(&self, avoid: &str) -> Option<usize> {
+        self.pick_among(|b| b.name != avoid && b.healthy.load(Ordering::Relaxed))
     }
 
     /// [`Registry::pick`], or when no backend is healthy, one that is down only because it

@@ -56,6 +56,9 @@ pub fn session_config(config: &Config) -> Result<SessionConfig, ConfigError> {
     };
     session.migration.step_timeout = config.migration.timeout;
     session.migration.timeout = config.migration.safe_point_timeout;
+    session.migration.failover = config.migration.failover;
+    session.migration.read_retry = config.migration.read_retry;
+    session.backend.command_timeout = config.proxy.statement_timeout;
     if let Some(tls) = &config.backend_tls {
         let trust = match &tls.ca {
             None => ServerTrust::InsecureTrustAll,

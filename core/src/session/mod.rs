@@ -26,16 +26,19 @@
 //! | backend unreachable | ERR 1429 `HY000` "Can't connect to the backend server (ferry: …)" | closed |
 //! | backend refuses the login | its ERR | closed |
 //! | backend refuses the connection (ERR in place of its greeting: 1040, 1129…) | nothing: another backend is tried ([`Event::BackendRefused`]); after 3 refusals, or if no other backend can be reached, the last refusal's ERR | closed, or logged in elsewhere |
-//! | backend dies while a command runs | ERR 2013 `HY000` "Lost connection to MySQL server during query" | closed |
+//! | backend dies while a command runs | nothing: the connection closes as the dead server's would, so the client's library reports its own 2013 "Lost connection to server during query" (with `replay` read retry, a read-only `SELECT` runs again on another backend instead) | closed |
 //! | backend sends an oversized packet | ERR 1153 `08S01` | closed |
-//! | backend dies between commands | nothing (as after a server restart: the next command fails locally with 2006/2013) | closed |
+//! | backend dies between commands (or the health check finds it down) | `replay` with failover, idle and unpinned: nothing, the session is rebuilt on another backend ([`Event::FailoverDone`]); otherwise nothing either, the connection closes (the next command fails in the client with 2006/2013) | closed unless rebuilt |
 //! | client packet over the cap | ERR 1153 `08S01` | closed |
 //! | idle longer than `idle_timeout` | ERR 4031 `HY000` (MySQL 8's inactivity error) | closed |
 //! | client vanishes (EOF) | — | backend released ([`Event::CloseBackend`]) |
 //!
-//! 2013 rather than 1053 `08S01` ("Server shutdown in progress") for a dead backend: the outcome
-//! of the statement is unknown, exactly the situation 2013 means to clients, and connection pools
-//! and ORMs treat 2013 as "discard this connection", which is the right reaction.
+//! No ERR of ferry's for a dead backend: a direct client sees the server's connection close and
+//! its library reports 2013 (the outcome of the statement is unknown; connection pools and ORMs
+//! discard the connection and retry), so through ferry it sees the same close. ferry's own
+//! reason goes to [`Event::SessionLost`] (log and metrics). A server-range code of ferry's
+//! (1158) would be unknown to them, and a client-range one (2013) in an ERR packet reads as
+//! "2027 malformed packet" in libmariadb.
 //!
 //! # Driving it
 //!
@@ -93,8 +96,8 @@ mod state;
 
 pub use config::{proxy_capabilities, BackendTemplate, SessionConfig};
 pub use migration::{
-    MigrationConfig, MigrationFailure, MigrationMode, MigrationRefused, MigrationStart,
-    OldBackendError, PinReason, ReplayError,
+    LossReason, MigrationConfig, MigrationFailure, MigrationMode, MigrationRefused,
+    MigrationStart, OldBackendError, PinReason, ReplayError,
 };
 pub use reason::{BackendLoss, ConnectFailure, Incompatibility, LoginFailure};
 pub use state::{SessionState, StatementInfo};
@@ -111,7 +114,7 @@ use crate::wire::Command;
 use crate::{ProtocolError, RandomSource};
 
 use self::login::PendingLogin;
-use self::migration::{Job, LoginInfo, Migration, StatementIds, Tracker};
+use self::migration::{Job, LoginInfo, Migration, Snapshot, StatementIds, Tracker};
 use self::rng::HashRandom;
 
 /// Identifies one backend connection *attempt* within a session.
@@ -202,6 +205,41 @@ pub enum Event {
         /// Why.
         reason: MigrationFailure,
     },
+    /// The session's backend connection died, or its backend was reported down
+    /// ([`ProxySession::backend_down`]), between statements: the session is being rebuilt on
+    /// another backend (`replay` failover). A `ConnectBackend { target: None }` follows: the
+    /// owner picks the backend, preferably not `from`. Then [`Event::FailoverDone`], or
+    /// [`Event::SessionLost`] if the rebuild fails.
+    FailoverStarted {
+        /// The backend it lost.
+        from: String,
+        /// How.
+        cause: BackendLoss,
+    },
+    /// The session was rebuilt on `to`; its client noticed nothing (for metrics: recovered).
+    FailoverDone {
+        /// The backend it lost.
+        from: String,
+        /// The backend it is on now.
+        to: String,
+        /// How long the session had no backend.
+        pause: Duration,
+        /// The statement in flight was sent again (read retry).
+        retried: bool,
+        /// Session variables the new backend refused, skipped (log them).
+        skipped_variables: Vec<String>,
+    },
+    /// The session's backend was lost and the session could not be kept: its client connection
+    /// closes without an ERR, as the dead server's own connection would (the client's library
+    /// reports 2013 "Lost connection" or 2006 "gone away" itself). [`Event::Closed`] follows.
+    SessionLost {
+        /// The backend it lost.
+        from: String,
+        /// How.
+        cause: BackendLoss,
+        /// Why it could not be rebuilt (for metrics: lost by [`LossReason::label`]).
+        reason: LossReason,
+    },
     /// COM_CHANGE_USER succeeded: the session is now `user`'s (for `/api/sessions`).
     UserChanged {
         /// The new user name.
@@ -238,7 +276,9 @@ pub enum CloseReason {
     LoginRefused(ProtocolError),
     /// No backend could be reached or logged in to; the client got ERR 1429.
     BackendUnavailable(LoginFailure),
-    /// The backend connection failed after login (the client got ERR 1158 if a command ran).
+    /// The backend connection failed after login and the session could not be rebuilt
+    /// elsewhere ([`Event::SessionLost`] says why): the client connection was closed without an
+    /// ERR (but 1153 for an oversized backend packet).
     BackendLost(BackendLoss),
     /// The client was idle longer than the idle timeout (it got ERR 4031).
     IdleTimeout,
@@ -352,6 +392,10 @@ pub struct ProxySession {
     stmt_ids: Option<Box<StatementIds>>,
     /// A COM_CHANGE_USER in flight under `proxy` auth.
     change_user: Option<Box<change_user::ChangeUserCheck>>,
+    /// What a failover replays that the server does not report (replay with failover).
+    snapshot: Snapshot,
+    /// The statement in flight, kept for read retry.
+    retry: Option<Bytes>,
 }
 
 impl std::fmt::Debug for ProxySession {
@@ -406,6 +450,8 @@ impl ProxySession {
             held_since: None,
             stmt_ids: None,
             change_user: None,
+            snapshot: Snapshot::default(),
+            retry: None,
         };
         session.drive(now);
         session
@@ -867,42 +913,27 @@ impl ProxySession {
             return;
         };
         let id = link.id;
-        // A client command is waiting for an answer (in flight, or held during internal work).
+        if matches!(self.phase, Phase::Login(_)) {
+            return self.login_failed(now, LoginFailure::Lost(error.into()));
+        }
+        // ferry's own limit on backend packets is ferry's to report, to a client waiting.
         let answering = match self.phase {
             Phase::Command(_) => true,
             Phase::Internal(_) => self.held.is_some(),
             _ => false,
         };
-        match self.phase {
-            Phase::Login(_) => return self.login_failed(now, LoginFailure::Lost(error.into())),
-            _ if answering => {
-                // The frontend may already be closing (client gone); then only the reason counts.
-                let err = match &error {
-                    Some(BackendError::Decode(d))
-                        if matches!(d, crate::DecodeError::PacketTooLarge { .. }) =>
-                    {
-                        ProtocolError::from_decode(d)
-                    }
-                    // A server-range code: libmariadb shows client-range ones (2013) as
-                    // "2027 malformed packet" when a server sends them.
-                    _ => ProtocolError::new(
-                        1158,
-                        "08S01",
-                        "Lost connection to the backend server during query (ferry)",
-                    ),
-                };
-                self.close_reason = Some(CloseReason::BackendLost(error.into()));
-                self.frontend.close_with_error(now, err);
+        let own_error = match &error {
+            Some(BackendError::Decode(d @ crate::DecodeError::PacketTooLarge { .. })) if answering => {
+                Some(ProtocolError::from_decode(d))
             }
-            Phase::Ready | Phase::Internal(_) => {
-                self.close_reason = Some(CloseReason::BackendLost(error.into()));
-                self.frontend.close(now);
-            }
-            Phase::Handshake | Phase::Closed | Phase::Command(_) => {}
-        }
+            _ => None,
+        };
         self.collect_transmits();
         self.backend = None;
         self.events.push_back(Event::CloseBackend { conn: id });
+        if !matches!(self.phase, Phase::Handshake | Phase::Closed) {
+            self.backend_lost(now, error.into(), own_error);
+        }
     }
 
     /// Lets go of the backend connection: COM_QUIT if it is idle (a clean quit in the server's

@@ -62,6 +62,10 @@ pub enum BackendLoss {
     /// for one). Only in [`MigrationFailure::BackendLost`](super::MigrationFailure::BackendLost).
     #[error("the new backend is not ready")]
     NotReady,
+    /// The health check found the backend down (it stopped answering): the session left a
+    /// connection that may still be open. Only in failovers.
+    #[error("the health check found the backend down")]
+    Down,
 }
 
 impl From<Option<BackendError>> for BackendLoss {

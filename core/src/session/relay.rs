@@ -60,6 +60,9 @@ impl ProxySession {
                 self.track.on_execute(&payload, &self.state);
             }
         }
+        if self.config.migration.read_retry {
+            self.note_retry(&payload);
+        }
         if let Some(ids) = self.stmt_ids.as_mut() {
             payload = ids.rewrite(payload, &self.track.param_types);
         }
@@ -160,6 +163,8 @@ impl ProxySession {
 
     /// One response packet: to the client, untouched unless it is an OK to strip.
     pub(super) fn relay_response(&mut self, now: Instant, payload: Bytes, kind: PacketKind) {
+        // Part of the answer reaches the client: the statement can no longer run again.
+        self.retry = None;
         // Rows (nearly every packet) only pass the kind tests: the capabilities are looked at
         // for the few packets that can end a response or start an exchange.
         let then = match kind {
@@ -278,7 +283,11 @@ impl ProxySession {
             if let Some(ids) = self.stmt_ids.as_mut() {
                 ids.clear();
             }
+            self.snapshot.reset();
+        } else {
+            self.note_snapshot(&summary);
         }
+        self.retry = None;
         self.state.on_response(&summary);
         if summary.command == Command::COM_CHANGE_USER && summary.is_ok() {
             if let Some(user) = self.state.user.clone() {

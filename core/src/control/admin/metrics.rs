@@ -16,6 +16,8 @@
 //! | `ferry_migrations_failed_total` | counter | `reason` |
 //! | `ferry_pinned_sessions` | gauge | `reason` |
 //! | `ferry_migration_pause_seconds` | histogram | |
+//! | `ferry_failover_recovered_total`, `ferry_failover_retried_total` | counter | |
+//! | `ferry_failover_lost_total` | counter | `reason` |
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -54,6 +56,12 @@ pub struct Metrics {
     pub pinned_sessions: BTreeMap<String, u64>,
     /// The pause each migration added to the statement that waited for it.
     pub migration_pause: Histogram,
+    /// Sessions rebuilt on another backend after theirs died (failover).
+    pub failovers_recovered: u64,
+    /// Statements in flight sent again after a failover (read retry).
+    pub failover_retries: u64,
+    /// Sessions lost with their backend, by reason.
+    pub sessions_lost: BTreeMap<String, u64>,
 }
 
 /// A cumulative histogram with fixed bucket bounds (seconds), as Prometheus wants it.
@@ -259,6 +267,29 @@ pub fn render(m: &Metrics) -> String {
     for (reason, n) in &m.pinned_sessions {
         sample(o, "ferry_pinned_sessions", &[("reason", reason)], *n);
     }
+    family(
+        o,
+        "ferry_failover_recovered_total",
+        "counter",
+        "Sessions rebuilt on another backend after theirs died.",
+    );
+    sample(o, "ferry_failover_recovered_total", &[], m.failovers_recovered);
+    family(
+        o,
+        "ferry_failover_retried_total",
+        "counter",
+        "Statements in flight sent again after a failover (read retry).",
+    );
+    sample(o, "ferry_failover_retried_total", &[], m.failover_retries);
+    family(
+        o,
+        "ferry_failover_lost_total",
+        "counter",
+        "Sessions lost with their backend (client connection closed), by reason.",
+    );
+    for (reason, n) in &m.sessions_lost {
+        sample(o, "ferry_failover_lost_total", &[("reason", reason)], *n);
+    }
 
     let h = &m.migration_pause;
     let name = "ferry_migration_pause_seconds";
@@ -333,6 +364,8 @@ mod tests {
         };
         m.errors.insert("backend_connect".into(), 2);
         m.migrations_failed.insert("timeout".into(), 1);
+        m.failovers_recovered = 7;
+        m.sessions_lost.insert("pinned".into(), 2);
         m.pinned_sessions.insert("transaction".into(), 2);
         m.pinned_sessions.insert("temporary table".into(), 1);
         m.backends = vec![
@@ -377,6 +410,9 @@ mod tests {
             "ferry_migrations_started_total 5",
             "ferry_migrations_succeeded_total 4",
             "ferry_migrations_failed_total{reason=\"timeout\"} 1",
+            "ferry_failover_recovered_total 7",
+            "ferry_failover_retried_total 0",
+            "ferry_failover_lost_total{reason=\"pinned\"} 2",
             "ferry_pinned_sessions{reason=\"temporary table\"} 1",
             "ferry_pinned_sessions{reason=\"transaction\"} 2",
             "# TYPE ferry_migration_pause_seconds histogram",

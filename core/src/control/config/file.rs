@@ -62,6 +62,8 @@ pub struct ProxySection {
     pub max_packet_size: Option<ByteSize>,
     /// `shutdown-timeout`
     pub shutdown_timeout: Option<ConfigDuration>,
+    /// `statement-timeout`
+    pub statement_timeout: Option<ConfigDuration>,
     /// `server-version`
     pub server_version: Option<String>,
 }
@@ -177,6 +179,10 @@ pub struct MigrationSection {
     pub rebalance_max_moves: Option<usize>,
     /// `rebalance-tolerance`
     pub rebalance_tolerance: Option<usize>,
+    /// `failover`
+    pub failover: Option<bool>,
+    /// `read-retry`
+    pub read_retry: Option<bool>,
 }
 
 /// Who checks client passwords.

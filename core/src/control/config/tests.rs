@@ -43,8 +43,10 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.auth.mode, AuthMode::Passthrough);
     assert!(c.auth.users.is_empty());
     assert!(c.tls.is_none() && c.backend_tls.is_none());
-    assert_eq!(c.health.interval, Duration::from_secs(2));
-    assert_eq!(c.health.timeout, Duration::from_secs(1));
+    assert_eq!(c.health.interval, Duration::from_millis(500));
+    assert_eq!(c.health.timeout, Duration::from_millis(500));
+    assert_eq!(c.proxy.statement_timeout, None);
+    assert!(c.migration.failover && !c.migration.read_retry);
     assert_eq!(c.migration.mode, MigrationMode::Off);
     assert_eq!(c.migration.timeout, Duration::from_secs(5));
     assert_eq!(c.migration.safe_point_timeout, Duration::from_secs(30));

@@ -11,6 +11,7 @@ use sha1::{Digest, Sha1};
 use super::*;
 use crate::auth::{AuthPlugin, ClientSecret, Credential, Password};
 use crate::backend;
+use crate::control::config::units::ConfigDuration;
 use crate::control::config::{AuthMode as ConfigAuth, BackendSection, ConfigFile, UserSection};
 use crate::control::IoEvent;
 use crate::frontend::{
@@ -978,7 +979,10 @@ fn an_admin_migration_is_queued_for_its_session() {
 
 #[test]
 fn the_balancer_runs_on_handle_timeout_at_poll_timeout() {
-    let (mut ep, now) = healthy_endpoint(proxy_auth);
+    let (mut ep, now) = healthy_endpoint(|f| {
+        proxy_auth(f);
+        f.health.interval = Some(ConfigDuration(Duration::from_secs(2)));
+    });
     let mut on_db1 = Vec::new();
     let sessions: Vec<Session> = (0..4).map(|_| Session::logged_in(&mut ep, now)).collect();
     for mut s in sessions {
@@ -1017,7 +1021,9 @@ fn the_balancer_runs_on_handle_timeout_at_poll_timeout() {
 
 #[test]
 fn without_migration_only_health_rounds_are_timed() {
-    let (mut ep, now) = healthy_endpoint(defaults);
+    let (mut ep, now) = healthy_endpoint(|f| {
+        f.health.interval = Some(ConfigDuration(Duration::from_secs(2)));
+    });
     let mut a = Session::logged_in(&mut ep, now);
     let _b = Session::logged_in(&mut ep, now);
     ep.connection_closed(now, &mut a.conn);
@@ -1236,4 +1242,132 @@ fn admin_requests_are_answered_from_the_endpoint() {
     ep.begin_shutdown(now);
     assert_eq!(ep.handle_admin(now, &get("/health")).status, 503);
     assert_eq!(ep.handle_admin(now, &get("/nope")).status, 404);
+}
+
+// ---- failover ----
+
+/// The server of `s`'s current backend connection dies: its socket reaches EOF.
+fn kill_backend(s: &mut Session, ep: &mut Endpoint, now: Instant) {
+    let (&id, _) = s
+        .servers
+        .iter()
+        .find(|(_, server)| Some(server.addr) == s.backend_addr())
+        .expect("a backend connection");
+    s.servers.remove(&id);
+    s.conn.handle_eof(now, Peer::Backend(id));
+    s.pump(ep, now);
+}
+
+#[test]
+fn a_session_whose_backend_dies_is_rebuilt_on_another_backend() {
+    let (mut ep, now) = healthy_endpoint(proxy_auth);
+    let mut a = Session::logged_in(&mut ep, now);
+    let _b = Session::logged_in(&mut ep, now);
+    assert_eq!(a.connects, [db1()]);
+    kill_backend(&mut a, &mut ep, now);
+    // db1 still passes for healthy (no check ran) and has fewer sessions, but the failover
+    // avoids the backend it just lost.
+    assert_eq!(a.connects, [db1(), db2()]);
+    assert_eq!(a.conn.session().backend_name(), Some("db2"));
+    assert!(a.client_events.is_empty(), "the client saw nothing");
+    assert_eq!(a.query(&mut ep, now, "SELECT 1").rows, 1);
+    assert_eq!(sessions_on(&ep), [0, 2]);
+    assert_eq!(ep.sessions()[0].backend.as_deref(), Some("db2"));
+    let m = ep.metrics();
+    assert_eq!(m.failovers_recovered, 1);
+    assert!(m.sessions_lost.is_empty());
+    assert!(admin_text(&mut ep, now).contains("ferry_failover_recovered_total 1"));
+}
+
+#[test]
+fn a_session_killed_on_the_only_backend_comes_back_to_it() {
+    let (mut ep, now) = endpoint(proxy_auth, 1);
+    health_round(&mut ep, now, &[Some(b"10.11"), None]);
+    let mut a = Session::logged_in(&mut ep, now);
+    kill_backend(&mut a, &mut ep, now);
+    assert_eq!(a.connects, [db1(), db1()], "no other healthy backend");
+    assert_eq!(ep.metrics().failovers_recovered, 1);
+}
+
+#[test]
+fn a_pinned_session_is_lost_and_counted_by_reason() {
+    let (mut ep, now) = healthy_endpoint(proxy_auth);
+    let mut a = Session::logged_in(&mut ep, now);
+    a.query(&mut ep, now, "BEGIN");
+    kill_backend(&mut a, &mut ep, now);
+    assert!(a.conn.is_closed());
+    assert_eq!(a.connects, [db1()], "no rebuild");
+    ep.connection_closed(now, &mut a.conn);
+    let m = ep.metrics();
+    assert_eq!(m.sessions_lost["pinned"], 1);
+    assert_eq!(m.failovers_recovered, 0);
+    assert!(admin_text(&mut ep, now).contains("ferry_failover_lost_total{reason=\"pinned\"} 1"));
+}
+
+#[test]
+fn a_backend_found_down_fails_its_idle_sessions_over() {
+    let (mut ep, now) = healthy_endpoint(proxy_auth);
+    let mut a = Session::logged_in(&mut ep, now);
+    let mut b = Session::logged_in(&mut ep, now);
+    assert_eq!(a.backend_addr(), Some(db1()));
+    // Frozen (or gone): the check fails, and db1's session is rebuilt on db2 at once, before
+    // the balancer's move.
+    let next = ep.poll_timeout().unwrap();
+    health_round(&mut ep, next, &[None, Some(b"10.11")]);
+    let delivered = deliver(&mut ep, next, &mut [&mut a, &mut b]);
+    assert_eq!(
+        delivered.first(),
+        Some(&(
+            a.conn.id(),
+            Command::BackendDown {
+                backend: "db1".into()
+            }
+        ))
+    );
+    assert!(delivered.iter().all(|(id, _)| *id == a.conn.id()));
+    assert_eq!(a.conn.session().backend_name(), Some("db2"));
+    assert_eq!(a.closes.len(), 1, "the old connection is let go");
+    let m = ep.metrics();
+    assert_eq!((m.failovers_recovered, m.migrations_succeeded), (1, 0));
+    assert_eq!(a.query(&mut ep, next, "SELECT 1").rows, 1);
+}
+
+#[test]
+fn a_backend_that_refuses_connections_keeps_its_sessions_from_failover() {
+    let (mut ep, now) = healthy_endpoint(proxy_auth);
+    let mut a = Session::logged_in(&mut ep, now);
+    let next = ep.poll_timeout().unwrap();
+    ep.handle_timeout(next);
+    let mut probes = Vec::new();
+    while let Some(p) = ep.poll_probe() {
+        probes.push(p);
+    }
+    for mut p in probes {
+        let answer = if p.backend() == 0 {
+            too_many_connections()
+        } else {
+            greeting(b"10.11")
+        };
+        p.handle_input(next, &answer);
+        ep.probe_finished(next, p);
+    }
+    assert!(!ep.backends()[0].healthy);
+    let delivered = deliver(&mut ep, next, &mut [&mut a]);
+    assert!(
+        !delivered
+            .iter()
+            .any(|(_, c)| matches!(c, Command::BackendDown { .. })),
+        "{delivered:?}"
+    );
+    assert_eq!(ep.metrics().failovers_recovered, 0);
+}
+
+/// `/metrics` as the admin API serves it.
+fn admin_text(ep: &mut Endpoint, now: Instant) -> String {
+    let request = admin::Request {
+        method: "GET".into(),
+        path: "/metrics".into(),
+        body: Vec::new(),
+    };
+    String::from_utf8(ep.handle_admin(now, &request).body.to_vec()).unwrap()
 }

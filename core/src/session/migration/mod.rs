@@ -43,12 +43,19 @@
 //! Cost when nothing is pending: one `Option` test per response, the statement scan of
 //! [`pin`](self) (no allocation) when migration is enabled, nothing at all when it is `Off`.
 
+mod failover;
 mod ids;
 mod pin;
 mod replay;
+mod retry;
+mod snapshot;
 mod sql;
 mod steps;
 mod tidb;
+
+pub use failover::LossReason;
+pub(super) use failover::Failover;
+pub(super) use snapshot::Snapshot;
 
 pub use pin::PinReason;
 
@@ -94,6 +101,14 @@ pub struct MigrationConfig {
     /// The deadline of each step (reading the old session, connecting and logging in, each
     /// replayed statement).
     pub step_timeout: Duration,
+    /// `replay` only: rebuild an idle, unpinned session on another backend when its backend
+    /// connection dies or its backend is reported down (see [`failover`](self)). It needs the
+    /// session's user variables and character sets held by ferry, so after a statement that
+    /// changes session state ferry reads them (one query, after the client has its answer).
+    pub failover: bool,
+    /// With `failover`: a statement in flight when the backend died is sent again on the
+    /// rebuilt session when it cannot have had an effect (see `retry`). Off by default.
+    pub read_retry: bool,
 }
 
 impl Default for MigrationConfig {
@@ -102,6 +117,8 @@ impl Default for MigrationConfig {
             mode: MigrationMode::Off,
             timeout: Duration::from_secs(30),
             step_timeout: Duration::from_secs(5),
+            failover: true,
+            read_retry: false,
         }
     }
 }
@@ -170,6 +187,9 @@ pub enum MigrationFailure {
     },
     /// The new backend connection failed midway.
     BackendLost(BackendLoss),
+    /// The old backend connection died before the move could leave it (a failover follows
+    /// when the session can be rebuilt).
+    OldBackendLost(BackendLoss),
     /// The session ended first.
     SessionClosed,
 }
@@ -187,6 +207,7 @@ impl MigrationFailure {
             MigrationFailure::OldBackend(_) => "old_backend",
             MigrationFailure::Replay { .. } => "replay",
             MigrationFailure::BackendLost(_) => "backend_lost",
+            MigrationFailure::OldBackendLost(_) => "old_backend_lost",
             MigrationFailure::SessionClosed => "session_closed",
         }
     }
@@ -209,6 +230,7 @@ impl std::fmt::Display for MigrationFailure {
                 f.write_str("new backend lost: closed")
             }
             MigrationFailure::BackendLost(e) => write!(f, "new backend lost: {e}"),
+            MigrationFailure::OldBackendLost(e) => write!(f, "old backend lost: {e}"),
             MigrationFailure::SessionClosed => f.write_str("the session closed"),
         }
     }
@@ -253,6 +275,8 @@ pub(super) enum Job {
     Migration,
     /// The response to a query of an abandoned migration, dropped when it completes.
     Discard,
+    /// Reading the session's snapshot (replay with failover, see `snapshot`).
+    Snapshot,
 }
 
 /// What a migration login needs from the client's login (kept only when migration is on).
@@ -364,6 +388,8 @@ pub(super) struct Migration {
     new_ids: Vec<(u32, u32)>,
     skipped: Vec<String>,
     states: Option<SessionStates>,
+    /// A failover rather than a planned move (no target: the owner picks).
+    failover: Option<Box<Failover>>,
 }
 
 impl std::fmt::Debug for Migration {
@@ -394,7 +420,10 @@ impl ProxySession {
 
     /// The backend a requested or running migration goes to.
     pub fn migration_target(&self) -> Option<&str> {
-        self.migration.as_ref().map(|m| m.target.as_str())
+        self.migration
+            .as_ref()
+            .filter(|m| m.failover.is_none())
+            .map(|m| m.target.as_str())
     }
 
     // ---- mutators ----
@@ -442,6 +471,7 @@ impl ProxySession {
             new_ids: Vec::new(),
             skipped: Vec::new(),
             states: None,
+            failover: None,
         }));
         self.set_timer(Timer::Migration, Some(deadline));
         let started = self.try_begin_migration(now);
@@ -460,6 +490,10 @@ impl ProxySession {
         let Some(m) = self.migration.as_mut() else {
             return false;
         };
+        if m.failover.is_some() {
+            // Not the owner's to cancel: without it the session is lost.
+            return false;
+        }
         if matches!(m.step, Step::ReadOld | Step::ReadValues) {
             m.cancelled = true;
         } else {
@@ -502,6 +536,9 @@ impl ProxySession {
 
     /// The session just became ready: start a pending migration if this is a safe point.
     pub(super) fn on_ready(&mut self, now: Instant) {
+        if self.try_snapshot(now) {
+            return;
+        }
         if self.migration.is_some() {
             self.try_begin_migration(now);
         }
@@ -518,11 +555,14 @@ impl ProxySession {
         let caps = self
             .backend()
             .map_or(Capabilities::EMPTY, Backend::capabilities);
-        if !matches!(self.phase, Phase::Internal(Job::Migration)) {
-            return;
-        }
-        if let Some(m) = self.migration.as_mut() {
-            m.rows.on_packet(payload, kind, caps);
+        match self.phase {
+            Phase::Internal(Job::Migration) => {
+                if let Some(m) = self.migration.as_mut() {
+                    m.rows.on_packet(payload, kind, caps);
+                }
+            }
+            Phase::Internal(Job::Snapshot) => self.on_snapshot_packet(payload, kind, caps),
+            _ => {}
         }
     }
 
@@ -539,6 +579,7 @@ impl ProxySession {
             }
             Job::Discard => self.resume(now),
             Job::Migration => self.on_old_read(now, summary),
+            Job::Snapshot => self.on_snapshot_read(now, summary),
         }
     }
 
@@ -698,9 +739,11 @@ impl ProxySession {
         if let Some(new) = m.new.take() {
             self.events.push_back(Event::CloseBackend { conn: new.id });
         }
-        self.events.push_back(Event::MigrationFailed {
-            to: m.target,
-            reason: MigrationFailure::SessionClosed,
-        });
+        if m.failover.is_none() {
+            self.events.push_back(Event::MigrationFailed {
+                to: m.target,
+                reason: MigrationFailure::SessionClosed,
+            });
+        }
     }
 }

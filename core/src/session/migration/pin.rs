@@ -14,24 +14,36 @@
 //!   `RELEASE_LOCK('name')` lifts that name, `RELEASE_ALL_LOCKS()` all of them. A lock whose name
 //!   is not a literal is released only by a non-literal `RELEASE_LOCK` or `RELEASE_ALL_LOCKS`.
 //! - **LOCK TABLES** pins until `UNLOCK TABLES`.
+//! - **SQL prepared statements** (`PREPARE name FROM 'text'`, see [`sql_statements`]): their
+//!   text is kept by name and prepared again by `replay`; `EXECUTE name` counts as its text run.
+//!   One whose text ferry does not know (`FROM @var`, `FROM CONCAT(…)`) pins in replay mode until
+//!   it is deallocated or prepared again from a literal. `PREPARE`, `EXECUTE` and `DEALLOCATE`
+//!   are understood as statements of their own (first in the command or after a `;`), not
+//!   inside a compound statement or a stored program's body, whose statements may not run.
 //! - **Unattributed state change** (replay mode): a response reports `session_track_state_change`
 //!   but neither a variable nor the schema changed, the command was not a prepared-statement
 //!   command, and its SQL neither references a user variable (read at migration time) nor is a
-//!   `SET`/`USE` or one of the statements above. SQL-level `PREPARE`/`EXECUTE` and stored
-//!   procedures end up here. Lifted only by a session reset.
+//!   `SET`/`USE` or one of the statements above. Stored procedures (`CALL`), `EXECUTE` of a
+//!   statement whose text is unknown, and the statements above inside a compound statement end
+//!   up here. Lifted only by a session reset.
 //!
 //! Statements that add a pin count even when the response is an ERR (a multi-statement may have
-//! run them before failing); those that lift one count only on success.
+//! run them before failing), or sit in a compound statement or stored program; those that lift
+//! one count only on success, outside those.
+
+mod sql_statements;
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
 
 use crate::backend::ResponseSummary;
-use crate::wire::Command;
+use crate::wire::{Command, ServerStatus};
 
 use super::sql::{is_kw, Lexer, Token};
 use crate::session::SessionState;
+
+pub(crate) use sql_statements::SqlStatements;
 
 /// Why a session stays on its backend for now (visible in `/api/sessions`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,6 +70,10 @@ pub enum PinReason {
     /// credential. Under `proxy` auth ferry verifies the change itself and keeps the credential
     /// (see `session/change_user.rs`), so this pin does not arise there.
     ChangedUser,
+    /// A SQL prepared statement exists whose text ferry does not know (`PREPARE name FROM
+    /// @var` or from an expression), so cannot prepare again. Lifted by `DEALLOCATE PREPARE
+    /// name`, a `PREPARE name` from a literal, or a session reset.
+    SqlPrepareUnknownText,
 }
 
 impl PinReason {
@@ -73,6 +89,7 @@ impl PinReason {
             PinReason::UnattributedStateChange => "unattributed_state_change",
             PinReason::NoSessionTracking => "no_session_tracking",
             PinReason::ChangedUser => "changed_user",
+            PinReason::SqlPrepareUnknownText => "sql_prepare_unknown_text",
         }
     }
 }
@@ -104,6 +121,8 @@ pub(crate) struct Tracker {
     /// The parameter types each statement's client last bound (two bytes per parameter), by
     /// client statement id: put back for the new backend after a migration (see `ids`).
     pub(crate) param_types: HashMap<u32, Box<[u8]>>,
+    /// SQL-level prepared statements (`PREPARE name FROM …`).
+    pub(crate) sql_statements: SqlStatements,
     /// The last non-zero insert id an OK reported (what `LAST_INSERT_ID()` returns).
     pub(crate) last_insert_id: u64,
 }
@@ -114,8 +133,37 @@ struct Effects {
     /// The statement names user variables, is a `SET`/`USE`, or one of the pin statements: a
     /// state change it fires is accounted for.
     attributable: bool,
-    /// SQL-level `PREPARE`/`EXECUTE`/`DEALLOCATE`, `CALL`: state ferry cannot see.
+    /// `CALL`, `EXECUTE` of an unknown text, prepared-statement commands ferry cannot follow:
+    /// state ferry cannot see.
     opaque: bool,
+}
+
+impl Effects {
+    const ATTRIBUTED: Effects = Effects {
+        attributable: true,
+        opaque: false,
+    };
+    const OPAQUE: Effects = Effects {
+        attributable: false,
+        opaque: true,
+    };
+
+    fn add(&mut self, other: Effects) {
+        self.attributable |= other.attributable;
+        self.opaque |= other.opaque;
+    }
+}
+
+/// How a text is scanned.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    /// The response did not end with an ERR.
+    ok: bool,
+    /// The session's `NO_BACKSLASH_ESCAPES` (how its string literals read).
+    no_backslash_escapes: bool,
+    /// The text of a prepared statement being executed: it cannot PREPARE, EXECUTE or
+    /// DEALLOCATE.
+    nested: bool,
 }
 
 impl Tracker {
@@ -139,6 +187,8 @@ impl Tracker {
             Some(PinReason::NoSessionTracking)
         } else if self.changed_user {
             Some(PinReason::ChangedUser)
+        } else if self.sql_statements.any_unknown() {
+            Some(PinReason::SqlPrepareUnknownText)
         } else if self.unattributed {
             Some(PinReason::UnattributedStateChange)
         } else {
@@ -206,9 +256,14 @@ impl Tracker {
             return;
         };
         let ok = summary.is_ok();
+        let run = Run {
+            ok,
+            no_backslash_escapes: summary.status.contains(ServerStatus::NO_BACKSLASH_ESCAPES),
+            nested: false,
+        };
         let code = payload.first().copied().unwrap_or(0);
         let effects = match code {
-            Command::COM_QUERY => self.scan(&payload[1..], ok),
+            Command::COM_QUERY => self.scan(&payload[1..], run),
             Command::COM_STMT_EXECUTE => {
                 let id = payload
                     .get(1..5)
@@ -216,16 +271,17 @@ impl Tracker {
                 // Taken out and put back: no copy of the text (the map keeps its capacity).
                 let mut effects = Effects::default();
                 if let Some((id, sql)) = id.and_then(|id| self.statement_sql.remove_entry(&id)) {
-                    effects = self.scan(&sql, ok);
+                    let nested = Run {
+                        nested: true,
+                        ..run
+                    };
+                    effects = self.scan(&sql, nested);
                     self.statement_sql.insert(id, sql);
                 }
                 effects.attributable = true;
                 effects
             }
-            _ => Effects {
-                attributable: true,
-                opaque: false,
-            },
+            _ => Effects::ATTRIBUTED,
         };
         if ok {
             match code {
@@ -261,10 +317,19 @@ impl Tracker {
     }
 
     /// Scans SQL for pin statements, applying their effects.
-    fn scan(&mut self, sql: &[u8], ok: bool) -> Effects {
+    fn scan(&mut self, sql: &[u8], run: Run) -> Effects {
+        let ok = run.ok;
         let mut effects = Effects::default();
         let mut lexer = Lexer::new(sql);
+        // Where a statement starts (the text's start, or after a `;`), whether it is the text's
+        // first, and whether a compound statement or a stored program's body has begun.
+        let mut at_start = true;
+        let mut first = true;
+        let mut compound = false;
         while let Some(token) = lexer.next() {
+            let start = at_start;
+            at_start = token == Token::Punct(b';');
+            first &= !at_start;
             let word = match token {
                 Token::UserVar => {
                     effects.attributable = true;
@@ -273,9 +338,28 @@ impl Tracker {
                 Token::Word(w) => w,
                 _ => continue,
             };
+            compound |= start && opens_compound(word, &lexer);
+            // A prepared-statement statement ferry can follow.
+            let follows = start && !compound && !run.nested;
+            // What lifts a pin must have run: not in a body that may never.
+            let lifts = ok && !compound;
             let is = |kw: &str| word.eq_ignore_ascii_case(kw.as_bytes());
             if is("SET") || is("USE") {
                 effects.attributable = true;
+            } else if is("PREPARE") && follows {
+                let read =
+                    self.sql_statements
+                        .prepare(&mut lexer, first, ok, run.no_backslash_escapes);
+                effects.add(if read {
+                    Effects::ATTRIBUTED
+                } else {
+                    Effects::OPAQUE
+                });
+            } else if is("EXECUTE") && follows {
+                effects.add(self.execute(&mut lexer, run));
+            } else if is("DEALLOCATE") && follows && is_kw(lexer.clone().next(), "PREPARE") {
+                lexer.next();
+                effects.add(self.deallocate(&mut lexer, ok));
             } else if is("PREPARE") || is("EXECUTE") || is("DEALLOCATE") || is("CALL") {
                 effects.opaque = true;
             } else if is("CREATE") {
@@ -303,6 +387,15 @@ impl Tracker {
             } else if is("DROP") {
                 let mut ahead = lexer.clone();
                 let mut next = ahead.next();
+                if is_kw(next, "PREPARE") {
+                    if follows {
+                        lexer = ahead;
+                        effects.add(self.deallocate(&mut lexer, ok));
+                    } else {
+                        effects.opaque = true;
+                    }
+                    continue;
+                }
                 if is_kw(next, "TEMPORARY") {
                     next = ahead.next();
                 }
@@ -313,7 +406,7 @@ impl Tracker {
                         ahead = after;
                     }
                     while let Some(name) = table_name(&mut ahead) {
-                        if ok {
+                        if lifts {
                             self.temp_tables.retain(|t| *t != name);
                         }
                         let mut comma = ahead.clone();
@@ -333,12 +426,12 @@ impl Tracker {
             } else if is("RELEASE_LOCK") {
                 effects.attributable = true;
                 let name = lock_name(&mut lexer.clone());
-                if ok {
+                if lifts {
                     self.locks.retain(|l| *l != name);
                 }
             } else if is("RELEASE_ALL_LOCKS") {
                 effects.attributable = true;
-                if ok {
+                if lifts {
                     self.locks.clear();
                 }
             } else if is("LOCK") || is("UNLOCK") {
@@ -348,13 +441,44 @@ impl Tracker {
                     effects.attributable = true;
                     if is("LOCK") {
                         self.lock_tables = true;
-                    } else if ok {
+                    } else if lifts {
                         self.lock_tables = false;
                     }
                 }
             }
         }
         effects
+    }
+
+    /// `EXECUTE name [USING …]` or `EXECUTE IMMEDIATE …` (`lexer` just after EXECUTE): the
+    /// effects of the text it runs, opaque when that is unknown.
+    fn execute(&mut self, lexer: &mut Lexer<'_>, run: Run) -> Effects {
+        let nested = Run {
+            nested: true,
+            ..run
+        };
+        if let Some(text) = sql_statements::execute_immediate(lexer, run.no_backslash_escapes) {
+            return match text {
+                Some(text) => self.scan(&text, nested),
+                None => Effects::OPAQUE,
+            };
+        }
+        // Taken out and put back: no copy of the text.
+        let Some((i, text)) = self.sql_statements.take_executed(lexer) else {
+            return Effects::OPAQUE;
+        };
+        let effects = self.scan(&text, nested);
+        self.sql_statements.put_back(i, text);
+        effects
+    }
+
+    /// `DEALLOCATE PREPARE` / `DROP PREPARE` (`lexer` just after PREPARE).
+    fn deallocate(&mut self, lexer: &mut Lexer<'_>, ok: bool) -> Effects {
+        if self.sql_statements.deallocate(lexer, ok) {
+            Effects::ATTRIBUTED
+        } else {
+            Effects::OPAQUE
+        }
     }
 
     /// COM_RESET_CONNECTION / COM_CHANGE_USER: temporary tables, locks, statements are gone.
@@ -366,8 +490,47 @@ impl Tracker {
         self.unattributed = false;
         self.statement_sql.clear();
         self.param_types.clear();
+        self.sql_statements.clear();
         self.last_insert_id = 0;
     }
+}
+
+/// True when a statement starting with `word` (`lexer` just after it) opens a compound
+/// statement or defines a stored program: the statements after it in the text are its body.
+fn opens_compound(word: &[u8], lexer: &Lexer<'_>) -> bool {
+    let is = |kw: &str| word.eq_ignore_ascii_case(kw.as_bytes());
+    let mut ahead = lexer.clone();
+    let next = ahead.next();
+    if ["IF", "WHILE", "LOOP", "REPEAT", "CASE", "FOR", "DECLARE"]
+        .iter()
+        .any(|kw| is(kw))
+        || next == Some(Token::Punct(b':'))
+    {
+        // Control flow (MariaDB runs it outside stored programs too), or a label.
+        return true;
+    }
+    if is("BEGIN") {
+        // `BEGIN NOT ATOMIC …`, not the transaction's `BEGIN [WORK]`.
+        return !matches!(next, None | Some(Token::Punct(b';'))) && !is_kw(next, "WORK");
+    }
+    if is("CREATE") || is("ALTER") {
+        // `CREATE [OR REPLACE] [DEFINER = …] [AGGREGATE] PROCEDURE|FUNCTION|TRIGGER|EVENT …`:
+        // the kind comes before any parenthesis.
+        let mut next = next;
+        while let Some(token) = next {
+            if matches!(token, Token::Punct(b'(' | b';')) {
+                break;
+            }
+            if ["PROCEDURE", "FUNCTION", "TRIGGER", "EVENT", "PACKAGE"]
+                .iter()
+                .any(|kw| is_kw(Some(token), kw))
+            {
+                return true;
+            }
+            next = ahead.next();
+        }
+    }
+    false
 }
 
 /// The (lowercased) table name of `[db.]t`, without the schema.
@@ -400,7 +563,7 @@ fn lock_name(lexer: &mut Lexer<'_>) -> Box<[u8]> {
         return UNKNOWN_LOCK.into();
     }
     match lexer.next() {
-        Some(Token::Str(s)) => s.to_ascii_lowercase().into(),
+        Some(Token::Str { raw, .. }) => raw.to_ascii_lowercase().into(),
         _ => UNKNOWN_LOCK.into(),
     }
 }
@@ -408,7 +571,6 @@ fn lock_name(lexer: &mut Lexer<'_>) -> Box<[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::ServerStatus;
 
     fn summary(error: bool, state_changed: bool) -> ResponseSummary {
         let mut s = ResponseSummary::blank(Command::COM_QUERY, ServerStatus::AUTOCOMMIT);
@@ -495,6 +657,8 @@ mod tests {
         run(&mut t, "SELECT @b := 2", false, true);
         assert_eq!(pin(&t), None, "user variables are read at migration time");
         run(&mut t, "PREPARE s FROM 'SELECT 1'", false, true);
+        assert_eq!(pin(&t), None, "a SQL prepared statement is replayed");
+        run(&mut t, "CALL p()", false, true);
         assert_eq!(pin(&t), Some(PinReason::UnattributedStateChange));
         assert_eq!(
             t.pin(&SessionState::default(), false),
@@ -512,5 +676,191 @@ mod tests {
         assert_eq!(pin(&t), Some(PinReason::LongData));
         t.on_command(&Bytes::from_static(&[Command::COM_STMT_CLOSE, 3, 0, 0, 0]));
         assert_eq!(pin(&t), None);
+    }
+
+    fn reset(t: &mut Tracker) {
+        t.on_command(&Bytes::from_static(&[Command::COM_RESET_CONNECTION]));
+        let mut s = summary(false, true);
+        s.command = Command::COM_RESET_CONNECTION;
+        t.on_response(&s, None, true);
+    }
+
+    fn sql_texts(t: &Tracker) -> Vec<(String, Option<String>)> {
+        t.sql_statements
+            .iter()
+            .map(|s| {
+                let text = s.text.as_deref().map(String::from_utf8_lossy);
+                (
+                    String::from_utf8_lossy(&s.name).into_owned(),
+                    text.map(|t| t.into_owned()),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn execute_counts_as_the_prepared_text_run() {
+        let mut t = Tracker::default();
+        run(&mut t, "PREPARE s FROM 'SET @x = ?'", false, true);
+        run(&mut t, "EXECUTE s USING 5", false, true);
+        run(
+            &mut t,
+            "PREPARE `T` FROM 'CREATE TEMPORARY TABLE tt (a INT)'",
+            false,
+            true,
+        );
+        assert_eq!(pin(&t), None, "preparing runs nothing");
+        run(&mut t, "EXECUTE t", false, true);
+        assert_eq!(pin(&t), Some(PinReason::TemporaryTables));
+        run(
+            &mut t,
+            "EXECUTE IMMEDIATE 'DROP TEMPORARY TABLE tt'",
+            false,
+            true,
+        );
+        assert_eq!(pin(&t), None);
+        assert!(!t.unattributed);
+        assert_eq!(t.sql_statements.iter().count(), 2, "still there");
+        run(&mut t, "PREPARE c FROM 'CALL p()'", false, true);
+        run(&mut t, "EXECUTE c", false, false);
+        assert_eq!(pin(&t), None, "no state change");
+        run(&mut t, "EXECUTE c", false, true);
+        assert_eq!(pin(&t), Some(PinReason::UnattributedStateChange));
+        reset(&mut t);
+        assert_eq!(
+            (pin(&t), sql_texts(&t)),
+            (None, vec![]),
+            "a reset drops them"
+        );
+        run(&mut t, "EXECUTE gone", false, true);
+        assert_eq!(
+            pin(&t),
+            Some(PinReason::UnattributedStateChange),
+            "a statement ferry does not know"
+        );
+    }
+
+    #[test]
+    fn an_unknown_text_pins_until_deallocated_or_prepared_from_a_literal() {
+        let mut t = Tracker::default();
+        let unknown = Some(PinReason::SqlPrepareUnknownText);
+        run(&mut t, "SET @q = 'SELECT 1'", false, true);
+        run(&mut t, "PREPARE v FROM @q", false, true);
+        assert_eq!(pin(&t), unknown);
+        assert_eq!(t.pin(&SessionState::default(), false), None, "tidb mode");
+        run(&mut t, "EXECUTE v", false, false);
+        assert_eq!(pin(&t), unknown);
+        run(&mut t, "DEALLOCATE PREPARE v", true, true);
+        assert_eq!(pin(&t), unknown, "a failed DEALLOCATE");
+        run(&mut t, "DEALLOCATE PREPARE V", false, true);
+        assert_eq!(pin(&t), None);
+        run(&mut t, "PREPARE w FROM CONCAT('SELECT ', 1)", false, true);
+        assert_eq!(pin(&t), unknown);
+        run(&mut t, "PREPARE w FROM 'SELECT 1'", false, true);
+        assert_eq!(pin(&t), None);
+        run(&mut t, "PREPARE x FROM @q", false, true);
+        run(&mut t, "DROP PREPARE x", false, true);
+        assert_eq!(pin(&t), None);
+        run(&mut t, "PREPARE y FROM @q", false, true);
+        reset(&mut t);
+        assert_eq!(pin(&t), None);
+        assert!(!t.unattributed, "none of it was unattributed");
+    }
+
+    #[test]
+    fn statements_inside_compound_statements_are_not_followed() {
+        let mut t = Tracker::default();
+        run(&mut t, "PREPARE s FROM 'SELECT 1'", false, true);
+        run(
+            &mut t,
+            "CREATE DEFINER=`a`@`%` PROCEDURE p() BEGIN PREPARE s FROM @q; EXECUTE s; \
+             DEALLOCATE PREPARE s; END",
+            false,
+            true,
+        );
+        run(
+            &mut t,
+            "CREATE EVENT e ON SCHEDULE EVERY 1 DAY DO DROP PREPARE s",
+            false,
+            false,
+        );
+        assert_eq!(sql_texts(&t), vec![("s".into(), Some("SELECT 1".into()))]);
+        assert_eq!(pin(&t), Some(PinReason::UnattributedStateChange));
+        reset(&mut t);
+        run(&mut t, "CREATE TEMPORARY TABLE tt (a INT)", false, true);
+        run(&mut t, "SELECT GET_LOCK('l', 1)", false, false);
+        run(
+            &mut t,
+            "CREATE PROCEDURE p() BEGIN DROP TEMPORARY TABLE tt; DO RELEASE_ALL_LOCKS(); END",
+            false,
+            false,
+        );
+        assert_eq!(
+            (t.temp_tables.len(), t.locks.len()),
+            (1, 1),
+            "a body does not run when defined"
+        );
+        reset(&mut t);
+        for compound in [
+            "BEGIN NOT ATOMIC PREPARE u FROM @q; EXECUTE u; END",
+            "IF @a THEN PREPARE u FROM 'SELECT 1'; END IF",
+            "lbl: LOOP PREPARE u FROM 'SELECT 1'; LEAVE lbl; END LOOP",
+            "SELECT prepare x FROM 'y'",
+        ] {
+            run(&mut t, compound, false, false);
+            assert_eq!(sql_texts(&t), vec![], "{compound}");
+        }
+        run(
+            &mut t,
+            "BEGIN; PREPARE b FROM 'SELECT 1'; CREATE TABLE x (a INT); PREPARE c FROM 'SELECT 2'",
+            false,
+            true,
+        );
+        assert_eq!(
+            sql_texts(&t),
+            vec![
+                ("b".into(), Some("SELECT 1".into())),
+                ("c".into(), Some("SELECT 2".into()))
+            ]
+        );
+        assert!(!t.unattributed);
+    }
+
+    #[test]
+    fn never_panics_on_truncated_prepared_statement_syntax() {
+        let texts = [
+            r"PREPARE `a``b` FROM 'x\'' 'y'; EXECUTE `a``b` USING @v; DEALLOCATE PREPARE a",
+            "PREPARE e FROM X'41'; EXECUTE IMMEDIATE \"SET @a = 1\" USING 2; DROP PREPARE e",
+            "CREATE DEFINER=`x`@`%` PROCEDURE p() lbl: BEGIN NOT ATOMIC EXECUTE e; END",
+        ];
+        for text in texts {
+            for end in 0..=text.len() {
+                let Some(prefix) = text.get(..end) else {
+                    continue;
+                };
+                for (error, changed) in [(false, true), (true, false)] {
+                    let mut t = Tracker::default();
+                    run(&mut t, text, false, true);
+                    run(&mut t, prefix, error, changed);
+                    let _ = pin(&t);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn literals_read_with_the_sessions_no_backslash_escapes() {
+        let mut t = Tracker::default();
+        let mut texts = vec![];
+        for nbe in [false, true] {
+            t.on_command(&Bytes::from_static(b"\x03PREPARE s FROM 'a\\n'"));
+            let mut s = summary(false, true);
+            if nbe {
+                s.status = ServerStatus(s.status.0 | ServerStatus::NO_BACKSLASH_ESCAPES.0);
+            }
+            t.on_response(&s, None, true);
+            texts.push(sql_texts(&t)[0].1.clone().unwrap());
+        }
+        assert_eq!(texts, ["a\n", "a\\n"]);
     }
 }

@@ -18,7 +18,11 @@
 //!    (the exact bytes), a NULL of a numeric type as `CAST(NULL AS …)`, other NULLs as NULL;
 //! 5. each prepared statement, COM_STMT_PREPARE of the text the client prepared (the new ids are
 //!    mapped to the client's);
-//! 6. `SELECT LAST_INSERT_ID(n)` (its result set is not relayed).
+//! 6. each SQL prepared statement, `PREPARE \`name\` FROM X'…'`, after the user variables
+//!    (`EXECUTE … USING` may name them): a hex literal carries the exact bytes whatever
+//!    `NO_BACKSLASH_ESCAPES` or the character set (MariaDB prepares them as they are, as it does
+//!    a string literal's when `character_set_client` and `character_set_connection` agree);
+//! 7. `SELECT LAST_INSERT_ID(n)` (its result set is not relayed).
 //!
 //! The old session is read with [`old_session_query`] (character sets and user variables in one
 //! query). User variables come from MariaDB's
@@ -119,6 +123,8 @@ pub(crate) enum Item {
     UserVariables(Vec<UserVar>),
     /// COM_STMT_PREPARE of the client's statement.
     Prepare { client_id: u32, sql: Box<[u8]> },
+    /// `PREPARE name FROM X'…'`: a SQL prepared statement.
+    SqlPrepare { name: Box<[u8]>, sql: Box<[u8]> },
     /// `SELECT LAST_INSERT_ID(n)`.
     LastInsertId(u64),
 }
@@ -170,6 +176,12 @@ impl Item {
                 out[0] = Command::COM_STMT_PREPARE;
                 out.extend_from_slice(sql);
             }
+            Item::SqlPrepare { name, sql } => {
+                out.extend_from_slice(b"PREPARE ");
+                push_identifier(&mut out, name);
+                out.extend_from_slice(b" FROM ");
+                push_hex_literal(&mut out, sql);
+            }
             Item::LastInsertId(id) => {
                 out.extend_from_slice(format!("SELECT LAST_INSERT_ID({id})").as_bytes())
             }
@@ -196,6 +208,9 @@ impl Item {
             Item::Variable { name, .. } => String::from_utf8_lossy(name).into_owned(),
             Item::UserVariables(_) => "user variables".into(),
             Item::Prepare { client_id, .. } => format!("prepared statement {client_id}"),
+            Item::SqlPrepare { name, .. } => {
+                format!("SQL prepared statement {}", String::from_utf8_lossy(name))
+            }
             Item::LastInsertId(_) => "LAST_INSERT_ID".into(),
         }
     }
@@ -464,6 +479,15 @@ pub(crate) fn plan(state: &SessionState, tracker: &Tracker, old: OldSession) -> 
             client_id: *id,
             sql: sql.clone(),
         });
+    }
+    // Those whose text is unknown pin the session: none is left when it moves.
+    for statement in tracker.sql_statements.iter() {
+        if let Some(sql) = &statement.text {
+            items.push_back(Item::SqlPrepare {
+                name: statement.name.clone(),
+                sql: sql.clone(),
+            });
+        }
     }
     if tracker.last_insert_id != 0 {
         items.push_back(Item::LastInsertId(tracker.last_insert_id));
@@ -813,6 +837,17 @@ mod tests {
         let mut tracker = Tracker::default();
         tracker.statement_sql.insert(9, b"SELECT ?"[..].into());
         tracker.statement_sql.insert(2, b"SELECT 2"[..].into());
+        for sql in [
+            "PREPARE `Zed` FROM 'SELECT ''é'', ?'",
+            "PREPARE a FROM 'SELECT 1'",
+            "PREPARE unknown FROM @q",
+        ] {
+            let mut payload = vec![Command::COM_QUERY];
+            payload.extend_from_slice(sql.as_bytes());
+            tracker.on_command(&Bytes::from(payload));
+            let ok = crate::backend::ResponseSummary::blank(Command::COM_QUERY, Default::default());
+            tracker.on_response(&ok, None, true);
+        }
         tracker.last_insert_id = 77;
         let items: Vec<String> = plan(&state, &tracker, OldSession::default())
             .iter()
@@ -829,8 +864,26 @@ mod tests {
                 "03:SET SESSION sql_mode = 'ANSI_QUOTES'".into(),
                 "16:SELECT 2".into(),
                 "16:SELECT ?".into(),
+                "03:PREPARE `zed` FROM X'53454C4543542027C3A9272C203F'".into(),
+                "03:PREPARE `a` FROM X'53454C4543542031'".into(),
                 "03:SELECT LAST_INSERT_ID(77)".into(),
             ]
         );
+    }
+
+    #[test]
+    fn sql_statements_are_prepared_from_their_exact_bytes() {
+        let item = Item::SqlPrepare {
+            name: b"we`ird"[..].into(),
+            sql: b"SELECT '\\\0\xff'"[..].into(),
+        };
+        for no_backslash_escapes in [false, true] {
+            assert_eq!(
+                &item.payload(no_backslash_escapes).unwrap()[..],
+                b"\x03PREPARE `we``ird` FROM X'53454C45435420275C00FF27'"
+            );
+        }
+        assert_eq!(item.label(), "SQL prepared statement we`ird");
+        assert!(!item.skippable());
     }
 }

@@ -9,8 +9,9 @@ pub(crate) enum Token<'a> {
     Word(&'a [u8]),
     /// A `` `quoted` `` identifier, its raw content (doubled backticks not undone).
     Quoted(&'a [u8]),
-    /// A `'…'` or `"…"` string literal, its raw content (escapes not undone).
-    Str(&'a [u8]),
+    /// A `'…'` or `"…"` string literal: its raw content (escapes not undone, see
+    /// [`push_unescaped`]) and its quote.
+    Str { raw: &'a [u8], quote: u8 },
     /// A user variable reference `@name` / `` @`name` `` / `@'name'`.
     UserVar,
     /// A system variable reference `@@name` (`@@session.name`...).
@@ -119,7 +120,12 @@ impl<'a> Iterator for Lexer<'a> {
                 }
                 // The end of an executable comment.
                 b'*' if self.peek(1) == Some(b'/') => self.pos += 2,
-                b'\'' | b'"' => return Some(Token::Str(self.quoted(b))),
+                b'\'' | b'"' => {
+                    return Some(Token::Str {
+                        raw: self.quoted(b),
+                        quote: b,
+                    })
+                }
                 b'`' => return Some(Token::Quoted(self.quoted(b'`'))),
                 b'@' if self.peek(1) == Some(b'@') => {
                     self.pos += 2;
@@ -170,6 +176,45 @@ impl<'a> Iterator for Lexer<'a> {
 /// True when `token` is the keyword `kw` (ASCII case-insensitive).
 pub(crate) fn is_kw(token: Option<Token<'_>>, kw: &str) -> bool {
     matches!(token, Some(Token::Word(w)) if w.eq_ignore_ascii_case(kw.as_bytes()))
+}
+
+/// Appends the bytes the raw content of a string literal quoted with `quote` stands for: a doubled
+/// quote is one, and unless `no_backslash_escapes`, MySQL's backslash escapes are undone (`\%`
+/// and `\_` keep their backslash, as in MySQL; an unknown escape is the byte itself).
+pub(crate) fn push_unescaped(out: &mut Vec<u8>, raw: &[u8], quote: u8, no_backslash_escapes: bool) {
+    let mut bytes = raw.iter().copied();
+    while let Some(b) = bytes.next() {
+        if b == quote {
+            // Doubled (the lexer ends the literal at a single one).
+            bytes.next();
+            out.push(b);
+        } else if b == b'\\' && !no_backslash_escapes {
+            match bytes.next() {
+                Some(b'0') => out.push(0),
+                Some(b'b') => out.push(8),
+                Some(b'n') => out.push(b'\n'),
+                Some(b'r') => out.push(b'\r'),
+                Some(b't') => out.push(b'\t'),
+                Some(b'Z') => out.push(26),
+                Some(c @ (b'%' | b'_')) => out.extend_from_slice(&[b'\\', c]),
+                Some(c) => out.push(c),
+                None => {}
+            }
+        } else {
+            out.push(b);
+        }
+    }
+}
+
+/// The bytes of a hex literal's raw content (`X'…'`): `None` unless an even number of hex digits.
+pub(crate) fn decode_hex(raw: &[u8]) -> Option<Vec<u8>> {
+    let digit = |b: u8| char::from(b).to_digit(16);
+    if !raw.len().is_multiple_of(2) {
+        return None;
+    }
+    raw.chunks_exact(2)
+        .map(|pair| Some((digit(pair[0])? * 16 + digit(pair[1])?) as u8))
+        .collect()
 }
 
 /// Appends `value` as a string literal: `'…'` with `'` doubled (valid in every SQL mode) and `\`
@@ -257,7 +302,10 @@ mod tests {
                 Token::Word(b"SELECT"),
                 Token::Quoted(b"a``b"),
                 Token::Punct(b','),
-                Token::Str(b"it''s \\' x"),
+                Token::Str {
+                    raw: b"it''s \\' x",
+                    quote: b'\''
+                },
                 Token::Punct(b','),
                 Token::UserVar,
                 Token::Punct(b','),
@@ -294,5 +342,26 @@ mod tests {
         assert!(is_integer(b"-42") && !is_integer(b"4 2") && !is_integer(b""));
         assert!(is_number(b"3.14") && is_number(b"-1.5e-3") && is_number(b"7"));
         assert!(!is_number(b"1.") && !is_number(b"0x1") && !is_number(b"1;DROP"));
+    }
+
+    #[test]
+    fn literals_are_unescaped_like_mysql() {
+        let unescape = |raw: &[u8], quote: u8, nbe: bool| {
+            let mut out = Vec::new();
+            push_unescaped(&mut out, raw, quote, nbe);
+            out
+        };
+        assert_eq!(
+            unescape(br#"a''b""\'\"\\\0\b\n\r\t\Z\%\_\x"#, b'\'', false),
+            b"a'b\"\"'\"\\\0\x08\n\r\t\x1a\\%\\_x"
+        );
+        assert_eq!(unescape(br#"a""b''"#, b'"', false), b"a\"b''");
+        assert_eq!(unescape(br"a\n''", b'\'', true), b"a\\n'");
+        assert_eq!(unescape(b"\\", b'\'', false), b"", "a truncated escape");
+        assert_eq!(decode_hex(b"00aBfF"), Some(vec![0, 0xAB, 0xFF]));
+        assert_eq!(decode_hex(b""), Some(vec![]));
+        assert_eq!(decode_hex(b"abc"), None);
+        assert_eq!(decode_hex(b"zz"), None);
+        assert_eq!(decode_hex("é".as_bytes()), None);
     }
 }

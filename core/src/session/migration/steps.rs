@@ -9,8 +9,8 @@ use crate::wire::{Capabilities, ServerStatus};
 
 use super::replay::{self, Item};
 use super::{
-    tidb, Job, MigrationFailure, MigrationMode, NewBackend, OldBackendError, ReplayError, Rows,
-    StatementIds, Step,
+    tidb, Job, LossReason, MigrationFailure, MigrationMode, NewBackend, OldBackendError,
+    ReplayError, Rows, StatementIds, Step,
 };
 use crate::session::{
     BackendLink, BackendLoss, Event, Incompatibility, Phase, ProxySession, Timer,
@@ -39,8 +39,14 @@ impl ProxySession {
             return false;
         }
         let mode = self.config.migration.mode;
+        // With failover on, what the old backend would report is held already.
+        let held = match mode {
+            MigrationMode::Replay if self.keeps_snapshot() => self.snapshot.current(),
+            _ => None,
+        };
         let query = match mode {
             MigrationMode::Tidb => Some(tidb::show_session_states()),
+            _ if held.is_some() => None,
             // Only a state change can have set a user variable; the character sets are read
             // live whenever the client changed them (MariaDB does not report every change).
             MigrationMode::Replay
@@ -59,6 +65,9 @@ impl ProxySession {
         self.events.push_back(Event::MigrationStarted {
             to: m.target.clone(),
         });
+        if let Some(old) = held {
+            m.old = old;
+        }
         match query {
             Some(query) => {
                 m.step = Step::ReadOld;
@@ -115,6 +124,11 @@ impl ProxySession {
             _ => None,
         };
         let Some(query) = values else {
+            if self.config.migration.mode == MigrationMode::Replay && self.keeps_snapshot() {
+                if let Some(m) = self.migration.as_ref() {
+                    self.snapshot.store(&m.old);
+                }
+            }
             return self.connect_new(now);
         };
         m.step = Step::ReadValues;
@@ -137,7 +151,7 @@ impl ProxySession {
         };
         m.step = Step::Connecting;
         m.new = Some(NewBackend { id, conn: None });
-        let target = Some(m.target.clone());
+        let target = m.failover.is_none().then(|| m.target.clone());
         self.events
             .push_back(Event::ConnectBackend { conn: id, target });
         self.arm_step(now);
@@ -282,7 +296,11 @@ impl ProxySession {
         };
         self.set_timer(Timer::MigrationStep, None);
         self.set_timer(Timer::Migration, None);
-        let from = self.backend_name.take().unwrap_or_default();
+        let failover = m.failover.take();
+        let from = match &failover {
+            Some(f) => f.from.clone(),
+            None => self.backend_name.take().unwrap_or_default(),
+        };
         self.release_backend(now);
         let status = conn.status();
         self.backend = Some(BackendLink {
@@ -304,17 +322,31 @@ impl ProxySession {
         }
         self.state.status = status;
         self.frontend.set_status(now, status);
-        let pause = self
-            .held_since
-            .take()
-            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-        self.events.push_back(Event::MigrationDone {
+        let skipped_variables = std::mem::take(&mut m.skipped);
+        let Some(failover) = failover else {
+            let pause = self
+                .held_since
+                .take()
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+            self.events.push_back(Event::MigrationDone {
+                from,
+                to,
+                pause,
+                skipped_variables,
+            });
+            return self.resume(now);
+        };
+        self.events.push_back(Event::FailoverDone {
             from,
             to,
-            pause,
-            skipped_variables: std::mem::take(&mut m.skipped),
+            pause: now.saturating_duration_since(failover.started),
+            retried: failover.retry.is_some(),
+            skipped_variables,
         });
-        self.resume(now);
+        match failover.retry {
+            Some(statement) => self.resend(now, statement),
+            None => self.resume(now),
+        }
     }
 
     /// Failure: the new connection is closed; the session continues on the old one.
@@ -327,10 +359,19 @@ impl ProxySession {
         if let Some(new) = m.new.take() {
             self.events.push_back(Event::CloseBackend { conn: new.id });
         }
+        if let Some(f) = m.failover.take() {
+            return self.lose(now, f.from, f.cause, LossReason::Rebuild(reason), None);
+        }
         self.events.push_back(Event::MigrationFailed {
             to: m.target,
-            reason,
+            reason: reason.clone(),
         });
+        if self.backend.is_none() && matches!(self.phase, Phase::Internal(Job::Migration)) {
+            // The old backend died while the move was under way: nothing to stay on.
+            let from = self.backend_name.take().unwrap_or_default();
+            let cause = BackendLoss::Closed;
+            return self.lose(now, from, cause, LossReason::Rebuild(reason), None);
+        }
         if matches!(self.phase, Phase::Internal(Job::Migration)) {
             if self.backend().is_some_and(Backend::is_idle) {
                 self.resume(now);

@@ -73,12 +73,16 @@ pub(super) struct Mig {
     pub(super) client_events: Vec<backend::Event>,
     /// A connect left pending (`Connect::Ignore`).
     pub(super) pending: Option<(BackendConnId, String)>,
+    /// Where a `ConnectBackend { target: None }` goes (the login's, a failover's).
+    pub(super) pick: String,
 }
 
-/// A session configuration with migration `mode`.
+/// A session configuration with migration `mode`, without failover: these tests see the old
+/// backend read live at migration time (`failover.rs` has the snapshot's tests).
 pub(super) fn migration_config(mode: MigrationMode) -> SessionConfig {
     let mut config = session_config(mode == MigrationMode::Replay);
     config.migration.mode = mode;
+    config.migration.failover = false;
     config
 }
 
@@ -110,6 +114,7 @@ impl Mig {
             events: Vec::new(),
             client_events: Vec::new(),
             pending: None,
+            pick: "db1".into(),
         };
         for (i, name) in ["db1", "db2", "db3"].into_iter().enumerate() {
             mig.scripts.insert(
@@ -216,7 +221,7 @@ impl Mig {
                 progress = true;
                 match &e {
                     Event::ConnectBackend { conn, target } => {
-                        connects.push((*conn, target.clone().unwrap_or_else(|| "db1".into())))
+                        connects.push((*conn, target.clone().unwrap_or_else(|| self.pick.clone())))
                     }
                     Event::CloseBackend { conn } => {
                         if let Some(s) = self.servers.get_mut(conn) {
@@ -621,7 +626,12 @@ fn serve(server: &mut Server, now: Instant, event: frontend::Event) {
                     ],
                     0,
                 );
-            } else if upper.starts_with("CREATE TEMPORARY") || upper.starts_with("DROP") {
+            } else if upper.starts_with("CREATE TEMPORARY")
+                || upper.starts_with("DROP")
+                || upper.starts_with("PREPARE")
+                || upper.starts_with("DEALLOCATE")
+            {
+                // MariaDB 10.11 reports a state change for these.
                 ok_with(
                     server,
                     now,
@@ -677,7 +687,7 @@ fn serve(server: &mut Server, now: Instant, event: frontend::Event) {
 // ---- the tests ----
 
 /// Sets up every kind of state `replay` rebuilds; returns the two statement ids.
-fn stateful_session(mig: &mut Mig) -> (u32, u32) {
+pub(super) fn stateful_session(mig: &mut Mig) -> (u32, u32) {
     mig.scripts.get_mut("db1").unwrap().user_vars = vec![
         [Some("i"), Some("42"), Some("INT"), Some("latin1")],
         [Some("d"), Some("3.14"), Some("DECIMAL"), Some("latin1")],
@@ -1227,4 +1237,76 @@ fn failure_labels_and_texts_are_stable() {
         assert_eq!(failure.label(), label, "{failure:?}");
         assert_eq!(failure.to_string(), text, "{failure:?}");
     }
+}
+
+/// SQL `PREPARE`d statements are prepared again on the new backend, from their exact bytes, after
+/// the user variables; a deallocated one is not.
+#[test]
+fn sql_prepared_statements_are_prepared_again_on_the_new_backend() {
+    let mut mig = Mig::logged_in(MigrationMode::Replay);
+    for s in mig.servers.values_mut() {
+        s.script.user_vars = vec![[Some("v"), Some("x"), Some("VARCHAR"), Some("utf8mb4")]];
+    }
+    mig.query("SET @v = 'x'");
+    mig.query("PREPARE s FROM 'SELECT ?, ''é'''");
+    mig.query("PREPARE gone FROM 'SELECT 1'");
+    assert_eq!(mig.query("EXECUTE s USING @v"), "db1:EXECUTE s USING @v");
+    mig.query("DEALLOCATE PREPARE gone");
+    mig.query("PREPARE t FROM \"SELECT 2\"");
+    assert_eq!(mig.session.pinned(), None);
+    mig.session.start_migration(mig.now, "db2".into()).unwrap();
+    mig.pump();
+    assert_eq!(mig.done().map(|d| d.1), Some("db2"), "{:?}", mig.events);
+    assert_eq!(
+        mig.server("db2").statements()[1..],
+        [
+            "SET @`v` = _utf8mb4 X'78' COLLATE utf8mb4_general_ci",
+            "PREPARE `s` FROM X'53454C454354203F2C2027C3A927'",
+            "PREPARE `t` FROM X'53454C4543542032'",
+        ]
+    );
+    assert_eq!(mig.query("EXECUTE s USING @v"), "db2:EXECUTE s USING @v");
+    assert_eq!(mig.session.pinned(), None);
+
+    // A new backend that refuses one fails the migration, naming it.
+    mig.scripts.get_mut("db3").unwrap().fail.push("PREPARE `t`");
+    mig.events.clear();
+    mig.session.start_migration(mig.now, "db3".into()).unwrap();
+    mig.pump();
+    match mig.failure() {
+        Some(MigrationFailure::Replay { what, .. }) => {
+            assert_eq!(what, "SQL prepared statement t")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(mig.session.backend_name(), Some("db2"));
+}
+
+/// A statement prepared from a variable cannot be prepared again: the session waits until it is
+/// deallocated, then moves.
+#[test]
+fn a_statement_prepared_from_a_variable_pins_until_deallocated() {
+    let mut mig = Mig::logged_in(MigrationMode::Replay);
+    mig.query("SET @q = 'SELECT 1'");
+    mig.query("PREPARE dyn FROM @q");
+    mig.query("PREPARE s FROM 'SELECT 2'");
+    let unknown = Some(PinReason::SqlPrepareUnknownText);
+    assert_eq!(mig.session.pinned(), unknown);
+    assert_eq!(
+        PinReason::SqlPrepareUnknownText.as_str(),
+        "sql_prepare_unknown_text"
+    );
+    let r = mig.session.start_migration(mig.now, "db2".into());
+    assert_eq!(r, Ok(MigrationStart::Waiting(unknown)));
+    assert_eq!(mig.query("EXECUTE dyn"), "db1:EXECUTE dyn");
+    assert!(mig.migration_events().is_empty(), "still waiting");
+    assert_eq!(
+        mig.query("DEALLOCATE PREPARE DYN"),
+        "db1:DEALLOCATE PREPARE DYN"
+    );
+    assert_eq!(mig.done().map(|d| d.1), Some("db2"), "moved right after");
+    assert_eq!(
+        mig.server("db2").statements()[1..],
+        ["PREPARE `s` FROM X'53454C4543542032'"]
+    );
 }

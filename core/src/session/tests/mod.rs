@@ -4,6 +4,7 @@
 
 mod change_user;
 mod commands;
+mod failover;
 mod failures;
 mod login;
 mod migration;
