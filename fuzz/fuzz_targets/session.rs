@@ -2,7 +2,8 @@
 //! interleaved with connect results, EOFs, timeouts and shutdown. Optionally a login (client hello,
 //! backend greeting and OK) comes first, so the fuzzer reaches the command relay: passthrough, or
 //! proxy auth with the scramble computed from ferry's greeting, so that the relay's proxy-auth
-//! paths (the COM_CHANGE_USER check against the user table) are reachable too.
+//! paths (the COM_CHANGE_USER check against the user table) are reachable too, and with replay
+//! migration the snapshot reads, failover (backend EOF or `backend_down`) and read retry.
 //!
 //! Invariants:
 //! - nothing panics;
@@ -36,12 +37,16 @@ enum Op {
     ConnectFailed,
     Timeout(u16),
     Shutdown,
+    /// The health check found the backend down (replay failover).
+    BackendDown,
 }
 
 #[derive(Debug, Arbitrary)]
 struct Input {
     login: bool,
     proxy_mode: bool,
+    /// With proxy auth: replay migration with failover (and read retry).
+    replay: Option<bool>,
     backend_caps: u32,
     idle_timeout: Option<u8>,
     max_packet: u16,
@@ -114,6 +119,11 @@ fuzz_target!(|input: Input| {
         .idle_timeout
         .map(|s| Duration::from_secs(u64::from(s)));
     config.max_packet_size = 64 + usize::from(input.max_packet) * 64;
+    if let (Some(read_retry), true) = (input.replay, input.proxy_mode) {
+        config.migration.mode = ferry_core::session::MigrationMode::Replay;
+        config.migration.failover = true;
+        config.migration.read_retry = read_retry;
+    }
     let now = Instant::now();
     let session = ProxySession::new(
         now,
@@ -198,6 +208,7 @@ fuzz_target!(|input: Input| {
                 run.session.handle_timeout(run.now);
             }
             Op::Shutdown => run.session.begin_shutdown(run.now),
+            Op::BackendDown => run.session.backend_down(run.now, "db"),
         }
         run.drain();
     }

@@ -344,7 +344,10 @@ impl Tracker {
             // What lifts a pin must have run: not in a body that may never.
             let lifts = ok && !compound;
             let is = |kw: &str| word.eq_ignore_ascii_case(kw.as_bytes());
-            if is("SET") || is("USE") {
+            if is("SET") && is_kw(lexer.clone().next(), "ROLE") {
+                // The current role is not reported as a variable, and replay does not restore it.
+                effects.opaque = true;
+            } else if is("SET") || is("USE") {
                 effects.attributable = true;
             } else if is("PREPARE") && follows {
                 let read =
@@ -648,6 +651,15 @@ mod tests {
         );
         run(&mut t, "UNLOCK TABLES", false, false);
         assert_eq!(pin(&t), None);
+    }
+
+    #[test]
+    fn set_role_pins_because_replay_cannot_restore_it() {
+        let mut t = Tracker::default();
+        run(&mut t, "SET sql_mode = ''", false, true);
+        assert_eq!(pin(&t), None);
+        run(&mut t, "set role analyst", false, true);
+        assert_eq!(pin(&t), Some(PinReason::UnattributedStateChange));
     }
 
     #[test]
