@@ -32,11 +32,13 @@ pub struct ClientCommand {
 impl ClientCommand {
     /// The command byte (`Command::COM_*`).
     pub fn code(&self) -> u8 {
-        // The frontend never emits an empty payload (it is refused as malformed).
+        // The frontend never emits an empty payload (it answers it as COM_SLEEP).
         self.payload.first().copied().unwrap_or(0)
     }
 
-    /// The payload, command byte included, for relaying untouched.
+    /// The payload, command byte included, for relaying untouched. (A COM_CHANGE_USER the
+    /// server would refuse as malformed comes as `11 00`, which every server refuses alike: see
+    /// the [module docs](super#malformed-packets).)
     pub fn payload(&self) -> &Bytes {
         &self.payload
     }
@@ -46,10 +48,12 @@ impl ClientCommand {
         self.caps
     }
 
-    /// The typed command, borrowing from the payload. Fails only for a COM_STMT_EXECUTE whose
-    /// statement's parameter count the frontend never saw in a prepare-OK and the packet does not
-    /// carry, or whose parameters were sent with COM_STMT_SEND_LONG_DATA (their values are not
-    /// in the packet); [`StmtExecuteHeader::peek`] reads such a packet's statement id anyway.
+    /// The typed command, borrowing from the payload. Fails for a packet the frontend could not
+    /// read but handed out for the server to judge (a short COM_STMT_CLOSE, a malformed
+    /// COM_CHANGE_USER...), and for a COM_STMT_EXECUTE whose statement's parameter count the
+    /// frontend never saw in a prepare-OK and the packet does not carry, or whose parameters were
+    /// sent with COM_STMT_SEND_LONG_DATA (their values are not in the packet);
+    /// [`StmtExecuteHeader::peek`] reads such a packet's statement id anyway.
     pub fn parse(&self) -> Result<Command<'_>, DecodeError> {
         let count = self.param_count;
         Command::parse(&self.payload, self.caps, |_| count)
@@ -89,12 +93,26 @@ enum Outcome {
     Emit(Option<u16>),
     Unknown,
     Quit,
-    Malformed(DecodeError),
+    /// COM_CHANGE_USER without a body: MariaDB starts the handshake over (`rehandshake.rs`).
+    Rehandshake,
 }
+
+/// A COM_CHANGE_USER the server refuses as malformed, whatever the capabilities: a user name and
+/// nothing after it. MariaDB answers it with ERR 1047 "Unknown command" (after the second it waits
+/// on every failed change), as it answers every malformed COM_CHANGE_USER.
+const REFUSED_CHANGE_USER: &[u8] = &[Command::COM_CHANGE_USER, 0];
 
 impl Frontend {
     /// Handles one packet in the `Idle` phase.
-    pub(super) fn on_command(&mut self, payload: Bytes) {
+    ///
+    /// A packet the frontend cannot read is handed out all the same, for the owner to relay:
+    /// MariaDB reads a short packet past its end (COM_STMT_CLOSE, COM_STMT_RESET...) or answers
+    /// it with an ERR and carries on, and only the server knows what it will do. Two exceptions:
+    /// an empty packet, which MariaDB takes for COM_SLEEP and answers with ERR 1047 "Unknown
+    /// command", and a malformed COM_CHANGE_USER, which is handed out as [`REFUSED_CHANGE_USER`]:
+    /// whether the server refuses it depends on the capabilities, and the owner's server
+    /// connection may not have the client's.
+    pub(super) fn on_command(&mut self, mut payload: Bytes) {
         let known = |id: u32| self.param_counts.get(&id).copied();
         let outcome = match Command::parse(&payload, self.caps, known) {
             Ok(Command::Quit) => Outcome::Quit,
@@ -105,14 +123,20 @@ impl Frontend {
                 Outcome::Emit(None)
             }
             Ok(_) => Outcome::Emit(None),
-            // An execute with a sound header is handed out even when its parameters cannot be
-            // read: the frontend may not have seen the statement prepared (the owner may know
-            // it), or parameters sent with COM_STMT_SEND_LONG_DATA have no value in the packet,
-            // which only the server, knowing what was sent, can judge.
-            Err(e) => match StmtExecuteHeader::peek(&payload) {
-                Ok(h) => Outcome::Emit(known(h.statement_id)),
-                Err(_) => Outcome::Malformed(e),
-            },
+            Err(_) if payload.is_empty() => Outcome::Unknown,
+            Err(_) if payload[..] == [Command::COM_CHANGE_USER] => Outcome::Rehandshake,
+            Err(_) if payload[0] == Command::COM_CHANGE_USER => {
+                payload = Bytes::from_static(REFUSED_CHANGE_USER);
+                Outcome::Emit(None)
+            }
+            // An execute with a sound header is handed out with what the frontend knows of the
+            // statement: it may not have seen it prepared (the owner may know it), or parameters
+            // sent with COM_STMT_SEND_LONG_DATA have no value in the packet.
+            Err(_) => Outcome::Emit(
+                StmtExecuteHeader::peek(&payload)
+                    .ok()
+                    .and_then(|h| known(h.statement_id)),
+            ),
         };
         match outcome {
             Outcome::Quit => self.close_with(CloseReason::Quit, None),
@@ -120,20 +144,23 @@ impl Frontend {
                 self.encode_err(&ProtocolError::new(1047, "08S01", "Unknown command"));
                 self.decoder.reset_sequence();
             }
-            Outcome::Malformed(e) => self.fail(ProtocolError::from_decode(&e)),
-            Outcome::Emit(param_count) => {
-                let code = payload.first().copied().unwrap_or(0);
-                self.phase = Phase::Busy {
-                    code,
-                    first_packet: true,
-                };
-                self.events.push_back(super::Event::Command(ClientCommand {
-                    payload,
-                    caps: self.caps,
-                    param_count,
-                }));
-            }
+            Outcome::Rehandshake => self.start_rehandshake(),
+            Outcome::Emit(param_count) => self.emit_command(payload, param_count),
         }
+    }
+
+    /// Hands `payload` out as the outstanding command.
+    pub(super) fn emit_command(&mut self, payload: Bytes, param_count: Option<u16>) {
+        let code = payload.first().copied().unwrap_or(0);
+        self.phase = Phase::Busy {
+            code,
+            first_packet: true,
+        };
+        self.events.push_back(super::Event::Command(ClientCommand {
+            payload,
+            caps: self.caps,
+            param_count,
+        }));
     }
 
     fn expect_busy(&mut self, call: &'static str) -> Result<(), FrontendError> {

@@ -24,8 +24,24 @@
 //!   any handshake phase ── deadline passes ─► ERR 1043 "Bad handshake", Closed
 //!   Idle ── command ─► Event::Command, Busy ── send_*()… end_response() ─► Idle
 //!        ── COM_QUIT ─► Closed;  unknown command ─► ERR 1047, Idle
-//!        ── malformed ─► ERR 1835, Closed;  oversized ─► ERR 1153, Closed
+//!        ── COM_CHANGE_USER without a body ─► greeting, Rehandshake (`rehandshake.rs`)
+//!        ── malformed, oversized, out of order: see the table below
 //! ```
+//!
+//! # Malformed packets
+//!
+//! In the command phase the frontend answers as MariaDB 10.11 does (measured on a raw socket;
+//! `tests/tests/proxy_malformed.rs` compares a proxy's answers with the server's), and leaves to
+//! the server what only the server can judge:
+//!
+//! | the client sends | the frontend | the client gets |
+//! |---|---|---|
+//! | an empty packet (`00 00 00 00`) | answers it as COM_SLEEP | ERR 1047 `08S01` "Unknown command" (id 1); the connection goes on |
+//! | a command it cannot read (a COM_STMT_CLOSE or COM_STMT_RESET without its 4-byte id, a short COM_STMT_EXECUTE...) | hands it out as received ([`ClientCommand::parse`] fails) | what the server answers: nothing for COM_STMT_CLOSE (whose id MariaDB reads past the end of the packet), an ERR for most others; the connection goes on |
+//! | a COM_CHANGE_USER the server refuses (a user name without its NUL, nothing after it, auth data past the end, no plugin name under `CLIENT_PLUGIN_AUTH`...; the rules are in [`crate::wire::Command::parse`]) | hands out `11 00` instead, which every server refuses whatever the capabilities it negotiated | the server's refusal: MariaDB's ERR 1047 "Unknown command" (id 1), a second late; the connection goes on |
+//! | COM_CHANGE_USER without a body (`11`) | sends a new greeting (id 1) and reads a handshake response, as MariaDB does (`rehandshake.rs`) | the greeting, then the change's outcome |
+//! | a packet over [`FrontendConfig::max_packet_size`] | fails as soon as the header is read | ERR 1153 `08S01` with the id after the header's; closed |
+//! | a packet with the wrong sequence id | fails | ERR 1156 `08S01` "Got packets out of order" with the id expected (0 for a command); closed |
 //!
 //! # Driving it
 //!
@@ -92,9 +108,9 @@
 //!
 //! [`Event::Command`] carries the command's payload as owned `Bytes`, shared with the decoder's
 //! input buffer (no copy), and [`ClientCommand::parse`] gives the typed view
-//! ([`crate::wire::Command`]) borrowing from it. The frontend has already parsed it once to
-//! refuse malformed packets, so `parse` only fails for a COM_STMT_EXECUTE of a statement whose
-//! parameter count the frontend never saw in a prepare-OK.
+//! ([`crate::wire::Command`]) borrowing from it. `parse` fails for a packet the frontend could not
+//! read either and handed out for the server to judge (see above), and for a COM_STMT_EXECUTE of
+//! a statement whose parameter count the frontend never saw in a prepare-OK.
 //!
 //! Errors are sticky: after a fatal error the frontend queues the ERR it owes (if any), then
 //! [`Event::Closed`], and ignores all later input.
@@ -103,6 +119,7 @@ mod auth;
 mod command;
 mod config;
 mod handshake;
+mod rehandshake;
 mod relay;
 mod users;
 
@@ -249,6 +266,9 @@ enum Phase {
     AwaitLogin,
     /// Command phase, nothing outstanding.
     Idle,
+    /// Command phase: a COM_CHANGE_USER without a body was answered with a new greeting, as
+    /// MariaDB does; waiting for the handshake response (`rehandshake.rs`).
+    Rehandshake,
     /// Command phase, a command outstanding.
     Busy {
         /// Its command byte.
@@ -268,6 +288,7 @@ impl Phase {
             Phase::PassthroughClient => "awaiting the client's auth packet",
             Phase::AwaitLogin => "awaiting accept_login or reject_login",
             Phase::Idle => "idle",
+            Phase::Rehandshake => "awaiting a handshake response to COM_CHANGE_USER",
             Phase::Busy { .. } => "answering a command",
             Phase::Closed => "closed",
         }
@@ -409,7 +430,10 @@ impl Frontend {
 
     /// True in the command phase (login OK sent).
     pub fn is_command_phase(&self) -> bool {
-        matches!(self.phase, Phase::Idle | Phase::Busy { .. })
+        matches!(
+            self.phase,
+            Phase::Idle | Phase::Rehandshake | Phase::Busy { .. }
+        )
     }
 
     /// True once closed: only draining `poll_transmit` and `poll_event` remains.
@@ -591,7 +615,8 @@ impl Frontend {
                 Phase::AwaitHello
                 | Phase::ProxyAuth(_)
                 | Phase::PassthroughClient
-                | Phase::Idle => {}
+                | Phase::Idle
+                | Phase::Rehandshake => {}
                 Phase::Busy { .. } if self.read_command_packet => {}
                 _ => return,
             }
@@ -605,7 +630,12 @@ impl Frontend {
                     } else {
                         bad_handshake()
                     };
-                    self.fail(err);
+                    if let Phase::Rehandshake = self.phase {
+                        let out_of_order = matches!(e, crate::DecodeError::OutOfOrder { .. });
+                        self.fail_rehandshake(err, out_of_order);
+                    } else {
+                        self.fail(err);
+                    }
                     return;
                 }
             };
@@ -623,6 +653,7 @@ impl Frontend {
                     self.phase = Phase::Idle;
                     self.on_command(packet.payload);
                 }
+                Phase::Rehandshake => self.on_rehandshake_response(packet.payload),
                 busy @ Phase::Busy { .. } => {
                     self.phase = busy;
                     self.read_command_packet = false;

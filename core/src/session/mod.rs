@@ -29,7 +29,8 @@
 //! | backend dies while a command runs | nothing: the connection closes as the dead server's would, so the client's library reports its own 2013 "Lost connection to server during query" (with `replay` read retry, a read-only `SELECT` runs again on another backend instead) | closed |
 //! | backend sends an oversized packet | ERR 1153 `08S01` | closed |
 //! | backend dies between commands (or the health check finds it down) | `replay` with failover, idle and unpinned: nothing, the session is rebuilt on another backend ([`Event::FailoverDone`]); otherwise nothing either, the connection closes (the next command fails in the client with 2006/2013) | closed unless rebuilt |
-//! | client packet over the cap | ERR 1153 `08S01` | closed |
+//! | client packet over the cap | ERR 1153 `08S01`, with the sequence id after the refused frame's (as MariaDB) | closed |
+//! | malformed client packet | what MariaDB 10.11 answers (the frontend's "Malformed packets"): ERR 1047 for an empty packet, otherwise the backend's own answer (a malformed COM_CHANGE_USER goes as `11 00`) | the session goes on |
 //! | idle longer than `idle_timeout` | ERR 4031 `HY000` (MySQL 8's inactivity error) | closed |
 //! | client vanishes (EOF) | — | backend released ([`Event::CloseBackend`]) |
 //!

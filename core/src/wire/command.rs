@@ -141,11 +141,13 @@ pub struct ChangeUser<'a> {
     pub auth_response: &'a [u8],
     /// Schema to use.
     pub database: &'a [u8],
-    /// Collation id; `None` when the packet ends after the schema (old clients).
+    /// Collation id; `None` when fewer than two bytes follow the schema (old clients end the
+    /// packet there).
     pub collation: Option<u16>,
-    /// Auth plugin name, under `CLIENT_PLUGIN_AUTH` when the collation is present.
+    /// Auth plugin name: `Some` exactly under `CLIENT_PLUGIN_AUTH`, where the server requires it.
     pub auth_plugin: Option<&'a [u8]>,
-    /// Connection attributes, under `CLIENT_CONNECT_ATTRS` when present.
+    /// Connection attributes: `Some` exactly under `CLIENT_CONNECT_ATTRS`, where the server
+    /// requires the block (it may be empty).
     pub connect_attrs: Option<AttrPairs<'a>>,
 }
 
@@ -614,61 +616,105 @@ fn encode_execute(e: &StmtExecute<'_>, caps: Capabilities, out: &mut impl BufMut
     }
 }
 
+/// Reads COM_CHANGE_USER as the server does (MariaDB 10.11's `parse_com_change_user_packet`;
+/// MySQL's was not compared): a packet it refuses with ERR 1047 "Unknown command" is
+/// `Malformed`, and one it accepts is read the same way. A field runs to its NUL or, without one,
+/// to the end of the packet; each field needs at least one byte after the previous one; a
+/// collation is read only when two bytes are left (one byte left is the plugin name's); under
+/// `CLIENT_PLUGIN_AUTH` the plugin name and under `CLIENT_CONNECT_ATTRS` the attribute block are
+/// required. (An empty body is no COM_CHANGE_USER at all to MariaDB, which restarts the
+/// handshake; it fails here as `UnexpectedEnd`.)
 fn parse_change_user<'a>(
     buf: &mut ParseBuf<'a>,
     caps: Capabilities,
 ) -> Result<ChangeUser<'a>, DecodeError> {
     let user = buf.nul_bytes("COM_CHANGE_USER user")?;
+    require_more(buf, "COM_CHANGE_USER auth response")?;
     let auth_response = if caps.contains(Capabilities::SECURE_CONNECTION) {
         let len = buf.u8("auth response length")?;
         buf.take(usize::from(len), "auth response")?
     } else {
         buf.nul_bytes("auth response")?
     };
-    // Old clients end the packet after the schema, even without its NUL.
-    let database = if buf.peek_rest().contains(&0) {
-        buf.nul_bytes("schema")?
+    require_more(buf, "COM_CHANGE_USER schema")?;
+    let database = nul_or_rest(buf, "schema")?;
+    let collation = if buf.remaining() >= 2 {
+        Some(buf.u16("collation")?)
     } else {
-        buf.take_rest()
+        None
     };
-    let mut change = ChangeUser {
+    let auth_plugin = if caps.contains(Capabilities::PLUGIN_AUTH) {
+        require_more(buf, "COM_CHANGE_USER auth plugin name")?;
+        Some(nul_or_rest(buf, "auth plugin name")?)
+    } else {
+        None
+    };
+    let connect_attrs = if caps.contains(Capabilities::CONNECT_ATTRS) {
+        Some(parse_connect_attrs(buf)?)
+    } else {
+        None
+    };
+    Ok(ChangeUser {
         user,
         auth_response,
         database,
-        collation: None,
-        auth_plugin: None,
-        connect_attrs: None,
-    };
-    if buf.is_empty() {
-        return Ok(change);
-    }
-    change.collation = Some(buf.u16("collation")?);
-    if caps.contains(Capabilities::PLUGIN_AUTH) && !buf.is_empty() {
-        change.auth_plugin = Some(if buf.peek_rest().contains(&0) {
-            buf.nul_bytes("auth plugin name")?
-        } else {
-            buf.take_rest()
-        });
-    }
-    if caps.contains(Capabilities::CONNECT_ATTRS) && !buf.is_empty() {
-        change.connect_attrs = Some(parse_connect_attrs(buf)?);
-    }
-    Ok(change)
+        collation,
+        auth_plugin,
+        connect_attrs,
+    })
 }
 
-/// Reads a length-prefixed block of lenenc key/value pairs.
+/// The server's "`field >= end`" check: one more byte must follow.
+fn require_more(buf: &ParseBuf<'_>, what: &'static str) -> Result<(), DecodeError> {
+    if buf.is_empty() {
+        Err(DecodeError::Malformed { what })
+    } else {
+        Ok(())
+    }
+}
+
+/// A string up to its NUL (consumed), or the rest of the packet: the server's `strlen` stops at
+/// the NUL it keeps after every packet.
+fn nul_or_rest<'a>(buf: &mut ParseBuf<'a>, what: &'static str) -> Result<&'a [u8], DecodeError> {
+    if buf.peek_rest().contains(&0) {
+        buf.nul_bytes(what)
+    } else {
+        Ok(buf.take_rest())
+    }
+}
+
+/// Longest attribute block the server takes (its own "artificial length limit of 64k").
+const MAX_CONNECT_ATTRS: u64 = 0xFFFF;
+
+/// Reads the length-prefixed block of lenenc key/value pairs. The block must be present and fit
+/// the packet, as the server requires; its contents the server does not check, so pairs are read
+/// while they make sense and the rest of the block is dropped. Bytes after the block are ignored.
 fn parse_connect_attrs<'a>(buf: &mut ParseBuf<'a>) -> Result<AttrPairs<'a>, DecodeError> {
-    let block = buf.lenenc_bytes("connection attributes")?;
+    const WHAT: &str = "connection attributes";
+    require_more(buf, WHAT)?;
+    let len = buf.lenenc_int(WHAT)?;
+    if len > MAX_CONNECT_ATTRS {
+        return Err(DecodeError::Malformed { what: WHAT });
+    }
+    // At most 0xFFFF: fits any usize.
+    let block = buf.take(len as usize, WHAT)?;
     let mut attrs = ParseBuf::new(block);
     let mut out = Vec::new();
     while !attrs.is_empty() {
-        let key = attrs.lenenc_bytes("connection attribute key")?;
-        let value = attrs.lenenc_bytes("connection attribute value")?;
+        let (Ok(key), Ok(value)) = (
+            attrs.lenenc_bytes("connection attribute key"),
+            attrs.lenenc_bytes("connection attribute value"),
+        ) else {
+            break;
+        };
         out.push((key, value));
     }
     Ok(out)
 }
 
+/// Writes what [`parse_change_user`] reads back: under `CLIENT_PLUGIN_AUTH` a plugin name and
+/// under `CLIENT_CONNECT_ATTRS` an attribute block are always written (empty when absent), since
+/// the server refuses a packet without them.
 fn encode_change_user(c: &ChangeUser<'_>, caps: Capabilities, out: &mut impl BufMut) {
     put_nul_str(out, c.user);
     if caps.contains(Capabilities::SECURE_CONNECTION) {
@@ -681,20 +727,24 @@ fn encode_change_user(c: &ChangeUser<'_>, caps: Capabilities, out: &mut impl Buf
         put_nul_str(out, c.auth_response);
     }
     put_nul_str(out, c.database);
+    let plugin = c.auth_plugin.unwrap_or_default();
     let Some(collation) = c.collation else {
+        // Without a collation one byte at most may follow (two would be read as a collation):
+        // a plugin name of one byte (its NUL is the server's), or an empty attribute block.
+        if caps.contains(Capabilities::PLUGIN_AUTH) {
+            out.put_u8(plugin.first().copied().unwrap_or(0));
+        } else if caps.contains(Capabilities::CONNECT_ATTRS) {
+            out.put_u8(0);
+        }
         return;
     };
     out.put_u16_le(collation);
-    let attrs = c
-        .connect_attrs
-        .as_ref()
-        .filter(|_| caps.contains(Capabilities::CONNECT_ATTRS));
-    if caps.contains(Capabilities::PLUGIN_AUTH) && (c.auth_plugin.is_some() || attrs.is_some()) {
-        put_nul_str(out, c.auth_plugin.unwrap_or_default());
+    if caps.contains(Capabilities::PLUGIN_AUTH) {
+        put_nul_str(out, plugin);
     }
-    if let Some(attrs) = attrs {
+    if caps.contains(Capabilities::CONNECT_ATTRS) {
         let mut block = Vec::new();
-        for (k, v) in attrs {
+        for (k, v) in c.connect_attrs.iter().flatten() {
             put_lenenc_bytes(&mut block, k);
             put_lenenc_bytes(&mut block, v);
         }

@@ -71,6 +71,13 @@ impl Default for PacketDecoder {
     }
 }
 
+/// Why `locate` stopped, and where the sequence counter stands after it.
+struct Refused {
+    err: DecodeError,
+    /// An out-of-order frame was not accepted (the counter stays); an oversized one was read.
+    next_seq: u8,
+}
+
 /// Where a complete packet lies at the front of the buffer, found by walking its frame headers.
 struct Located {
     /// Number of frames.
@@ -187,7 +194,8 @@ impl PacketDecoder {
                 }
                 return Ok(None);
             }
-            Err(err) => {
+            Err(Refused { err, next_seq }) => {
+                self.seq = next_seq;
                 self.error = Some(err.clone());
                 return Err(err);
             }
@@ -218,7 +226,7 @@ impl PacketDecoder {
     ///
     /// Headers are re-read on each call until the packet is complete; that is at most
     /// `max_packet_size / 16 MiB` headers per call, far cheaper than keeping partial state.
-    fn locate(&self) -> Result<Option<Located>, DecodeError> {
+    fn locate(&self) -> Result<Option<Located>, Refused> {
         let mut offset = 0;
         let mut total = 0usize;
         let mut expected = self.seq;
@@ -231,14 +239,22 @@ impl PacketDecoder {
             let len = frame_len(rest);
             let got = rest[3];
             if self.check_sequence && got != expected {
-                return Err(DecodeError::OutOfOrder { got, expected });
+                return Err(Refused {
+                    err: DecodeError::OutOfOrder { got, expected },
+                    next_seq: self.seq,
+                });
             }
             expected = got.wrapping_add(1);
             total = total.saturating_add(len);
             if total > self.max_packet_size {
-                return Err(DecodeError::PacketTooLarge {
-                    size: total,
-                    max: self.max_packet_size,
+                // This frame's header counts as read: an answer (ERR 1153) takes the id after
+                // it, as the server's does.
+                return Err(Refused {
+                    err: DecodeError::PacketTooLarge {
+                        size: total,
+                        max: self.max_packet_size,
+                    },
+                    next_seq: expected,
                 });
             }
             frames += 1;

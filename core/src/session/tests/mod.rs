@@ -7,6 +7,7 @@ mod commands;
 mod failover;
 mod failures;
 mod login;
+mod malformed;
 mod migration;
 mod migration_tidb;
 mod refused;

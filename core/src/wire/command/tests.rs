@@ -265,6 +265,99 @@ fn change_user_by_hand() {
     assert!(Command::parse(b"\x11u\x00\x00\x00\x21\x00p\x00\x05\x01k", c, NONE).is_err());
 }
 
+/// What MariaDB 10.11 answers with ERR 1047 "Unknown command" (measured on a raw socket; the
+/// integration test `proxy_malformed` compares ferry with the server) fails to parse; what it
+/// reads (it answers those with an auth switch) parses the same way.
+#[test]
+fn change_user_is_read_as_the_server_reads_it() {
+    let secure = caps(&[Capabilities::SECURE_CONNECTION]);
+    let plugin = caps(&[Capabilities::SECURE_CONNECTION, Capabilities::PLUGIN_AUTH]);
+    let attrs = caps(&[
+        Capabilities::SECURE_CONNECTION,
+        Capabilities::PLUGIN_AUTH,
+        Capabilities::CONNECT_ATTRS,
+    ]);
+    fn parse(payload: &[u8], c: Capabilities) -> Option<ChangeUser<'_>> {
+        match Command::parse(payload, c, NONE) {
+            Ok(Command::ChangeUser(cu)) => Some(cu),
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => None,
+        }
+    }
+    for c in [secure, plugin, attrs] {
+        for refused in [
+            &b"\x11"[..],          // no user at all
+            b"\x11app",            // user without its NUL
+            b"\x11app\x00",        // nothing after the user
+            b"\x11app\x00\x14abc", // auth data past the end
+            b"\x11app\x00\x00",    // nothing after the auth data: no schema
+            b"\x11app\x00\x02ab",  // the same with auth data
+        ] {
+            assert_eq!(parse(refused, c), None, "{refused:?} under {c:?}");
+        }
+    }
+    // Without CLIENT_PLUGIN_AUTH a schema without its NUL ends the packet; with it, the plugin
+    // name is missing.
+    let cu = parse(b"\x11app\x00\x00mydb", secure).unwrap();
+    assert_eq!((cu.database, cu.collation), (&b"mydb"[..], None));
+    assert_eq!(parse(b"\x11app\x00\x00mydb", plugin), None);
+    // Collation and plugin: both required under CLIENT_PLUGIN_AUTH...
+    assert_eq!(parse(b"\x11app\x00\x00\x00", plugin), None);
+    assert_eq!(parse(b"\x11app\x00\x00\x00\x2d\x00", plugin), None);
+    // ...but one byte after the schema is no collation: it is the plugin name.
+    let cu = parse(b"\x11app\x00\x00\x00-", plugin).unwrap();
+    assert_eq!((cu.collation, cu.auth_plugin), (None, Some(&b"-"[..])));
+    let cu = parse(b"\x11app\x00\x00\x00\x00", plugin).unwrap();
+    assert_eq!((cu.collation, cu.auth_plugin), (None, Some(&b""[..])));
+    let cu = parse(b"\x11app\x00\x00\x00\x2d\x00x", plugin).unwrap();
+    assert_eq!((cu.collation, cu.auth_plugin), (Some(45), Some(&b"x"[..])));
+    // Under CLIENT_CONNECT_ATTRS the block must be there and fit; its contents are not checked.
+    let full = b"\x11app\x00\x00\x00\x2d\x00mysql_native_password\x00";
+    assert_eq!(parse(full, attrs), None);
+    assert_eq!(parse(&[&full[..], b"\x05ab"].concat(), attrs), None);
+    assert_eq!(parse(&[&full[..], b"\xfb"].concat(), attrs), None);
+    let garbage = [&full[..], b"\x02\x05a"].concat();
+    assert_eq!(parse(&garbage, attrs).unwrap().connect_attrs, Some(vec![]));
+    let half = [&full[..], b"\x05\x01k\x01v\x09"].concat();
+    let pairs = parse(&half, attrs).unwrap().connect_attrs;
+    assert_eq!(pairs, Some(vec![(&b"k"[..], &b"v"[..])]));
+    let mut big = full.to_vec();
+    big.extend_from_slice(b"\xfd\x00\x00\x01");
+    big.extend_from_slice(&[0; 0x1_0000]);
+    assert_eq!(parse(&big, attrs), None, "over the server's 64 KiB limit");
+}
+
+#[test]
+fn change_user_encodes_what_the_server_requires() {
+    let attrs = caps(&[
+        Capabilities::SECURE_CONNECTION,
+        Capabilities::PLUGIN_AUTH,
+        Capabilities::CONNECT_ATTRS,
+    ]);
+    let mut cu = ChangeUser {
+        user: b"app",
+        auth_response: b"",
+        database: b"",
+        collation: Some(45),
+        auth_plugin: None,
+        connect_attrs: None,
+    };
+    // An absent plugin name and attribute block go out empty.
+    let bytes = encode(&Command::ChangeUser(cu.clone()), attrs);
+    assert_eq!(bytes, b"\x11app\x00\x00\x00\x2d\x00\x00\x00");
+    assert!(Command::parse(&bytes, attrs, NONE).is_ok());
+    // Without a collation, one byte: the plugin name's first.
+    cu.collation = None;
+    cu.auth_plugin = Some(b"-");
+    let plugin = caps(&[Capabilities::SECURE_CONNECTION, Capabilities::PLUGIN_AUTH]);
+    let bytes = encode(&Command::ChangeUser(cu.clone()), plugin);
+    assert_eq!(bytes, b"\x11app\x00\x00\x00-");
+    assert_eq!(
+        Command::parse(&bytes, plugin, NONE),
+        Ok(Command::ChangeUser(cu))
+    );
+}
+
 #[test]
 fn malformed_execute_and_query() {
     let qa = caps(&[Capabilities::QUERY_ATTRIBUTES]);
@@ -364,31 +457,32 @@ fn arb_change_user(c: Capabilities) -> impl Strategy<Value = ChangeUser<'static>
         arb_cstr().boxed()
     };
     let attrs = prop::collection::vec((arb_bytes(8), arb_bytes(8)), 0..4);
+    let plugin_auth = c.contains(Capabilities::PLUGIN_AUTH);
+    let connect_attrs = c.contains(Capabilities::CONNECT_ATTRS);
     (
         arb_cstr(),
         auth,
         arb_cstr(),
         prop::option::of(any::<u16>()),
-        prop::option::of(arb_cstr()),
-        prop::option::of(attrs),
+        arb_cstr(),
+        attrs,
     )
         .prop_map(
             move |(user, auth_response, database, collation, plugin, attrs)| {
-                let tail = collation.is_some();
-                let attrs = attrs.filter(|_| tail && c.contains(Capabilities::CONNECT_ATTRS));
-                let mut auth_plugin =
-                    plugin.filter(|_| tail && c.contains(Capabilities::PLUGIN_AUTH));
-                if c.contains(Capabilities::PLUGIN_AUTH) && attrs.is_some() && auth_plugin.is_none()
-                {
-                    auth_plugin = Some(b"");
-                }
+                // The server requires the plugin name and the attribute block when their flags
+                // are on, and without a collation only one byte may follow the schema.
+                let collation = if plugin_auth || connect_attrs {
+                    Some(collation.unwrap_or(45))
+                } else {
+                    collation
+                };
                 ChangeUser {
                     user,
                     auth_response,
                     database,
                     collation,
-                    auth_plugin,
-                    connect_attrs: attrs,
+                    auth_plugin: plugin_auth.then_some(plugin),
+                    connect_attrs: connect_attrs.then_some(attrs),
                 }
             },
         )

@@ -97,10 +97,27 @@ fn oversized_announcement_fails_from_the_header_without_allocating() {
         }
     );
     assert!(dec.buffer_mut().capacity() < 1024);
+    // The header was read: an ERR 1153 answering it takes the next id (MariaDB's too).
+    assert_eq!(dec.sequence(), 1);
     // Sticky, even once more bytes come.
     dec.feed(&[0; 16]);
     assert_eq!(dec.next_packet().unwrap_err(), err);
     assert_eq!(dec.error(), Some(&err));
+}
+
+#[test]
+fn out_of_order_frame_leaves_the_counter() {
+    let mut dec = PacketDecoder::new(1024);
+    dec.feed(&[1, 0, 0, 5, 0x0E]);
+    assert_eq!(
+        dec.next_packet().unwrap_err(),
+        DecodeError::OutOfOrder {
+            got: 5,
+            expected: 0
+        }
+    );
+    // The ERR 1156 goes out with id 0, as MariaDB's does.
+    assert_eq!(dec.sequence(), 0);
 }
 
 #[test]
@@ -114,6 +131,7 @@ fn size_cap_counts_continuation_frames() {
         dec.next_packet().unwrap_err(),
         DecodeError::PacketTooLarge { size: 11, max: 10 }
     );
+    assert_eq!(dec.sequence(), 3, "past the refused third frame");
     // Exactly at the cap is fine.
     let mut dec = PacketDecoder::with_frame_limit(10, 4);
     dec.feed(&[
