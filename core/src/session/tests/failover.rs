@@ -236,3 +236,33 @@ fn tidb_mode_cannot_rebuild_and_says_why() {
     assert_eq!(reason, &LossReason::NoReplay);
     assert!(reason.to_string().contains("tidb mode needs the old backend"));
 }
+
+#[test]
+fn a_statement_timeout_gives_up_on_a_silent_backend_and_loses_the_session() {
+    let mut config = failover_config(false);
+    config.backend.command_timeout = Some(Duration::from_secs(30));
+    let mut mig = Mig::new(config);
+    mig.login();
+    mig.pick = "db2".into();
+    for s in mig.servers.values_mut() {
+        s.script.hold.push("SELECT slow");
+    }
+    start(&mut mig, b"SELECT slow");
+    mig.advance(Duration::from_secs(29));
+    assert!(lost(&mig).is_none(), "not before the timeout");
+    mig.advance(Duration::from_secs(1));
+    assert_eq!(lost(&mig), Some(&LossReason::InFlight));
+    assert!(mig.session.is_closed());
+    assert!(mig.client_events.is_empty(), "no ERR: the client sees the close");
+}
+
+#[test]
+fn without_a_statement_timeout_a_silent_backend_is_waited_for() {
+    let mut mig = logged_in(false);
+    for s in mig.servers.values_mut() {
+        s.script.hold.push("SELECT slow");
+    }
+    start(&mut mig, b"SELECT slow");
+    mig.advance(Duration::from_secs(24 * 3600));
+    assert!(lost(&mig).is_none() && !mig.session.is_closed());
+}
