@@ -498,10 +498,7 @@ fn check_proxy(p: &mut Checker, s: &ProxySection) -> Option<ProxyConfig> {
         s.shutdown_timeout,
         DEFAULT_SHUTDOWN_TIMEOUT,
     );
-    let statement_timeout = s
-        .statement_timeout
-        .map(|d| d.0)
-        .filter(|d| !d.is_zero());
+    let statement_timeout = s.statement_timeout.map(|d| d.0).filter(|d| !d.is_zero());
     let server_version = s.server_version.clone();
     if let Some(v) = &server_version {
         if v.is_empty() || v.len() > 250 || v.bytes().any(|b| b == 0 || !b.is_ascii()) {

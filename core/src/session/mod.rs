@@ -97,8 +97,8 @@ mod state;
 
 pub use config::{proxy_capabilities, BackendTemplate, SessionConfig};
 pub use migration::{
-    LossReason, MigrationConfig, MigrationFailure, MigrationMode, MigrationRefused,
-    MigrationStart, OldBackendError, PinReason, ReplayError,
+    LossReason, MigrationConfig, MigrationFailure, MigrationMode, MigrationRefused, MigrationStart,
+    OldBackendError, PinReason, ReplayError,
 };
 pub use reason::{BackendLoss, ConnectFailure, Incompatibility, LoginFailure};
 pub use state::{SessionState, StatementInfo};
@@ -924,7 +924,9 @@ impl ProxySession {
             _ => false,
         };
         let own_error = match &error {
-            Some(BackendError::Decode(d @ crate::DecodeError::PacketTooLarge { .. })) if answering => {
+            Some(BackendError::Decode(d @ crate::DecodeError::PacketTooLarge { .. }))
+                if answering =>
+            {
                 Some(ProtocolError::from_decode(d))
             }
             _ => None,

@@ -273,7 +273,12 @@ pub fn render(m: &Metrics) -> String {
         "counter",
         "Sessions rebuilt on another backend after theirs died.",
     );
-    sample(o, "ferry_failover_recovered_total", &[], m.failovers_recovered);
+    sample(
+        o,
+        "ferry_failover_recovered_total",
+        &[],
+        m.failovers_recovered,
+    );
     family(
         o,
         "ferry_failover_retried_total",

@@ -189,7 +189,13 @@ impl ProxySession {
         Some(reason)
     }
 
-    fn start_failover(&mut self, now: Instant, from: String, cause: BackendLoss, retry: Option<Bytes>) {
+    fn start_failover(
+        &mut self,
+        now: Instant,
+        from: String,
+        cause: BackendLoss,
+        retry: Option<Bytes>,
+    ) {
         let old = self.snapshot.current().unwrap_or_default();
         self.events.push_back(Event::FailoverStarted {
             from: from.clone(),

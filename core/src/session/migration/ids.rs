@@ -11,19 +11,21 @@
 //! re-prepared statement that comes without types gets the types the client last bound (recorded
 //! by the [`Tracker`](super::Tracker)) put back in.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use bytes::{Bytes, BytesMut};
 
 use crate::wire::Command;
+use crate::BuildIdHasher;
+use crate::IdMap;
 
 /// The client ↔ backend statement id map.
 #[derive(Debug, Default)]
 pub(crate) struct StatementIds {
-    to_backend: HashMap<u32, u32>,
-    to_client: HashMap<u32, u32>,
+    to_backend: IdMap<u32>,
+    to_client: IdMap<u32>,
     /// Re-prepared statements (client ids) with no parameter types bound on this backend yet.
-    unbound: HashSet<u32>,
+    unbound: HashSet<u32, BuildIdHasher>,
     /// The next id handed to the client for a statement prepared from now on.
     next_client: u32,
 }
@@ -91,11 +93,7 @@ impl StatementIds {
     /// changes), and the parameter types put back into the first execute of a re-prepared
     /// statement that lacks them (`bound_types`: the types the client last bound, by client id,
     /// two bytes per parameter); COM_STMT_CLOSE forgets the statement.
-    pub(crate) fn rewrite(
-        &mut self,
-        payload: Bytes,
-        bound_types: &HashMap<u32, Box<[u8]>>,
-    ) -> Bytes {
+    pub(crate) fn rewrite(&mut self, payload: Bytes, bound_types: &IdMap<Box<[u8]>>) -> Bytes {
         let Some(client) = statement_id(&payload) else {
             return payload;
         };
@@ -198,7 +196,7 @@ mod tests {
 
     #[test]
     fn maps_commands_and_assigns_fresh_ids() {
-        let none = HashMap::new();
+        let none = IdMap::default();
         let mut ids = StatementIds::new(None, [5, 6].into_iter());
         ids.insert(5, 1);
         ids.insert(6, 2);
@@ -243,7 +241,7 @@ mod tests {
         assert_eq!(types, [8, 0, 6, 0]);
         assert_eq!(bound_types(&execute(6, false), 2), None);
         assert_eq!(bound_types(&with, 0), None, "no parameters, nothing bound");
-        let mut recorded = HashMap::new();
+        let mut recorded = IdMap::default();
         recorded.insert(6, types.into_boxed_slice());
 
         let mut ids = StatementIds::new(None, [6].into_iter());

@@ -53,8 +53,8 @@ mod sql;
 mod steps;
 mod tidb;
 
-pub use failover::LossReason;
 pub(super) use failover::Failover;
+pub use failover::LossReason;
 pub(super) use snapshot::Snapshot;
 
 pub use pin::PinReason;

@@ -33,8 +33,6 @@
 
 mod sql_statements;
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 
 use crate::backend::ResponseSummary;
@@ -42,6 +40,7 @@ use crate::wire::{Command, ServerStatus};
 
 use super::sql::{is_kw, Lexer, Token};
 use crate::session::SessionState;
+use crate::IdMap;
 
 pub(crate) use sql_statements::SqlStatements;
 
@@ -117,14 +116,52 @@ pub(crate) struct Tracker {
     pub(crate) changed_user: bool,
     pub(crate) no_tracking: bool,
     /// SQL text of each open prepared statement, by client statement id.
-    pub(crate) statement_sql: HashMap<u32, Box<[u8]>>,
+    pub(crate) statement_sql: IdMap<PreparedText>,
     /// The parameter types each statement's client last bound (two bytes per parameter), by
     /// client statement id: put back for the new backend after a migration (see `ids`).
-    pub(crate) param_types: HashMap<u32, Box<[u8]>>,
+    pub(crate) param_types: IdMap<Box<[u8]>>,
     /// SQL-level prepared statements (`PREPARE name FROM …`).
     pub(crate) sql_statements: SqlStatements,
     /// The last non-zero insert id an OK reported (what `LAST_INSERT_ID()` returns).
     pub(crate) last_insert_id: u64,
+}
+
+/// The text of a protocol prepared statement.
+#[derive(Debug, Clone)]
+pub(crate) struct PreparedText {
+    pub(crate) sql: Box<[u8]>,
+    /// No word [`Tracker::scan`] acts on: executing it changes no pin, so it is not scanned
+    /// again at each execute (the common case: a `SELECT` or DML run many times).
+    inert: bool,
+}
+
+/// The words [`Tracker::scan`] acts on.
+const PIN_WORDS: &[&str] = &[
+    "SET",
+    "USE",
+    "PREPARE",
+    "EXECUTE",
+    "DEALLOCATE",
+    "CALL",
+    "CREATE",
+    "DROP",
+    "GET_LOCK",
+    "RELEASE_LOCK",
+    "RELEASE_ALL_LOCKS",
+    "LOCK",
+    "UNLOCK",
+];
+
+impl PreparedText {
+    pub(crate) fn new(sql: &[u8]) -> Self {
+        let inert = !Lexer::new(sql).any(|t| {
+            matches!(t, Token::Word(w) if PIN_WORDS.iter().any(|p| p.as_bytes().eq_ignore_ascii_case(w)))
+        });
+        Self {
+            sql: sql.into(),
+            inert,
+        }
+    }
 }
 
 /// What one statement does, as far as pins go.
@@ -268,15 +305,18 @@ impl Tracker {
                 let id = payload
                     .get(1..5)
                     .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                // Taken out and put back: no copy of the text (the map keeps its capacity).
                 let mut effects = Effects::default();
-                if let Some((id, sql)) = id.and_then(|id| self.statement_sql.remove_entry(&id)) {
+                let scanned = id.filter(|id| self.statement_sql.get(id).is_some_and(|t| !t.inert));
+                // Taken out and put back: no copy of the text (the map keeps its capacity).
+                if let Some((id, text)) =
+                    scanned.and_then(|id| self.statement_sql.remove_entry(&id))
+                {
                     let nested = Run {
                         nested: true,
                         ..run
                     };
-                    effects = self.scan(&sql, nested);
-                    self.statement_sql.insert(id, sql);
+                    effects = self.scan(&text.sql, nested);
+                    self.statement_sql.insert(id, text);
                 }
                 effects.attributable = true;
                 effects
@@ -292,7 +332,8 @@ impl Tracker {
                 }
                 Command::COM_STMT_PREPARE => {
                     if let Some(id) = client_statement_id {
-                        self.statement_sql.insert(id, payload[1..].into());
+                        self.statement_sql
+                            .insert(id, PreparedText::new(&payload[1..]));
                     }
                 }
                 _ => {}

@@ -474,10 +474,10 @@ pub(crate) fn plan(state: &SessionState, tracker: &Tracker, old: OldSession) -> 
     }
     let mut statements: Vec<_> = tracker.statement_sql.iter().collect();
     statements.sort_by_key(|(id, _)| **id);
-    for (id, sql) in statements {
+    for (id, text) in statements {
         items.push_back(Item::Prepare {
             client_id: *id,
-            sql: sql.clone(),
+            sql: text.sql.clone(),
         });
     }
     // Those whose text is unknown pin the session: none is left when it moves.
@@ -497,6 +497,7 @@ pub(crate) fn plan(state: &SessionState, tracker: &Tracker, old: OldSession) -> 
 
 #[cfg(test)]
 mod tests {
+    use super::super::pin::PreparedText;
     use super::*;
 
     fn sql(item: &Item) -> String {
@@ -835,8 +836,12 @@ mod tests {
             state.variables.insert(k.into(), v.into());
         }
         let mut tracker = Tracker::default();
-        tracker.statement_sql.insert(9, b"SELECT ?"[..].into());
-        tracker.statement_sql.insert(2, b"SELECT 2"[..].into());
+        tracker
+            .statement_sql
+            .insert(9, PreparedText::new(b"SELECT ?"));
+        tracker
+            .statement_sql
+            .insert(2, PreparedText::new(b"SELECT 2"));
         for sql in [
             "PREPARE `Zed` FROM 'SELECT ''é'', ?'",
             "PREPARE a FROM 'SELECT 1'",

@@ -25,21 +25,136 @@ use crate::wire::{Command, ServerStatus};
 
 /// Built-in functions without side effects (ASCII upper case).
 const PURE_FUNCTIONS: &[&str] = &[
-    "ABS", "ACOS", "ASIN", "ATAN", "ATAN2", "AVG", "BIT_AND", "BIT_COUNT", "BIT_LENGTH", "BIT_OR",
-    "BIT_XOR", "CAST", "CEIL", "CEILING", "CHAR_LENGTH", "CHARACTER_LENGTH", "COALESCE", "CONCAT",
-    "CONCAT_WS", "CONVERT", "COS", "COT", "COUNT", "CRC32", "CURDATE", "CURRENT_DATE",
-    "CURRENT_TIME", "CURRENT_TIMESTAMP", "CURTIME", "DATE", "DATE_ADD", "DATE_FORMAT", "DATE_SUB",
-    "DATEDIFF", "DAY", "DAYNAME", "DAYOFMONTH", "DAYOFWEEK", "DAYOFYEAR", "DEGREES", "ELT", "EXP",
-    "EXTRACT", "FIELD", "FIND_IN_SET", "FLOOR", "FORMAT", "FROM_UNIXTIME", "GREATEST",
-    "GROUP_CONCAT", "HEX", "HOUR", "IF", "IFNULL", "INSTR", "ISNULL", "JSON_EXTRACT",
-    "JSON_UNQUOTE", "JSON_VALUE", "LCASE", "LEAST", "LEFT", "LENGTH", "LN", "LOCATE", "LOG",
-    "LOG10", "LOG2", "LOWER", "LPAD", "LTRIM", "MAX", "MD5", "MICROSECOND", "MID", "MIN", "MINUTE",
-    "MOD", "MONTH", "MONTHNAME", "NOW", "NULLIF", "OCT", "ORD", "PI", "POSITION", "POW", "POWER",
-    "QUARTER", "RADIANS", "REPEAT", "REPLACE", "REVERSE", "RIGHT", "ROUND", "RPAD", "RTRIM",
-    "SECOND", "SHA1", "SHA2", "SIGN", "SIN", "SPACE", "SQRT", "STD", "STDDEV", "STR_TO_DATE",
-    "STRCMP", "SUBSTR", "SUBSTRING", "SUBSTRING_INDEX", "SUM", "TAN", "TIME", "TIMEDIFF",
-    "TIMESTAMP", "TIMESTAMPDIFF", "TO_DAYS", "TRIM", "TRUNCATE", "UCASE", "UNHEX",
-    "UNIX_TIMESTAMP", "UPPER", "UTC_DATE", "UTC_TIMESTAMP", "VARIANCE", "WEEK", "WEEKDAY", "YEAR",
+    "ABS",
+    "ACOS",
+    "ASIN",
+    "ATAN",
+    "ATAN2",
+    "AVG",
+    "BIT_AND",
+    "BIT_COUNT",
+    "BIT_LENGTH",
+    "BIT_OR",
+    "BIT_XOR",
+    "CAST",
+    "CEIL",
+    "CEILING",
+    "CHAR_LENGTH",
+    "CHARACTER_LENGTH",
+    "COALESCE",
+    "CONCAT",
+    "CONCAT_WS",
+    "CONVERT",
+    "COS",
+    "COT",
+    "COUNT",
+    "CRC32",
+    "CURDATE",
+    "CURRENT_DATE",
+    "CURRENT_TIME",
+    "CURRENT_TIMESTAMP",
+    "CURTIME",
+    "DATE",
+    "DATE_ADD",
+    "DATE_FORMAT",
+    "DATE_SUB",
+    "DATEDIFF",
+    "DAY",
+    "DAYNAME",
+    "DAYOFMONTH",
+    "DAYOFWEEK",
+    "DAYOFYEAR",
+    "DEGREES",
+    "ELT",
+    "EXP",
+    "EXTRACT",
+    "FIELD",
+    "FIND_IN_SET",
+    "FLOOR",
+    "FORMAT",
+    "FROM_UNIXTIME",
+    "GREATEST",
+    "GROUP_CONCAT",
+    "HEX",
+    "HOUR",
+    "IF",
+    "IFNULL",
+    "INSTR",
+    "ISNULL",
+    "JSON_EXTRACT",
+    "JSON_UNQUOTE",
+    "JSON_VALUE",
+    "LCASE",
+    "LEAST",
+    "LEFT",
+    "LENGTH",
+    "LN",
+    "LOCATE",
+    "LOG",
+    "LOG10",
+    "LOG2",
+    "LOWER",
+    "LPAD",
+    "LTRIM",
+    "MAX",
+    "MD5",
+    "MICROSECOND",
+    "MID",
+    "MIN",
+    "MINUTE",
+    "MOD",
+    "MONTH",
+    "MONTHNAME",
+    "NOW",
+    "NULLIF",
+    "OCT",
+    "ORD",
+    "PI",
+    "POSITION",
+    "POW",
+    "POWER",
+    "QUARTER",
+    "RADIANS",
+    "REPEAT",
+    "REPLACE",
+    "REVERSE",
+    "RIGHT",
+    "ROUND",
+    "RPAD",
+    "RTRIM",
+    "SECOND",
+    "SHA1",
+    "SHA2",
+    "SIGN",
+    "SIN",
+    "SPACE",
+    "SQRT",
+    "STD",
+    "STDDEV",
+    "STR_TO_DATE",
+    "STRCMP",
+    "SUBSTR",
+    "SUBSTRING",
+    "SUBSTRING_INDEX",
+    "SUM",
+    "TAN",
+    "TIME",
+    "TIMEDIFF",
+    "TIMESTAMP",
+    "TIMESTAMPDIFF",
+    "TO_DAYS",
+    "TRIM",
+    "TRUNCATE",
+    "UCASE",
+    "UNHEX",
+    "UNIX_TIMESTAMP",
+    "UPPER",
+    "UTC_DATE",
+    "UTC_TIMESTAMP",
+    "VARIANCE",
+    "WEEK",
+    "WEEKDAY",
+    "YEAR",
 ];
 
 /// Keywords a `(` may follow without being a function call.
@@ -73,7 +188,9 @@ pub(crate) fn is_read_only_select(sql: &[u8]) -> bool {
             Token::Word(w) if listed(NOT_A_READ, w) => return false,
             Token::Punct(b';') => return lexer.next().is_none(),
             Token::Punct(b'(') => match previous {
-                Token::Word(w) if !listed(PURE_FUNCTIONS, w) && !listed(KEYWORDS_BEFORE_PAREN, w) => {
+                Token::Word(w)
+                    if !listed(PURE_FUNCTIONS, w) && !listed(KEYWORDS_BEFORE_PAREN, w) =>
+                {
                     return false
                 }
                 Token::Quoted(_) => return false,
@@ -103,7 +220,11 @@ pub(crate) fn is_retryable(payload: &[u8], state: &SessionState, track: &Tracker
             };
             // flags: a cursor would leave state on the dead backend.
             let no_cursor = payload.get(5) == Some(&0);
-            no_cursor && track.statement_sql.get(&id).is_some_and(|sql| is_read_only_select(sql))
+            no_cursor
+                && track
+                    .statement_sql
+                    .get(&id)
+                    .is_some_and(|text| is_read_only_select(&text.sql))
         }
         _ => false,
     }
@@ -113,8 +234,10 @@ impl ProxySession {
     /// Keeps the client command about to be sent when read retry could send it again.
     pub(crate) fn note_retry(&mut self, payload: &Bytes) {
         let m = &self.config.migration;
-        self.retry = (m.read_retry && self.keeps_snapshot() && is_retryable(payload, &self.state, &self.track))
-            .then(|| payload.clone());
+        self.retry = (m.read_retry
+            && self.keeps_snapshot()
+            && is_retryable(payload, &self.state, &self.track))
+        .then(|| payload.clone());
     }
 
     /// The statement to send again after a failover, if the one in flight qualifies and none of

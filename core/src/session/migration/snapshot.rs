@@ -125,7 +125,12 @@ impl ProxySession {
     }
 
     /// A packet of the snapshot query's response.
-    pub(crate) fn on_snapshot_packet(&mut self, payload: &[u8], kind: PacketKind, caps: Capabilities) {
+    pub(crate) fn on_snapshot_packet(
+        &mut self,
+        payload: &[u8],
+        kind: PacketKind,
+        caps: Capabilities,
+    ) {
         if let Some(r) = self.snapshot.reading.as_mut() {
             r.rows.on_packet(payload, kind, caps);
         }

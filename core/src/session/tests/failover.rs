@@ -90,12 +90,16 @@ fn an_idle_session_is_rebuilt_elsewhere_from_what_ferry_holds() {
     let (a, b) = stateful_session(&mut mig);
     mig.client_events.clear();
     kill(&mut mig, "db1");
-    assert_eq!(recovered(&mig), Some(("db1", "db2", false)), "{:?}", mig.events);
+    assert_eq!(
+        recovered(&mig),
+        Some(("db1", "db2", false)),
+        "{:?}",
+        mig.events
+    );
     assert!(
-        mig.events.iter().any(|e| matches!(
-            e,
-            Event::ConnectBackend { target: None, .. }
-        )),
+        mig.events
+            .iter()
+            .any(|e| matches!(e, Event::ConnectBackend { target: None, .. })),
         "the owner picks the failover's backend"
     );
     assert!(mig.client_events.is_empty(), "the client saw nothing");
@@ -148,8 +152,15 @@ fn a_session_in_a_transaction_is_lost_without_an_err() {
         Some(&LossReason::Pinned(PinReason::Transaction))
     );
     assert!(mig.session.is_closed());
-    assert_eq!(mig.client_events.len(), before, "no ERR: the client sees the close");
-    assert!(!mig.conns.iter().any(|(_, n)| n == "db2"), "no rebuild tried");
+    assert_eq!(
+        mig.client_events.len(),
+        before,
+        "no ERR: the client sees the close"
+    );
+    assert!(
+        !mig.conns.iter().any(|(_, n)| n == "db2"),
+        "no rebuild tried"
+    );
 }
 
 #[test]
@@ -234,7 +245,9 @@ fn tidb_mode_cannot_rebuild_and_says_why() {
     kill(&mut mig, "db1");
     let reason = lost(&mig).unwrap();
     assert_eq!(reason, &LossReason::NoReplay);
-    assert!(reason.to_string().contains("tidb mode needs the old backend"));
+    assert!(reason
+        .to_string()
+        .contains("tidb mode needs the old backend"));
 }
 
 #[test]
@@ -253,7 +266,10 @@ fn a_statement_timeout_gives_up_on_a_silent_backend_and_loses_the_session() {
     mig.advance(Duration::from_secs(1));
     assert_eq!(lost(&mig), Some(&LossReason::InFlight));
     assert!(mig.session.is_closed());
-    assert!(mig.client_events.is_empty(), "no ERR: the client sees the close");
+    assert!(
+        mig.client_events.is_empty(),
+        "no ERR: the client sees the close"
+    );
 }
 
 #[test]
