@@ -330,6 +330,34 @@ impl MariaDb {
         }
     }
 
+    /// Freezes the server with SIGSTOP, as a hung host would: its sockets stay open and a TCP
+    /// connect still succeeds (the kernel accepts it), but nothing answers. [`thaw`](Self::thaw)
+    /// lets it run again; [`stop`](Self::stop) and drop work on a frozen server too.
+    ///
+    /// Panics when the server is not running.
+    pub fn freeze(&self) {
+        self.signal(rustix::process::Signal::STOP);
+    }
+
+    /// Lets a server frozen by [`freeze`](Self::freeze) run again (SIGCONT). Does nothing when it
+    /// is stopped.
+    pub fn thaw(&self) {
+        if self.child.is_some() {
+            self.signal(rustix::process::Signal::CONT);
+        }
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pid = self
+            .pid()
+            .and_then(|p| i32::try_from(p).ok())
+            .and_then(rustix::process::Pid::from_raw)
+            .unwrap_or_else(|| panic!("signal {signal:?}: the server is not running"));
+        // The child is not reaped while `self.child` holds it: the pid is still the server's.
+        rustix::process::kill_process(pid, signal)
+            .unwrap_or_else(|e| panic!("signal {signal:?} to mariadbd {}: {e}", pid.as_raw_pid()));
+    }
+
     /// Stops the server if it is running and starts it again on the same port and data.
     ///
     /// Panics when it does not come back.
@@ -451,6 +479,8 @@ fn terminate(mut child: Child, grace: Duration) {
     if let (Some(pid), false) = (pid, grace.is_zero()) {
         // The child is not reaped yet, so its pid cannot have been reused by another process.
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        // A frozen server (`MariaDb::freeze`) acts on SIGTERM only once it runs again.
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {

@@ -763,6 +763,8 @@ impl Endpoint {
                 "health checks did not come back in time; the round is given up"
             );
             self.round_done(now);
+            // The driver may be stuck: not at once again.
+            self.health.next = now + self.config.health.interval;
         }
         if self.health.outstanding == 0 && self.health.next <= now && !self.shutting_down {
             let timeout = self.config.health.timeout;
@@ -778,7 +780,8 @@ impl Endpoint {
                 .collect();
             self.health.outstanding = self.health.queued.len();
             self.health.round_end = now + timeout + ROUND_GRACE;
-            // Counted again from the round's end (`round_done`).
+            // From the round's start, so that a backend that freezes is found down within
+            // interval + timeout; a round that overruns pushes the next one (`round_done`).
             self.health.next = now + self.config.health.interval;
         }
         if self.config.migration.mode != MigrationMode::Off && self.next_rebalance <= now {
@@ -826,7 +829,7 @@ impl Endpoint {
 
     fn round_done(&mut self, now: Instant) {
         self.health.outstanding = 0;
-        self.health.next = now + self.config.health.interval;
+        self.health.next = self.health.next.max(now);
         if let Some(first) = self.health.first.take() {
             self.advertise_version(&first);
         }

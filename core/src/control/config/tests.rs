@@ -44,7 +44,7 @@ fn minimal_config_gets_defaults() {
     assert!(c.auth.users.is_empty());
     assert!(c.tls.is_none() && c.backend_tls.is_none());
     assert_eq!(c.health.interval, Duration::from_millis(500));
-    assert_eq!(c.health.timeout, Duration::from_millis(500));
+    assert_eq!(c.health.timeout, Duration::from_millis(400));
     assert_eq!(c.proxy.statement_timeout, None);
     assert!(c.migration.failover && !c.migration.read_retry);
     assert_eq!(c.migration.mode, MigrationMode::Off);

@@ -1371,3 +1371,24 @@ fn admin_text(ep: &mut Endpoint, now: Instant) -> String {
     };
     String::from_utf8(ep.handle_admin(now, &request).body.to_vec()).unwrap()
 }
+
+#[test]
+fn rounds_start_an_interval_apart_so_a_frozen_backend_is_found_within_interval_and_timeout() {
+    let (mut ep, now) = healthy_endpoint(defaults);
+    let health = ep.config().health;
+    let start = ep.poll_timeout().unwrap();
+    ep.handle_timeout(start);
+    let probes: Vec<_> = std::iter::from_fn(|| ep.poll_probe()).collect();
+    // The last verdict comes at the probes' deadline (a frozen backend's timeout).
+    let end = start + health.timeout;
+    for mut p in probes {
+        p.handle_timeout(end);
+        ep.probe_finished(end, p);
+    }
+    assert_eq!(ep.poll_timeout(), Some(start + health.interval));
+    assert!(
+        health.interval + health.timeout <= Duration::from_secs(1),
+        "the default"
+    );
+    assert!(now <= start);
+}
