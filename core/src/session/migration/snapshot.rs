@@ -152,9 +152,9 @@ impl ProxySession {
             }
             (None, None) => replay::parse_old_session(&rows.rows).map(|old| reading.old = old),
         };
-        if let Err(error) = parsed {
-            tracing::debug!(%error, "session snapshot not read; the session cannot fail over until the next one");
-            // Not again before another response: a failing read must not loop.
+        if parsed.is_err() {
+            // The session cannot fail over until a read succeeds (a loss then says
+            // `state_unknown`). Not again before another response: a failing read must not loop.
             self.snapshot.blocked = true;
             return self.resume(now);
         }
