@@ -177,10 +177,11 @@ impl ProxySession {
             LossReason::Disabled
         } else if self.login_info.as_ref().is_none_or(|l| l.secret.is_none()) {
             LossReason::NoCredential
+        } else if let Some(pin) = self.pinned() {
+            // Before "in flight": a statement of a transaction could not be retried anyway.
+            LossReason::Pinned(pin)
         } else if in_flight {
             LossReason::InFlight
-        } else if let Some(pin) = self.pinned() {
-            LossReason::Pinned(pin)
         } else if self.snapshot.due {
             LossReason::StateUnknown
         } else {
