@@ -115,6 +115,8 @@ pub(crate) struct Tracker {
     pub(crate) unattributed: bool,
     pub(crate) changed_user: bool,
     pub(crate) no_tracking: bool,
+    /// The last response's statement names a user variable (so it may have set one).
+    pub(crate) touched_user_vars: bool,
     /// SQL text of each open prepared statement, by client statement id.
     pub(crate) statement_sql: IdMap<PreparedText>,
     /// The parameter types each statement's client last bound (two bytes per parameter), by
@@ -130,8 +132,9 @@ pub(crate) struct Tracker {
 #[derive(Debug, Clone)]
 pub(crate) struct PreparedText {
     pub(crate) sql: Box<[u8]>,
-    /// No word [`Tracker::scan`] acts on: executing it changes no pin, so it is not scanned
-    /// again at each execute (the common case: a `SELECT` or DML run many times).
+    /// No word [`Tracker::scan`] acts on and no user variable: executing it changes no pin and
+    /// no user variable, so it is not scanned again at each execute (the common case: a
+    /// `SELECT` or DML run many times).
     inert: bool,
 }
 
@@ -154,8 +157,12 @@ const PIN_WORDS: &[&str] = &[
 
 impl PreparedText {
     pub(crate) fn new(sql: &[u8]) -> Self {
-        let inert = !Lexer::new(sql).any(|t| {
-            matches!(t, Token::Word(w) if PIN_WORDS.iter().any(|p| p.as_bytes().eq_ignore_ascii_case(w)))
+        let inert = !Lexer::new(sql).any(|t| match t {
+            Token::UserVar => true,
+            Token::Word(w) => PIN_WORDS
+                .iter()
+                .any(|p| p.as_bytes().eq_ignore_ascii_case(w)),
+            _ => false,
         });
         Self {
             sql: sql.into(),
@@ -173,21 +180,26 @@ struct Effects {
     /// `CALL`, `EXECUTE` of an unknown text, prepared-statement commands ferry cannot follow:
     /// state ferry cannot see.
     opaque: bool,
+    /// The statement names a user variable (it may have set one).
+    user_var: bool,
 }
 
 impl Effects {
     const ATTRIBUTED: Effects = Effects {
         attributable: true,
         opaque: false,
+        user_var: false,
     };
     const OPAQUE: Effects = Effects {
         attributable: false,
         opaque: true,
+        user_var: false,
     };
 
     fn add(&mut self, other: Effects) {
         self.attributable |= other.attributable;
         self.opaque |= other.opaque;
+        self.user_var |= other.user_var;
     }
 }
 
@@ -323,6 +335,7 @@ impl Tracker {
             }
             _ => Effects::ATTRIBUTED,
         };
+        self.touched_user_vars = effects.user_var;
         if ok {
             match code {
                 Command::COM_RESET_CONNECTION => self.reset(),
@@ -374,6 +387,7 @@ impl Tracker {
             let word = match token {
                 Token::UserVar => {
                     effects.attributable = true;
+                    effects.user_var = true;
                     continue;
                 }
                 Token::Word(w) => w,

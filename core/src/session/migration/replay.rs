@@ -216,6 +216,13 @@ impl Item {
     }
 }
 
+/// True for one of the four character set variables (as the server reports its name).
+pub(crate) fn is_charset_variable(name: &[u8]) -> bool {
+    CHARSET_VARIABLES
+        .iter()
+        .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+}
+
 /// True when the client changed the character set (a tracked report of any of the four
 /// variables): the old session must then be read, and the character set replayed.
 pub(crate) fn charsets_changed(state: &SessionState) -> bool {

@@ -8,8 +8,9 @@
 //! [`replay::string_values_query`] for exact string values), once the client has its answer. A
 //! client command that arrives meanwhile waits for it.
 //!
-//! What it costs: nothing for a statement that changes no session state (the common case: a
-//! sysbench run takes no snapshot); one or two extra queries on the backend after one that does.
+//! What it costs: nothing for a statement that changes no user variable or character set (the
+//! common case: a sysbench run, a `SET sql_mode`, take no snapshot); one or two extra queries
+//! on the backend after one that does.
 //! The query is itself a statement, so it resets what the server keeps of the previous one:
 //! `SHOW WARNINGS` and `@@warning_count` (which is why no snapshot is read after a response
 //! with warnings or an error: it is read after the next clean one, and the session cannot fail
@@ -92,8 +93,15 @@ impl ProxySession {
         if !self.keeps_snapshot() {
             return;
         }
+        // User variables change only through statements that name one (others that could,
+        // such as a trigger's, pin the session as an unattributed state change); the character
+        // sets are read live because MariaDB does not report every part of them.
         let changes = &summary.session;
-        if changes.state_changed || !changes.system_variables.is_empty() {
+        let charsets = changes
+            .system_variables
+            .iter()
+            .any(|(name, _)| replay::is_charset_variable(name));
+        if (changes.state_changed && self.track.touched_user_vars) || charsets {
             self.snapshot.due = true;
         }
         self.snapshot.blocked = summary.error.is_some() || summary.warnings > 0;
