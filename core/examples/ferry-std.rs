@@ -2,7 +2,7 @@
 //! balancer) on `std::net` with blocking sockets and a thread per connection (and per socket
 //! reader, probe, admin request): the proof that drivers only do I/O. Every decision is
 //! [`ferry_core::control`]'s; this file moves bytes and runs threads, timers and signals. Same
-//! command line as `ferry` (`--config ferry.toml`). The [`Endpoint`] sits in a `Mutex`.
+//! command line as `ferry` (`--config ferry.toml`, reread on SIGHUP); [`Endpoint`] in a `Mutex`.
 
 use std::collections::HashMap;
 use std::io::{self, IsTerminal, Read, Write};
@@ -17,7 +17,7 @@ use ferry_core::control::config::{open_files_needed, report_open_files};
 use ferry_core::control::{cli::Cli, Command, Connection, Endpoint, HealthProbe, IoEvent};
 use ferry_core::{session::Peer, RandomSource};
 use rand::RngCore;
-use signal_hook::{consts::SIGINT, consts::SIGTERM, iterator::Signals};
+use signal_hook::{consts::SIGHUP, consts::SIGINT, consts::SIGTERM, iterator::Signals};
 use tracing_subscriber::EnvFilter;
 
 /// The control thread's longest sleep, so that it soon sees a deadline moved earlier.
@@ -237,7 +237,7 @@ fn main() -> ExitCode {
         .with_ansi(io::stderr().is_terminal())
         .init();
     let config = cli.config().unwrap_or_else(refused);
-    let endpoint = Endpoint::new(Instant::now(), &config, 1).unwrap_or_else(refused);
+    let mut endpoint = Endpoint::new(Instant::now(), &config, 1).unwrap_or_else(refused);
     let (listen, admin) = (config.proxy.listen, config.admin.listen);
     if cli.check {
         println!("{}", config.summary());
@@ -246,11 +246,12 @@ fn main() -> ExitCode {
     // Room for max-connections sessions (two descriptors each), up to the hard limit.
     let max = config.proxy.max_connections;
     report_open_files(max, rlimit::increase_nofile_limit(open_files_needed(max)));
+    endpoint.set_config_source(Box::new(move || cli.config())); // SIGHUP, POST /api/config/reload
     let bind = |addr| TcpListener::bind(addr).inspect_err(|e| eprintln!("ferry-std: {addr}: {e}"));
     let (Ok(listener), Ok(admin_listener)) = (bind(listen), bind(admin)) else {
         return ExitCode::FAILURE;
     };
-    let mut signals = Signals::new([SIGTERM, SIGINT]).expect("signal handlers");
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).expect("signal handlers");
     let sh: &'static Shared = Box::leak(Box::new(Shared {
         ep: Mutex::new(endpoint),
         sessions: Mutex::default(),
@@ -279,7 +280,13 @@ fn main() -> ExitCode {
         } // the listener closes: the kernel refuses new clients
     });
     tracing::info!(%listen, %admin, "ferry-std serving");
-    let signal = signals.forever().next();
+    let signal = signals.forever().find(|&signal| {
+        if signal == SIGHUP {
+            // Logged by the endpoint; the control thread delivers the moves it plans.
+            drop(lock(&sh.ep).reload_from_source(Instant::now()));
+        }
+        signal != SIGHUP // the others shut down
+    });
     tracing::info!(?signal, "shutting down gracefully");
     lock(&sh.ep).begin_shutdown(Instant::now());
     deliver(sh);

@@ -1,5 +1,6 @@
 //! The `ferry` proxy binary: parses flags and configuration, sets up logging, runs the proxy
-//! until SIGTERM or SIGINT, then shuts down gracefully (a second signal exits at once).
+//! until SIGTERM or SIGINT, then shuts down gracefully (a second signal exits at once). SIGHUP
+//! reads the configuration again and applies what can change live.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use ferry_core::control::session_config;
 use ferry_mio::proxy::Proxy;
 use ferry_mio::startup;
+use signal_hook::consts::SIGHUP;
 
 fn main() -> ExitCode {
     let (cli, config) = match startup::start("ferry") {
@@ -38,9 +40,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Reloads read the same file with the same flags.
+    let source = cli.clone();
+    proxy.set_config_source(Box::new(move || source.config()));
     let signals_handle = signals.handle();
-    if let Some(signal) = signals.forever().next() {
+    for signal in signals.forever() {
+        if signal == SIGHUP {
+            // The endpoint logs what was applied or why it was refused.
+            let _ = proxy.reload();
+            continue;
+        }
         tracing::info!(signal, timeout = ?config.proxy.shutdown_timeout, "shutting down gracefully");
+        break;
     }
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -50,7 +61,7 @@ fn main() -> ExitCode {
     // Wait for the graceful shutdown, a second signal, or the deadline (plus slack for the
     // health checker and admin endpoint to stop).
     let watcher = std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
+        if signals.forever().any(|signal| signal != SIGHUP) {
             tracing::warn!("second signal: exiting now");
             std::process::exit(1);
         }

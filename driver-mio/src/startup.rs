@@ -7,7 +7,7 @@ use std::fmt::Display;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing_subscriber::EnvFilter;
 
@@ -45,10 +45,10 @@ pub fn refused(program: &str, why: impl Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// The SIGTERM and SIGINT handlers, installed before serving so that no signal is lost in
-/// between.
+/// The SIGTERM and SIGINT handlers (shutdown) and the SIGHUP one (reload), installed before
+/// serving so that no signal is lost in between (and SIGHUP no longer ends the process).
 pub fn signals(program: &str) -> Result<Signals, ExitCode> {
-    Signals::new([SIGTERM, SIGINT]).map_err(|e| {
+    Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(|e| {
         eprintln!("{program}: cannot install signal handlers: {e}");
         ExitCode::FAILURE
     })

@@ -8,8 +8,8 @@
 //!
 //! `proxy.workers` threads run the proxy's tasks; the admin endpoint (`/health`, `/metrics`,
 //! `/api/...`) is served on `admin.listen` by tasks of the same executor; SIGTERM/SIGINT shut
-//! down gracefully (a second signal exits at once). Logs go to stderr (`RUST_LOG`, info by
-//! default).
+//! down gracefully (a second signal exits at once); SIGHUP reads the configuration again and
+//! applies what can change live. Logs go to stderr (`RUST_LOG`, info by default).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -21,7 +21,7 @@ use ferry_core::control::admin::{parse_request, Parsed, Request, Response, MAX_B
 use ferry_core::control::cli::Cli;
 use ferry_core::control::config::{open_files_needed, report_open_files};
 use ferry_smol::{Proxy, ProxyHandle, ShutdownOutcome};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use smol::future;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -52,8 +52,11 @@ fn main() -> ExitCode {
     }
     let executor = Arc::new(Executor::new());
     // Files the configuration names (a backend CA) are read here, to refuse a bad one as such.
+    // Reloads (SIGHUP, POST /api/config/reload) read the same file with the same flags.
+    let source = cli.clone();
     let proxy = match Proxy::builder(&config)
         .executor(Arc::clone(&executor))
+        .config_source(move || source.config())
         .build()
     {
         Ok(p) => p,
@@ -61,7 +64,7 @@ fn main() -> ExitCode {
     };
     let handle = proxy.handle();
     // Signals are registered before serving, so that none is lost in between.
-    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{PROGRAM}: cannot install signal handlers: {e}");
@@ -118,7 +121,14 @@ fn main() -> ExitCode {
     let signals_handle = signals.handle();
     let watcher = std::thread::spawn(move || {
         let mut signals = signals.forever();
-        if let Some(signal) = signals.next() {
+        // SIGHUP reloads (the endpoint logs the outcome); the others shut down.
+        let shutdown = signals.find(|&signal| {
+            if signal == SIGHUP {
+                let _ = shutdown_handle.reload();
+            }
+            signal != SIGHUP
+        });
+        if let Some(signal) = shutdown {
             let timeout = shutdown_handle.shutdown_timeout();
             tracing::info!(signal, ?timeout, "shutting down gracefully");
             let outcome = smol::block_on(shutdown_handle.shutdown(timeout));
@@ -126,7 +136,7 @@ fn main() -> ExitCode {
                 tracing::warn!(aborted, "sessions dropped at the shutdown deadline");
             }
         }
-        if signals.next().is_some() {
+        if signals.any(|signal| signal != SIGHUP) {
             tracing::warn!("second signal: exiting now");
             std::process::exit(1);
         }

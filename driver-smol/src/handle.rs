@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_core::control::admin::{Request, Response};
-use ferry_core::control::{ApiError, BackendInfo, Metrics, SessionInfo};
+use ferry_core::control::{
+    ApiError, BackendInfo, Config, ConfigStatus, Metrics, ReloadError, ReloadReport, SessionInfo,
+};
 use smol::future;
 use smol::Timer;
 
@@ -116,13 +118,42 @@ impl ProxyHandle {
         self.with_control(|c, now| c.endpoint.migrate(now, session, to))
     }
 
+    /// Reads the configuration from the builder's
+    /// [`config_source`](crate::ProxyBuilder::config_source) and applies what can change live:
+    /// backends added (they take sessions after their first passing health check, which starts
+    /// at once) and removed (drained, then gone), users, limits, timeouts, TLS files; keys that
+    /// need a restart are reported, not applied. A refused configuration leaves the running one
+    /// as it is. Logged either way.
+    pub fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        let result = self.with_control(|c, now| c.endpoint.reload_from_source(now));
+        // New backends: the health round is due now.
+        self.inner.nudge();
+        result
+    }
+
+    /// [`ProxyHandle::reload`] with a configuration the program made itself.
+    pub fn reload_with(&self, config: Config) -> Result<ReloadReport, ReloadError> {
+        let result = self.with_control(|c, now| c.endpoint.reload(now, config));
+        self.inner.nudge();
+        result
+    }
+
+    /// The running configuration's version, keys waiting for a restart, backends still being
+    /// removed and the last refused reload (`GET /api/config`).
+    pub fn config_status(&self) -> ConfigStatus {
+        self.with_control(|c, now| c.endpoint.config_status(now))
+    }
+
     /// Answers one admin request (`/health`, `/metrics`, `/api/...`, as the `ferry` binary's
     /// admin endpoint does), carrying out what it asks (drain, migrate). Reading the request
     /// from a socket is the caller's (with `ferry-core`'s feature `admin-http`:
     /// `ferry_core::control::admin::parse_request`), as is writing
     /// [`Response::to_bytes`]; the `ferry-smol` example serves it on smol.
     pub fn handle_admin(&self, request: &Request) -> Response {
-        self.with_control(|c, now| c.endpoint.handle_admin(now, request))
+        let response = self.with_control(|c, now| c.endpoint.handle_admin(now, request));
+        // A reload may have moved the endpoint's timers (a health round for new backends).
+        self.inner.nudge();
+        response
     }
 
     /// Graceful shutdown: stops accepting (the listener is closed), asks every session to

@@ -3,8 +3,9 @@
 //! A [`Proxy`] is built from the binary's own checked [`Config`] and runs on a listener the
 //! caller provides; a [`ProxyHandle`] stops it gracefully, lists its sessions and backends,
 //! drains backends and asks sessions to migrate, and answers the admin endpoint's requests
-//! ([`ProxyHandle::handle_admin`]). A [`BackendChooser`] lets the embedder route new sessions,
-//! e.g. by user name.
+//! ([`ProxyHandle::handle_admin`]), and applies a new configuration live
+//! ([`ProxyHandle::reload`], [`ProxyHandle::reload_with`]). A [`BackendChooser`] lets the
+//! embedder route new sessions, e.g. by user name.
 //!
 //! This crate holds only I/O: sockets, tasks and timers. Every decision is taken by the sans-IO
 //! control plane of `ferry-core` ([`ferry_core::control`]), exactly as in the other drivers: one
@@ -85,3 +86,5 @@ pub use ferry_core::control::{ApiError, BackendInfo, Metrics, SessionInfo};
 pub use ferry_core::control::{BackendChooser, Choice, ChooseRequest};
 /// The configuration types (re-exported from `ferry-core`).
 pub use ferry_core::control::{Config, ConfigError, ConfigFile};
+/// The reload types (re-exported from `ferry-core`).
+pub use ferry_core::control::{ConfigSource, ConfigStatus, ReloadError, ReloadReport};

@@ -6,7 +6,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferry_core::control::{BackendChooser, Config, ConfigError, Endpoint};
+use ferry_core::control::{BackendChooser, Config, ConfigError, ConfigSource, Endpoint};
 use ferry_core::session::SessionConfig;
 use smol::channel::Sender;
 use smol::future;
@@ -27,6 +27,7 @@ pub struct ProxyBuilder {
     chooser: Option<Box<dyn BackendChooser>>,
     executor: Spawner,
     session_config: Option<SessionConfig>,
+    source: Option<Box<dyn ConfigSource>>,
 }
 
 impl std::fmt::Debug for ProxyBuilder {
@@ -35,6 +36,7 @@ impl std::fmt::Debug for ProxyBuilder {
             .field("config", &self.config)
             .field("chooser", &self.chooser.is_some())
             .field("executor", &self.executor.is_some())
+            .field("config_source", &self.source.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -60,6 +62,14 @@ impl ProxyBuilder {
         self
     }
 
+    /// Where [`ProxyHandle::reload`] and `POST /api/config/reload` read the configuration
+    /// (e.g. `move || cli.config()`: a file, checked). Without one, a program may still apply
+    /// configurations of its own with [`ProxyHandle::reload_with`].
+    pub fn config_source(mut self, source: impl ConfigSource) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
     /// The proxy. Fails only if a file the configuration names (a backend CA) cannot be read.
     pub fn build(self) -> Result<Proxy, ConfigError> {
         let now = Instant::now();
@@ -69,6 +79,9 @@ impl ProxyBuilder {
         };
         if let Some(chooser) = self.chooser {
             endpoint.set_chooser(chooser);
+        }
+        if let Some(source) = self.source {
+            endpoint.set_config_source(source);
         }
         let (finished_tx, finished_rx) = smol::channel::bounded(1);
         Ok(Proxy {
@@ -103,6 +116,7 @@ impl Proxy {
             chooser: None,
             executor: None,
             session_config: None,
+            source: None,
         }
     }
 

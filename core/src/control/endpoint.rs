@@ -13,6 +13,8 @@
 //!   advertised to clients.
 //! - **Migration**: drains, undrains, admin requests and the balancer's plan become
 //!   [`Command`]s for the sessions, which the driver hands to their [`Connection`]s.
+//! - **Reload** ([`Endpoint::reload`], in `endpoint/reload.rs`): a new configuration applied
+//!   live, backends added and removed, the version `GET /api/config` shows.
 //!
 //! A multi-threaded driver keeps it in a `Mutex`; a single-threaded one owns it. Every mutator
 //! takes `now`; [`Endpoint::poll_timeout`] says when [`Endpoint::handle_timeout`] is due, and
@@ -37,7 +39,11 @@ use super::health::{record_refusal, record_verdict, HealthProbe, Verdict};
 use super::migration::{migration_event, Listing as Moved};
 use super::rebalance::{pin_is_transient, plan_migrations, BackendView, SessionView};
 use super::registry::Registry;
+use super::reload::{ConfigStatus, ReloadError, ReloadReport};
 use super::session_config::session_config;
+
+mod reload;
+use reload::ReloadState;
 
 /// How long accepting pauses after `accept` failed (out of descriptors): the clients wait in the
 /// backlog, and an edge-triggered driver would otherwise not look again until the next client.
@@ -131,6 +137,7 @@ pub struct Endpoint {
     shutting_down: bool,
     health: HealthRounds,
     next_rebalance: Instant,
+    reload: ReloadState,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -186,6 +193,7 @@ impl Endpoint {
                 first,
             },
             next_rebalance: now + config.migration.rebalance_interval,
+            reload: ReloadState::new(now, config),
         }
     }
 
@@ -193,6 +201,7 @@ impl Endpoint {
     /// configuration's `[[routes]]`.
     pub fn set_chooser(&mut self, chooser: Box<dyn BackendChooser>) {
         self.chooser = Some(chooser);
+        self.reload.routes_chooser = false;
     }
 
     // ---- getters ----
@@ -212,7 +221,9 @@ impl Endpoint {
         self.live
     }
 
-    /// The backends in configuration order: health, draining, backend connections open.
+    /// The backends in the order they were configured (a reload adds at the end): health,
+    /// draining (a backend a reload removed shows as draining until it is gone), backend
+    /// connections open.
     pub fn backends(&self) -> Vec<BackendInfo> {
         self.registry.infos()
     }
@@ -776,6 +787,7 @@ impl Endpoint {
                 .iter()
                 .enumerate()
                 .rev()
+                .filter(|(_, b)| !b.retired())
                 .map(|(i, b)| HealthProbe::new(round, i, b.addr, now, timeout))
                 .collect();
             self.health.outstanding = self.health.queued.len();
@@ -788,6 +800,7 @@ impl Endpoint {
             self.next_rebalance = now + self.config.migration.rebalance_interval;
             self.plan(now);
         }
+        self.retire_removed();
     }
 
     /// The next health probe to run: connect to [`HealthProbe::addr`] within its timeout, feed
@@ -841,10 +854,12 @@ impl Endpoint {
     /// "MySQL 8" for `utf8mb4_0900_ai_ci`, which MariaDB refuses), so a proxy must not claim to
     /// be a different server. Keeps the core's default, and says so, when none answered.
     fn advertise_version(&mut self, first: &[Option<Verdict>]) {
+        let probed = first.iter().flatten().find_map(|v| v.as_ref().ok());
+        // Kept for a reload that drops `server-version`.
+        self.reload.advertised = probed.cloned();
         if self.config.proxy.server_version.is_some() {
             return;
         }
-        let probed = first.iter().flatten().find_map(|v| v.as_ref().ok());
         match probed {
             Some(version) => {
                 tracing::info!(%version, "advertising the backends' server version");
@@ -933,6 +948,12 @@ impl AdminApi for AdminView<'_> {
     }
     fn migrate(&mut self, session: u64, to: &str) -> Result<(), ApiError> {
         self.endpoint.migrate(self.now, session, to)
+    }
+    fn config_status(&self) -> Result<ConfigStatus, ApiError> {
+        Ok(self.endpoint.config_status(self.now))
+    }
+    fn reload(&mut self) -> Result<ReloadReport, ReloadError> {
+        self.endpoint.reload_from_source(self.now)
     }
 }
 

@@ -4,8 +4,8 @@
 //! - [`Endpoint`]: one per proxy. The configuration ([`config`]), the backend registry and
 //!   health verdicts ([`health`]: the probe is a state machine too), placement and failover of
 //!   backend connections (with an optional [`BackendChooser`]), drain, undrain and migrate, the
-//!   balancer ([`rebalance`]), counters and histograms, and the admin API as requests in,
-//!   responses out ([`admin`]). A multi-threaded driver wraps it in a lock; a single-threaded one
+//!   balancer ([`rebalance`]), counters and histograms, live reload of the configuration
+//!   ([`reload`]), and the admin API as requests in, responses out ([`admin`]). A multi-threaded driver wraps it in a lock; a single-threaded one
 //!   owns it.
 //! - [`Connection`]: one per client connection: the core's
 //!   [`ProxySession`](crate::session::ProxySession) plus what the control plane tracks for it. It
@@ -33,6 +33,7 @@ pub mod health;
 mod migration;
 pub mod rebalance;
 mod registry;
+pub mod reload;
 mod session_config;
 
 pub use admin::{AdminApi, ApiError, BackendInfo, Metrics, SessionInfo};
@@ -43,4 +44,5 @@ pub use counters::Counters;
 pub use endpoint::{Command, Endpoint, ACCEPT_BACKOFF, ACCEPT_WARN_EVERY};
 pub use health::{is_local_exhaustion, CheckFailure, HealthProbe, Verdict};
 pub use registry::{Backend, Registry};
+pub use reload::{ConfigSource, ConfigStatus, ReloadError, ReloadReport};
 pub use session_config::session_config;

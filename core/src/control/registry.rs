@@ -1,5 +1,12 @@
 //! The backends as all workers, the health checker and the admin endpoint share them: health,
 //! draining flag and session counts, in atomics, so that picking a backend takes no lock.
+//!
+//! A reload adds backends at the end and retires removed ones in place (a tombstone), so an
+//! index names the same backend for the life of the process: backend connections
+//! (`BackendSlot::index`), health probes and balancer plans carry indices, and one that comes
+//! back after its backend left (a late probe, a release) finds the tombstone, never a newer
+//! backend. A tombstone is a name, an address and a few flags; a proxy would need millions of
+//! reloads that each remove a backend before they weigh anything.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,6 +30,11 @@ pub struct Backend {
     draining: AtomicBool,
     /// Backend connections open (or opening) to it.
     sessions: AtomicUsize,
+    /// Removed by a reload: drained (new sessions avoid it, the balancer moves its sessions
+    /// away) until its last backend connection closes, then retired.
+    removing: AtomicBool,
+    /// Gone from the configuration and without connections: a tombstone that keeps its index.
+    retired: bool,
 }
 
 impl Backend {
@@ -31,9 +43,32 @@ impl Backend {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    /// Being drained.
+    /// Being drained: by request, or because a reload removed it.
     pub fn draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
+        self.draining.load(Ordering::Relaxed) || self.removing()
+    }
+
+    /// Removed by a reload, waiting for its last connection to close (or retired).
+    pub fn removing(&self) -> bool {
+        self.removing.load(Ordering::Relaxed)
+    }
+
+    /// Removed and without connections: a tombstone, skipped by every lookup.
+    pub fn retired(&self) -> bool {
+        self.retired
+    }
+
+    fn new(config: &BackendConfig) -> Self {
+        Self {
+            name: config.name.clone(),
+            addr: config.addr,
+            healthy: AtomicBool::new(false),
+            refusing: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            sessions: AtomicUsize::new(0),
+            removing: AtomicBool::new(false),
+            retired: false,
+        }
     }
 
     /// Down because it answers connections with an ERR (1040...), not because it is gone.
@@ -42,7 +77,7 @@ impl Backend {
     }
 }
 
-/// All backends, in configuration order (indices are stable).
+/// All backends, in the order they were configured (indices are stable: see the module docs).
 #[derive(Debug)]
 pub struct Registry {
     backends: Vec<Backend>,
@@ -52,33 +87,53 @@ impl Registry {
     /// Every backend starts unhealthy until its first check passes.
     pub fn new(backends: &[BackendConfig]) -> Self {
         Self {
-            backends: backends
-                .iter()
-                .map(|b| Backend {
-                    name: b.name.clone(),
-                    addr: b.addr,
-                    healthy: AtomicBool::new(false),
-                    refusing: AtomicBool::new(false),
-                    draining: AtomicBool::new(false),
-                    sessions: AtomicUsize::new(0),
-                })
-                .collect(),
+            backends: backends.iter().map(Backend::new).collect(),
         }
     }
 
-    /// The backends.
+    /// The backends, retired ones included (they keep their index).
     pub fn backends(&self) -> &[Backend] {
         &self.backends
     }
 
-    /// The backend at `index`.
+    /// The backend at `index` (possibly retired).
     pub fn get(&self, index: usize) -> Option<&Backend> {
         self.backends.get(index)
     }
 
-    /// The index of the backend called `name`.
+    /// The index of the backend called `name` (not retired).
     pub fn find(&self, name: &str) -> Option<usize> {
-        self.backends.iter().position(|b| b.name == name)
+        self.backends
+            .iter()
+            .position(|b| b.name == name && !b.retired)
+    }
+
+    /// Adds a backend (a reload): unhealthy until its first check passes; its index.
+    pub fn add(&mut self, config: &BackendConfig) -> usize {
+        self.backends.push(Backend::new(config));
+        self.backends.len() - 1
+    }
+
+    /// Marks `index` removed (`true`: new sessions avoid it, the balancer moves its sessions
+    /// away, and it retires once it has no connection), or keeps it after all (`false`).
+    pub fn set_removing(&self, index: usize, removing: bool) {
+        if let Some(b) = self.backends.get(index).filter(|b| !b.retired) {
+            b.removing.store(removing, Ordering::Relaxed);
+        }
+    }
+
+    /// Retires every removed backend that has no connection left; their names.
+    pub fn retire_removed(&mut self) -> Vec<String> {
+        let mut retired = Vec::new();
+        for b in &mut self.backends {
+            if b.removing() && !b.retired && b.sessions.load(Ordering::Relaxed) == 0 {
+                b.retired = true;
+                b.healthy.store(false, Ordering::Relaxed);
+                b.refusing.store(false, Ordering::Relaxed);
+                retired.push(b.name.clone());
+            }
+        }
+        retired
     }
 
     /// Picks a backend for a new connection with the core's policy and counts the connection on
@@ -106,8 +161,8 @@ impl Registry {
             .backends
             .iter()
             .map(|b| BackendLoad {
-                healthy: eligible(b),
-                draining: b.draining.load(Ordering::Relaxed),
+                healthy: eligible(b) && !b.retired,
+                draining: b.draining(),
                 sessions: b.sessions.load(Ordering::Relaxed),
             })
             .collect();
@@ -146,7 +201,8 @@ impl Registry {
     }
 
     fn set_state(&self, index: usize, healthy: bool, refusing: bool) -> bool {
-        let Some(b) = self.backends.get(index) else {
+        // A late verdict on a retired backend changes nothing.
+        let Some(b) = self.backends.get(index).filter(|b| !b.retired) else {
             return false;
         };
         b.refusing.store(refusing, Ordering::Relaxed);
@@ -158,22 +214,29 @@ impl Registry {
         let index = self
             .find(name)
             .ok_or_else(|| ApiError::UnknownBackend(name.to_owned()))?;
-        self.backends[index]
-            .draining
-            .store(draining, Ordering::Relaxed);
+        let b = &self.backends[index];
+        if !draining && b.removing() {
+            return Err(ApiError::Conflict(format!(
+                "backend {name} is being removed by a reload; add it back to the configuration \
+                 and reload to keep it"
+            )));
+        }
+        b.draining.store(draining, Ordering::Relaxed);
         Ok(())
     }
 
-    /// A snapshot for the admin API and metrics.
+    /// A snapshot for the admin API and metrics (without retired backends; one being removed
+    /// shows as draining).
     pub fn infos(&self) -> Vec<BackendInfo> {
         self.backends
             .iter()
+            .filter(|b| !b.retired)
             .map(|b| BackendInfo {
                 name: b.name.clone(),
                 addr: b.addr.to_string(),
                 healthy: b.healthy.load(Ordering::Relaxed),
                 sessions: b.sessions.load(Ordering::Relaxed) as u64,
-                draining: b.draining.load(Ordering::Relaxed),
+                draining: b.draining(),
             })
             .collect()
     }
@@ -273,5 +336,45 @@ mod tests {
         );
         assert_eq!(r.find("db1"), Some(0));
         assert!(!r.infos()[0].healthy);
+    }
+
+    #[test]
+    fn removed_backends_drain_then_retire_and_keep_their_index() {
+        let mut r = registry(2);
+        for i in 0..2 {
+            r.set_health(i, true);
+        }
+        assert_eq!(r.pick(), Some(0));
+        r.set_removing(0, true);
+        assert!(r.infos()[0].draining, "shown as draining while removed");
+        assert_eq!(r.pick(), Some(1), "new sessions avoid it");
+        assert!(matches!(
+            r.set_draining("db1", false),
+            Err(ApiError::Conflict(_))
+        ));
+        // It keeps its session: not retired yet.
+        assert!(r.retire_removed().is_empty());
+        r.release(0);
+        assert_eq!(r.retire_removed(), ["db1"]);
+        assert_eq!(r.find("db1"), None);
+        assert_eq!(r.infos().len(), 1);
+        assert!(r.get(0).unwrap().retired());
+        // A late verdict for the tombstone changes nothing; a new backend of the same name gets
+        // a new index, unhealthy until checked.
+        assert!(!r.set_health(0, true));
+        let again = r.add(&BackendConfig {
+            name: "db1".into(),
+            addr: "127.0.0.1:4000".parse().unwrap(),
+        });
+        assert_eq!(again, 2);
+        assert_eq!(r.find("db1"), Some(2));
+        assert!(!r.infos()[1].healthy);
+        r.set_health(again, true);
+        assert_eq!(r.pick(), Some(2), "db2 has a session, the new db1 none");
+        // A removal called off before the backend retired keeps it as it was.
+        r.set_removing(1, true);
+        r.set_removing(1, false);
+        assert!(!r.infos()[0].draining);
+        assert!(r.retire_removed().is_empty());
     }
 }

@@ -33,7 +33,7 @@ use std::time::Instant;
 
 use mio::Waker;
 
-use ferry_core::control::{Config, Endpoint};
+use ferry_core::control::{Config, ConfigSource, Endpoint, ReloadError, ReloadReport};
 
 use crate::admin::{AdminServer, Handler};
 
@@ -118,6 +118,20 @@ impl Proxy {
     /// The admin endpoint's address.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().map(AdminServer::local_addr)
+    }
+
+    /// Where [`Proxy::reload`] and `POST /api/config/reload` read the configuration (the
+    /// `ferry` binary: its command line's file and flags).
+    pub fn set_config_source(&self, source: Box<dyn ConfigSource>) {
+        self.shared.with_endpoint(|ep| ep.set_config_source(source));
+    }
+
+    /// Reads the configuration from the source and applies what can change live (SIGHUP); the
+    /// endpoint logs the outcome. New backends are checked at the control thread's next
+    /// wake-up (within a second).
+    pub fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        self.shared
+            .with_endpoint(|ep| ep.reload_from_source(Instant::now()))
     }
 
     /// Graceful shutdown: stop accepting, let sessions finish their statement, wait for the

@@ -9,6 +9,8 @@
 //! | `GET /api/sessions` | `[{"id", "user", "backend", "pinned"}]` (`backend`, `pinned`: string or null) |
 //! | `POST /api/backends/{name}/drain`, `.../undrain` | 200 `{"backend", "draining"}`; 404 unknown backend |
 //! | `POST /api/sessions/{id}/migrate`, body `{"to": "name"}` | 202 `{"session", "to"}`; 400 bad JSON; 404 unknown session or backend; 409 refused |
+//! | `GET /api/config` | `{"version", "age_seconds", "pending_restart", "removing", "last_error"}` ([`ConfigStatus`]) |
+//! | `POST /api/config/reload` | 200 [`ReloadReport`] `{"version", "added", "removed", "changed", "pending_restart"}`; 422 `{"error", "problems": [{"key", "reason"}]}` refused (the running configuration stays); 501 no source; 503 shutting down |
 //!
 //! Layers: [`parse`] parses request bytes (with `httparse`, capped; feature `admin-http`),
 //! [`http`] holds the request and response values, [`route`] maps a request to [`AdminApi`]
@@ -23,6 +25,8 @@ pub mod parse;
 mod routes;
 
 use serde::Serialize;
+
+use super::reload::{ConfigStatus, ReloadError, ReloadReport};
 
 pub use http::{Request, Response};
 pub use metrics::{Histogram, Metrics};
@@ -93,4 +97,12 @@ pub trait AdminApi {
     /// Asks for session `session` to migrate to backend `to` at its next safe point. `Ok` means
     /// the request was accepted, not that the migration is done.
     fn migrate(&mut self, session: u64, to: &str) -> Result<(), ApiError>;
+    /// The running configuration's version and reload state (`GET /api/config`).
+    fn config_status(&self) -> Result<ConfigStatus, ApiError> {
+        Err(ApiError::Unavailable("no configuration status".into()))
+    }
+    /// Reads the configuration again and applies it (`POST /api/config/reload`).
+    fn reload(&mut self) -> Result<ReloadReport, ReloadError> {
+        Err(ReloadError::NoSource)
+    }
 }

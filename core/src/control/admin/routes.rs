@@ -4,6 +4,8 @@ use serde::Deserialize;
 
 use super::http::{Request, Response, PROMETHEUS};
 use super::{metrics, AdminApi, ApiError};
+use crate::control::config::ConfigError;
+use crate::control::reload::ReloadError;
 
 /// The body of `POST /api/sessions/{id}/migrate`.
 #[derive(Debug, Deserialize)]
@@ -68,6 +70,14 @@ pub fn route(req: &Request, api: &mut dyn AdminApi) -> Response {
                 Err(e) => api_error(&e),
             }
         }),
+        ["api", "config"] => get(req, || match api.config_status() {
+            Ok(status) => Response::json(200, &status),
+            Err(e) => api_error(&e),
+        }),
+        ["api", "config", "reload"] => post(req, || match api.reload() {
+            Ok(report) => Response::json(200, &report),
+            Err(e) => reload_error(&e),
+        }),
         _ => Response::error(404, format!("no such path {:?}", req.path)),
     }
 }
@@ -85,6 +95,29 @@ fn post(req: &Request, handler: impl FnOnce() -> Response) -> Response {
         handler()
     } else {
         Response::method_not_allowed("POST")
+    }
+}
+
+/// A refused configuration is 422 with every problem's key; the running one stays.
+fn reload_error(e: &ReloadError) -> Response {
+    match e {
+        ReloadError::Refused(config) => {
+            let problems: Vec<serde_json::Value> = config
+                .problems()
+                .iter()
+                .map(|p| serde_json::json!({ "key": p.key, "reason": p.reason }))
+                .collect();
+            let status = match config {
+                ConfigError::Read { .. } => 500,
+                _ => 422,
+            };
+            Response::json(
+                status,
+                &serde_json::json!({ "error": e.to_string(), "problems": problems }),
+            )
+        }
+        ReloadError::NoSource => Response::error(501, e),
+        ReloadError::ShuttingDown => Response::error(503, e),
     }
 }
 

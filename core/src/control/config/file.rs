@@ -208,6 +208,36 @@ pub enum MigrationMode {
     Off,
 }
 
+/// The parser's message: where, what, and the line quoted (which names the key), unless that
+/// line may hold a secret (a password hash, a token): the message goes to the log and, on a
+/// reload, to the admin API.
+#[cfg(feature = "toml")]
+fn parse_message(text: &str, e: &toml::de::Error) -> String {
+    let Some(at) = e.span().map(|s| s.start.min(text.len())) else {
+        return e.to_string();
+    };
+    let before = text.get(..at).unwrap_or(text);
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    let end = text
+        .get(at..)
+        .and_then(|rest| rest.find('\n'))
+        .map_or(text.len(), |i| at + i);
+    let line = text.get(start..end).unwrap_or("").to_ascii_lowercase();
+    if !["password", "token", "secret"]
+        .iter()
+        .any(|w| line.contains(w))
+    {
+        return e.to_string();
+    }
+    let key = line.split_once('=').map_or("", |(k, _)| k.trim());
+    format!(
+        "line {}, column {}: {} (key {key:?}; the line is not shown: it may hold a secret)",
+        before.matches('\n').count() + 1,
+        before.len() - start + 1,
+        e.message().trim_end()
+    )
+}
+
 /// Reading TOML (feature `toml`).
 #[cfg(feature = "toml")]
 impl ConfigFile {
@@ -215,7 +245,7 @@ impl ConfigFile {
     pub fn parse(text: &str, base_dir: Option<&Path>) -> Result<Self, ConfigError> {
         let mut file: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
             origin: "configuration".into(),
-            message: e.to_string(),
+            message: parse_message(text, &e),
         })?;
         file.base_dir = base_dir.map(Path::to_path_buf);
         Ok(file)

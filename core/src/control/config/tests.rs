@@ -176,6 +176,18 @@ fn unknown_keys_and_bad_types_are_refused_by_the_parser() {
 }
 
 #[test]
+fn a_parse_error_never_quotes_a_password_hash() {
+    let text = "[auth]\nmode = \"proxy\"\n[[auth.users]]\nname = \"app\"\n\
+                password-hash = *2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19\n";
+    let err = ConfigFile::parse(text, None).unwrap_err().to_string();
+    assert!(!err.contains("2470C0C0"), "{err}");
+    assert!(
+        err.contains("line 5") && err.contains("password-hash"),
+        "{err}"
+    );
+}
+
+#[test]
 fn refuses_bad_addresses() {
     refused(
         "[[backends]]\nname = \"db1\"\naddr = \"127.0.0.1:3306\"\n[[backends]]\nname = \"db2\"\naddr = \"x\"\n",

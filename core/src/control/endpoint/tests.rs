@@ -1392,3 +1392,5 @@ fn rounds_start_an_interval_apart_so_a_frozen_backend_is_found_within_interval_a
     );
     assert!(now <= start);
 }
+
+mod reload;
