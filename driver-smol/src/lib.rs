@@ -68,6 +68,7 @@
 
 mod control;
 mod handle;
+mod process_stats;
 mod proxy;
 mod random;
 mod session;
