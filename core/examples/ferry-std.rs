@@ -10,10 +10,11 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::{mpsc, mpsc::Sender, mpsc::SyncSender, Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use ferry_core::control::admin::{parse_request, Parsed, MAX_BODY, MAX_HEAD};
+use ferry_core::control::admin::{parse_request, wants_process_stats, Parsed, MAX_BODY, MAX_HEAD};
 use ferry_core::control::config::{open_files_needed, report_open_files};
+use ferry_core::control::ProcessStats;
 use ferry_core::control::{cli::Cli, Command, Connection, Endpoint, HealthProbe, IoEvent};
 use ferry_core::{session::Peer, RandomSource};
 use rand::RngCore;
@@ -43,6 +44,7 @@ enum Input {
 struct Shared {
     ep: Mutex<Endpoint>,
     sessions: Mutex<HashMap<u64, Sender<Input>>>,
+    started: SystemTime,
 }
 
 /// A thread that panicked leaves the endpoint consistent (every call is whole): carry on.
@@ -211,7 +213,10 @@ fn admin_request(sh: &Shared, mut sock: TcpStream) -> io::Result<()> {
     let (mut buf, mut chunk) = (Vec::new(), [0; 4096]);
     let response = loop {
         match parse_request(&buf) {
-            Parsed::Complete(request) => break lock(&sh.ep).handle_admin(Instant::now(), &request),
+            Parsed::Complete(request) => {
+                let process = wants_process_stats(&request).then(|| process_stats(sh.started));
+                break lock(&sh.ep).handle_admin_with_process(Instant::now(), &request, process);
+            }
             Parsed::Invalid(response) => break response,
             Parsed::Incomplete => match input.read(&mut chunk)? {
                 0 => return Ok(()),
@@ -222,6 +227,22 @@ fn admin_request(sh: &Shared, mut sock: TcpStream) -> io::Result<()> {
     deliver(sh); // drain, undrain and migrate queue commands
     sock.write_all(&response.to_bytes())?;
     sock.shutdown(Shutdown::Write)
+}
+
+/// The process's CPU time, memory and descriptors for `/metrics` (Linux's `/proc/self`).
+fn process_stats(started: SystemTime) -> ProcessStats {
+    let cpu = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    ProcessStats {
+        cpu: Some(Duration::new(cpu.tv_sec as u64, cpu.tv_nsec as u32)),
+        open_fds: std::fs::read_dir("/proc/self/fd")
+            .ok()
+            .map(|d| d.count() as u64),
+        max_fds: rustix::process::getrlimit(rustix::process::Resource::Nofile).current,
+        start_time: started.duration_since(SystemTime::UNIX_EPOCH).ok(),
+        ..ProcessStats::default()
+    }
+    .with_statm(&statm, rustix::param::page_size() as u64)
 }
 
 fn refused<T>(why: ferry_core::control::ConfigError) -> T {
@@ -255,6 +276,7 @@ fn main() -> ExitCode {
     let sh: &'static Shared = Box::leak(Box::new(Shared {
         ep: Mutex::new(endpoint),
         sessions: Mutex::default(),
+        started: SystemTime::now(),
     }));
     // The first health round is due at once: it fixes the server version clients are told.
     tick(sh).0.into_iter().for_each(|t| drop(t.join()));

@@ -6,13 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_core::control::admin::{Request, Response};
+use ferry_core::control::admin::{wants_process_stats, Request, Response};
 use ferry_core::control::{
     ApiError, BackendInfo, Config, ConfigStatus, Metrics, ReloadError, ReloadReport, SessionInfo,
 };
 use smol::future;
 use smol::Timer;
 
+use crate::process_stats;
 use crate::shared::{Control, Inner};
 
 /// How long aborted sessions get to drop their sockets after the shutdown deadline.
@@ -148,9 +149,14 @@ impl ProxyHandle {
     /// admin endpoint does), carrying out what it asks (drain, migrate). Reading the request
     /// from a socket is the caller's (with `ferry-core`'s feature `admin-http`:
     /// `ferry_core::control::admin::parse_request`), as is writing
-    /// [`Response::to_bytes`]; the `ferry-smol` example serves it on smol.
+    /// [`Response::to_bytes`]; the `ferry-smol` example serves it on smol. `/metrics` includes
+    /// the process's CPU, memory and descriptors (read from `/proc/self` on Linux).
     pub fn handle_admin(&self, request: &Request) -> Response {
-        let response = self.with_control(|c, now| c.endpoint.handle_admin(now, request));
+        // Read before the endpoint's lock is taken: counting descriptors is not free.
+        let process = wants_process_stats(request).then(|| process_stats::read(self.inner.started));
+        let response = self.with_control(|c, now| {
+            c.endpoint.handle_admin_with_process(now, request, process)
+        });
         // A reload may have moved the endpoint's timers (a health round for new backends).
         self.inner.nudge();
         response

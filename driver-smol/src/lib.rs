@@ -69,6 +69,7 @@
 
 mod control;
 mod handle;
+mod process_stats;
 mod proxy;
 mod random;
 mod session;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use ferry_core::control::{Command, Endpoint};
 use smol::channel::{Receiver, Sender};
@@ -72,6 +72,8 @@ pub(crate) struct Inner {
     pub(crate) nudge: (Sender<()>, Receiver<()>),
     /// The address served, once `run` started.
     pub(crate) local_addr: OnceLock<SocketAddr>,
+    /// When the proxy was built (`process_start_time_seconds`).
+    pub(crate) started: SystemTime,
 }
 
 impl std::fmt::Debug for Inner {
@@ -97,6 +99,7 @@ impl Inner {
             finished,
             nudge: smol::channel::bounded(1),
             local_addr: OnceLock::new(),
+            started: SystemTime::now(),
         }
     }
 

@@ -21,7 +21,7 @@ use crate::control::config::{AuthMode, BackendSection, Config, ConfigError, Conf
 
 /// ferry: a MySQL-protocol proxy that moves live sessions between backends.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
-#[command(name = "ferry", version)]
+#[command(name = "ferry", version = crate::control::build_info::version_line())]
 pub struct Cli {
     /// Configuration file (TOML); flags override its values.
     #[arg(long, short = 'c', value_name = "FILE")]

@@ -350,11 +350,20 @@ impl Connection {
                     tracing::info!(session = self.id, %user, "user changed");
                     self.work.push_back(Work::User { user });
                 }
-                Event::CommandDone { error, .. } => {
+                Event::CommandDone {
+                    code,
+                    error,
+                    duration,
+                } => {
                     Counters::add(&self.counters.commands, 1);
                     if error {
                         Counters::add(&self.counters.command_errors, 1);
                     }
+                    // At most two slots (one during a migration): no map needed.
+                    let conn = self.session.backend_conn();
+                    let backend = self.backends.iter().find(|b| Some(b.conn) == conn);
+                    let index = backend.map(|b| b.index);
+                    (self.counters.statements).record(code, index, error, duration);
                 }
                 Event::Closed { reason } => {
                     tracing::debug!(session = self.id, ?reason, "session closed");

@@ -9,6 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::control::admin::{BackendInfo, Histogram, Metrics};
+use crate::control::statements::StatementCounters;
 
 /// A counter lock; a panic while holding it left a whole value behind, so poisoning is ignored.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -56,6 +57,8 @@ pub struct Counters {
     /// Sessions lost with their backend, by
     /// [`LossReason::label`](crate::session::LossReason::label).
     pub sessions_lost: Mutex<BTreeMap<&'static str, u64>>,
+    /// Commands by type and backend, and their latency.
+    pub statements: StatementCounters,
 }
 
 impl Counters {
@@ -113,6 +116,10 @@ impl Counters {
             }
             migration_pause.merge(&lock(&c.migration_pause));
         }
+        // Registry indices name the backends (the listing is in registry order).
+        let names: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
+        let statement_sets: Vec<&StatementCounters> = sets.iter().map(|c| &c.statements).collect();
+        let (statements, statement_duration) = StatementCounters::snapshot(&statement_sets, &names);
         Metrics {
             sessions,
             sessions_accepted: sum(|c| &c.accepted),
@@ -131,6 +138,9 @@ impl Counters {
             failovers_recovered: sum(|c| &c.failovers_recovered),
             failover_retries: sum(|c| &c.failover_retries),
             sessions_lost,
+            statements,
+            statement_duration,
+            process: None,
         }
     }
 }

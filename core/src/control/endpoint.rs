@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use crate::session::{ConnectFailure, MigrationRefused, PinReason, SessionConfig};
 use crate::RandomSource;
 
-use super::admin::{self, AdminApi, ApiError, BackendInfo, Metrics, SessionInfo};
+use super::admin::{self, AdminApi, ApiError, BackendInfo, Metrics, ProcessStats, SessionInfo};
 use super::chooser::{BackendChooser, Choice, ChooseRequest, Routes};
 use super::config::{AuthMode, Config, ConfigError, MigrationMode};
 use super::connection::{BackendSlot, Connection, Work};
@@ -736,12 +736,27 @@ impl Endpoint {
     }
 
     /// The admin request `request` answered (routes, JSON, status codes, Prometheus text).
+    /// `/metrics` shows no process metrics this way: see
+    /// [`Endpoint::handle_admin_with_process`].
     pub fn handle_admin(&mut self, now: Instant, request: &admin::Request) -> admin::Response {
+        self.handle_admin_with_process(now, request, None)
+    }
+
+    /// [`Endpoint::handle_admin`], with what the driver read about its process (for
+    /// `/metrics`; read only when [`admin::wants_process_stats`] says so, and outside the
+    /// endpoint's lock).
+    pub fn handle_admin_with_process(
+        &mut self,
+        now: Instant,
+        request: &admin::Request,
+        process: Option<ProcessStats>,
+    ) -> admin::Response {
         admin::route(
             request,
             &mut AdminView {
                 endpoint: self,
                 now,
+                process,
             },
         )
     }
@@ -928,6 +943,7 @@ impl Endpoint {
 struct AdminView<'a> {
     endpoint: &'a mut Endpoint,
     now: Instant,
+    process: Option<ProcessStats>,
 }
 
 impl AdminApi for AdminView<'_> {
@@ -941,7 +957,10 @@ impl AdminApi for AdminView<'_> {
         Ok(self.endpoint.sessions())
     }
     fn metrics(&self) -> Result<Metrics, ApiError> {
-        Ok(self.endpoint.metrics())
+        Ok(Metrics {
+            process: self.process,
+            ..self.endpoint.metrics()
+        })
     }
     fn set_draining(&mut self, backend: &str, draining: bool) -> Result<(), ApiError> {
         self.endpoint.set_draining(self.now, backend, draining)

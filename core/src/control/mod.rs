@@ -14,7 +14,7 @@
 //!
 //! A driver holds only I/O: sockets, readiness or tasks, timers, threads, signals and logging
 //! set-up. It reads the clock and passes `now` in; it never decides. The drain rule it follows is
-//! on [`Connection`]'s module page; a whole driver on `std::net` in under 300 lines is
+//! on [`Connection`]'s module page; a whole driver on `std::net` in about 300 lines is
 //! `core/examples/ferry-std.rs`.
 //!
 //! Features beyond `control`: `toml` (reading the TOML configuration file), `admin-http`
@@ -22,6 +22,7 @@
 //! `clap`). An embedder who wants only the protocol turns off the default features.
 
 pub mod admin;
+pub mod build_info;
 mod chooser;
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -35,8 +36,9 @@ pub mod rebalance;
 mod registry;
 pub mod reload;
 mod session_config;
+pub mod statements;
 
-pub use admin::{AdminApi, ApiError, BackendInfo, Metrics, SessionInfo};
+pub use admin::{AdminApi, ApiError, BackendInfo, Metrics, ProcessStats, SessionInfo};
 pub use chooser::{BackendChooser, Choice, ChooseRequest};
 pub use config::{Config, ConfigError, ConfigFile};
 pub use connection::{Connection, IoEvent};

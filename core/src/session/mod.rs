@@ -252,6 +252,9 @@ pub enum Event {
         code: u8,
         /// True when the response ended with an ERR.
         error: bool,
+        /// From the command's arrival (a command that waited for ferry's own work counts its
+        /// wait) to the end of its response: the latency its client saw, less the network.
+        duration: Duration,
     },
     /// The session is over: write the pending transmits, then close the client socket and any
     /// backend socket. Nothing follows.
@@ -397,6 +400,10 @@ pub struct ProxySession {
     snapshot: Snapshot,
     /// The statement in flight, kept for read retry.
     retry: Option<Bytes>,
+    /// When the command in flight arrived (its [`Event::CommandDone`] duration starts there).
+    command_started: Instant,
+    /// When the client command waiting in `held` arrived.
+    held_arrived: Option<Instant>,
 }
 
 impl std::fmt::Debug for ProxySession {
@@ -453,6 +460,8 @@ impl ProxySession {
             change_user: None,
             snapshot: Snapshot::default(),
             retry: None,
+            command_started: now,
+            held_arrived: None,
         };
         session.drive(now);
         session
@@ -512,6 +521,12 @@ impl ProxySession {
     /// The current backend connection, once its socket is open.
     pub fn backend(&self) -> Option<&Backend> {
         self.backend.as_ref().and_then(|l| l.conn.as_ref())
+    }
+
+    /// The id of the current backend connection (open or being opened): the one whose backend
+    /// answers the session's commands.
+    pub fn backend_conn(&self) -> Option<BackendConnId> {
+        self.backend.as_ref().map(|l| l.id)
     }
 
     // ---- inputs ----

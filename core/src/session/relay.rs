@@ -38,12 +38,15 @@ fn too_large() -> ProtocolError {
 impl ProxySession {
     pub(super) fn on_command(&mut self, now: Instant, command: ClientCommand) {
         if matches!(self.phase, Phase::Internal(_)) {
-            // ferry's own work holds the backend: the command runs when it is done.
+            // ferry's own work holds the backend: the command runs when it is done (and its
+            // latency counts the wait).
+            self.held_arrived = Some(now);
             return self.hold_command(now, command);
         }
         if !matches!(self.phase, Phase::Ready) {
             return;
         }
+        self.command_started = self.held_arrived.take().unwrap_or(now);
         let mut payload = command.payload().clone();
         if payload.len() > self.config.client_packet_cap() {
             self.close_reason = Some(CloseReason::Frontend(crate::frontend::CloseReason::Error(
@@ -87,8 +90,11 @@ impl ProxySession {
         if self.backend_mut().is_some_and(|b| b.is_idle()) {
             // No response comes (COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA).
             let _ = self.frontend.end_response(now);
-            self.events
-                .push_back(Event::CommandDone { code, error: false });
+            self.events.push_back(Event::CommandDone {
+                code,
+                error: false,
+                duration: now.saturating_duration_since(self.command_started),
+            });
             self.enter_ready(now);
             if self.shutting_down {
                 self.shutdown_now(now);
@@ -299,6 +305,7 @@ impl ProxySession {
         self.events.push_back(Event::CommandDone {
             code: inflight.code,
             error: summary.error.is_some(),
+            duration: now.saturating_duration_since(self.command_started),
         });
         self.enter_ready(now);
         if self.shutting_down {

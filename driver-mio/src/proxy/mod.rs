@@ -29,13 +29,15 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use mio::Waker;
 
+use ferry_core::control::admin::wants_process_stats;
 use ferry_core::control::{Config, ConfigSource, Endpoint, ReloadError, ReloadReport};
 
 use crate::admin::{AdminServer, Handler};
+use crate::process_stats;
 
 pub use random::OsRandom;
 
@@ -68,9 +70,15 @@ impl Proxy {
             .map(|l| l.local_addr())
             .transpose()?
             .unwrap_or(config.proxy.listen);
+        let started = SystemTime::now();
         let handler: Handler = {
             let shared = Arc::clone(&shared);
-            Arc::new(move |req| shared.with_endpoint(|ep| ep.handle_admin(Instant::now(), req)))
+            Arc::new(move |req| {
+                // Read before the endpoint's lock is taken: counting descriptors is not free.
+                let process = wants_process_stats(req).then(|| process_stats::read(started));
+                shared
+                    .with_endpoint(|ep| ep.handle_admin_with_process(Instant::now(), req, process))
+            })
         };
         let admin = AdminServer::start(config.admin.listen, handler)?;
         // The first round runs before any client is served, so that they find their backends.

@@ -18,12 +18,33 @@
 //! | `ferry_migration_pause_seconds` | histogram | |
 //! | `ferry_failover_recovered_total`, `ferry_failover_retried_total` | counter | |
 //! | `ferry_failover_lost_total` | counter | `reason` |
+//! | `ferry_migrations_total` | counter | `result` = `succeeded` / `failed` / `cancelled` |
+//! | `ferry_statements_total`, `ferry_statement_errors_total` | counter | `command`, `backend` |
+//! | `ferry_statement_duration_seconds` | histogram | `command` |
+//! | `ferry_build_info` | gauge (1) | `version`, `revision` |
+//! | `process_cpu_seconds_total` | counter | |
+//! | `process_resident_memory_bytes`, `process_virtual_memory_bytes` | gauge | |
+//! | `process_open_fds`, `process_max_fds` | gauge | |
+//! | `process_start_time_seconds` | gauge | |
+//!
+//! Statements are counted by `command` (MariaDB's `Com_*` names: `query`, `stmt_execute`,
+//! `stmt_prepare`, `ping`, ..., `other`) and by the `backend` that answered (`other` past
+//! [`TRACKED_BACKENDS`](crate::control::statements::TRACKED_BACKENDS) backends); a series
+//! appears once it counted something. A statement's duration runs from its arrival to the end
+//! of its response (a statement that waited for a migration counts the wait).
+//!
+//! The `process_*` families are the Prometheus client libraries' standard ones. Reading them is
+//! I/O (`/proc`), so the core never does: the driver reads a [`ProcessStats`] when
+//! [`wants_process_stats`](super::wants_process_stats) says a request shows them, and passes it
+//! in ([`Endpoint::handle_admin_with_process`](crate::control::Endpoint::handle_admin_with_process));
+//! without it (an embedder that does not), those families are left out.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::BackendInfo;
+use super::{BackendInfo, ProcessStats};
+use crate::control::build_info;
 
 /// Everything `/metrics` shows, as plain values.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -62,6 +83,25 @@ pub struct Metrics {
     pub failover_retries: u64,
     /// Sessions lost with their backend, by reason.
     pub sessions_lost: BTreeMap<String, u64>,
+    /// Statements by command type and backend (those counted at least once).
+    pub statements: Vec<StatementCount>,
+    /// Statement latency per command type (those seen at least once).
+    pub statement_duration: Vec<(String, Histogram)>,
+    /// The process's CPU, memory and descriptors, if the driver read them.
+    pub process: Option<ProcessStats>,
+}
+
+/// Statements of one command type answered by one backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementCount {
+    /// The command type (`query`, `stmt_execute`, ...).
+    pub command: String,
+    /// The backend's name (`other` past the tracked ones).
+    pub backend: String,
+    /// Statements finished.
+    pub total: u64,
+    /// Of those, ended with an ERR.
+    pub errors: u64,
 }
 
 /// A cumulative histogram with fixed bucket bounds (seconds), as Prometheus wants it.
@@ -120,6 +160,32 @@ impl Histogram {
         }
         self.sum = self.sum.saturating_add(other.sum);
         true
+    }
+
+    /// Adds per-bucket observation counts (not cumulative; one more than the bounds, for
+    /// `+Inf`) and their sum; `false`, and nothing added, if the number of buckets differs.
+    pub fn add_counts(&mut self, counts: &[u64], sum: Duration) -> bool {
+        if counts.len() != self.counts.len() {
+            return false;
+        }
+        for (a, b) in self.counts.iter_mut().zip(counts) {
+            *a += b;
+        }
+        self.sum = self.sum.saturating_add(sum);
+        true
+    }
+
+    /// The cumulative counts by upper bound, `+Inf` (as `f64::INFINITY`) last.
+    pub fn cumulative(&self) -> Vec<(f64, u64)> {
+        let bounds = self.bounds.iter().copied().chain([f64::INFINITY]);
+        let mut total = 0;
+        bounds
+            .zip(&self.counts)
+            .map(|(b, n)| {
+                total += n;
+                (b, total)
+            })
+            .collect()
     }
 
     /// Number of observations.
@@ -296,7 +362,6 @@ pub fn render(m: &Metrics) -> String {
         sample(o, "ferry_failover_lost_total", &[("reason", reason)], *n);
     }
 
-    let h = &m.migration_pause;
     let name = "ferry_migration_pause_seconds";
     family(
         o,
@@ -304,15 +369,150 @@ pub fn render(m: &Metrics) -> String {
         "histogram",
         "Pause a migration added to the statement that waited for it.",
     );
-    let mut cumulative = 0;
-    for (bound, n) in h.bounds.iter().zip(&h.counts) {
-        cumulative += n;
-        let _ = writeln!(o, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    histogram(o, name, &[], &m.migration_pause);
+
+    render_migrations(o, m);
+    render_statements(o, m);
+    render_build_info(o);
+    if let Some(p) = &m.process {
+        render_process(o, p);
     }
-    let _ = writeln!(o, "{name}_bucket{{le=\"+Inf\"}} {}", h.count());
-    let _ = writeln!(o, "{name}_sum {}", h.sum.as_secs_f64());
-    let _ = writeln!(o, "{name}_count {}", h.count());
     out
+}
+
+/// `ferry_migrations_total{result}`: every migration that ended, in one family (the
+/// `_succeeded` and `_failed` families above stay for existing dashboards).
+fn render_migrations(o: &mut String, m: &Metrics) {
+    let cancelled = m.migrations_failed.get("cancelled").copied().unwrap_or(0);
+    let failed = m.migrations_failed.values().sum::<u64>() - cancelled;
+    let name = "ferry_migrations_total";
+    family(
+        o,
+        name,
+        "counter",
+        "Session migrations that ended, by result (succeeded, failed, cancelled).",
+    );
+    sample(o, name, &[("result", "succeeded")], m.migrations_succeeded);
+    sample(o, name, &[("result", "failed")], failed);
+    sample(o, name, &[("result", "cancelled")], cancelled);
+}
+
+fn render_statements(o: &mut String, m: &Metrics) {
+    family(
+        o,
+        "ferry_statements_total",
+        "counter",
+        "Client commands answered, by command type and backend.",
+    );
+    for s in &m.statements {
+        let labels = [("command", s.command.as_str()), ("backend", &s.backend)];
+        sample(o, "ferry_statements_total", &labels, s.total);
+    }
+    family(
+        o,
+        "ferry_statement_errors_total",
+        "counter",
+        "Client commands answered with an error, by command type and backend.",
+    );
+    for s in &m.statements {
+        let labels = [("command", s.command.as_str()), ("backend", &s.backend)];
+        sample(o, "ferry_statement_errors_total", &labels, s.errors);
+    }
+    let name = "ferry_statement_duration_seconds";
+    family(
+        o,
+        name,
+        "histogram",
+        "Client command latency, from its arrival to the end of its response, by command type.",
+    );
+    for (command, h) in &m.statement_duration {
+        histogram(o, name, &[("command", command)], h);
+    }
+}
+
+fn render_build_info(o: &mut String) {
+    let name = "ferry_build_info";
+    family(
+        o,
+        name,
+        "gauge",
+        "Always 1; the labels say which ferry this is.",
+    );
+    let labels = [
+        ("version", build_info::VERSION),
+        ("revision", build_info::revision()),
+    ];
+    sample(o, name, &labels, 1);
+}
+
+fn render_process(o: &mut String, p: &ProcessStats) {
+    if let Some(cpu) = p.cpu {
+        family(
+            o,
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+        );
+        let _ = writeln!(o, "process_cpu_seconds_total {}", cpu.as_secs_f64());
+    }
+    let gauges = [
+        (
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            p.resident_memory_bytes,
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            p.virtual_memory_bytes,
+        ),
+        (
+            "process_open_fds",
+            "Number of open file descriptors.",
+            p.open_fds,
+        ),
+        (
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            p.max_fds,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        if let Some(v) = value {
+            family(o, name, "gauge", help);
+            sample(o, name, &[], v);
+        }
+    }
+    if let Some(start) = p.start_time {
+        let name = "process_start_time_seconds";
+        family(
+            o,
+            name,
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+        );
+        let _ = writeln!(o, "{name} {}", start.as_secs_f64());
+    }
+}
+
+/// The `_bucket`, `_sum` and `_count` samples of histogram `h` named `name` with `labels`.
+fn histogram(o: &mut String, name: &str, labels: &[(&str, &str)], h: &Histogram) {
+    let bucket = format!("{name}_bucket");
+    let mut le = String::new();
+    for (bound, n) in h.cumulative() {
+        le.clear();
+        if bound.is_infinite() {
+            le.push_str("+Inf");
+        } else {
+            let _ = write!(le, "{bound}");
+        }
+        let mut with_le = labels.to_vec();
+        with_le.push(("le", &le));
+        sample(o, &bucket, &with_le, n);
+    }
+    series(o, &format!("{name}_sum"), labels);
+    let _ = writeln!(o, " {}", h.sum.as_secs_f64());
+    sample(o, &format!("{name}_count"), labels, h.count());
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -321,6 +521,12 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
+    series(out, name, labels);
+    let _ = writeln!(out, " {value}");
+}
+
+/// A sample's name and labels, without its value.
+fn series(out: &mut String, name: &str, labels: &[(&str, &str)]) {
     out.push_str(name);
     if !labels.is_empty() {
         out.push('{');
@@ -335,7 +541,6 @@ fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
         }
         out.push('}');
     }
-    let _ = writeln!(out, " {value}");
 }
 
 /// Label values escape `\`, `"` and newlines (exposition format 0.0.4).
@@ -393,6 +598,34 @@ mod tests {
         m.migration_pause.observe(Duration::from_millis(3));
         m.migration_pause.observe(Duration::from_millis(3));
         m.migration_pause.observe(Duration::from_secs(60));
+        m.migrations_failed.insert("cancelled".into(), 2);
+        m.statements = vec![
+            StatementCount {
+                command: "query".into(),
+                backend: "db1".into(),
+                total: 7,
+                errors: 2,
+            },
+            StatementCount {
+                command: "stmt_execute".into(),
+                backend: "db2".into(),
+                total: 3,
+                errors: 0,
+            },
+        ];
+        let mut latency = Histogram::new(&[0.001, 0.01]);
+        latency.observe(Duration::from_micros(500));
+        latency.observe(Duration::from_millis(5));
+        latency.observe(Duration::from_millis(50));
+        m.statement_duration = vec![("query".into(), latency)];
+        m.process = Some(ProcessStats {
+            cpu: Some(Duration::from_millis(1500)),
+            resident_memory_bytes: Some(1 << 20),
+            virtual_memory_bytes: Some(1 << 30),
+            open_fds: Some(17),
+            max_fds: Some(65536),
+            start_time: Some(Duration::from_secs(1_700_000_000)),
+        });
         m
     }
 
@@ -428,6 +661,24 @@ mod tests {
             "ferry_migration_pause_seconds_bucket{le=\"+Inf\"} 4",
             "ferry_migration_pause_seconds_sum 60.0063",
             "ferry_migration_pause_seconds_count 4",
+            "ferry_migrations_total{result=\"succeeded\"} 4",
+            "ferry_migrations_total{result=\"failed\"} 1",
+            "ferry_migrations_total{result=\"cancelled\"} 2",
+            "ferry_statements_total{command=\"query\",backend=\"db1\"} 7",
+            "ferry_statements_total{command=\"stmt_execute\",backend=\"db2\"} 3",
+            "ferry_statement_errors_total{command=\"query\",backend=\"db1\"} 2",
+            "ferry_statement_errors_total{command=\"stmt_execute\",backend=\"db2\"} 0",
+            "ferry_statement_duration_seconds_bucket{command=\"query\",le=\"0.001\"} 1",
+            "ferry_statement_duration_seconds_bucket{command=\"query\",le=\"0.01\"} 2",
+            "ferry_statement_duration_seconds_bucket{command=\"query\",le=\"+Inf\"} 3",
+            "ferry_statement_duration_seconds_sum{command=\"query\"} 0.0555",
+            "ferry_statement_duration_seconds_count{command=\"query\"} 3",
+            "process_cpu_seconds_total 1.5",
+            "process_resident_memory_bytes 1048576",
+            "process_virtual_memory_bytes 1073741824",
+            "process_open_fds 17",
+            "process_max_fds 65536",
+            "process_start_time_seconds 1700000000",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -462,6 +713,22 @@ mod tests {
             assert!(declared.contains(family), "undeclared {name}");
             assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
         }
+    }
+
+    #[test]
+    fn build_info_is_always_there_and_process_metrics_only_when_read() {
+        let text = render(&Metrics::default());
+        let build = format!(
+            "ferry_build_info{{version=\"{}\",revision=\"{}\"}} 1",
+            build_info::VERSION,
+            build_info::revision()
+        );
+        assert!(text.lines().any(|l| l == build), "{text}");
+        assert!(!text.contains("process_"), "{text}");
+        // The migration results are there from the start, at zero.
+        assert!(text
+            .lines()
+            .any(|l| l == "ferry_migrations_total{result=\"failed\"} 0"));
     }
 
     #[test]

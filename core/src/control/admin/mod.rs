@@ -22,6 +22,7 @@ pub mod http;
 pub mod metrics;
 #[cfg(feature = "admin-http")]
 pub mod parse;
+mod process;
 mod routes;
 
 use serde::Serialize;
@@ -29,9 +30,10 @@ use serde::Serialize;
 use super::reload::{ConfigStatus, ReloadError, ReloadReport};
 
 pub use http::{Request, Response};
-pub use metrics::{Histogram, Metrics};
+pub use metrics::{Histogram, Metrics, StatementCount};
 #[cfg(feature = "admin-http")]
 pub use parse::{parse_request, Parsed, MAX_BODY, MAX_HEAD, MAX_HEADERS};
+pub use process::{wants_process_stats, ProcessStats};
 pub use routes::route;
 
 /// One backend as `GET /api/backends` lists it.

@@ -1163,6 +1163,49 @@ fn metrics_count_commands_and_bytes() {
     assert!(text.lines().any(|l| l == line), "{line} in {text}");
 }
 
+#[test]
+fn metrics_count_statements_by_command_and_backend() {
+    let (mut ep, now) = healthy_endpoint(defaults);
+    let mut a = Session::logged_in(&mut ep, now);
+    let mut b = Session::logged_in(&mut ep, now);
+    assert_eq!(sessions_on(&ep), [1, 1]);
+    assert_eq!(a.query(&mut ep, now, "SELECT 1").rows, 1);
+    assert!(a.query(&mut ep, now, "FAIL").error.is_some());
+    assert_eq!(b.query(&mut ep, now, "SELECT 1").rows, 1);
+    let m = ep.metrics();
+    let rows: Vec<(&str, &str, u64, u64)> = m
+        .statements
+        .iter()
+        .map(|s| (s.command.as_str(), s.backend.as_str(), s.total, s.errors))
+        .collect();
+    assert_eq!(rows, [("query", "db1", 2, 1), ("query", "db2", 1, 0)]);
+    assert_eq!(m.statement_duration.len(), 1);
+    assert_eq!(m.statement_duration[0].0, "query");
+    assert_eq!(m.statement_duration[0].1.count(), 3);
+    let text = String::from_utf8(ep.handle_admin(now, &get("/metrics")).body).unwrap();
+    for line in [
+        "ferry_statements_total{command=\"query\",backend=\"db1\"} 2",
+        "ferry_statement_errors_total{command=\"query\",backend=\"db1\"} 1",
+        "ferry_statement_duration_seconds_count{command=\"query\"} 3",
+        "ferry_migrations_total{result=\"succeeded\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    }
+    // No process metrics unless the driver read them.
+    assert!(!text.contains("process_open_fds"), "{text}");
+    let process = admin::ProcessStats {
+        open_fds: Some(42),
+        ..Default::default()
+    };
+    let r = ep.handle_admin_with_process(now, &get("/metrics"), Some(process));
+    let text = String::from_utf8(r.body).unwrap();
+    assert!(text.lines().any(|l| l == "process_open_fds 42"), "{text}");
+    assert!(
+        !text.contains("process_max_fds"),
+        "only what was read: {text}"
+    );
+}
+
 // ---- the admin API ----
 
 fn get(path: &str) -> admin::Request {

@@ -38,11 +38,54 @@ fn errors_leave_the_connection_usable() {
     let mut net = Net::logged_in(false);
     let (_, summary) = net.query(b"nonsense");
     assert_eq!(summary.error.as_ref().unwrap().code, 1064);
-    assert!(net.events.contains(&Event::CommandDone {
-        code: Command::COM_QUERY,
-        error: true
-    }));
+    assert!(net.events.iter().any(|e| matches!(
+        e,
+        Event::CommandDone {
+            code: Command::COM_QUERY,
+            error: true,
+            ..
+        }
+    )));
     assert_eq!(net.query(b"SELECT 1").1.rows, 1);
+}
+
+/// The latency of each command: from its arrival to the end of its response.
+fn command_durations(net: &Net) -> Vec<(u8, Duration)> {
+    net.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CommandDone { code, duration, .. } => Some((*code, *duration)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn command_done_carries_the_time_from_arrival_to_the_response_end() {
+    let mut net = Net::logged_in(true);
+    net.events.clear();
+    // The command reaches the session now; the backend's answer comes 30 ms later.
+    let q = Command::Query(Query {
+        attributes: vec![],
+        sql: b"SELECT 1",
+    });
+    net.client.send_command(net.now, &q).unwrap();
+    while let Some(bytes) = net.client.poll_transmit() {
+        net.session.handle_input(net.now, Peer::Client, &bytes);
+    }
+    net.now += Duration::from_millis(30);
+    net.pump();
+    assert_eq!(
+        command_durations(&net),
+        [(Command::COM_QUERY, Duration::from_millis(30))]
+    );
+    // Answered at once: no time passed.
+    net.events.clear();
+    net.query(b"SELECT 1");
+    assert_eq!(
+        command_durations(&net),
+        [(Command::COM_QUERY, Duration::ZERO)]
+    );
 }
 
 #[test]
