@@ -91,7 +91,7 @@ impl ProxySession {
                 .push_back(Event::CommandDone { code, error: false });
             self.enter_ready(now);
             if self.shutting_down {
-                self.shutdown_now(now);
+                self.finish_shutdown(now);
             } else {
                 self.on_ready(now);
             }
@@ -302,7 +302,7 @@ impl ProxySession {
         });
         self.enter_ready(now);
         if self.shutting_down {
-            self.shutdown_now(now);
+            self.finish_shutdown(now);
         } else if reset {
             // The server forgot ferry's session tracking with the rest.
             self.start_tracking(now);

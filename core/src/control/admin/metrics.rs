@@ -18,6 +18,7 @@
 //! | `ferry_migration_pause_seconds` | histogram | |
 //! | `ferry_failover_recovered_total`, `ferry_failover_retried_total` | counter | |
 //! | `ferry_failover_lost_total` | counter | `reason` |
+//! | `ferry_login_failures_total` | counter | `reason` |
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -42,7 +43,8 @@ pub struct Metrics {
     pub backend_bytes_received: u64,
     /// Bytes written to backends.
     pub backend_bytes_sent: u64,
-    /// Errors by kind (`backend_connect`, `protocol`, `auth_failed`, ...).
+    /// Errors by kind (`backend_connect`, `command`, `max_connections`, `accept`,
+    /// `blocked_host`).
     pub errors: BTreeMap<String, u64>,
     /// Per backend: health, draining, sessions.
     pub backends: Vec<BackendInfo>,
@@ -62,6 +64,8 @@ pub struct Metrics {
     pub failover_retries: u64,
     /// Sessions lost with their backend, by reason.
     pub sessions_lost: BTreeMap<String, u64>,
+    /// Failed logins, by reason (`access_denied`, `refused`, ...).
+    pub login_failures: BTreeMap<String, u64>,
 }
 
 /// A cumulative histogram with fixed bucket bounds (seconds), as Prometheus wants it.
@@ -296,6 +300,16 @@ pub fn render(m: &Metrics) -> String {
         sample(o, "ferry_failover_lost_total", &[("reason", reason)], *n);
     }
 
+    family(
+        o,
+        "ferry_login_failures_total",
+        "counter",
+        "Failed client logins, by reason.",
+    );
+    for (reason, n) in &m.login_failures {
+        sample(o, "ferry_login_failures_total", &[("reason", reason)], *n);
+    }
+
     let h = &m.migration_pause;
     let name = "ferry_migration_pause_seconds";
     family(
@@ -371,6 +385,7 @@ mod tests {
         m.migrations_failed.insert("timeout".into(), 1);
         m.failovers_recovered = 7;
         m.sessions_lost.insert("pinned".into(), 2);
+        m.login_failures.insert("access_denied".into(), 6);
         m.pinned_sessions.insert("transaction".into(), 2);
         m.pinned_sessions.insert("temporary table".into(), 1);
         m.backends = vec![
@@ -418,6 +433,7 @@ mod tests {
             "ferry_failover_recovered_total 7",
             "ferry_failover_retried_total 0",
             "ferry_failover_lost_total{reason=\"pinned\"} 2",
+            "ferry_login_failures_total{reason=\"access_denied\"} 6",
             "ferry_pinned_sessions{reason=\"temporary table\"} 1",
             "ferry_pinned_sessions{reason=\"transaction\"} 2",
             "# TYPE ferry_migration_pause_seconds histogram",
