@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ferry_core::control::admin::{parse_request, wants_process_stats, Parsed, MAX_BODY, MAX_HEAD};
 use ferry_core::control::config::{open_files_needed, report_open_files};
 use ferry_core::control::ProcessStats;
-use ferry_core::control::{cli::Cli, Command, Connection, Endpoint, HealthProbe, IoEvent};
+use ferry_core::control::{cli::Cli, Accept, Command, Connection, Endpoint, HealthProbe, IoEvent};
 use ferry_core::{session::Peer, RandomSource};
 use rand::RngCore;
 use signal_hook::{consts::SIGHUP, consts::SIGINT, consts::SIGTERM, iterator::Signals};
@@ -135,8 +135,12 @@ fn drain(sh: &Shared, conn: &mut Connection, socks: &mut Sockets, tx: &Sender<In
 fn session(sh: &Shared, client: TcpStream, addr: SocketAddr) {
     let (tx, rx) = mpsc::channel();
     let mut ep = lock(&sh.ep);
-    let Some(mut conn) = ep.accept(Instant::now(), addr, 0, Box::new(OsRandom)) else {
-        return; // refused (max-connections, shutting down): dropping closes the socket
+    let mut conn = match ep.accept(Instant::now(), addr, 0, Box::new(OsRandom)) {
+        Accept::Connection(conn) => conn,
+        Accept::Refused(refused) => {
+            drop(ep); // its ERR (max-connections, blocked, shutting down); dropping closes
+            return drop((&client).write_all(refused.bytes()));
+        }
     };
     lock(&sh.sessions).insert(conn.id(), tx.clone()); // under `ep`: no command is missed
     drop(ep);
@@ -292,7 +296,7 @@ fn main() -> ExitCode {
         }
     });
     thread::spawn(move || {
-        while lock(&sh.ep).is_serving() {
+        while lock(&sh.ep).is_accepting() {
             let spawned = listener.accept();
             let spawned = spawned.and_then(|(sock, addr)| spawn(move || session(sh, sock, addr)));
             if let Err(e) = spawned {
@@ -312,8 +316,13 @@ fn main() -> ExitCode {
     tracing::info!(?signal, "shutting down gracefully");
     lock(&sh.ep).begin_shutdown(Instant::now());
     deliver(sh);
+    while lock(&sh.ep).is_accepting() {
+        thread::sleep(TICK); // shutdown-delay: clients are served, until the tick thread ends it
+    }
     let _ = TcpStream::connect(listen); // wakes the accept loop, which then stops
-    let deadline = Instant::now() + config.proxy.shutdown_timeout;
+    let deadline = lock(&sh.ep)
+        .shutdown_deadline()
+        .unwrap_or_else(Instant::now);
     while lock(&sh.ep).live_sessions() > 0 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(20));
     }

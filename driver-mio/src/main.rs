@@ -50,7 +50,7 @@ fn main() -> ExitCode {
             let _ = proxy.reload();
             continue;
         }
-        tracing::info!(signal, timeout = ?config.proxy.shutdown_timeout, "shutting down gracefully");
+        tracing::info!(signal, delay = ?config.proxy.shutdown_delay, timeout = ?config.proxy.shutdown_timeout, "shutting down gracefully");
         break;
     }
     let (done_tx, done_rx) = std::sync::mpsc::channel();
@@ -66,7 +66,8 @@ fn main() -> ExitCode {
             std::process::exit(1);
         }
     });
-    let limit = config.proxy.shutdown_timeout + Duration::from_secs(5);
+    let limit =
+        config.proxy.shutdown_delay + config.proxy.shutdown_timeout + Duration::from_secs(5);
     let code = match done_rx.recv_timeout(limit) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => {

@@ -154,26 +154,46 @@ impl ProxyHandle {
     pub fn handle_admin(&self, request: &Request) -> Response {
         // Read before the endpoint's lock is taken: counting descriptors is not free.
         let process = wants_process_stats(request).then(|| process_stats::read(self.inner.started));
-        let response = self.with_control(|c, now| {
-            c.endpoint.handle_admin_with_process(now, request, process)
-        });
+        let response =
+            self.with_control(|c, now| c.endpoint.handle_admin_with_process(now, request, process));
         // A reload may have moved the endpoint's timers (a health round for new backends).
         self.inner.nudge();
         response
     }
 
-    /// Graceful shutdown: stops accepting (the listener is closed), asks every session to
-    /// finish its statement and close (idle sessions close at once, with ERR 1053 for those
-    /// still logging in), and waits for them until `timeout` has passed; sessions still open
-    /// then are dropped. [`Proxy::run`](crate::Proxy::run) returns once all are gone. Calling
-    /// it again waits again.
+    /// Graceful shutdown: not ready at once (`/health/ready` answers 503), while new clients
+    /// are still accepted for `proxy.shutdown-delay`; then the listener closes and every session
+    /// is asked to finish its statement and close (idle sessions close at once, with ERR 1053
+    /// for those still logging in; a session inside a transaction may finish it), and waits for
+    /// them until `timeout` has passed from the listener's close; sessions still open then are
+    /// dropped. [`Proxy::run`](crate::Proxy::run) returns once all are gone. Calling it again
+    /// waits again.
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownOutcome {
-        let deadline = Instant::now() + timeout;
         let inner = &self.inner;
-        self.with_control(|c, now| c.endpoint.begin_shutdown(now));
-        if inner.stop.0.close() {
-            tracing::debug!(?timeout, "shutdown deadline");
+        let delay = self.with_control(|c, now| {
+            c.endpoint.begin_shutdown(now);
+            c.endpoint.config().proxy.shutdown_delay
+        });
+        // The control task ends the delay at the endpoint's timer (and `Control::deliver`
+        // closes `stop`): it must look at the timer again now.
+        inner.nudge();
+        let closed = future::or(
+            async {
+                let _ = inner.stop.1.recv().await;
+                true
+            },
+            async {
+                Timer::after(delay + ABORT_GRACE).await;
+                false
+            },
+        )
+        .await;
+        if !closed {
+            // No control task runs the endpoint's timers (the proxy is not running).
+            self.with_control(|c, now| c.endpoint.handle_timeout(now));
         }
+        let deadline = Instant::now() + timeout;
+        tracing::debug!(?timeout, "shutdown deadline");
         let finished = future::or(
             async {
                 let _ = inner.finished.recv().await;

@@ -6,10 +6,11 @@ use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferry_core::control::{BackendChooser, Config, ConfigError, ConfigSource, Endpoint};
+use ferry_core::control::{Accept, BackendChooser, Config, ConfigError, ConfigSource, Endpoint};
 use ferry_core::session::SessionConfig;
 use smol::channel::Sender;
 use smol::future;
+use smol::io::AsyncWriteExt;
 use smol::net::TcpListener;
 use smol::{Executor, Timer};
 
@@ -164,21 +165,33 @@ impl Proxy {
                 }
             };
             let (commands_tx, commands_rx) = smol::channel::unbounded();
-            let conn = {
+            let accepted = {
                 let mut control = inner.control();
-                let conn = control
-                    .endpoint
-                    .accept(Instant::now(), addr, SHARD, Box::new(OsRandom));
+                let accepted =
+                    control
+                        .endpoint
+                        .accept(Instant::now(), addr, SHARD, Box::new(OsRandom));
                 // Routed under the same lock as the accept, so that a shutdown or a command
                 // starting now reaches it.
-                if let Some(conn) = &conn {
+                if let Accept::Connection(conn) = &accepted {
                     control.add_route(conn.id(), commands_tx);
                 }
                 control.deliver();
-                conn
+                accepted
             };
-            // `None`: refused (max-connections, shutting down): the socket is closed.
-            let Some(conn) = conn else { continue };
+            let conn = match accepted {
+                Accept::Connection(conn) => conn,
+                Accept::Refused(refused) => {
+                    // Its ERR (max-connections, blocked, shutting down), then the socket closes.
+                    let bytes = refused.bytes().clone();
+                    let mut stream = stream;
+                    spawn(&self.executor, async move {
+                        let _ = stream.write_all(&bytes).await;
+                    })
+                    .detach();
+                    continue;
+                }
+            };
             let task = session::Task::new(Arc::clone(&inner), conn, stream);
             spawn(
                 &self.executor,

@@ -23,13 +23,19 @@ pub(crate) struct Control {
     /// Each live session's command channel, by session id: where the endpoint's
     /// [`Endpoint::poll_command`] goes.
     routes: HashMap<u64, Sender<Command>>,
+    /// [`Inner::stop`]'s sender: closed once the endpoint stops accepting.
+    stop: Sender<Infallible>,
 }
 
 impl Control {
-    /// Hands the commands the endpoint queued to their session tasks. Called after every
-    /// endpoint call that may queue some (admin requests, timers, probes, drain, migrate,
-    /// shutdown...).
+    /// Hands the commands the endpoint queued to their session tasks, and stops the accept
+    /// loop once the endpoint stops accepting (graceful shutdown, after its delay). Called
+    /// after every endpoint call that may queue some (admin requests, timers, probes, drain,
+    /// migrate, shutdown...).
     pub(crate) fn deliver(&mut self) {
+        if !self.endpoint.is_accepting() {
+            self.stop.close();
+        }
         if self.endpoint.take_wakeups().is_empty() {
             return;
         }
@@ -60,7 +66,8 @@ pub(crate) struct Inner {
     control: Mutex<Control>,
     /// `proxy.shutdown-timeout`.
     pub(crate) shutdown_timeout: Duration,
-    /// Closed when shutdown begins: the accept loop and the control task stop.
+    /// Closed when the endpoint stops accepting (shutdown, after `shutdown-delay`): the accept
+    /// loop and the control task stop.
     pub(crate) stop: (Sender<Infallible>, Receiver<Infallible>),
     /// Closed at the shutdown deadline: every session task drops its sockets at once.
     pub(crate) abort: (Sender<Infallible>, Receiver<Infallible>),
@@ -88,13 +95,15 @@ impl std::fmt::Debug for Inner {
 impl Inner {
     pub(crate) fn new(endpoint: Endpoint, finished: Receiver<Infallible>) -> Self {
         let shutdown_timeout = endpoint.config().proxy.shutdown_timeout;
+        let stop = smol::channel::bounded(1);
         Self {
             control: Mutex::new(Control {
                 endpoint,
                 routes: HashMap::new(),
+                stop: stop.0.clone(),
             }),
             shutdown_timeout,
-            stop: smol::channel::bounded(1),
+            stop,
             abort: smol::channel::bounded(1),
             finished,
             nudge: smol::channel::bounded(1),

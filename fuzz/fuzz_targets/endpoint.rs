@@ -46,7 +46,7 @@ use ferry_core::control::config::{
     AuthMode, BackendSection, ConfigFile, MigrationMode, RouteSection, UserSection,
 };
 use ferry_core::control::{
-    Command, Config, Connection, Endpoint, HealthProbe, IoEvent, ACCEPT_BACKOFF,
+    Accept, Command, Config, Connection, Endpoint, HealthProbe, IoEvent, ACCEPT_BACKOFF,
 };
 use ferry_core::frontend::{
     column, default_capabilities, AuthMode as ServerAuth, Frontend, FrontendConfig, UserEntry,
@@ -585,9 +585,19 @@ impl Harness {
         let min = *self.per_shard.iter().min().unwrap();
         let client: SocketAddr = "127.0.0.1:50000".parse().unwrap();
         self.seed += 1;
-        let conn = self
+        let accepted = self
             .ep
             .accept(now, client, by, Box::new(SeededRandom::new(self.seed)));
+        let conn = match accepted {
+            Accept::Connection(conn) => Some(conn),
+            Accept::Refused(refused) => {
+                // An ERR in place of the greeting: one frame, sequence id 0.
+                let b = refused.bytes();
+                assert!(b.len() > 7 && usize::from(b[0]) == b.len() - 4);
+                assert_eq!((b[3], b[4]), (0, 0xFF));
+                None
+            }
+        };
         let Some(conn) = conn else {
             assert!(
                 !serving || live >= self.config.proxy.max_connections,

@@ -463,6 +463,7 @@ fn advertised(ep: &mut Endpoint, now: Instant) -> String {
     let client: SocketAddr = "127.0.0.1:50000".parse().unwrap();
     let mut conn = ep
         .accept(now, client, 0, Box::new(SeededRandom::new(1)))
+        .into_connection()
         .expect("accepted");
     let t = conn.poll_transmit().expect("a greeting");
     assert_eq!(t.peer, Peer::Client);

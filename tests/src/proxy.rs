@@ -583,6 +583,42 @@ impl FerryProcess {
         crate::ChildGuard::new(child).signal_and_wait("TERM", limit)
     }
 
+    /// Sends `signal` (a name for `kill`, e.g. `"TERM"`) and returns at once; see
+    /// [`FerryProcess::wait_exit`]. Panics if it cannot be sent or ferry was stopped.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("ferry was already stopped");
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+        assert!(sent.success(), "kill -{signal} {pid} failed");
+    }
+
+    /// Waits at most `limit` for the process to exit (after [`FerryProcess::signal`]) and
+    /// returns its status. Panics if it is still running then (it is killed) or was already
+    /// stopped.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            let child = self.child.as_mut().expect("ferry was already stopped");
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    self.child = None;
+                    return status;
+                }
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                outcome => {
+                    self.kill();
+                    panic!(
+                        "ferry still running {limit:?} later ({outcome:?}); log:\n{}",
+                        self.log_tail(LOG_TAIL_LINES)
+                    );
+                }
+            }
+        }
+    }
+
     /// Kills the process (SIGKILL) and reaps it. Does nothing when already stopped.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -1,8 +1,10 @@
 //! Limits and lifecycle through the real proxy program, for every driver (the mio event loop
 //! had these as its own tests; since the decisions moved into the core, every driver runs them):
-//! clients over `max-connections` are refused and counted while the others keep working, an
-//! idle session is closed at `idle-timeout` (activity moves the deadline), and SIGTERM closes
-//! idle sessions at once and exits 0.
+//! clients over `max-connections` are refused with ERR 1040 and counted while the others keep
+//! working, an idle session is closed at `idle-timeout` (activity moves the deadline), and
+//! SIGTERM without `shutdown-delay` (the default) closes idle sessions at once and exits 0.
+//! `proxy_ops.rs` has the rest: the refusal's bytes against MariaDB's, failed logins, the
+//! shutdown delay and transactions finishing.
 
 mod proxy_common;
 
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use ferry_tests::{driver_tests, wait_until, Driver, FerryProcess};
 use mysql::prelude::Queryable;
-use proxy_common::{backend, mysql_opts, PASSWORD, USER};
+use proxy_common::{backend, mysql_code, mysql_opts, PASSWORD, USER};
 
 driver_tests!(
     clients_over_max_connections_are_refused,
@@ -30,7 +32,8 @@ fn clients_over_max_connections_are_refused(driver: Driver) {
         .start();
     let mut first = connect(&ferry).expect("the first client");
     assert_eq!(first.query_first::<u32, _>("select 1").unwrap(), Some(1));
-    assert!(connect(&ferry).is_err(), "a second client got in");
+    let refused = connect(&ferry).expect_err("a second client got in");
+    assert_eq!(mysql_code(&refused), Some(1040), "{refused}");
     // The first keeps working, and the refusal is counted.
     assert_eq!(first.query_first::<u32, _>("select 2").unwrap(), Some(2));
     let (_, metrics) = ferry.http_get("/metrics");
@@ -84,7 +87,8 @@ fn sigterm_closes_idle_sessions_at_once(driver: Driver) {
     for c in &mut clients {
         c.query_drop("select 1").unwrap();
     }
-    // The builder's shutdown-timeout is 5 s: idle sessions must not wait for it.
+    // The builder's shutdown-timeout is 5 s, and there is no shutdown-delay: idle sessions
+    // must not wait for either.
     let start = Instant::now();
     let status = ferry.terminate(Duration::from_secs(15));
     assert!(status.success(), "{status}");

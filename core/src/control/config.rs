@@ -17,6 +17,14 @@
 //! shutdown-timeout = "30s"        # default: graceful shutdown deadline
 //! statement-timeout = "0"         # default 0 = none: a statement whose backend is silent this
 //!                                 # long loses its session (client sees 2013), e.g. a frozen server
+//! shutdown-delay = "0s"           # default: on SIGTERM, /health/ready answers 503 this long while
+//!                                 # new clients are still accepted; then the listener closes and
+//!                                 # sessions get shutdown-timeout to finish their transaction
+//! max-auth-failures = 0           # default 0 = off: a client address with this many failed
+//!                                 # logins (access denied) within auth-failure-window is refused
+//!                                 # (ERR 1129) for auth-block-duration
+//! auth-failure-window = "60s"     # default
+//! auth-block-duration = "60s"     # default
 //!
 //! [admin]
 //! listen = "127.0.0.1:6080"      # default
@@ -97,6 +105,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(8 * 3600);
 /// Default graceful-shutdown deadline.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default window in which `max-auth-failures` failed logins block an address (MaxScale's).
+pub const DEFAULT_AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Default time an address stays blocked (MaxScale's).
+pub const DEFAULT_AUTH_BLOCK_DURATION: Duration = Duration::from_secs(60);
 /// Default health-check interval.
 /// Default health-check interval, from one round's start to the next's: with the timeout below,
 /// a backend that dies or freezes is found down within 0.9 s.
@@ -244,6 +256,18 @@ pub struct ProxyConfig {
     /// The server version clients are told in the greeting; `None`: the backends' own (clients
     /// pick features and collations by it, so by default ferry does not pretend to be another server).
     pub server_version: Option<String>,
+    /// Graceful shutdown's first stage: `/health/ready` answers 503 while new clients are still
+    /// accepted, so that a load balancer stops sending them before the listener closes
+    /// ([`Duration::ZERO`]: the listener closes at once). `shutdown_timeout` counts from the end
+    /// of it.
+    pub shutdown_delay: Duration,
+    /// Failed logins (access denied) from one address within `auth_failure_window` that block
+    /// it for `auth_block_duration`; 0: never blocked.
+    pub max_auth_failures: u32,
+    /// See `max_auth_failures`.
+    pub auth_failure_window: Duration,
+    /// See `max_auth_failures`.
+    pub auth_block_duration: Duration,
 }
 
 /// `[admin]`, checked.
@@ -508,6 +532,17 @@ fn check_proxy(p: &mut Checker, s: &ProxySection) -> Option<ProxyConfig> {
             );
         }
     }
+    let shutdown_delay = s.shutdown_delay.map_or(Duration::ZERO, |d| d.0);
+    let auth_failure_window = p.positive(
+        "proxy.auth-failure-window",
+        s.auth_failure_window,
+        DEFAULT_AUTH_FAILURE_WINDOW,
+    );
+    let auth_block_duration = p.positive(
+        "proxy.auth-block-duration",
+        s.auth_block_duration,
+        DEFAULT_AUTH_BLOCK_DURATION,
+    );
     Some(ProxyConfig {
         listen: listen?,
         workers: workers?,
@@ -518,6 +553,10 @@ fn check_proxy(p: &mut Checker, s: &ProxySection) -> Option<ProxyConfig> {
         shutdown_timeout,
         statement_timeout,
         server_version,
+        shutdown_delay,
+        max_auth_failures: s.max_auth_failures.unwrap_or(0),
+        auth_failure_window,
+        auth_block_duration,
     })
 }
 

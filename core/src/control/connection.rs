@@ -37,6 +37,7 @@ use crate::{ProtocolError, RandomSource};
 
 use super::counters::Counters;
 use super::endpoint::Command;
+use super::failed_logins::FailedLogin;
 use super::health::is_local_exhaustion;
 
 /// Socket work for the driver.
@@ -100,6 +101,8 @@ pub(super) enum Work {
     Migration(Event),
     /// A migration request was answered: the listed target follows the core's.
     TargetChanged,
+    /// The session closed before it was authenticated, because of the client.
+    LoginFailed(FailedLogin),
 }
 
 /// One client connection: the core's session plus what the control plane tracks for it.
@@ -122,6 +125,8 @@ pub struct Connection {
     pub(super) avoid: Option<String>,
     /// [`Endpoint::connection_closed`](super::Endpoint::connection_closed) ran.
     pub(super) finished: bool,
+    /// The session was authenticated once (a close after that is no failed login).
+    logged_in: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -158,6 +163,7 @@ impl Connection {
             listed: None,
             avoid: None,
             finished: false,
+            logged_in: false,
         }
     }
 
@@ -343,6 +349,7 @@ impl Connection {
                     self.work.push_back(Work::Refused { backend, error });
                 }
                 Event::Authenticated { user } => {
+                    self.logged_in = true;
                     tracing::info!(session = self.id, %user, backend = self.session.backend_name().unwrap_or("-"), "authenticated");
                     self.work.push_back(Work::User { user });
                 }
@@ -367,6 +374,11 @@ impl Connection {
                 }
                 Event::Closed { reason } => {
                     tracing::debug!(session = self.id, ?reason, "session closed");
+                    if !self.logged_in {
+                        if let Some(failed) = FailedLogin::from_close(&reason) {
+                            self.work.push_back(Work::LoginFailed(failed));
+                        }
+                    }
                 }
                 Event::FailoverStarted { from, cause } => {
                     tracing::info!(session = self.id, backend = %from, %cause, "backend lost; rebuilding the session on another backend");

@@ -9,6 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::control::admin::{BackendInfo, Histogram, Metrics};
+use crate::control::failed_logins::LOGIN_FAILURE_REASONS;
 use crate::control::statements::StatementCounters;
 
 /// A counter lock; a panic while holding it left a whole value behind, so poisoning is ignored.
@@ -59,6 +60,10 @@ pub struct Counters {
     pub sessions_lost: Mutex<BTreeMap<&'static str, u64>>,
     /// Commands by type and backend, and their latency.
     pub statements: StatementCounters,
+    /// Clients refused because their address is blocked after failed logins.
+    pub refused_blocked: AtomicU64,
+    /// Failed logins by reason (see `failed_logins.rs`); locked once per failed login.
+    pub login_failures: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Counters {
@@ -75,6 +80,11 @@ impl Counters {
     /// Counts a session lost with its backend under `label`.
     pub fn session_lost(&self, label: &'static str) {
         *lock(&self.sessions_lost).entry(label).or_insert(0) += 1;
+    }
+
+    /// Counts a failed login under `reason`.
+    pub fn login_failed(&self, reason: &'static str) {
+        *lock(&self.login_failures).entry(reason).or_insert(0) += 1;
     }
 
     /// Counts a migration that succeeded and records its pause.
@@ -100,6 +110,7 @@ impl Counters {
             ("command", sum(|c| &c.command_errors)),
             ("max_connections", sum(|c| &c.refused_max_connections)),
             ("accept", sum(|c| &c.accept_errors)),
+            ("blocked_host", sum(|c| &c.refused_blocked)),
         ]
         .into_iter()
         .map(|(kind, n)| (kind.to_owned(), n))
@@ -107,7 +118,15 @@ impl Counters {
         let mut migrations_failed = BTreeMap::new();
         let mut migration_pause = Histogram::default();
         let mut sessions_lost = BTreeMap::new();
+        // Every reason from the start, so that dashboards and alerts find the series.
+        let mut login_failures: BTreeMap<String, u64> = LOGIN_FAILURE_REASONS
+            .iter()
+            .map(|r| ((*r).to_owned(), 0))
+            .collect();
         for c in sets {
+            for (&reason, &n) in lock(&c.login_failures).iter() {
+                *login_failures.entry(reason.to_owned()).or_insert(0) += n;
+            }
             for (&reason, &n) in lock(&c.sessions_lost).iter() {
                 *sessions_lost.entry(reason.to_owned()).or_insert(0) += n;
             }
@@ -141,6 +160,7 @@ impl Counters {
             statements,
             statement_duration,
             process: None,
+            login_failures,
         }
     }
 }
@@ -166,13 +186,23 @@ mod tests {
         assert_eq!((m.sessions, m.commands, m.client_bytes_sent), (5, 7, 10));
         assert_eq!(m.errors["accept"], 2);
         assert_eq!(m.errors["command"], 0);
-        assert_eq!(m.errors.len(), 4);
+        assert_eq!(m.errors.len(), 5);
         assert_eq!(m.migrations_succeeded, 2);
         assert_eq!(m.migrations_failed["pinned"], 2);
         assert_eq!(m.migrations_failed["timeout"], 1);
         assert_eq!(m.migration_pause.count(), 2);
         assert_eq!(m.migration_pause.sum(), Duration::from_millis(7));
         assert_eq!(m.pinned_sessions, pinned);
+        assert_eq!(
+            m.login_failures["access_denied"], 0,
+            "every reason is shown"
+        );
+        sets[0].login_failed("access_denied");
+        sets[1].login_failed("access_denied");
+        Counters::add(&sets[1].refused_blocked, 1);
+        let m = Counters::metrics(&[&sets[0], &sets[1]], 5, BTreeMap::new(), Vec::new());
+        assert_eq!(m.login_failures["access_denied"], 2);
+        assert_eq!(m.errors["blocked_host"], 1);
     }
 
     #[test]

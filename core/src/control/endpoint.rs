@@ -3,8 +3,17 @@
 //! the counters, the health-check schedule and the balancer, and it answers the admin API. Every
 //! decision that is not one session's own is taken here, once, for every driver:
 //!
-//! - **Accepting**: `max-connections`, which shard (worker) serves a new client (the one with the
-//!   fewest sessions), connection ids, the accept back-off after a failed `accept`.
+//! - **Accepting**: `max-connections`, blocked addresses, which shard (worker) serves a new
+//!   client (the one with the fewest sessions), connection ids, the accept back-off after a
+//!   failed `accept`. A refused client gets the ERR a MariaDB server would send in place of its
+//!   greeting ([`Accept::Refused`]).
+//! - **Failed logins**: counted by reason, logged at info (rate-limited, as every line a client
+//!   can cause: [`LogLimiter`]), and with `max-auth-failures` an address that fails too often
+//!   is blocked for a while ([`AuthFailures`]).
+//! - **Graceful shutdown** ([`Endpoint::begin_shutdown`]): `/health/ready` answers 503 at once,
+//!   new clients are still accepted for `shutdown-delay`; then the listener closes
+//!   ([`Endpoint::is_accepting`]) and every session is asked to finish (a session inside a
+//!   transaction may finish it) until [`Endpoint::shutdown_deadline`].
 //! - **Placement and failover** ([`Endpoint::sync`]): the backend of each new backend connection
 //!   (the migration's target, else the [`BackendChooser`], else least sessions among healthy
 //!   backends), and after a TCP error or a refusal, the backend marked down and the next one tried.
@@ -30,12 +39,15 @@ use std::time::{Duration, Instant};
 use crate::session::{ConnectFailure, MigrationRefused, PinReason, SessionConfig};
 use crate::RandomSource;
 
+use super::accept::{Accept, Refusal, RefusalReason};
 use super::admin::{self, AdminApi, ApiError, BackendInfo, Metrics, ProcessStats, SessionInfo};
 use super::chooser::{BackendChooser, Choice, ChooseRequest, Routes};
 use super::config::{AuthMode, Config, ConfigError, MigrationMode};
 use super::connection::{BackendSlot, Connection, Work};
 use super::counters::Counters;
+use super::failed_logins::{AuthFailures, FailedLogin, Recorded};
 use super::health::{record_refusal, record_verdict, HealthProbe, Verdict};
+use super::log_limit::{LogKind, LogLimiter};
 use super::migration::{migration_event, Listing as Moved};
 use super::rebalance::{pin_is_transient, plan_migrations, BackendView, SessionView};
 use super::registry::Registry;
@@ -64,7 +76,7 @@ pub enum Command {
     },
     /// Give up a requested or running migration.
     CancelMigration,
-    /// Graceful shutdown: finish the statement in flight, then close.
+    /// Graceful shutdown: finish the statement in flight (and an open transaction), then close.
     Shutdown,
     /// The health check found `backend` down: an idle session on it fails over (see
     /// [`ProxySession::backend_down`](crate::session::ProxySession::backend_down)).
@@ -124,6 +136,15 @@ struct HealthRounds {
     first: Option<Vec<Option<Verdict>>>,
 }
 
+/// Graceful shutdown, once begun.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shutdown {
+    /// `shutdown-delay`: not ready, but still accepting, until then.
+    Delay { until: Instant },
+    /// The listener is closed; the sessions finish until then.
+    Closing { deadline: Instant },
+}
+
 /// The proxy as a whole; see the [module docs](self).
 pub struct Endpoint {
     config: Config,
@@ -134,10 +155,12 @@ pub struct Endpoint {
     sessions: HashMap<u64, Listing>,
     live: usize,
     next_connection_id: u32,
-    shutting_down: bool,
+    shutdown: Option<Shutdown>,
     health: HealthRounds,
     next_rebalance: Instant,
     reload: ReloadState,
+    auth_failures: AuthFailures,
+    log_limiter: LogLimiter,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -145,7 +168,7 @@ impl std::fmt::Debug for Endpoint {
         f.debug_struct("Endpoint")
             .field("registry", &self.registry)
             .field("live", &self.live)
-            .field("shutting_down", &self.shutting_down)
+            .field("shutdown", &self.shutdown)
             .finish_non_exhaustive()
     }
 }
@@ -182,7 +205,7 @@ impl Endpoint {
             sessions: HashMap::new(),
             live: 0,
             next_connection_id: 1,
-            shutting_down: false,
+            shutdown: None,
             // The first round is due at once: drivers run it before serving.
             health: HealthRounds {
                 next: now,
@@ -194,6 +217,8 @@ impl Endpoint {
             },
             next_rebalance: now + config.migration.rebalance_interval,
             reload: ReloadState::new(now, config),
+            auth_failures: AuthFailures::new(&config.proxy),
+            log_limiter: LogLimiter::default(),
         }
     }
 
@@ -211,9 +236,32 @@ impl Endpoint {
         &self.config
     }
 
-    /// False once [`Endpoint::begin_shutdown`] ran (`/health` answers 503).
+    /// Ready for new clients: false once [`Endpoint::begin_shutdown`] ran (`/health/ready` and
+    /// `/health` answer 503).
     pub fn is_serving(&self) -> bool {
-        !self.shutting_down
+        self.shutdown.is_none()
+    }
+
+    /// The listeners stay open: false once the shutdown's delay is over (at once without
+    /// `shutdown-delay`). A driver closes its listeners when it turns false (it may change in
+    /// [`Endpoint::handle_timeout`] and [`Endpoint::begin_shutdown`]); a client accepted after
+    /// that is refused with ERR 1053.
+    pub fn is_accepting(&self) -> bool {
+        !matches!(self.shutdown, Some(Shutdown::Closing { .. }))
+    }
+
+    /// Once the listeners are closed: when the sessions still open are dropped
+    /// (`shutdown-timeout` after the listeners closed).
+    pub fn shutdown_deadline(&self) -> Option<Instant> {
+        match self.shutdown {
+            Some(Shutdown::Closing { deadline }) => Some(deadline),
+            _ => None,
+        }
+    }
+
+    /// The listeners are closed: no health rounds, balancer or failover any more.
+    fn closing(&self) -> bool {
+        !self.is_accepting()
     }
 
     /// Client sessions open now (including those still logging in).
@@ -260,33 +308,28 @@ impl Endpoint {
 
     // ---- accepting ----
 
-    /// A client connected from `client`, accepted by shard `accepted_by`. `None`: refused
-    /// (`max-connections` reached, or shutting down); the driver closes the socket. Otherwise
-    /// the new connection, owned by [`Connection::shard`] (the shard with the fewest sessions,
-    /// `accepted_by` on a tie), with `random` as its CSPRNG.
+    /// A client connected from `client`, accepted by shard `accepted_by`:
+    /// [`Accept::Connection`], owned by [`Connection::shard`] (the shard with the fewest
+    /// sessions, `accepted_by` on a tie), with `random` as its CSPRNG; or [`Accept::Refused`]
+    /// (listener closing, address blocked, `max-connections` reached): the driver writes the
+    /// refusal's bytes and closes the socket.
     pub fn accept(
         &mut self,
         now: Instant,
         client: SocketAddr,
         accepted_by: usize,
         random: Box<dyn RandomSource + Send>,
-    ) -> Option<Connection> {
+    ) -> Accept {
         let accepted_by = accepted_by.min(self.shards.len() - 1);
-        if self.shutting_down {
-            return None;
-        }
         let by = &mut self.shards[accepted_by];
         if by.accept_failing {
             by.accept_failing = false;
             tracing::info!(worker = accepted_by, "accepting again");
         }
-        let max = self.config.proxy.max_connections;
-        if self.live >= max {
-            Counters::add(&by.counters.refused_max_connections, 1);
-            tracing::warn!(client = %client, max, "max-connections reached; connection closed");
-            return None;
+        if let Some(refusal) = self.refusal(now, client, accepted_by) {
+            return Accept::Refused(refusal);
         }
-        Counters::add(&by.counters.accepted, 1);
+        Counters::add(&self.shards[accepted_by].counters.accepted, 1);
         let mut shard = accepted_by;
         for (i, s) in self.shards.iter().enumerate() {
             if s.sessions < self.shards[shard].sessions {
@@ -304,7 +347,7 @@ impl Endpoint {
             },
         );
         tracing::debug!(session = id, client = %client, "client connected");
-        Some(Connection::new(
+        Accept::Connection(Connection::new(
             now,
             id,
             shard,
@@ -313,6 +356,80 @@ impl Endpoint {
             Arc::clone(&self.shards[shard].counters),
             random,
         ))
+    }
+
+    /// Why a client from `client` is refused now, if it is (counted and logged, rate-limited).
+    fn refusal(&mut self, now: Instant, client: SocketAddr, shard: usize) -> Option<Refusal> {
+        let ip = client.ip();
+        let reason = if self.closing() {
+            RefusalReason::ShuttingDown
+        } else if let Some(until) = self.auth_failures.blocked_until(now, ip) {
+            RefusalReason::Blocked { until }
+        } else if self.live >= self.config.proxy.max_connections {
+            RefusalReason::MaxConnections
+        } else {
+            return None;
+        };
+        let counters = &self.shards[shard].counters;
+        match reason {
+            RefusalReason::ShuttingDown => {
+                tracing::debug!(client = %client, "shutting down; connection refused");
+            }
+            RefusalReason::Blocked { until } => {
+                Counters::add(&counters.refused_blocked, 1);
+                if let Some(suppressed) = self.log_limiter.allow(now, LogKind::BlockedHost) {
+                    let blocked_for = until.saturating_duration_since(now);
+                    tracing::warn!(client = %client, ?blocked_for, suppressed, "address blocked after failed logins; connection refused");
+                }
+            }
+            RefusalReason::MaxConnections => {
+                Counters::add(&counters.refused_max_connections, 1);
+                if let Some(suppressed) = self.log_limiter.allow(now, LogKind::MaxConnections) {
+                    let max = self.config.proxy.max_connections;
+                    tracing::warn!(client = %client, max, suppressed, "max-connections reached; connection refused");
+                }
+            }
+        }
+        Some(Refusal::new(reason, ip))
+    }
+
+    /// A login from `client` failed: counted, logged (rate-limited), and toward a block.
+    fn login_failed(
+        &mut self,
+        now: Instant,
+        counters: &Counters,
+        client: SocketAddr,
+        user: Option<&str>,
+        failed: &FailedLogin,
+    ) {
+        counters.login_failed(failed.reason);
+        if let Some(suppressed) = self.log_limiter.allow(now, LogKind::LoginFailed) {
+            let user = user.unwrap_or("-");
+            let (code, error) = failed
+                .error
+                .as_ref()
+                .map_or((0, ""), |e| (e.code, e.message.as_str()));
+            tracing::info!(%user, client = %client, reason = failed.reason, code, error, suppressed, "login failed");
+        }
+        if !failed.counts_toward_block() {
+            return;
+        }
+        match self.auth_failures.record(now, client.ip()) {
+            Recorded::Counted => {}
+            Recorded::Blocked { until } => {
+                if let Some(suppressed) = self.log_limiter.allow(now, LogKind::HostBlocked) {
+                    let blocked_for = until.saturating_duration_since(now);
+                    let max = self.config.proxy.max_auth_failures;
+                    let window = self.config.proxy.auth_failure_window;
+                    tracing::warn!(client = %client.ip(), failures = max, ?window, ?blocked_for, suppressed, "address blocked after failed logins");
+                }
+            }
+            Recorded::Untracked => {
+                if let Some(suppressed) = self.log_limiter.allow(now, LogKind::FailureTableFull) {
+                    tracing::warn!(client = %client.ip(), tracked = self.auth_failures.len(), suppressed, "too many addresses with failed logins; this one is not tracked for blocking");
+                }
+            }
+        }
     }
 
     /// `accept` failed on shard `shard` (out of descriptors...): counted, logged once per
@@ -347,7 +464,7 @@ impl Endpoint {
     /// The driver dropped `conn` (its session closed, or the shutdown deadline passed): its
     /// backend connections no longer count and it leaves the listing. Calling it again does
     /// nothing.
-    pub fn connection_closed(&mut self, _now: Instant, conn: &mut Connection) {
+    pub fn connection_closed(&mut self, now: Instant, conn: &mut Connection) {
         if conn.finished {
             return;
         }
@@ -355,13 +472,19 @@ impl Endpoint {
         for slot in conn.backends.drain(..) {
             self.registry.release(slot.index);
         }
-        for work in conn.work.drain(..) {
+        let work: Vec<Work> = conn.work.drain(..).collect();
+        for work in work {
             match work {
                 Work::Release { index }
                 | Work::ConnectFailed {
                     slot: BackendSlot { index, .. },
                     ..
                 } => self.registry.release(index),
+                // Not synced before it was dropped: still a failed login.
+                Work::LoginFailed(failed) => {
+                    let counters = Arc::clone(&conn.counters);
+                    self.login_failed(now, &counters, conn.client(), conn.session.user(), &failed);
+                }
                 _ => {}
             }
         }
@@ -418,6 +541,10 @@ impl Endpoint {
                     if let Some(l) = self.sessions.get_mut(&conn.id()) {
                         l.target = target;
                     }
+                }
+                Work::LoginFailed(failed) => {
+                    let counters = Arc::clone(&conn.counters);
+                    self.login_failed(now, &counters, conn.client(), conn.session.user(), &failed);
                 }
             }
             conn.absorb_events(now);
@@ -538,7 +665,9 @@ impl Endpoint {
             ..
         } = &slot;
         if local {
-            tracing::warn!(backend = %name, %error, "cannot open a backend connection");
+            if let Some(suppressed) = self.log_limiter.allow(now, LogKind::BackendConnectLocal) {
+                tracing::warn!(backend = %name, %error, suppressed, "cannot open a backend connection");
+            }
             let reason = ConnectFailure::LocalResources(error.to_owned());
             return self.fail_connect(now, conn, *c, reason);
         }
@@ -598,14 +727,35 @@ impl Endpoint {
         woken
     }
 
-    /// Graceful shutdown: refuse new clients, `/health` answers 503, and every session is asked
-    /// to finish its statement and close.
-    pub fn begin_shutdown(&mut self, _now: Instant) {
-        if self.shutting_down {
+    /// Graceful shutdown, as load balancers expect: `/health/ready` (and `/health`) answers 503
+    /// from now on, while new clients are still accepted for `proxy.shutdown-delay` (the
+    /// balancer's time to notice); then ([`Endpoint::handle_timeout`] at
+    /// [`Endpoint::poll_timeout`], or at once without a delay) the listeners close
+    /// ([`Endpoint::is_accepting`]) and every session is asked to finish: an idle one closes,
+    /// one running a statement closes after it, one inside a transaction may finish it (it
+    /// closes at its COMMIT or ROLLBACK), until [`Endpoint::shutdown_deadline`]. Calling it again
+    /// does nothing.
+    pub fn begin_shutdown(&mut self, now: Instant) {
+        if self.shutdown.is_some() {
             return;
         }
-        self.shutting_down = true;
-        tracing::info!(sessions = self.live, "shutting down");
+        let delay = self.config.proxy.shutdown_delay;
+        tracing::info!(
+            sessions = self.live,
+            ?delay,
+            "shutting down: not ready any more"
+        );
+        self.shutdown = Some(Shutdown::Delay { until: now + delay });
+        if delay.is_zero() {
+            self.close_listeners(now);
+        }
+    }
+
+    /// The shutdown's delay is over: the listeners close and every session is asked to finish.
+    fn close_listeners(&mut self, now: Instant) {
+        let deadline = now + self.config.proxy.shutdown_timeout;
+        self.shutdown = Some(Shutdown::Closing { deadline });
+        tracing::info!(sessions = self.live, timeout = ?self.config.proxy.shutdown_timeout, "closing the listeners; sessions finish their statement or transaction");
         let mut ids: Vec<u64> = self.sessions.keys().copied().collect();
         ids.sort_unstable();
         for id in ids {
@@ -622,8 +772,7 @@ impl Endpoint {
         let Some(b) = self.registry.get(index) else {
             return;
         };
-        if !replay || !self.session_config.migration.failover || b.refusing() || self.shutting_down
-        {
+        if !replay || !self.session_config.migration.failover || b.refusing() || self.closing() {
             return;
         }
         let name = b.name.clone();
@@ -763,26 +912,35 @@ impl Endpoint {
 
     // ---- timers: health rounds and the balancer ----
 
-    /// When [`Endpoint::handle_timeout`] is due next: the next health round (none while one
-    /// runs) or the next balancer tick (with migration on).
+    /// When [`Endpoint::handle_timeout`] is due next: the end of the shutdown's delay, the next
+    /// health round (none while one runs) or the next balancer tick (with migration on); none
+    /// once the listeners are closed.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let health = match (self.shutting_down, self.health.outstanding) {
+        let closing = self.closing();
+        let health = match (closing, self.health.outstanding) {
             (true, _) => None,
             (false, 0) => Some(self.health.next),
             // A round runs: its probes come back by their deadline, or it is given up then.
             (false, _) => Some(self.health.round_end),
         };
-        let rebalance = (self.config.migration.mode != MigrationMode::Off && !self.shutting_down)
+        let rebalance = (self.config.migration.mode != MigrationMode::Off && !closing)
             .then_some(self.next_rebalance);
-        match (health, rebalance) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let delay_end = match self.shutdown {
+            Some(Shutdown::Delay { until }) => Some(until),
+            _ => None,
+        };
+        [health, rebalance, delay_end].into_iter().flatten().min()
     }
 
-    /// Starts a health round when one is due (its probes come from [`Endpoint::poll_probe`]),
-    /// and runs the balancer when its interval passed.
+    /// Closes the listeners when the shutdown's delay is over, starts a health round when one
+    /// is due (its probes come from [`Endpoint::poll_probe`]), and runs the balancer when its
+    /// interval passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(Shutdown::Delay { until }) = self.shutdown {
+            if until <= now {
+                self.close_listeners(now);
+            }
+        }
         if self.health.outstanding > 0 && self.health.round_end <= now {
             tracing::warn!(
                 missing = self.health.outstanding,
@@ -792,7 +950,7 @@ impl Endpoint {
             // The driver may be stuck: not at once again.
             self.health.next = now + self.config.health.interval;
         }
-        if self.health.outstanding == 0 && self.health.next <= now && !self.shutting_down {
+        if self.health.outstanding == 0 && self.health.next <= now && !self.closing() {
             let timeout = self.config.health.timeout;
             self.health.round += 1;
             let round = self.health.round;
@@ -811,7 +969,10 @@ impl Endpoint {
             // interval + timeout; a round that overruns pushes the next one (`round_done`).
             self.health.next = now + self.config.health.interval;
         }
-        if self.config.migration.mode != MigrationMode::Off && self.next_rebalance <= now {
+        if self.config.migration.mode != MigrationMode::Off
+            && self.next_rebalance <= now
+            && !self.closing()
+        {
             self.next_rebalance = now + self.config.migration.rebalance_interval;
             self.plan(now);
         }
@@ -891,7 +1052,7 @@ impl Endpoint {
 
     /// One balancer plan (drain moves, then rebalancing), executed as commands.
     fn plan(&mut self, now: Instant) {
-        if self.config.migration.mode == MigrationMode::Off || self.shutting_down {
+        if self.config.migration.mode == MigrationMode::Off || self.closing() {
             return;
         }
         let backends: Vec<BackendView> = self

@@ -21,6 +21,7 @@
 //! (parsing admin requests from bytes, with `httparse`), `cli` (the `ferry` command line, with
 //! `clap`). An embedder who wants only the protocol turns off the default features.
 
+mod accept;
 pub mod admin;
 pub mod build_info;
 mod chooser;
@@ -30,7 +31,9 @@ pub mod config;
 mod connection;
 mod counters;
 mod endpoint;
+mod failed_logins;
 pub mod health;
+mod log_limit;
 mod migration;
 pub mod rebalance;
 mod registry;
@@ -38,6 +41,7 @@ pub mod reload;
 mod session_config;
 pub mod statements;
 
+pub use accept::{Accept, Refusal, RefusalReason};
 pub use admin::{AdminApi, ApiError, BackendInfo, Metrics, ProcessStats, SessionInfo};
 pub use chooser::{BackendChooser, Choice, ChooseRequest};
 pub use config::{Config, ConfigError, ConfigFile};

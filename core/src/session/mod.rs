@@ -696,7 +696,10 @@ impl ProxySession {
     }
 
     /// Graceful shutdown: a session running a statement finishes it (its response is relayed),
-    /// then closes; an idle session or one still logging in closes now.
+    /// then closes; an idle session closes now. A session inside a transaction stays until the
+    /// client ends it: it closes once it is between statements outside a transaction (after its
+    /// COMMIT or ROLLBACK), or when its owner's shutdown deadline drops it. One still logging in
+    /// gets ERR 1053 and closes.
     pub fn begin_shutdown(&mut self, now: Instant) {
         if self.is_closed() {
             return;
@@ -704,7 +707,9 @@ impl ProxySession {
         self.shutting_down = true;
         match self.phase {
             Phase::Command(_) => {}
-            Phase::Ready => self.shutdown_now(now),
+            Phase::Ready => self.finish_shutdown(now),
+            // ferry's own work in a transaction: it ends, then the client may finish.
+            Phase::Internal(_) if self.held.is_none() && self.state.in_transaction() => {}
             // Nobody waits for an answer: as if idle.
             Phase::Internal(_) if self.held.is_none() => self.shutdown_now(now),
             _ => {
@@ -967,6 +972,14 @@ impl ProxySession {
         self.collect_transmits();
         if let Some(link) = self.backend.take() {
             self.events.push_back(Event::CloseBackend { conn: link.id });
+        }
+    }
+
+    /// Shutting down, between statements: closes, unless the client is inside a transaction,
+    /// which it may finish first.
+    fn finish_shutdown(&mut self, now: Instant) {
+        if !self.state.in_transaction() {
+            self.shutdown_now(now);
         }
     }
 

@@ -97,7 +97,7 @@ impl ProxySession {
             });
             self.enter_ready(now);
             if self.shutting_down {
-                self.shutdown_now(now);
+                self.finish_shutdown(now);
             } else {
                 self.on_ready(now);
             }
@@ -309,7 +309,7 @@ impl ProxySession {
         });
         self.enter_ready(now);
         if self.shutting_down {
-            self.shutdown_now(now);
+            self.finish_shutdown(now);
         } else if reset {
             // The server forgot ferry's session tracking with the rest.
             self.start_tracking(now);

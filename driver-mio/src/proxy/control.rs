@@ -74,33 +74,51 @@ fn run_probe(mut probe: HealthProbe) -> HealthProbe {
     probe
 }
 
+/// What the control thread is told.
+#[derive(Debug)]
+enum Signal {
+    /// The endpoint's next deadline may have moved earlier (shutdown began): look again.
+    Nudge,
+    Stop,
+}
+
 /// The running control thread; [`ControlThread::stop`] (or dropping it) ends it.
 #[derive(Debug)]
 pub(crate) struct ControlThread {
-    stop: Option<Sender<()>>,
+    signals: Option<Sender<Signal>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl ControlThread {
     /// Starts it (the caller ran the first round already).
     pub(crate) fn start(shared: Arc<Shared>, mut next: Option<Instant>) -> io::Result<Self> {
-        let (stop, stopped) = mpsc::channel::<()>();
+        let (signals, received) = mpsc::channel::<Signal>();
         let thread = std::thread::Builder::new()
             .name("ferry-control".into())
             .spawn(move || loop {
                 let wait = next
                     .map_or(MAX_SLEEP, |at| at.saturating_duration_since(Instant::now()))
                     .min(MAX_SLEEP);
-                match stopped.recv_timeout(wait) {
-                    Err(RecvTimeoutError::Timeout) => next = run_timers(&shared),
+                match received.recv_timeout(wait) {
+                    Err(RecvTimeoutError::Timeout) | Ok(Signal::Nudge) => {
+                        next = run_timers(&shared)
+                    }
                     // Stop asked, or the proxy is gone.
-                    _ => return,
+                    Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 }
             })?;
         Ok(Self {
-            stop: Some(stop),
+            signals: Some(signals),
             thread: Some(thread),
         })
+    }
+
+    /// Runs the endpoint's timers now and sleeps until its next deadline from then on (call it
+    /// after a change that moved the deadline earlier).
+    pub(crate) fn nudge(&self) {
+        if let Some(signals) = &self.signals {
+            let _ = signals.send(Signal::Nudge);
+        }
     }
 
     /// Stops the thread and waits for it (at most one health check's timeout).
@@ -109,8 +127,8 @@ impl ControlThread {
     }
 
     fn shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+        if let Some(signals) = self.signals.take() {
+            let _ = signals.send(Signal::Stop);
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

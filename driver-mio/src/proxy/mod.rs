@@ -13,8 +13,9 @@
 //!
 //! [`Proxy::start`] binds everything (errors such as an address in use come back at once), runs
 //! the first health round so the first clients find their backends, then starts the workers.
-//! [`Proxy::shutdown`] stops accepting, lets every session finish its statement and returns
-//! when the workers are done, at most `proxy.shutdown-timeout` later.
+//! [`Proxy::shutdown`] turns `/health/ready` to 503, keeps accepting for `proxy.shutdown-delay`,
+//! then closes the listeners, lets every session finish its statement (and its transaction) and
+//! returns when the workers are done, at most `proxy.shutdown-timeout` after the listeners closed.
 
 mod control;
 mod listen;
@@ -26,12 +27,9 @@ mod worker;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime};
-
-use mio::Waker;
 
 use ferry_core::control::admin::wants_process_stats;
 use ferry_core::control::{Config, ConfigSource, Endpoint, ReloadError, ReloadReport};
@@ -50,7 +48,6 @@ use worker::Worker;
 pub struct Proxy {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
-    wakers: Vec<Arc<Waker>>,
     workers: Vec<JoinHandle<()>>,
     control: Option<ControlThread>,
     admin: Option<AdminServer>,
@@ -87,7 +84,6 @@ impl Proxy {
         let mut proxy = Self {
             local_addr,
             shared: Arc::clone(&shared),
-            wakers: Vec::new(),
             workers: Vec::new(),
             control: Some(control),
             admin: Some(admin),
@@ -105,11 +101,7 @@ impl Proxy {
             let thread = std::thread::Builder::new()
                 .name(format!("ferry-worker-{index}"))
                 .spawn(move || worker.run())?;
-            mailboxes.push(Mailbox {
-                commands,
-                waker: Arc::clone(&waker),
-            });
-            proxy.wakers.push(waker);
+            mailboxes.push(Mailbox { commands, waker });
             proxy.workers.push(thread);
         }
         // Set once, here: nothing else sets it.
@@ -142,9 +134,10 @@ impl Proxy {
             .with_endpoint(|ep| ep.reload_from_source(Instant::now()))
     }
 
-    /// Graceful shutdown: stop accepting, let sessions finish their statement, wait for the
-    /// workers (each ends within the shutdown timeout), then stop the health checker and the
-    /// admin endpoint.
+    /// Graceful shutdown: not ready at once, still accepting during `proxy.shutdown-delay`; then
+    /// the listeners close and sessions finish their statement or transaction; waits for the
+    /// workers (each ends by the endpoint's shutdown deadline), then stops the health checker
+    /// and the admin endpoint.
     pub fn shutdown(mut self) {
         self.stop();
     }
@@ -153,13 +146,12 @@ impl Proxy {
         if self.workers.is_empty() && self.admin.is_none() {
             return;
         }
+        // Without a delay, the listeners close now (`Shared::deliver` wakes the workers);
+        // otherwise the control thread's timer closes them when the delay ends.
         self.shared
             .with_endpoint(|ep| ep.begin_shutdown(Instant::now()));
-        self.shared.shutting_down.store(true, Ordering::SeqCst);
-        for waker in &self.wakers {
-            if let Err(e) = waker.wake() {
-                tracing::warn!(error = %e, "cannot wake a worker");
-            }
+        if let Some(control) = &self.control {
+            control.nudge();
         }
         for thread in self.workers.drain(..) {
             let _ = thread.join();

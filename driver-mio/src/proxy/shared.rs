@@ -8,7 +8,7 @@
 //! with [`Endpoint::poll_command`]. A client accepted by one worker and placed on another by the
 //! endpoint travels as a [`WorkerCommand::Adopt`].
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -36,7 +36,8 @@ pub(crate) struct Mailbox {
 #[derive(Debug)]
 pub(crate) struct Shared {
     endpoint: Mutex<Endpoint>,
-    /// Set once graceful shutdown began: the workers close their listeners.
+    /// Set once the endpoint stopped accepting (graceful shutdown, after its delay): the
+    /// workers close their listeners.
     pub(crate) shutting_down: AtomicBool,
     /// One per worker, set once the workers exist.
     pub(crate) mailboxes: OnceLock<Vec<Mailbox>>,
@@ -59,12 +60,16 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Wakes the workers whose sessions have commands waiting in the endpoint.
+    /// Wakes the workers whose sessions have commands waiting in the endpoint, and every
+    /// worker when the endpoint stopped accepting (they close their listeners).
     pub(crate) fn deliver(&self, endpoint: &mut Endpoint) {
-        let woken = endpoint.take_wakeups();
+        let mut woken = endpoint.take_wakeups();
         let Some(mailboxes) = self.mailboxes.get() else {
             return;
         };
+        if !endpoint.is_accepting() && !self.shutting_down.swap(true, Ordering::SeqCst) {
+            woken = (0..mailboxes.len()).collect();
+        }
         for worker in woken {
             if let Some(m) = mailboxes.get(worker) {
                 if let Err(e) = m.waker.wake() {

@@ -19,8 +19,9 @@
 //!   attempt, judged by `take_error` and `peer_addr`, and the result goes back to the connection.
 //!   Failover, marking a backend down and refusals are the endpoint's, at the next sync.
 //! - **Timers**: each session's `poll_timeout` is armed in a per-worker heap ([`super::timers`]).
-//! - **Shutdown**: the listener is closed, every session gets `begin_shutdown`, and the loop ends
-//!   when all sessions are gone and their last bytes written, or at the shutdown deadline.
+//! - **Shutdown**: once the endpoint stops accepting (after `shutdown-delay`), the listener is
+//!   closed, the endpoint's `Shutdown` commands reach the sessions, and the loop ends when all
+//!   sessions are gone and their last bytes written, or at the endpoint's shutdown deadline.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
@@ -33,7 +34,7 @@ use bytes::{Buf, Bytes};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use ferry_core::control::{Connection, IoEvent};
+use ferry_core::control::{Accept, Connection, IoEvent};
 use ferry_core::session::{BackendConnId, Peer, Transmit};
 
 use super::random::OsRandom;
@@ -273,9 +274,15 @@ impl Worker {
             let accepted = self
                 .shared
                 .with_endpoint(|ep| ep.accept(now, addr, index, Box::new(OsRandom)));
-            // Refused (max-connections, shutting down): dropping the stream closes it.
-            let Some(conn) = accepted else {
-                continue;
+            let conn = match accepted {
+                Accept::Connection(conn) => conn,
+                Accept::Refused(refused) => {
+                    // Its ERR (max-connections, blocked, shutting down) fits the empty send
+                    // buffer of a new socket; dropping the stream then closes it.
+                    let mut stream = stream;
+                    let _ = stream.write(refused.bytes());
+                    continue;
+                }
             };
             if conn.shard() == self.index {
                 self.adopt(stream, conn, now);

@@ -38,6 +38,7 @@
 //! [`wants_process_stats`](super::wants_process_stats) says a request shows them, and passes it
 //! in ([`Endpoint::handle_admin_with_process`](crate::control::Endpoint::handle_admin_with_process));
 //! without it (an embedder that does not), those families are left out.
+//! | `ferry_login_failures_total` | counter | `reason` |
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -63,7 +64,8 @@ pub struct Metrics {
     pub backend_bytes_received: u64,
     /// Bytes written to backends.
     pub backend_bytes_sent: u64,
-    /// Errors by kind (`backend_connect`, `protocol`, `auth_failed`, ...).
+    /// Errors by kind (`backend_connect`, `command`, `max_connections`, `accept`,
+    /// `blocked_host`).
     pub errors: BTreeMap<String, u64>,
     /// Per backend: health, draining, sessions.
     pub backends: Vec<BackendInfo>,
@@ -89,6 +91,8 @@ pub struct Metrics {
     pub statement_duration: Vec<(String, Histogram)>,
     /// The process's CPU, memory and descriptors, if the driver read them.
     pub process: Option<ProcessStats>,
+    /// Failed logins, by reason (`access_denied`, `refused`, ...).
+    pub login_failures: BTreeMap<String, u64>,
 }
 
 /// Statements of one command type answered by one backend.
@@ -362,6 +366,16 @@ pub fn render(m: &Metrics) -> String {
         sample(o, "ferry_failover_lost_total", &[("reason", reason)], *n);
     }
 
+    family(
+        o,
+        "ferry_login_failures_total",
+        "counter",
+        "Failed client logins, by reason.",
+    );
+    for (reason, n) in &m.login_failures {
+        sample(o, "ferry_login_failures_total", &[("reason", reason)], *n);
+    }
+
     let name = "ferry_migration_pause_seconds";
     family(
         o,
@@ -576,6 +590,7 @@ mod tests {
         m.migrations_failed.insert("timeout".into(), 1);
         m.failovers_recovered = 7;
         m.sessions_lost.insert("pinned".into(), 2);
+        m.login_failures.insert("access_denied".into(), 6);
         m.pinned_sessions.insert("transaction".into(), 2);
         m.pinned_sessions.insert("temporary table".into(), 1);
         m.backends = vec![
@@ -651,6 +666,7 @@ mod tests {
             "ferry_failover_recovered_total 7",
             "ferry_failover_retried_total 0",
             "ferry_failover_lost_total{reason=\"pinned\"} 2",
+            "ferry_login_failures_total{reason=\"access_denied\"} 6",
             "ferry_pinned_sessions{reason=\"temporary table\"} 1",
             "ferry_pinned_sessions{reason=\"transaction\"} 2",
             "# TYPE ferry_migration_pause_seconds histogram",

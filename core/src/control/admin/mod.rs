@@ -3,7 +3,8 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `GET /health` | 200 `ok` while serving, 503 while shutting down |
+//! | `GET /health/ready`, `GET /health` | 200 `ok` while serving, 503 once shutdown began (during `proxy.shutdown-delay` new clients are still accepted) |
+//! | `GET /health/live` | 200 `ok` while the process runs |
 //! | `GET /metrics` | Prometheus text exposition 0.0.4 ([`metrics`]) |
 //! | `GET /api/backends` | `[{"name", "addr", "healthy", "sessions", "draining"}]` |
 //! | `GET /api/sessions` | `[{"id", "user", "backend", "pinned"}]` (`backend`, `pinned`: string or null) |
@@ -86,7 +87,7 @@ pub enum ApiError {
 /// What the admin routes need from the proxy: the [`Endpoint`](super::Endpoint) at one instant
 /// (and fakes in tests).
 pub trait AdminApi {
-    /// True while serving; false once shutdown began (`/health` answers 503).
+    /// True while serving; false once shutdown began (`/health/ready` and `/health` answer 503).
     fn serving(&self) -> bool;
     /// A snapshot of the backends, in configuration order.
     fn backends(&self) -> Result<Vec<BackendInfo>, ApiError>;

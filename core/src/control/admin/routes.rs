@@ -18,13 +18,17 @@ struct MigrateBody {
 pub fn route(req: &Request, api: &mut dyn AdminApi) -> Response {
     let segments: Vec<&str> = req.path.split('/').skip(1).collect();
     match segments.as_slice() {
-        ["health"] => get(req, || {
+        // Readiness: a load balancer sends new clients while it answers 200. `/health` is the
+        // same, as before `/health/ready` existed.
+        ["health"] | ["health", "ready"] => get(req, || {
             if api.serving() {
                 Response::text(200, "ok\n")
             } else {
                 Response::text(503, "shutting down\n")
             }
         }),
+        // Liveness: the process runs and answers; an orchestrator restarts it otherwise.
+        ["health", "live"] => get(req, || Response::text(200, "ok\n")),
         ["metrics"] => get(req, || match api.metrics() {
             Ok(m) => Response {
                 content_type: PROMETHEUS,

@@ -66,6 +66,14 @@ pub struct ProxySection {
     pub statement_timeout: Option<ConfigDuration>,
     /// `server-version`
     pub server_version: Option<String>,
+    /// `shutdown-delay`
+    pub shutdown_delay: Option<ConfigDuration>,
+    /// `max-auth-failures`
+    pub max_auth_failures: Option<u32>,
+    /// `auth-failure-window`
+    pub auth_failure_window: Option<ConfigDuration>,
+    /// `auth-block-duration`
+    pub auth_block_duration: Option<ConfigDuration>,
 }
 
 /// `[admin]` as written.

@@ -39,6 +39,10 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.proxy.idle_timeout, Some(Duration::from_secs(8 * 3600)));
     assert_eq!(c.proxy.max_packet_size, 64 << 20);
     assert_eq!(c.proxy.shutdown_timeout, Duration::from_secs(30));
+    assert_eq!(c.proxy.shutdown_delay, Duration::ZERO);
+    assert_eq!(c.proxy.max_auth_failures, 0, "blocking is off");
+    assert_eq!(c.proxy.auth_failure_window, Duration::from_secs(60));
+    assert_eq!(c.proxy.auth_block_duration, Duration::from_secs(60));
     assert_eq!(c.proxy.server_version, None);
     assert_eq!(c.auth.mode, AuthMode::Passthrough);
     assert!(c.auth.users.is_empty());
@@ -553,4 +557,26 @@ fn routes_name_a_known_backend_and_something_to_match() {
         "a user, a database or both",
     );
     assert!(check(MINIMAL).unwrap().routes.is_empty());
+}
+
+#[test]
+fn shutdown_delay_and_auth_blocking_keys() {
+    let c = check(&format!(
+        "[proxy]\nshutdown-delay = \"10s\"\nmax-auth-failures = 5\n\
+         auth-failure-window = \"2m\"\nauth-block-duration = 30\n{MINIMAL}"
+    ))
+    .unwrap();
+    assert_eq!(c.proxy.shutdown_delay, Duration::from_secs(10));
+    assert_eq!(c.proxy.max_auth_failures, 5);
+    assert_eq!(c.proxy.auth_failure_window, Duration::from_secs(120));
+    assert_eq!(c.proxy.auth_block_duration, Duration::from_secs(30));
+    for key in ["auth-failure-window", "auth-block-duration"] {
+        refused(
+            &format!("[proxy]\n{key} = 0\n{MINIMAL}"),
+            &format!("proxy.{key}"),
+            "greater than zero",
+        );
+    }
+    let err = ConfigFile::parse("[proxy]\nmax-auth-failures = -1\n", None).unwrap_err();
+    assert!(err.to_string().contains("max-auth-failures"), "{err}");
 }

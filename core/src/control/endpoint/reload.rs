@@ -71,7 +71,7 @@ impl Endpoint {
     /// Reads the configuration from the [`ConfigSource`] and applies it with
     /// [`Endpoint::reload`].
     pub fn reload_from_source(&mut self, now: Instant) -> Result<ReloadReport, ReloadError> {
-        if self.shutting_down {
+        if self.shutdown.is_some() {
             return Err(ReloadError::ShuttingDown);
         }
         let loaded = match &self.reload.source {
@@ -90,7 +90,7 @@ impl Endpoint {
     /// session configuration built from `new`, open ones keep theirs. Keys that need a restart
     /// keep their running values and are reported. On `Err` nothing changed. Logged either way.
     pub fn reload(&mut self, now: Instant, new: Config) -> Result<ReloadReport, ReloadError> {
-        if self.shutting_down {
+        if self.shutdown.is_some() {
             return Err(ReloadError::ShuttingDown);
         }
         let removing: Vec<_> = self

@@ -48,6 +48,7 @@ fn client() -> SocketAddr {
 
 fn accept(ep: &mut Endpoint, now: Instant, by: usize) -> Option<Connection> {
     ep.accept(now, client(), by, Box::new(SeededRandom::new(7)))
+        .into_connection()
 }
 
 /// A MariaDB greeting, framed.
@@ -1436,4 +1437,5 @@ fn rounds_start_an_interval_apart_so_a_frozen_backend_is_found_within_interval_a
     assert!(now <= start);
 }
 
+mod ops;
 mod reload;

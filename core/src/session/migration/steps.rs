@@ -393,7 +393,7 @@ impl ProxySession {
                 // Internal work is not client activity: the idle deadline stays.
                 self.set_timer(Timer::Idle, idle);
                 if self.shutting_down {
-                    self.shutdown_now(now);
+                    self.finish_shutdown(now);
                 } else {
                     self.on_ready(now);
                 }

@@ -156,6 +156,59 @@ fn shutdown_closes_an_idle_session_at_once() {
 }
 
 #[test]
+fn shutdown_lets_an_idle_session_finish_its_transaction_then_closes() {
+    for end in [&b"COMMIT"[..], b"ROLLBACK"] {
+        let mut net = Net::logged_in(true);
+        assert!(net.query(b"BEGIN").1.is_ok());
+        assert!(net.session.state().in_transaction());
+        net.session.begin_shutdown(net.now);
+        net.pump();
+        assert!(!net.session.is_closed(), "closed inside a transaction");
+        // Statements of the transaction still run.
+        let (_, summary) = net.query(b"SELECT 1");
+        assert!(summary.is_ok());
+        assert!(!net.session.is_closed());
+        // Its end is answered, then the session closes.
+        let (_, summary) = net.query(end);
+        assert!(summary.is_ok());
+        assert_eq!(net.closed_reason(), Some(&CloseReason::Shutdown));
+        assert!(net.to_server.ends_with(&[1, 0, 0, 0, Command::COM_QUIT]));
+    }
+}
+
+#[test]
+fn shutdown_during_a_statement_in_a_transaction_keeps_the_session_after_it() {
+    let mut net = Net::logged_in(true);
+    assert!(net.query(b"BEGIN").1.is_ok());
+    send_query(&mut net, b"HOLD");
+    net.session.begin_shutdown(net.now);
+    net.pump();
+    let server = net.server.as_mut().unwrap();
+    server.send_ok_empty(net.now).unwrap();
+    server.end_response(net.now).unwrap();
+    net.pump();
+    assert!(net.take_response().1.is_ok());
+    assert!(!net.session.is_closed(), "the transaction is still open");
+    let (_, summary) = net.query(b"COMMIT");
+    assert!(summary.is_ok());
+    assert_eq!(net.closed_reason(), Some(&CloseReason::Shutdown));
+}
+
+#[test]
+fn shutdown_during_a_transaction_still_ends_at_the_idle_timeout() {
+    let mut config = session_config(true);
+    config.idle_timeout = Some(Duration::from_secs(60));
+    let mut net = Net::new(config, client_config(PASSWORD));
+    net.pump();
+    assert!(net.query(b"BEGIN").1.is_ok());
+    net.session.begin_shutdown(net.now);
+    net.pump();
+    assert!(!net.session.is_closed());
+    net.advance(Duration::from_secs(60));
+    assert_eq!(net.closed_reason(), Some(&CloseReason::IdleTimeout));
+}
+
+#[test]
 fn oversized_client_packet_gets_1153_and_closes() {
     let mut config = session_config(true);
     config.max_packet_size = 1024;

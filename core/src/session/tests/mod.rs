@@ -112,6 +112,8 @@ pub(super) struct ServerState {
     pub changing_user: bool,
     /// Accept COM_CHANGE_USER at once, without an auth switch (a server ferry cannot check).
     pub change_user_without_switch: bool,
+    /// Between `BEGIN` and `COMMIT` / `ROLLBACK`: every answer says so.
+    pub in_transaction: bool,
 }
 
 /// The in-test server's salt in its COM_CHANGE_USER auth switch.
@@ -361,7 +363,11 @@ fn ok(status: ServerStatus) -> OkPacket<'static> {
 
 /// The in-test server's answers.
 fn serve(server: &mut Frontend, now: Instant, st: &mut ServerState, event: frontend::Event) {
-    let base = ServerStatus::AUTOCOMMIT;
+    let base = if st.in_transaction {
+        ServerStatus(ServerStatus::AUTOCOMMIT.0 | ServerStatus::IN_TRANS.0)
+    } else {
+        ServerStatus::AUTOCOMMIT
+    };
     let command = match event {
         frontend::Event::Command(c) => c,
         frontend::Event::CommandPacket(data) if st.changing_user => {
@@ -407,6 +413,16 @@ fn serve(server: &mut Frontend, now: Instant, st: &mut ServerState, event: front
     let caps = server.capabilities();
     match command.parse() {
         Ok(Command::Query(q)) => match q.sql {
+            b"BEGIN" | b"COMMIT" | b"ROLLBACK" => {
+                st.in_transaction = q.sql == b"BEGIN";
+                let status = if st.in_transaction {
+                    ServerStatus(ServerStatus::AUTOCOMMIT.0 | ServerStatus::IN_TRANS.0)
+                } else {
+                    ServerStatus::AUTOCOMMIT
+                };
+                server.set_status(now, status);
+                server.send_ok(now, &ok(status)).unwrap();
+            }
             b"SELECT 1" => {
                 let cols = [column(b"1", ColumnType::LongLong)];
                 server

@@ -58,7 +58,8 @@ impl Worker {
     }
 
     pub(super) fn begin_shutdown(&mut self, now: Instant) {
-        self.shutdown_deadline = Some(now + self.shutdown_timeout);
+        let deadline = self.shared.endpoint().shutdown_deadline();
+        self.shutdown_deadline = Some(deadline.unwrap_or(now + self.shutdown_timeout));
         // Closing the listener: new clients are refused by the kernel (or go to a live worker).
         self.listener = None;
         tracing::info!(

@@ -106,9 +106,17 @@ fn json_of(body: &str) -> Value {
 #[test]
 fn health_follows_serving_state() {
     let mut api = FakeApi::new();
-    assert_eq!(call(&api, "GET", "/health", ""), (200, "ok\n".into()));
+    for path in ["/health", "/health/ready", "/health/live"] {
+        assert_eq!(call(&api, "GET", path, ""), (200, "ok\n".into()), "{path}");
+    }
     api.serving = false;
+    // Ready (and plain /health) turn to 503 when shutdown begins; live stays 200.
     assert_eq!(call(&api, "GET", "/health", "").0, 503);
+    assert_eq!(
+        call(&api, "GET", "/health/ready", ""),
+        (503, "shutting down\n".into())
+    );
+    assert_eq!(call(&api, "GET", "/health/live", ""), (200, "ok\n".into()));
 }
 
 #[test]
@@ -207,11 +215,15 @@ fn unknown_paths_and_wrong_methods() {
         "/api/backends/db1",
         "/api/backends/db1/drain/x",
         "/health/",
+        "/health/live/x",
+        "/health/started",
     ] {
         assert_eq!(call(&api, "GET", path, "").0, 404, "{path}");
     }
     for (method, path, allow) in [
         ("POST", "/health", "GET"),
+        ("POST", "/health/live", "GET"),
+        ("POST", "/health/ready", "GET"),
         ("DELETE", "/metrics", "GET"),
         ("PUT", "/api/backends", "GET"),
         ("GET", "/api/backends/db1/drain", "POST"),
