@@ -17,6 +17,9 @@
 //! shutdown-timeout = "30s"        # default: graceful shutdown deadline
 //! statement-timeout = "0"         # default 0 = none: a statement whose backend is silent this
 //!                                 # long loses its session (client sees 2013), e.g. a frozen server
+//! proxy-protocol-from = []        # default none: networks (load balancers) whose connections
+//!                                 # must start with a PROXY protocol v1/v2 header, e.g.
+//!                                 # ["10.0.0.0/8", "192.0.2.7"]; headers from others are refused
 //!
 //! [admin]
 //! listen = "127.0.0.1:6080"      # default
@@ -24,6 +27,9 @@
 //! [[backends]]                    # at least one
 //! name = "db1"                    # letters, digits, '-', '_', '.'; unique
 //! addr = "127.0.0.1:3306"         # IP:port; unique
+//! proxy-protocol = false          # default; true: each connection to it starts with a PROXY
+//!                                 # protocol v2 header carrying the client's address (MariaDB:
+//!                                 # proxy_protocol_networks must include ferry's address)
 //!
 //! [auth]
 //! mode = "passthrough"            # default; or "proxy"
@@ -78,6 +84,7 @@ use std::time::Duration;
 use crate::auth::native::NativeStage2Hash;
 use crate::auth::Credential;
 use crate::balance::RebalancePolicy;
+use crate::proxy_protocol::Network;
 use crate::tls::{self, ServerTrust};
 
 pub use file::{
@@ -244,6 +251,9 @@ pub struct ProxyConfig {
     /// The server version clients are told in the greeting; `None`: the backends' own (clients
     /// pick features and collations by it, so by default ferry does not pretend to be another server).
     pub server_version: Option<String>,
+    /// Clients connecting from these networks (load balancers) must start with a PROXY protocol
+    /// header, whose address is then the client's; a header from anywhere else is refused.
+    pub proxy_protocol_from: Vec<Network>,
 }
 
 /// `[admin]`, checked.
@@ -260,6 +270,9 @@ pub struct BackendConfig {
     pub name: String,
     /// Its address.
     pub addr: SocketAddr,
+    /// Every connection to it starts with a PROXY protocol v2 header carrying the client's
+    /// address (MariaDB's `proxy_protocol_networks` must then include ferry's).
+    pub proxy_protocol: bool,
 }
 
 /// `[auth]`, checked.
@@ -508,6 +521,13 @@ fn check_proxy(p: &mut Checker, s: &ProxySection) -> Option<ProxyConfig> {
             );
         }
     }
+    let mut proxy_protocol_from = Vec::new();
+    for (i, text) in s.proxy_protocol_from.iter().flatten().enumerate() {
+        match text.parse::<Network>() {
+            Ok(n) => proxy_protocol_from.push(n),
+            Err(e) => p.push(format!("proxy.proxy-protocol-from[{i}]"), e.to_string()),
+        }
+    }
     Some(ProxyConfig {
         listen: listen?,
         workers: workers?,
@@ -518,6 +538,7 @@ fn check_proxy(p: &mut Checker, s: &ProxySection) -> Option<ProxyConfig> {
         shutdown_timeout,
         statement_timeout,
         server_version,
+        proxy_protocol_from,
     })
 }
 
@@ -596,6 +617,7 @@ fn check_backends(p: &mut Checker, sections: &[BackendSection]) -> Vec<BackendCo
             out.push(BackendConfig {
                 name: b.name.clone(),
                 addr,
+                proxy_protocol: b.proxy_protocol,
             });
         }
     }

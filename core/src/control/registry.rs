@@ -16,6 +16,8 @@ pub struct Backend {
     pub name: String,
     /// Address.
     pub addr: SocketAddr,
+    /// Connections to it start with a PROXY protocol v2 header.
+    pub proxy_protocol: bool,
     healthy: AtomicBool,
     /// Down, but the server is there: it answered a new connection with an ERR in place of its
     /// greeting (1040 too many connections, 1129 host blocked...).
@@ -57,6 +59,7 @@ impl Registry {
                 .map(|b| Backend {
                     name: b.name.clone(),
                     addr: b.addr,
+                    proxy_protocol: b.proxy_protocol,
                     healthy: AtomicBool::new(false),
                     refusing: AtomicBool::new(false),
                     draining: AtomicBool::new(false),
@@ -188,6 +191,7 @@ mod tests {
             .map(|i| BackendConfig {
                 name: format!("db{}", i + 1),
                 addr: format!("127.0.0.1:{}", 3306 + i).parse().unwrap(),
+                proxy_protocol: false,
             })
             .collect();
         Registry::new(&configs)

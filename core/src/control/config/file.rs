@@ -66,6 +66,8 @@ pub struct ProxySection {
     pub statement_timeout: Option<ConfigDuration>,
     /// `server-version`
     pub server_version: Option<String>,
+    /// `proxy-protocol-from`
+    pub proxy_protocol_from: Option<Vec<String>>,
 }
 
 /// `[admin]` as written.
@@ -84,6 +86,9 @@ pub struct BackendSection {
     pub name: String,
     /// `addr`
     pub addr: String,
+    /// `proxy-protocol`
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 /// One `[[routes]]` entry as written.
