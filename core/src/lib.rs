@@ -9,6 +9,8 @@
 //! - [`balance`]: the balancing policy (backend choice, rebalancing plans);
 //! - [`token`]: TiDB-compatible session tokens (sign, validate, certificate rotation);
 //! - [`session`]: the proxy session pairing a frontend with its backend;
+//! - [`proxy_protocol`]: the PROXY protocol header (v1 and v2) that proxies send before the
+//!   relayed bytes, read from trusted clients and sent to backends configured for it;
 //! - [`control`]: the control plane, the proxy as a whole (feature `control`, on by default).
 //!
 //! Errors come from bad input; a panic means a broken invariant, and every `expect` says why it
@@ -23,6 +25,7 @@ pub mod control;
 mod error;
 pub mod frontend;
 mod id_map;
+pub mod proxy_protocol;
 mod random;
 pub mod session;
 pub mod tls;

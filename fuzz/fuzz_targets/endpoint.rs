@@ -252,6 +252,7 @@ fn config(s: &Setup) -> Config {
             .map(|i| BackendSection {
                 name: format!("db{}", i + 1),
                 addr: addr(i).to_string(),
+                proxy_protocol: false,
             })
             .collect(),
         ..ConfigFile::default()

@@ -386,6 +386,7 @@ fn config(input: &Input) -> Config {
             .map(|i| BackendSection {
                 name: format!("db{}", i + 1),
                 addr: backend_addr(i).to_string(),
+                proxy_protocol: false,
             })
             .collect(),
         health: HealthSection {

@@ -8,6 +8,7 @@
 //!   [`ChildGuard`]: a long-running one, stopped by a signal or killed on drop;
 //! - [`mariadb_cli`], [`http_get`], [`free_port`]: the `mariadb` CLI, the admin endpoint and a
 //!   free port, for tests that start a proxy program themselves;
+//! - [`ProxyHeaderRelay`]: a load balancer's stand-in that sends a PROXY protocol header first;
 //! - [`TidbTestServer`]: a TiDB-style *test server* (token logins, SHOW/SET SESSION_STATES) for
 //!   ferry's `tidb` migration mode, with [`RawClient`] for the logins stock clients cannot do.
 
@@ -20,6 +21,7 @@ mod frontend_driver;
 mod mariadb;
 mod mariadb_cli;
 mod proxy;
+mod proxy_header;
 mod python;
 mod test_server;
 mod tidb_server;
@@ -31,6 +33,7 @@ pub use command::{run_with_deadline, CommandError, CommandOutput};
 pub use mariadb::{free_port, quote_identifier, quote_string, MariaDb, MariaDbBuilder, SqlError};
 pub use mariadb_cli::{mariadb_cli, mariadb_cli_command};
 pub use proxy::{wait_until, AuthSetup, Driver, FerryBuilder, FerryProcess};
+pub use proxy_header::{ProxyHeader, ProxyHeaderRelay};
 pub use python::{python3, python_module_available, require_python_module};
 pub use test_server::{
     MemorySha2Cache, OsRandom, TestServer, TestServerBuilder, TEST_SERVER_DATABASES,

@@ -226,6 +226,8 @@ pub enum AuthSetup {
 pub struct FerryBuilder {
     driver: Driver,
     backends: Vec<(String, SocketAddr)>,
+    /// Extra keys of `[[backends]]` entries, by backend name.
+    backend_keys: Vec<(String, String)>,
     auth: AuthSetup,
     tls: Option<bool>,
     workers: usize,
@@ -241,6 +243,13 @@ impl FerryBuilder {
     /// Adds a `[[backends]]` entry.
     pub fn backend(mut self, name: &str, addr: SocketAddr) -> Self {
         self.backends.push((name.to_owned(), addr));
+        self
+    }
+
+    /// Adds `keys` (TOML lines) to backend `name`'s `[[backends]]` entry, e.g.
+    /// `proxy-protocol = true`.
+    pub fn backend_toml(mut self, name: &str, keys: &str) -> Self {
+        self.backend_keys.push((name.to_owned(), keys.to_owned()));
         self
     }
 
@@ -312,8 +321,13 @@ impl FerryBuilder {
         );
         for (name, addr) in &self.backends {
             t.push_str(&format!(
-                "[[backends]]\nname = \"{name}\"\naddr = \"{addr}\"\n\n"
+                "[[backends]]\nname = \"{name}\"\naddr = \"{addr}\"\n"
             ));
+            for (_, keys) in self.backend_keys.iter().filter(|(n, _)| n == name) {
+                t.push_str(keys);
+                t.push('\n');
+            }
+            t.push('\n');
         }
         match &self.auth {
             AuthSetup::Passthrough => t.push_str("[auth]\nmode = \"passthrough\"\n\n"),
@@ -453,6 +467,7 @@ impl FerryProcess {
         FerryBuilder {
             driver,
             backends: Vec::new(),
+            backend_keys: Vec::new(),
             auth: AuthSetup::Passthrough,
             tls: None,
             workers: 2,
@@ -696,6 +711,7 @@ mod tests {
             .backend("db2", "127.0.0.1:3307".parse().unwrap())
             .proxy_user("app", "*ABC")
             .tls(true)
+            .backend_toml("db2", "proxy-protocol = true")
             .extra_toml("[migration]\nmode = \"off\"");
         let t = b.toml(
             "127.0.0.1:1".parse().unwrap(),
@@ -704,7 +720,7 @@ mod tests {
         for needle in [
             "listen = \"127.0.0.1:1\"",
             "listen = \"127.0.0.1:2\"",
-            "name = \"db2\"\naddr = \"127.0.0.1:3307\"",
+            "name = \"db2\"\naddr = \"127.0.0.1:3307\"\nproxy-protocol = true\n",
             "mode = \"proxy\"",
             "password-hash = \"*ABC\"",
             "require = true",

@@ -80,6 +80,7 @@ impl Cli {
                 .map(|(i, addr)| BackendSection {
                     name: format!("db{}", i + 1),
                     addr: addr.to_string(),
+                    proxy_protocol: false,
                 })
                 .collect();
         }

@@ -25,6 +25,9 @@
 //!                                 # (ERR 1129) for auth-block-duration
 //! auth-failure-window = "60s"     # default
 //! auth-block-duration = "60s"     # default
+//! proxy-protocol-from = []        # default none: networks (load balancers) whose connections
+//!                                 # must start with a PROXY protocol v1/v2 header, e.g.
+//!                                 # ["10.0.0.0/8", "192.0.2.7"]; headers from others are refused
 //!
 //! [admin]
 //! listen = "127.0.0.1:6080"      # default
@@ -32,6 +35,9 @@
 //! [[backends]]                    # at least one
 //! name = "db1"                    # letters, digits, '-', '_', '.'; unique
 //! addr = "127.0.0.1:3306"         # IP:port; unique
+//! proxy-protocol = false          # default; true: each connection to it starts with a PROXY
+//!                                 # protocol v2 header carrying the client's address (MariaDB:
+//!                                 # proxy_protocol_networks must include ferry's address)
 //!
 //! [auth]
 //! mode = "passthrough"            # default; or "proxy"
@@ -86,6 +92,7 @@ use std::time::Duration;
 use crate::auth::native::NativeStage2Hash;
 use crate::auth::Credential;
 use crate::balance::RebalancePolicy;
+use crate::proxy_protocol::Network;
 use crate::tls::{self, ServerTrust};
 
 pub use file::{
@@ -268,6 +275,9 @@ pub struct ProxyConfig {
     pub auth_failure_window: Duration,
     /// See `max_auth_failures`.
     pub auth_block_duration: Duration,
+    /// Clients connecting from these networks (load balancers) must start with a PROXY protocol
+    /// header, whose address is then the client's; a header from anywhere else is refused.
+    pub proxy_protocol_from: Vec<Network>,
 }
 
 /// `[admin]`, checked.
@@ -284,6 +294,9 @@ pub struct BackendConfig {
     pub name: String,
     /// Its address.
     pub addr: SocketAddr,
+    /// Every connection to it starts with a PROXY protocol v2 header carrying the client's
+    /// address (MariaDB's `proxy_protocol_networks` must then include ferry's).
+    pub proxy_protocol: bool,
 }
 
 /// `[auth]`, checked.
@@ -543,6 +556,13 @@ fn check_proxy(p: &mut Checker, s: &ProxySection) -> Option<ProxyConfig> {
         s.auth_block_duration,
         DEFAULT_AUTH_BLOCK_DURATION,
     );
+    let mut proxy_protocol_from = Vec::new();
+    for (i, text) in s.proxy_protocol_from.iter().flatten().enumerate() {
+        match text.parse::<Network>() {
+            Ok(n) => proxy_protocol_from.push(n),
+            Err(e) => p.push(format!("proxy.proxy-protocol-from[{i}]"), e.to_string()),
+        }
+    }
     Some(ProxyConfig {
         listen: listen?,
         workers: workers?,
@@ -557,6 +577,7 @@ fn check_proxy(p: &mut Checker, s: &ProxySection) -> Option<ProxyConfig> {
         max_auth_failures: s.max_auth_failures.unwrap_or(0),
         auth_failure_window,
         auth_block_duration,
+        proxy_protocol_from,
     })
 }
 
@@ -635,6 +656,7 @@ fn check_backends(p: &mut Checker, sections: &[BackendSection]) -> Vec<BackendCo
             out.push(BackendConfig {
                 name: b.name.clone(),
                 addr,
+                proxy_protocol: b.proxy_protocol,
             });
         }
     }

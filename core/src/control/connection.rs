@@ -12,6 +12,14 @@
 //!   out, a command counted) needs no sync, so a multi-threaded driver takes the endpoint's lock
 //!   only when a session logs in, moves, pins or closes.
 //!
+//! The PROXY protocol ([`proxy_protocol`](crate::proxy_protocol)) is handled here too, so that
+//! drivers need nothing for it: a client's first bytes go through a gate (a trusted peer's header
+//! is taken off, see [`proxy_header`](super::proxy_header)) before the session sees them, and a
+//! backend connection to a backend configured for it gets a v2 header as its first bytes, queued
+//! when the TCP connection opens (the server speaks first in MySQL, the header goes before its
+//! greeting is even read). Every backend connection a session opens (login, migration, failover)
+//! goes through [`Connection::connected`], so each carries the header.
+//!
 //! The drain rule, for every driver, after any call into a connection:
 //!
 //! ```text
@@ -29,16 +37,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::BytesMut;
+
+use crate::proxy_protocol::{self, ProxyHeader};
 use crate::session::{
     BackendConnId, Event, MigrationRefused, MigrationStart, Peer, PinReason, ProxySession,
     SessionConfig, Transmit,
 };
+use crate::wire::{encode_packet, Capabilities, ErrPacket};
 use crate::{ProtocolError, RandomSource};
 
 use super::counters::Counters;
 use super::endpoint::Command;
 use super::failed_logins::FailedLogin;
 use super::health::is_local_exhaustion;
+use super::proxy_header::{ClientGate, Refusal, Step};
 
 /// Socket work for the driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +80,8 @@ pub(super) struct BackendSlot {
     pub(super) index: usize,
     pub(super) name: String,
     pub(super) addr: SocketAddr,
+    /// Send a PROXY protocol v2 header first.
+    pub(super) proxy_protocol: bool,
     /// Chosen by the built-in policy, so another backend may be tried if it cannot be reached.
     pub(super) picked: bool,
     /// Backends tried so far for this connection.
@@ -109,7 +124,15 @@ pub(super) enum Work {
 pub struct Connection {
     id: u64,
     shard: usize,
+    /// The client: the socket's peer, or the address a trusted peer's PROXY header gave.
     client: SocketAddr,
+    /// The socket's peer (a load balancer, when it sent a PROXY header).
+    peer: SocketAddr,
+    /// The client's first bytes, until it is known whether they hold a PROXY header.
+    gate: ClientGate,
+    /// Bytes of the connection's own, written before the session's: PROXY headers to backends,
+    /// ferry's refusal of a client's first bytes.
+    transmits: VecDeque<Transmit>,
     pub(super) session: ProxySession,
     pub(super) counters: Arc<Counters>,
     pub(super) backends: Vec<BackendSlot>,
@@ -135,16 +158,20 @@ impl std::fmt::Debug for Connection {
             .field("id", &self.id)
             .field("shard", &self.shard)
             .field("client", &self.client)
+            .field("peer", &self.peer)
             .finish_non_exhaustive()
     }
 }
 
 impl Connection {
+    /// `proxy_trusted`: `client` is in `proxy-protocol-from`, and must start with a PROXY header.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         now: Instant,
         id: u32,
         shard: usize,
         client: SocketAddr,
+        proxy_trusted: bool,
         config: Arc<SessionConfig>,
         counters: Arc<Counters>,
         random: Box<dyn RandomSource + Send>,
@@ -154,6 +181,9 @@ impl Connection {
             id: u64::from(id),
             shard,
             client,
+            peer: client,
+            gate: ClientGate::new(proxy_trusted),
+            transmits: VecDeque::new(),
             session,
             counters,
             backends: Vec::new(),
@@ -180,9 +210,15 @@ impl Connection {
         self.shard
     }
 
-    /// The client's address.
+    /// The client's address: the one its PROXY protocol header gave (from a trusted peer),
+    /// else the socket's peer.
     pub fn client(&self) -> SocketAddr {
         self.client
+    }
+
+    /// The socket's peer: the client, or the load balancer that sent its PROXY header.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
     }
 
     /// The core session.
@@ -224,6 +260,9 @@ impl Connection {
             Peer::Backend(_) => &self.counters.backend_bytes_received,
         };
         Counters::add(counter, bytes.len() as u64);
+        if peer == Peer::Client && !self.gate.is_open() {
+            return self.handle_first_bytes(now, bytes);
+        }
         self.session.handle_input(now, peer, bytes);
         self.absorb_events(now);
     }
@@ -264,6 +303,14 @@ impl Connection {
         };
         let name = slot.name.clone();
         tracing::debug!(session = self.id, backend = %name, "backend connected");
+        if slot.proxy_protocol {
+            // Destination: the backend's address; ferry's end of the socket is the driver's to
+            // know, and MariaDB reads only the source.
+            self.transmits.push_back(Transmit {
+                peer: Peer::Backend(conn),
+                data: proxy_protocol::encode_v2(self.client, slot.addr),
+            });
+        }
         self.session.backend_connected(now, conn, &name);
         self.absorb_events(now);
     }
@@ -295,6 +342,13 @@ impl Connection {
 
     /// The next bytes to write.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if let Some(t) = self.transmits.pop_front() {
+            return Some(t);
+        }
+        if self.transmits.capacity() > 0 {
+            // Used at a backend connect or a refusal only: an idle session keeps no queue.
+            self.transmits = VecDeque::new();
+        }
         self.session.poll_transmit()
     }
 
@@ -315,6 +369,56 @@ impl Connection {
     }
 
     // ---- internals ----
+
+    /// The client's bytes while its gate is closed: a trusted peer's PROXY header is taken off
+    /// (its address becomes the client's), anything else passes or is refused.
+    fn handle_first_bytes(&mut self, now: Instant, bytes: &[u8]) {
+        match self.gate.feed(bytes) {
+            Step::Wait => {}
+            Step::Pass { header, bytes } => {
+                if let Some(header) = header {
+                    self.proxied(header);
+                }
+                if !bytes.is_empty() {
+                    self.session.handle_input(now, Peer::Client, &bytes);
+                }
+                self.absorb_events(now);
+            }
+            Step::Refuse(refusal) => self.refuse(now, &refusal),
+        }
+    }
+
+    /// A trusted peer's header: its source is the client from now on (a header without one, as
+    /// a balancer's own health check sends, leaves the peer's address).
+    fn proxied(&mut self, header: ProxyHeader) {
+        let Some(source) = header.source else {
+            tracing::debug!(session = self.id, peer = %self.peer, version = header.version, "PROXY header without a client address");
+            return;
+        };
+        tracing::debug!(session = self.id, client = %source, peer = %self.peer, version = header.version, "PROXY header");
+        self.client = source;
+        self.session.set_client_host(source.ip().to_string());
+    }
+
+    /// Closes a client whose first bytes broke the PROXY protocol rules, with MariaDB's ERR
+    /// (after the greeting, as the sequence id 2 that answers a handshake response).
+    fn refuse(&mut self, now: Instant, refusal: &Refusal) {
+        tracing::warn!(session = self.id, peer = %self.peer, reason = %refusal, "connection refused (PROXY protocol)");
+        while let Some(t) = self.session.poll_transmit() {
+            self.transmits.push_back(t);
+        }
+        let error = refusal.error(self.peer.ip());
+        let mut payload = Vec::new();
+        ErrPacket::from(&error).encode(&mut payload, Capabilities::PROTOCOL_41);
+        let mut frame = BytesMut::new();
+        encode_packet(&mut frame, &mut 2, &payload);
+        self.transmits.push_back(Transmit {
+            peer: Peer::Client,
+            data: frame.freeze(),
+        });
+        self.session.handle_eof(now, Peer::Client);
+        self.absorb_events(now);
+    }
 
     /// Opens backend connection `conn` to registry backend `index` (the endpoint chose it).
     pub(super) fn start_connect(&mut self, slot: BackendSlot) {
@@ -350,7 +454,7 @@ impl Connection {
                 }
                 Event::Authenticated { user } => {
                     self.logged_in = true;
-                    tracing::info!(session = self.id, %user, backend = self.session.backend_name().unwrap_or("-"), "authenticated");
+                    tracing::info!(session = self.id, %user, client = %self.client, backend = self.session.backend_name().unwrap_or("-"), "authenticated");
                     self.work.push_back(Work::User { user });
                 }
                 Event::UserChanged { user } => {

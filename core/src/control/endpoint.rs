@@ -98,6 +98,9 @@ struct Listing {
     target: Option<String>,
     /// After a failed migration: not planned again before this.
     retry_at: Option<Instant>,
+    /// The client's address (from its PROXY header, when a trusted peer sent one), once
+    /// authenticated.
+    client: Option<SocketAddr>,
 }
 
 /// One worker's share: its counters (written by its sessions only), its session count and the
@@ -287,6 +290,7 @@ impl Endpoint {
                     user: l.user.clone()?,
                     backend: l.backend.clone(),
                     pinned: l.pinned.map(|p| p.as_str().to_owned()),
+                    client: l.client.map(|c| c.to_string()).unwrap_or_default(),
                 })
             })
             .collect();
@@ -346,12 +350,15 @@ impl Endpoint {
                 ..Listing::default()
             },
         );
-        tracing::debug!(session = id, client = %client, "client connected");
+        let proxy_trusted =
+            (self.config.proxy.proxy_protocol_from.iter()).any(|n| n.contains(client.ip()));
+        tracing::debug!(session = id, client = %client, proxy_trusted, "client connected");
         Accept::Connection(Connection::new(
             now,
             id,
             shard,
             client,
+            proxy_trusted,
             Arc::clone(&self.session_config),
             Arc::clone(&self.shards[shard].counters),
             random,
@@ -515,6 +522,7 @@ impl Endpoint {
                 Work::User { user } => {
                     if let Some(l) = self.sessions.get_mut(&conn.id()) {
                         l.user = Some(user);
+                        l.client = Some(conn.client());
                     }
                     if conn.listed.is_none() {
                         conn.listed = Some((None, None));
@@ -641,6 +649,7 @@ impl Endpoint {
             index,
             name: b.name.clone(),
             addr: b.addr,
+            proxy_protocol: b.proxy_protocol,
             picked,
             attempts,
         });

@@ -245,6 +245,7 @@ mod tests {
             backends: vec![BackendSection {
                 name: "db1".into(),
                 addr: "127.0.0.1:3306".into(),
+                proxy_protocol: false,
             }],
             ..ConfigFile::default()
         };

@@ -396,6 +396,7 @@ mod tests {
         let registry = Registry::new(&[crate::control::config::BackendConfig {
             name: "db1".into(),
             addr: "127.0.0.1:3306".parse().unwrap(),
+            proxy_protocol: false,
         }]);
         for errno in [libc::EMFILE, libc::ENFILE] {
             let (mut p, now) = probe();
@@ -421,6 +422,7 @@ mod tests {
         let registry = Registry::new(&[crate::control::config::BackendConfig {
             name: "db1".into(),
             addr: "127.0.0.1:3306".parse().unwrap(),
+            proxy_protocol: false,
         }]);
         let up: Verdict = Ok("11.4.2-MariaDB".into());
         let down: Verdict = Err(CheckFailure::down("connect: refused"));
@@ -470,10 +472,12 @@ mod tests {
             crate::control::config::BackendConfig {
                 name: "db1".into(),
                 addr: "127.0.0.1:3306".parse().unwrap(),
+                proxy_protocol: false,
             },
             crate::control::config::BackendConfig {
                 name: "db2".into(),
                 addr: "127.0.0.1:3307".parse().unwrap(),
+                proxy_protocol: false,
             },
         ]);
         let up: Verdict = Ok("11.4.2-MariaDB".into());

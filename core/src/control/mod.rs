@@ -10,7 +10,9 @@
 //! - [`Connection`]: one per client connection: the core's
 //!   [`ProxySession`](crate::session::ProxySession) plus what the control plane tracks for it. It
 //!   asks for sockets ([`IoEvent`]) and, when it has work for the endpoint, for a
-//!   [`Endpoint::sync`].
+//!   [`Endpoint::sync`]. It also speaks the PROXY protocol on both sides
+//!   ([`proxy_protocol`](crate::proxy_protocol)): the header a trusted load balancer sends before
+//!   the client's bytes, and the one it sends first to backends configured for it.
 //!
 //! A driver holds only I/O: sockets, readiness or tasks, timers, threads, signals and logging
 //! set-up. It reads the clock and passes `now` in; it never decides. The drain rule it follows is
@@ -35,6 +37,7 @@ mod failed_logins;
 pub mod health;
 mod log_limit;
 mod migration;
+mod proxy_header;
 pub mod rebalance;
 mod registry;
 pub mod reload;

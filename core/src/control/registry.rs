@@ -23,6 +23,8 @@ pub struct Backend {
     pub name: String,
     /// Address.
     pub addr: SocketAddr,
+    /// Connections to it start with a PROXY protocol v2 header.
+    pub proxy_protocol: bool,
     healthy: AtomicBool,
     /// Down, but the server is there: it answered a new connection with an ERR in place of its
     /// greeting (1040 too many connections, 1129 host blocked...).
@@ -62,6 +64,7 @@ impl Backend {
         Self {
             name: config.name.clone(),
             addr: config.addr,
+            proxy_protocol: config.proxy_protocol,
             healthy: AtomicBool::new(false),
             refusing: AtomicBool::new(false),
             draining: AtomicBool::new(false),
@@ -251,6 +254,7 @@ mod tests {
             .map(|i| BackendConfig {
                 name: format!("db{}", i + 1),
                 addr: format!("127.0.0.1:{}", 3306 + i).parse().unwrap(),
+                proxy_protocol: false,
             })
             .collect();
         Registry::new(&configs)
@@ -365,6 +369,7 @@ mod tests {
         let again = r.add(&BackendConfig {
             name: "db1".into(),
             addr: "127.0.0.1:4000".parse().unwrap(),
+            proxy_protocol: false,
         });
         assert_eq!(again, 2);
         assert_eq!(r.find("db1"), Some(2));

@@ -509,6 +509,13 @@ impl Frontend {
 
     // ---- mutators: login ----
 
+    /// The client's host is `host` (shown in "Access denied for user 'u'@'host'") rather than
+    /// the one given to [`Frontend::new`]: the address a PROXY protocol header gave, read before
+    /// the handshake response.
+    pub fn set_peer_host(&mut self, host: impl Into<String>) {
+        self.peer_host = host.into();
+    }
+
     /// Sends the login OK and enters the command phase (after [`Event::Authenticated`]).
     pub fn accept_login(&mut self, _now: Instant) -> Result<(), FrontendError> {
         self.expect_phase("accept_login", |p| matches!(p, Phase::AwaitLogin))?;

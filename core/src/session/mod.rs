@@ -661,6 +661,13 @@ impl ProxySession {
 
     // ---- mutators ----
 
+    /// The client's host is `host` from now on (its "Access denied for 'u'@'host'"), not the one
+    /// given to [`ProxySession::new`]: the address of a PROXY protocol header, which comes before
+    /// the client's handshake response.
+    pub fn set_client_host(&mut self, host: String) {
+        self.frontend.set_peer_host(host);
+    }
+
     /// The TCP connection for `conn` is open (to the backend called `backend_name`): the backend
     /// login starts when its greeting arrives.
     pub fn backend_connected(&mut self, now: Instant, conn: BackendConnId, backend_name: &str) {

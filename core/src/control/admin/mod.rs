@@ -7,7 +7,7 @@
 //! | `GET /health/live` | 200 `ok` while the process runs |
 //! | `GET /metrics` | Prometheus text exposition 0.0.4 ([`metrics`]) |
 //! | `GET /api/backends` | `[{"name", "addr", "healthy", "sessions", "draining"}]` |
-//! | `GET /api/sessions` | `[{"id", "user", "backend", "pinned"}]` (`backend`, `pinned`: string or null) |
+//! | `GET /api/sessions` | `[{"id", "user", "backend", "pinned", "client"}]` (`backend`, `pinned`: string or null; `client`: `IP:port`, from the PROXY header when a trusted balancer sent one) |
 //! | `POST /api/backends/{name}/drain`, `.../undrain` | 200 `{"backend", "draining"}`; 404 unknown backend |
 //! | `POST /api/sessions/{id}/migrate`, body `{"to": "name"}` | 202 `{"session", "to"}`; 400 bad JSON; 404 unknown session or backend; 409 refused |
 //! | `GET /api/config` | `{"version", "age_seconds", "pending_restart", "removing", "last_error"}` ([`ConfigStatus`]) |
@@ -63,6 +63,9 @@ pub struct SessionInfo {
     pub backend: Option<String>,
     /// Why it cannot be migrated now (`"transaction"`, `"temporary table"`, ...); `None` if it can.
     pub pinned: Option<String>,
+    /// The client's address (`IP:port`; from its PROXY protocol header when a trusted load
+    /// balancer sent one).
+    pub client: String,
 }
 
 /// Why the proxy refused or could not carry out an admin request.

@@ -74,6 +74,8 @@ pub struct ProxySection {
     pub auth_failure_window: Option<ConfigDuration>,
     /// `auth-block-duration`
     pub auth_block_duration: Option<ConfigDuration>,
+    /// `proxy-protocol-from`
+    pub proxy_protocol_from: Option<Vec<String>>,
 }
 
 /// `[admin]` as written.
@@ -92,6 +94,9 @@ pub struct BackendSection {
     pub name: String,
     /// `addr`
     pub addr: String,
+    /// `proxy-protocol`
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 /// One `[[routes]]` entry as written.

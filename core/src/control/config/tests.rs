@@ -59,7 +59,8 @@ fn minimal_config_gets_defaults() {
         c.backends,
         vec![BackendConfig {
             name: "db1".into(),
-            addr: "127.0.0.1:3306".parse().unwrap()
+            addr: "127.0.0.1:3306".parse().unwrap(),
+            proxy_protocol: false,
         }]
     );
 }
@@ -579,4 +580,34 @@ fn shutdown_delay_and_auth_blocking_keys() {
     }
     let err = ConfigFile::parse("[proxy]\nmax-auth-failures = -1\n", None).unwrap_err();
     assert!(err.to_string().contains("max-auth-failures"), "{err}");
+}
+
+#[test]
+fn proxy_protocol_networks_and_backends() {
+    let c = check(MINIMAL).unwrap();
+    assert!(c.proxy.proxy_protocol_from.is_empty());
+    assert!(!c.backends[0].proxy_protocol);
+    let c = check(
+        "[proxy]\nproxy-protocol-from = [\"10.0.0.0/8\", \"192.0.2.7\", \"fd00::/8\"]\n\
+         [[backends]]\nname = \"db1\"\naddr = \"127.0.0.1:3306\"\nproxy-protocol = true\n",
+    )
+    .unwrap();
+    let from: Vec<String> = c
+        .proxy
+        .proxy_protocol_from
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(from, ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]);
+    assert!(c.backends[0].proxy_protocol);
+    refused(
+        &format!("[proxy]\nproxy-protocol-from = [\"10.0.0.0/8\", \"10.1.2.3/8\"]\n{MINIMAL}"),
+        "proxy.proxy-protocol-from[1]",
+        "host bits set (the network is 10.0.0.0/8)",
+    );
+    refused(
+        &format!("[proxy]\nproxy-protocol-from = [\"lb.internal\"]\n{MINIMAL}"),
+        "proxy.proxy-protocol-from[0]",
+        "invalid IP address",
+    );
 }

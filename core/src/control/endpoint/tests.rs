@@ -28,6 +28,7 @@ fn endpoint(edit: impl FnOnce(&mut ConfigFile), shards: usize) -> (Endpoint, Ins
     let backend = |name: &str, port: u16| BackendSection {
         name: name.into(),
         addr: format!("127.0.0.1:{port}"),
+        proxy_protocol: false,
     };
     let mut file = ConfigFile {
         backends: vec![backend("db1", 3306), backend("db2", 3307)],
@@ -308,6 +309,10 @@ struct Server {
     fe: Frontend,
     /// Every command payload received.
     log: Vec<Bytes>,
+    /// The PROXY header its connection started with, if any.
+    proxy_header: Option<crate::proxy_protocol::ProxyHeader>,
+    /// Bytes came already: a header now would be data.
+    fed: bool,
 }
 
 /// A client, its connection through the proxy, and the servers it reached.
@@ -413,7 +418,15 @@ impl Session {
                     Peer::Backend(id) => {
                         self.to_backends += t.data.len() as u64;
                         let server = self.servers.get_mut(&id).expect("bytes for an open conn");
-                        server.fe.handle_input(now, &t.data);
+                        let mut data = &t.data[..];
+                        if !std::mem::replace(&mut server.fed, true) {
+                            use crate::proxy_protocol::{parse, Parsed};
+                            if let Ok(Parsed::Complete { header, len }) = parse(data) {
+                                server.proxy_header = Some(header);
+                                data = &data[len..];
+                            }
+                        }
+                        server.fe.handle_input(now, data);
                     }
                 }
             }
@@ -498,6 +511,8 @@ impl Session {
                 addr,
                 fe,
                 log: Vec::new(),
+                proxy_header: None,
+                fed: false,
             },
         );
         self.conn.connected(now, conn);
@@ -1246,7 +1261,7 @@ fn admin_requests_are_answered_from_the_endpoint() {
     let r = ep.handle_admin(now, &get("/api/sessions"));
     assert_eq!(
         json(&r),
-        serde_json::json!([{"id": a.conn.id(), "user": USER, "backend": "db1", "pinned": null}])
+        serde_json::json!([{"id": a.conn.id(), "user": USER, "backend": "db1", "pinned": null, "client": "127.0.0.1:50000"}])
     );
     // Drain: the backend is marked and its session asked to move.
     let r = ep.handle_admin(now, &post("/api/backends/db1/drain", ""));
@@ -1438,4 +1453,5 @@ fn rounds_start_an_interval_apart_so_a_frozen_backend_is_found_within_interval_a
 }
 
 mod ops;
+mod proxy_protocol;
 mod reload;

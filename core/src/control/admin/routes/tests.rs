@@ -46,12 +46,14 @@ impl AdminApi for &FakeApi {
                 user: "app".into(),
                 backend: Some("db1".into()),
                 pinned: None,
+                client: "10.1.2.3:5000".into(),
             },
             SessionInfo {
                 id: 9,
                 user: "app".into(),
                 backend: Some("db2".into()),
                 pinned: Some("transaction".into()),
+                client: "10.1.2.4:5001".into(),
             },
         ])
     }
@@ -150,8 +152,8 @@ fn lists_backends_and_sessions_as_json() {
     assert_eq!(
         json_of(&body),
         json!([
-            {"id": 7, "user": "app", "backend": "db1", "pinned": null},
-            {"id": 9, "user": "app", "backend": "db2", "pinned": "transaction"},
+            {"id": 7, "user": "app", "backend": "db1", "pinned": null, "client": "10.1.2.3:5000"},
+            {"id": 9, "user": "app", "backend": "db2", "pinned": "transaction", "client": "10.1.2.4:5001"},
         ])
     );
 }

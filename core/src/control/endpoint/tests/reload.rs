@@ -12,6 +12,7 @@ fn section(name: &str, addr: SocketAddr) -> BackendSection {
     BackendSection {
         name: name.into(),
         addr: addr.to_string(),
+        proxy_protocol: false,
     }
 }
 
