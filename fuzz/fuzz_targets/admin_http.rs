@@ -502,6 +502,7 @@ impl AdminApi for Fake {
         Ok(vec![SessionInfo {
             id: 7,
             user: "app\"\\\u{1}".into(),
+            client: "10.1.2.3:5000".into(),
             backend: Some("db1".into()),
             pinned: Some("transaction".into()),
         }])
