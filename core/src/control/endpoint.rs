@@ -1027,7 +1027,10 @@ impl Endpoint {
 
     fn round_done(&mut self, now: Instant) {
         self.health.outstanding = 0;
-        self.health.next = self.health.next.max(now);
+        if self.health.next <= now {
+            // The round overran its interval: the next one an interval from now.
+            self.health.next = now + self.config.health.interval;
+        }
         if let Some(first) = self.health.first.take() {
             self.advertise_version(&first);
         }
