@@ -6,9 +6,10 @@
 //! `Connection`'s docs), delivering `poll_command`'s commands with `handle_command`, admin requests
 //! (a dictionary of methods, paths and bodies, plus arbitrary ones), drain, undrain, migrate and
 //! cancel, health rounds with arbitrary outcomes (probes held back and finished late too), the
-//! clock moving by arbitrary steps with `handle_timeout` (endpoint and connections) and shutdown.
-//! The configuration is small and fuzzed: 1 to 3 backends, passthrough or proxy auth, migration
-//! off, replay or tidb, `max-connections`, timers, a route, 1 to 3 shards.
+//! clock moving by arbitrary steps with `handle_timeout` (endpoint and connections), reloads
+//! (backends added and removed, `max-connections`, `idle-timeout`, a new listen address) and
+//! shutdown. The configuration is small and fuzzed: 1 to 3 backends, passthrough or proxy auth,
+//! migration off, replay or tidb, `max-connections`, timers, a route, 1 to 3 shards.
 //!
 //! Invariants, after every operation (every connection drained):
 //! - nothing panics, and draining a connection ends (no livelock between the proxy and its peers);
@@ -18,10 +19,14 @@
 //! - connection ids are unique and non-zero, shards in range, a command comes from the queue of
 //!   its session's shard;
 //! - `sessions()` ids are unique, sorted and live, each listed backend and pin is its session's
-//!   own (`backend_name()`, `pinned()`); backends are listed in configuration order;
+//!   own (`backend_name()`, `pinned()`); every configured backend is listed with its address,
+//!   in configuration order when no reload changed the list, and a listed backend the
+//!   configuration no longer has (removed by a reload, sessions left) is draining;
 //! - every backend's `sessions` equals the backend connections open or opening to it (connects
 //!   emitted and not closed, failed or dropped) over the live connections: so, after closing every
 //!   connection at the end, every count is 0;
+//! - reload: applied exactly while serving, the running configuration becomes the new one but
+//!   for the listen address (reported as needing a restart), the version counts the reloads;
 //! - timers: after `handle_timeout(t)` (at `poll_timeout()`, or any later instant), `poll_timeout()`
 //!   is later than `t`, or `None`, and stays so whatever else is done at `t`; `None` while
 //!   shutting down;
@@ -116,6 +121,8 @@ const PATHS: &[&str] = &[
     "/api/sessions/0/migrate",
     "/api/sessions/x/migrate",
     "/",
+    "/api/config",
+    "/api/config/reload",
 ];
 const BODIES: &[&str] = &[
     "",
@@ -210,6 +217,14 @@ enum Op {
     Probes(Vec<Outcome>),
     FinishHeld(u8, Outcome),
     AcceptFailed(u8),
+    /// A new configuration: backends db1..db3 by bit (none: db1), `max-connections`,
+    /// `idle-timeout`, and a new listen address (not applied: needs a restart).
+    Reload {
+        backends: u8,
+        max_connections: Option<u8>,
+        idle_timeout: Option<u8>,
+        listen_moved: bool,
+    },
     Shutdown,
 }
 
@@ -245,6 +260,10 @@ fn addr(i: usize) -> SocketAddr {
 }
 
 fn config(s: &Setup) -> Config {
+    Config::from_file(&file(s)).expect("a valid configuration")
+}
+
+fn file(s: &Setup) -> ConfigFile {
     let n = 1 + s.backends as usize % 3;
     let ms = |v: u16| Some(ConfigDuration(Duration::from_millis(1 + u64::from(v))));
     let mut file = ConfigFile {
@@ -287,7 +306,7 @@ fn config(s: &Setup) -> Config {
             backend: format!("db{}", 1 + usize::from(r >> 2) % n),
         }];
     }
-    Config::from_file(&file).expect("a valid configuration")
+    file
 }
 
 fn frame(payload: &[u8]) -> Vec<u8> {
@@ -388,6 +407,10 @@ struct Harness {
     ep: Endpoint,
     now: Instant,
     config: Config,
+    /// The file the first configuration came from, for reloads.
+    file: ConfigFile,
+    /// Reloads applied: the listing is in configuration order until the first.
+    reloads: u64,
     shards: usize,
     dial: [Dial; 3],
     clients: Vec<Client>,
@@ -402,11 +425,10 @@ struct Harness {
 }
 
 impl Harness {
+    /// Backend `dbN` listens on `addr(N - 1)`, whatever the configuration lists now.
     fn backend_index(&self, a: SocketAddr) -> usize {
-        self.config
-            .backends
-            .iter()
-            .position(|b| b.addr == a)
+        (0..3)
+            .find(|&i| addr(i) == a)
             .unwrap_or_else(|| panic!("a connect to {a}, which is no backend"))
     }
 
@@ -710,7 +732,7 @@ impl Harness {
         let now = self.now;
         let resp = self.ep.handle_admin(now, req);
         assert!(
-            matches!(resp.status, 200 | 202 | 400 | 404 | 405 | 409 | 503),
+            matches!(resp.status, 200 | 202 | 400 | 404 | 405 | 409 | 501 | 503),
             "{req:?} answered {}",
             resp.status
         );
@@ -730,13 +752,24 @@ impl Harness {
                 assert_eq!(json(), serde_json::to_value(self.ep.sessions()).unwrap());
             }
             ("POST", ["api", "backends", name, action @ ("drain" | "undrain")]) => {
+                let configured = self.config.backends.iter().any(|b| b.name == *name);
                 match self.ep.backends().iter().find(|b| b.name == *name) {
+                    // Being removed: stays draining, undrain is refused.
+                    Some(b) if !configured => {
+                        assert!(b.draining);
+                        let want = if *action == "drain" { 200 } else { 409 };
+                        assert_eq!(resp.status, want);
+                    }
                     Some(b) => {
                         assert_eq!(resp.status, 200);
                         assert_eq!(b.draining, *action == "drain");
                     }
                     None => assert_eq!(resp.status, 404),
                 }
+            }
+            ("POST", ["api", "config", "reload"]) => {
+                let want = if self.ep.is_serving() { 501 } else { 503 };
+                assert_eq!(resp.status, want, "no configuration source");
             }
             ("POST", ["api", "sessions", _, "migrate"]) => {
                 assert!(
@@ -746,6 +779,60 @@ impl Harness {
                 )
             }
             _ => {}
+        }
+    }
+
+    fn reload(&mut self, bits: u8, max: Option<u8>, idle: Option<u8>, listen_moved: bool) {
+        let now = self.now;
+        let mut file = self.file.clone();
+        let chosen: Vec<usize> = (0..3).filter(|i| bits & (1 << i) != 0).collect();
+        file.backends = if chosen.is_empty() { vec![0] } else { chosen }
+            .into_iter()
+            .map(|i| BackendSection {
+                name: format!("db{}", i + 1),
+                addr: addr(i).to_string(),
+                proxy_protocol: false,
+            })
+            .collect();
+        // A route to a backend the file no longer has would be refused.
+        file.routes
+            .retain(|r| file.backends.iter().any(|b| b.name == r.backend));
+        file.proxy.max_connections = max.map(|m| 1 + usize::from(m % 8));
+        file.proxy.idle_timeout =
+            idle.map(|t| ConfigDuration(Duration::from_millis(u64::from(t) * 100)));
+        if listen_moved {
+            file.proxy.listen = Some("127.0.0.1:7777".into());
+        }
+        let new = Config::from_file(&file).expect("a valid configuration");
+        let serving = self.ep.is_serving();
+        let running_listen = self.config.proxy.listen;
+        match self.ep.reload(now, new) {
+            Ok(report) => {
+                assert!(serving, "a reload applied while shutting down");
+                self.reloads += 1;
+                assert_eq!(report.version, 1 + self.reloads);
+                let pending = report.pending_restart.contains(&"proxy.listen".to_owned());
+                assert_eq!(pending, listen_moved);
+                assert_eq!(
+                    self.ep.config().proxy.listen,
+                    running_listen,
+                    "listen applied"
+                );
+                self.config = self.ep.config().clone();
+                let names: Vec<&str> = self
+                    .config
+                    .backends
+                    .iter()
+                    .map(|b| b.name.as_str())
+                    .collect();
+                let wanted: Vec<String> = file.backends.iter().map(|b| b.name.clone()).collect();
+                assert_eq!(names, wanted);
+                assert_eq!(
+                    self.config.proxy.max_connections,
+                    file.proxy.max_connections.unwrap_or(10_000)
+                );
+            }
+            Err(e) => assert!(!serving, "reload refused while serving: {e}"),
         }
     }
 
@@ -791,16 +878,29 @@ impl Harness {
         }
         // The backends and their counts.
         let backends = self.ep.backends();
-        assert_eq!(backends.len(), self.config.backends.len());
-        let mut open = vec![0u64; backends.len()];
+        if self.reloads == 0 {
+            assert_eq!(backends.len(), self.config.backends.len());
+            for (b, c) in backends.iter().zip(&self.config.backends) {
+                assert_eq!(b.name, c.name, "configuration order");
+            }
+        }
+        for c in &self.config.backends {
+            let listed = backends.iter().filter(|b| b.name == c.name).count();
+            assert_eq!(listed, 1, "{} listed {listed} times: {backends:?}", c.name);
+        }
+        let mut open = [0u64; 3];
         for c in &self.clients {
             for s in &c.sockets {
                 open[self.backend_index(s.addr)] += 1;
             }
         }
-        for (i, b) in backends.iter().enumerate() {
-            assert_eq!(b.name, self.config.backends[i].name);
-            assert_eq!(b.addr, self.config.backends[i].addr.to_string());
+        for b in &backends {
+            let configured = self.config.backends.iter().find(|c| c.name == b.name);
+            match configured {
+                Some(c) => assert_eq!(b.addr, c.addr.to_string()),
+                None => assert!(b.draining, "{} was removed but is not draining", b.name),
+            }
+            let i = self.backend_index(b.addr.parse().unwrap());
             assert_eq!(
                 b.sessions, open[i],
                 "{} counts {} backend connections, the driver holds {}",
@@ -928,8 +1028,9 @@ impl Harness {
             Op::SetDraining(b, draining) => {
                 let name = self.backend_name(b);
                 let known = self.config.backends.iter().any(|x| x.name == name);
+                let removing = !known && self.ep.backends().iter().any(|x| x.name == name);
                 let r = self.ep.set_draining(now, &name, draining);
-                assert_eq!(r.is_ok(), known);
+                assert_eq!(r.is_ok(), known || removing && draining, "{r:?}");
                 if known {
                     let b = self
                         .ep
@@ -999,6 +1100,12 @@ impl Harness {
                     .accept_failed(now, shard as usize % (self.shards + 1), &e);
                 assert_eq!(at, now + ACCEPT_BACKOFF);
             }
+            Op::Reload {
+                backends,
+                max_connections,
+                idle_timeout,
+                listen_moved,
+            } => self.reload(backends, max_connections, idle_timeout, listen_moved),
             Op::Shutdown => {
                 let serving = self.ep.is_serving();
                 let mut live: Vec<u64> = self.clients.iter().map(|c| c.conn.id()).collect();
@@ -1045,6 +1152,8 @@ fuzz_target!(|input: Input| {
         ep,
         now,
         config,
+        file: file(&input.setup),
+        reloads: 0,
         shards,
         dial: input.setup.dial,
         clients: Vec::new(),

@@ -77,6 +77,11 @@
 //!
 //! Durations are seconds or strings such as `"250ms"`, `"1h30m"`; sizes are bytes or strings such
 //! as `"64MiB"` (see [`units`]).
+//!
+//! A running proxy reloads the file on `SIGHUP` or `POST /api/config/reload`: everything but
+//! `proxy.listen`, `proxy.workers`, `proxy.shutdown-timeout`, `admin.listen`, `auth.mode`,
+//! `migration.mode` and a kept backend's `addr` changes live (see
+//! [`reload`](crate::control::reload)).
 
 mod file;
 pub mod units;

@@ -960,23 +960,7 @@ impl Endpoint {
             self.health.next = now + self.config.health.interval;
         }
         if self.health.outstanding == 0 && self.health.next <= now && !self.closing() {
-            let timeout = self.config.health.timeout;
-            self.health.round += 1;
-            let round = self.health.round;
-            self.health.queued = self
-                .registry
-                .backends()
-                .iter()
-                .enumerate()
-                .rev()
-                .filter(|(_, b)| !b.retired())
-                .map(|(i, b)| HealthProbe::new(round, i, b.addr, now, timeout))
-                .collect();
-            self.health.outstanding = self.health.queued.len();
-            self.health.round_end = now + timeout + ROUND_GRACE;
-            // From the round's start, so that a backend that freezes is found down within
-            // interval + timeout; a round that overruns pushes the next one (`round_done`).
-            self.health.next = now + self.config.health.interval;
+            self.start_round(now);
         }
         if self.config.migration.mode != MigrationMode::Off
             && self.next_rebalance <= now
@@ -986,6 +970,27 @@ impl Endpoint {
             self.plan(now);
         }
         self.retire_removed();
+    }
+
+    /// Starts a health round: one probe per backend, for [`Endpoint::poll_probe`].
+    fn start_round(&mut self, now: Instant) {
+        let timeout = self.config.health.timeout;
+        self.health.round += 1;
+        let round = self.health.round;
+        self.health.queued = self
+            .registry
+            .backends()
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(_, b)| !b.retired())
+            .map(|(i, b)| HealthProbe::new(round, i, b.addr, now, timeout))
+            .collect();
+        self.health.outstanding = self.health.queued.len();
+        self.health.round_end = now + timeout + ROUND_GRACE;
+        // From the round's start, so that a backend that freezes is found down within
+        // interval + timeout; a round that overruns pushes the next one (`round_done`).
+        self.health.next = now + self.config.health.interval;
     }
 
     /// The next health probe to run: connect to [`HealthProbe::addr`] within its timeout, feed

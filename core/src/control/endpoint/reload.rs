@@ -136,12 +136,13 @@ impl Endpoint {
                 .then(|| Box::new(Routes(self.config.routes.clone())) as Box<dyn BackendChooser>);
             self.reload.routes_chooser = self.chooser.is_some();
         }
-        // New backends are checked at once; new intervals count from now.
-        let interval = self.config.health.interval;
+        // New backends are checked at once (their probes wait for the driver's next
+        // `poll_probe`; a round already running finds them at the next one); a shorter
+        // interval counts from now.
         if !diff.added.is_empty() && self.health.outstanding == 0 {
-            self.health.next = now;
+            self.start_round(now);
         } else {
-            self.health.next = self.health.next.min(now + interval);
+            self.health.next = self.health.next.min(now + self.config.health.interval);
         }
         self.next_rebalance = self
             .next_rebalance
