@@ -174,6 +174,7 @@ impl Registry {
                 healthy: b.healthy.load(Ordering::Relaxed),
                 sessions: b.sessions.load(Ordering::Relaxed) as u64,
                 draining: b.draining.load(Ordering::Relaxed),
+                health_warning: None,
             })
             .collect()
     }
