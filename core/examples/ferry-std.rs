@@ -173,15 +173,25 @@ fn session(sh: &Shared, client: TcpStream, addr: SocketAddr) {
     lock(&sh.ep).connection_closed(Instant::now(), &mut conn);
 }
 
-/// One health check: connect, then read until the probe has its verdict.
+/// One health check: connect, then write what the probe sends (a monitor login) and read, until
+/// it has its verdict and nothing left to write.
 fn run_probe(sh: &Shared, mut probe: HealthProbe) {
     match TcpStream::connect_timeout(&probe.addr(), probe.timeout()) {
         Err(e) => probe.connect_failed(Instant::now(), &e),
         Ok(mut sock) => {
             let mut buf = [0; 4096];
-            while !probe.is_done() {
-                // Past the deadline, the read times out at once and the probe gives up.
+            loop {
+                // Past the deadline, I/O times out at once and the probe gives up.
                 let t = Some(until(probe.deadline()).max(Duration::from_millis(1)));
+                while let Some(bytes) = probe.poll_transmit() {
+                    let w = sock
+                        .set_write_timeout(t)
+                        .and_then(|()| sock.write_all(&bytes));
+                    w.unwrap_or_else(|e| probe.write_failed(Instant::now(), &e));
+                }
+                if probe.is_done() {
+                    break;
+                }
                 match sock.set_read_timeout(t).and_then(|()| sock.read(&mut buf)) {
                     Ok(0) => probe.handle_eof(Instant::now()),
                     Ok(n) => probe.handle_input(Instant::now(), &buf[..n]),

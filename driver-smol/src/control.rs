@@ -2,7 +2,8 @@
 //! balancer every `migration.rebalance-interval`) and the sockets of its health probes.
 //!
 //! Each probe is the core's [`HealthProbe`] state machine, run as a task of its own so that a
-//! silent backend does not delay the others; this file only connects, reads and reports. What a
+//! silent backend does not delay the others; this file only connects, writes what it sends (with
+//! a monitor account: the login, COM_PING, COM_QUIT), reads and reports. What a
 //! verdict means (health, the advertised server version, the balancer's reaction) is the
 //! endpoint's.
 
@@ -12,7 +13,7 @@ use std::time::Instant;
 
 use ferry_core::control::HealthProbe;
 use smol::future;
-use smol::io::AsyncReadExt;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 use smol::Timer;
 
@@ -109,15 +110,23 @@ async fn check(inner: Arc<Inner>, mut probe: HealthProbe) {
     inner.nudge();
 }
 
-/// One probe's socket: connect, read until the probe has a verdict (the caller enforces the
-/// deadline).
+/// One probe's socket: connect, then write what the probe has to send (a monitor login) and
+/// read, until it has a verdict and nothing left to write (the caller enforces the deadline).
 async fn probe_io(probe: &mut HealthProbe) {
     let mut stream = match TcpStream::connect(probe.addr()).await {
         Ok(s) => s,
         Err(e) => return probe.connect_failed(Instant::now(), &e),
     };
     let mut chunk = [0u8; 1024];
-    while !probe.is_done() {
+    loop {
+        while let Some(bytes) = probe.poll_transmit() {
+            if let Err(e) = stream.write_all(&bytes).await {
+                probe.write_failed(Instant::now(), &e);
+            }
+        }
+        if probe.is_done() {
+            return;
+        }
         match stream.read(&mut chunk).await {
             Ok(0) => probe.handle_eof(Instant::now()),
             Ok(n) => probe.handle_input(Instant::now(), &chunk[..n]),

@@ -495,6 +495,7 @@ impl AdminApi for Fake {
                 healthy: true,
                 sessions: 1,
                 draining: false,
+                health_warning: None,
             })
             .collect())
     }

@@ -396,6 +396,7 @@ fn config(input: &Input) -> Config {
             timeout: Some(ConfigDuration(Duration::from_millis(
                 1 + u64::from(input.timeout_ms % 5000),
             ))),
+            ..HealthSection::default()
         },
         ..ConfigFile::default()
     };

@@ -233,6 +233,8 @@ pub struct FerryBuilder {
     workers: usize,
     /// Extra keys of `[proxy]`.
     proxy_toml: String,
+    /// Extra keys of `[health]`.
+    health_toml: String,
     extra_toml: String,
     rust_log: String,
     health_interval: Duration,
@@ -283,6 +285,13 @@ impl FerryBuilder {
         self
     }
 
+    /// Adds `keys` (TOML lines) to the `[health]` section, e.g. `user = "monitor"`.
+    pub fn health_toml(mut self, keys: &str) -> Self {
+        self.health_toml.push_str(keys);
+        self.health_toml.push('\n');
+        self
+    }
+
     /// TOML appended to the generated file verbatim (sections not generated: `[migration]`...).
     pub fn extra_toml(mut self, toml: &str) -> Self {
         self.extra_toml.push_str(toml);
@@ -314,10 +323,11 @@ impl FerryBuilder {
         let mut t = format!(
             "[proxy]\nlisten = \"{listen}\"\nworkers = {}\nshutdown-timeout = \"5s\"\n{}\n\
              [admin]\nlisten = \"{admin}\"\n\n\
-             [health]\ninterval = \"{}ms\"\ntimeout = \"1s\"\n\n",
+             [health]\ninterval = \"{}ms\"\ntimeout = \"1s\"\n{}\n",
             self.workers,
             self.proxy_toml,
-            self.health_interval.as_millis()
+            self.health_interval.as_millis(),
+            self.health_toml
         );
         for (name, addr) in &self.backends {
             t.push_str(&format!(
@@ -472,6 +482,7 @@ impl FerryProcess {
             tls: None,
             workers: 2,
             proxy_toml: String::new(),
+            health_toml: String::new(),
             extra_toml: String::new(),
             rust_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
             open_files: None,

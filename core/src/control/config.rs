@@ -57,6 +57,11 @@
 //! [health]
 //! interval = "500ms"             # default: from one round's start to the next
 //! timeout = "400ms"               # default: connect + handshake (dead or frozen: down within 0.9s)
+//! user = "monitor"                # optional monitor account (mysql_native_password): each check
+//!                                 # logs in, pings and quits; without one a check reads the
+//!                                 # greeting and closes: one Aborted_connects and one error-log
+//!                                 # line per check and backend on the server
+//! password-file = "monitor.pw"    # or: password = "..."; never logged
 //!
 //! [migration]
 //! mode = "replay"                 # "replay" | "tidb" | "off"; default: replay with proxy auth, else off
@@ -95,7 +100,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::native::NativeStage2Hash;
-use crate::auth::Credential;
+use crate::auth::{ClientSecret, Credential, Password};
 use crate::balance::RebalancePolicy;
 use crate::proxy_protocol::Network;
 use crate::tls::{self, ServerTrust};
@@ -366,12 +371,24 @@ impl fmt::Debug for BackendTlsConfig {
 }
 
 /// `[health]`, checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthConfig {
     /// Time between checks of one backend.
     pub interval: Duration,
     /// Deadline of one check (connect and handshake).
     pub timeout: Duration,
+    /// The account checks log in as; `None`: checks read the greeting only.
+    pub monitor: Option<MonitorAccount>,
+}
+
+/// The monitor account of `[health]`. Only `SHA1(password)` is kept (it answers
+/// `mysql_native_password`, the plugin the account must use); `Debug` does not print it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorAccount {
+    /// The user name.
+    pub user: String,
+    /// What answers the server's challenge.
+    pub secret: ClientSecret,
 }
 
 /// `[migration]`, checked.
@@ -420,7 +437,7 @@ impl Config {
             .backend_tls
             .as_ref()
             .and_then(|t| check_backend_tls(&mut p, t, base));
-        let health = check_health(&mut p, &file.health);
+        let health = check_health(&mut p, &file.health, base);
         let migration = check_migration(&mut p, &file.migration, auth.as_ref().map(|a| a.mode));
         let routes = check_routes(&mut p, &file.routes, &backends);
 
@@ -803,10 +820,63 @@ fn check_backend_tls(
     }
 }
 
-fn check_health(p: &mut Checker, s: &HealthSection) -> Option<HealthConfig> {
+fn check_health(p: &mut Checker, s: &HealthSection, base: Option<&Path>) -> Option<HealthConfig> {
     Some(HealthConfig {
         interval: p.positive("health.interval", s.interval, DEFAULT_HEALTH_INTERVAL),
         timeout: p.positive("health.timeout", s.timeout, DEFAULT_HEALTH_TIMEOUT),
+        monitor: check_monitor(p, s, base),
+    })
+}
+
+/// The monitor account: a user, and exactly one of `password` (`""` for none) and
+/// `password-file`. The password is never echoed.
+fn check_monitor(
+    p: &mut Checker,
+    s: &HealthSection,
+    base: Option<&Path>,
+) -> Option<MonitorAccount> {
+    let Some(user) = &s.user else {
+        if s.password.is_some() || s.password_file.is_some() {
+            p.push("health.user", "a password is given but no user");
+        }
+        return None;
+    };
+    if user.is_empty() || user.chars().count() > 80 {
+        p.push("health.user", "must be 1 to 80 characters");
+    }
+    let password = match (&s.password, &s.password_file) {
+        (Some(_), Some(_)) => {
+            p.push("health", "give either password or password-file, not both");
+            return None;
+        }
+        (None, None) => {
+            p.push(
+                "health.password",
+                "the monitor account needs password or password-file (password = \"\" for none)",
+            );
+            return None;
+        }
+        (Some(pw), None) => pw.as_bytes().to_vec(),
+        (None, Some(path)) => {
+            let mut bytes = read_file(p, "health.password-file", base, path)?;
+            // An editor's final newline is not part of the password.
+            if bytes.ends_with(b"\n") {
+                bytes.pop();
+                if bytes.ends_with(b"\r") {
+                    bytes.pop();
+                }
+            }
+            bytes
+        }
+    };
+    let secret = if password.is_empty() {
+        ClientSecret::NoPassword
+    } else {
+        ClientSecret::Sha1(Password::new(password).sha1())
+    };
+    Some(MonitorAccount {
+        user: user.clone(),
+        secret,
     })
 }
 

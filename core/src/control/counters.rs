@@ -41,6 +41,8 @@ pub struct Counters {
     pub refused_max_connections: AtomicU64,
     /// Failed `accept` calls.
     pub accept_errors: AtomicU64,
+    /// Health checks whose monitor login the backend refused.
+    pub health_login_errors: AtomicU64,
     /// Migrations the core started.
     pub migrations_started: AtomicU64,
     /// Migrations that moved their session.
@@ -111,6 +113,7 @@ impl Counters {
             ("max_connections", sum(|c| &c.refused_max_connections)),
             ("accept", sum(|c| &c.accept_errors)),
             ("blocked_host", sum(|c| &c.refused_blocked)),
+            ("health_login", sum(|c| &c.health_login_errors)),
         ]
         .into_iter()
         .map(|(kind, n)| (kind.to_owned(), n))
@@ -186,7 +189,7 @@ mod tests {
         assert_eq!((m.sessions, m.commands, m.client_bytes_sent), (5, 7, 10));
         assert_eq!(m.errors["accept"], 2);
         assert_eq!(m.errors["command"], 0);
-        assert_eq!(m.errors.len(), 5);
+        assert_eq!(m.errors.len(), 6);
         assert_eq!(m.migrations_succeeded, 2);
         assert_eq!(m.migrations_failed["pinned"], 2);
         assert_eq!(m.migrations_failed["timeout"], 1);

@@ -36,6 +36,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::backend::BackendConfig;
 use crate::session::{ConnectFailure, MigrationRefused, PinReason, SessionConfig};
 use crate::RandomSource;
 
@@ -164,6 +165,10 @@ pub struct Endpoint {
     reload: ReloadState,
     auth_failures: AuthFailures,
     log_limiter: LogLimiter,
+    /// The monitor account's login, for health checks (`[health] user`).
+    monitor: Option<Arc<BackendConfig>>,
+    /// Per registry index: the last check's warning (a refused monitor login).
+    health_warnings: Vec<Option<String>>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -198,6 +203,13 @@ impl Endpoint {
         shards: usize,
     ) -> Self {
         let first = Some(vec![None; config.backends.len()]);
+        let monitor = config.health.monitor.as_ref().map(|m| {
+            let mut login = BackendConfig::new(m.user.clone(), m.secret.clone());
+            login.connect_timeout = config.health.timeout;
+            // The sessions' transport: a backend that requires TLS requires it of the monitor.
+            login.tls = session_config.backend.tls.clone();
+            Arc::new(login)
+        });
         Self {
             config: config.clone(),
             session_config: Arc::new(session_config),
@@ -222,6 +234,8 @@ impl Endpoint {
             reload: ReloadState::new(now, config),
             auth_failures: AuthFailures::new(&config.proxy),
             log_limiter: LogLimiter::default(),
+            monitor,
+            health_warnings: vec![None; config.backends.len()],
         }
     }
 
@@ -274,9 +288,20 @@ impl Endpoint {
 
     /// The backends in the order they were configured (a reload adds at the end): health,
     /// draining (a backend a reload removed shows as draining until it is gone), backend
-    /// connections open.
+    /// connections open, and what the last health check warned of.
     pub fn backends(&self) -> Vec<BackendInfo> {
-        self.registry.infos()
+        let mut infos = self.registry.infos();
+        // By name: the listing skips backends a reload retired, the warnings are by index.
+        for info in &mut infos {
+            let warning = self
+                .registry
+                .find(&info.name)
+                .and_then(|i| self.health_warnings.get(i));
+            if let Some(warning) = warning {
+                info.health_warning.clone_from(warning);
+            }
+        }
+        infos
     }
 
     /// The authenticated sessions, by id.
@@ -984,7 +1009,13 @@ impl Endpoint {
             .enumerate()
             .rev()
             .filter(|(_, b)| !b.retired())
-            .map(|(i, b)| HealthProbe::new(round, i, b.addr, now, timeout))
+            .map(|(i, b)| {
+                let probe = HealthProbe::new(round, i, b.addr, now, timeout);
+                match &self.monitor {
+                    Some(login) => probe.with_login(Arc::clone(login)),
+                    None => probe,
+                }
+            })
             .collect();
         self.health.outstanding = self.health.queued.len();
         self.health.round_end = now + timeout + ROUND_GRACE;
@@ -1003,7 +1034,12 @@ impl Endpoint {
     /// down changes the balancer's plan at once.
     pub fn probe_finished(&mut self, now: Instant, probe: HealthProbe) {
         let (index, round) = (probe.backend(), probe.round());
+        let warning = probe.warning().map(str::to_owned);
         let verdict = probe.into_verdict();
+        if verdict.is_ok() {
+            // A failed check says nothing of the monitor account.
+            self.record_warning(index, warning);
+        }
         let changed = record_verdict(&self.registry, index, &verdict);
         if changed && verdict.is_err() {
             self.backend_went_down(index);
@@ -1021,6 +1057,36 @@ impl Endpoint {
         if changed {
             self.plan(now);
         }
+    }
+
+    /// Keeps backend `index`'s check warning for `/api/backends`, counting it, and logging it
+    /// when it appears or changes (at warn: the backend stays in rotation, but the operator's
+    /// monitor account does not work) and when it clears.
+    fn record_warning(&mut self, index: usize, warning: Option<String>) {
+        if self.health_warnings.len() <= index {
+            // A backend a reload added.
+            self.health_warnings.resize(index + 1, None);
+        }
+        let Some(slot) = self.health_warnings.get_mut(index) else {
+            return;
+        };
+        let name = self.registry.get(index).map_or("?", |b| b.name.as_str());
+        if warning.is_some() {
+            Counters::add(&self.shards[0].counters.health_login_errors, 1);
+        }
+        match (slot.as_deref(), warning.as_deref()) {
+            (old, Some(new)) if old != Some(new) => tracing::warn!(
+                backend = %name,
+                warning = %new,
+                "health check: the monitor account cannot log in; the backend is judged by its \
+                 greeting alone and stays in rotation (fix [health] user / password)"
+            ),
+            (Some(_), None) => {
+                tracing::info!(backend = %name, "health check: the monitor account logs in again")
+            }
+            _ => {}
+        }
+        *slot = warning;
     }
 
     /// The first health round is over (every probe came back, or it was given up): backends

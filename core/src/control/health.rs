@@ -1,25 +1,45 @@
 //! Health checks: the probe of one backend as a state machine ([`HealthProbe`]: connect result
-//! and bytes in, verdict out), and what a verdict does to the registry.
+//! and bytes in, bytes to write and a verdict out), and what a verdict does to the registry.
 //!
-//! A probe connects within `health.timeout`, reads what the server sends first and lets the
-//! core's [`probe_greeting`] judge it (a greeting is healthy; ERR 1040, 1129 or any other ERR,
-//! garbage, a refused or silent connection are not). Nothing is sent, so no account is needed.
-//! A backend that fails is skipped by new sessions and comes back when a check passes. One that
-//! answers with an ERR (it is up but refuses: full, or blocking ferry's host) is still tried by a
-//! new session when no backend is healthy, so that the client hears the server's own error, or
-//! gets in as soon as a slot frees (see [`Registry::pick_or_refusing`]).
+//! A probe connects within `health.timeout` and reads what the server sends first; the core's
+//! [`probe_greeting`] judges it (a greeting is healthy; ERR 1040, 1129 or any other ERR,
+//! garbage, a refused or silent connection are not). A backend that fails is skipped by new
+//! sessions and comes back when a check passes. One that answers with an ERR (it is up but
+//! refuses: full, or blocking ferry's host) is still tried by a new session when no backend is
+//! healthy, so that the client hears the server's own error, or gets in as soon as a slot frees
+//! (see [`Registry::pick_or_refusing`]).
 //!
-//! Caveat: like HAProxy's plain `mysql-check`, closing after the greeting counts as a handshake
-//! error on the server for non-loopback clients; a server with a low `max_connect_errors` and no
-//! other traffic from ferry's host may block it (1129), which this check then reports.
+//! Two ways to end a check:
+//!
+//! - **Without a monitor account** (the default), the probe closes right after the greeting:
+//!   nothing is sent and no account is needed, but the server sees a handshake abandoned. Each
+//!   check costs one `Aborted_connects` and one "Aborted connection … (This connection closed
+//!   normally without authentication)" line in its error log (at the default `log_warnings = 2`),
+//!   per backend: at the default 500 ms interval, about 170,000 lines a day. For non-loopback
+//!   clients such handshakes may also count towards `max_connect_errors` and end in ferry's host
+//!   being blocked (1129), which this check then reports (like HAProxy's plain `mysql-check`).
+//! - **With `[health] user`** (a `mysql_native_password` account that needs no privilege), the
+//!   probe logs in, sends COM_PING and COM_QUIT ([`login`]): a clean session on the server, no
+//!   aborted connection. The probe then has bytes to write too ([`HealthProbe::poll_transmit`]).
+//!   A refused login (a wrong password, a missing account) leaves the backend as its greeting
+//!   judged it, up, with a [`HealthProbe::warning`] that the endpoint logs at warn, counts
+//!   (`ferry_errors_total{kind="health_login"}`) and shows in `/api/backends`: the server is
+//!   there, and a mistake in the monitor account must not take every backend out of rotation.
+
+mod login;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
+use crate::backend::BackendConfig;
 use crate::balance::{probe_greeting, Probe, Unhealthy, MAX_GREETING_SIZE};
 use crate::ProtocolError;
 
+use self::login::{Outcome, ProbeLogin};
 use super::registry::Registry;
 
 /// Why a health check failed.
@@ -71,9 +91,14 @@ impl std::fmt::Display for CheckFailure {
 pub type Verdict = Result<String, CheckFailure>;
 
 /// One health check of one backend, without I/O. The driver connects to [`HealthProbe::addr`]
-/// (giving up at [`HealthProbe::deadline`]), reports what happens with the `handle_*` methods
-/// until [`HealthProbe::is_done`], and hands it to
+/// (giving up at [`HealthProbe::deadline`]), then until [`HealthProbe::is_done`]: writes what
+/// [`HealthProbe::poll_transmit`] gives (with a monitor account; reporting a failed write with
+/// [`HealthProbe::write_failed`]), reads and reports what happens with the `handle_*` methods.
+/// Then it closes the socket and hands the probe to
 /// [`Endpoint::probe_finished`](super::Endpoint::probe_finished).
+///
+/// A clone taken before the probe ran is the same probe; a clone of a running one starts its
+/// monitor login over (a connection cannot be shared).
 #[derive(Debug, Clone)]
 pub struct HealthProbe {
     /// The round it belongs to (the endpoint counts a round's probes back in).
@@ -83,7 +108,11 @@ pub struct HealthProbe {
     timeout: Duration,
     deadline: Instant,
     bytes: Vec<u8>,
+    /// The server version from its greeting, while a monitor login goes on.
+    greeted: Option<String>,
+    login: Option<ProbeLogin>,
     verdict: Option<Verdict>,
+    warning: Option<String>,
 }
 
 impl HealthProbe {
@@ -101,8 +130,17 @@ impl HealthProbe {
             timeout,
             deadline: now + timeout,
             bytes: Vec::new(),
+            greeted: None,
+            login: None,
             verdict: None,
+            warning: None,
         }
+    }
+
+    /// The check logs in as the monitor account `config` describes, pings and quits.
+    pub(super) fn with_login(mut self, config: Arc<BackendConfig>) -> Self {
+        self.login = Some(ProbeLogin::new(config));
+        self
     }
 
     /// The health round it belongs to.
@@ -130,9 +168,29 @@ impl HealthProbe {
         self.timeout
     }
 
-    /// A verdict is in: stop reading and close the socket.
+    /// A verdict is in and nothing is left to write: stop reading and close the socket.
     pub fn is_done(&self) -> bool {
-        self.verdict.is_some()
+        self.verdict.is_some() && !self.has_transmit()
+    }
+
+    /// The next bytes to write to the server (a monitor login's packets, COM_PING, COM_QUIT).
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        if matches!(self.verdict, Some(Err(_))) {
+            // A failed check sends nothing more: the socket just closes.
+            return None;
+        }
+        self.login.as_mut()?.poll_transmit()
+    }
+
+    fn has_transmit(&self) -> bool {
+        !matches!(self.verdict, Some(Err(_)))
+            && self.login.as_ref().is_some_and(ProbeLogin::has_transmit)
+    }
+
+    /// Something the check found that leaves the backend up but needs the operator: the monitor
+    /// account's login was refused (the server's ERR). Never holds a secret.
+    pub fn warning(&self) -> Option<&str> {
+        self.warning.as_deref()
     }
 
     /// The connection could not be opened (or the socket failed before any byte came); at or
@@ -149,15 +207,34 @@ impl HealthProbe {
     /// fails as [`handle_timeout`](Self::handle_timeout) would fail it, whatever they hold.
     pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
         self.handle_timeout(now);
-        if self.is_done() {
+        if self.verdict.is_some() {
             return;
         }
-        // Only the first packet is judged: bytes past the largest greeting are never looked at,
-        // however the reads were split.
+        if self.greeted.is_none() {
+            self.judge_greeting(bytes);
+            if self.verdict.is_some() {
+                return;
+            }
+        }
+        if let Some(login) = self.login.as_mut() {
+            let outcome = login.handle_input(now, bytes);
+            self.on_login(outcome);
+        }
+    }
+
+    /// Only the first packet is judged: bytes past the largest greeting are never looked at,
+    /// however the reads were split.
+    fn judge_greeting(&mut self, bytes: &[u8]) {
         let room = (MAX_GREETING_SIZE + 4).saturating_sub(self.bytes.len());
         self.bytes
             .extend_from_slice(&bytes[..bytes.len().min(room)]);
         match probe_greeting(&self.bytes) {
+            // With a monitor account the login goes on; the version is the verdict's if it
+            // succeeds.
+            Probe::Healthy { server_version } if self.login.is_some() => {
+                self.greeted = Some(server_version);
+                self.bytes = Vec::new();
+            }
             Probe::Healthy { server_version } => self.decide(Ok(server_version)),
             Probe::Unhealthy(reason) => self.decide(Err(CheckFailure {
                 local: false,
@@ -181,7 +258,36 @@ impl HealthProbe {
     /// The server closed the connection (at or past the deadline: the check timed out).
     pub fn handle_eof(&mut self, now: Instant) {
         self.handle_timeout(now);
+        if self.greeted.is_some() {
+            if let Some(login) = self.login.as_mut() {
+                let outcome = login.handle_eof(now);
+                self.on_login(outcome);
+            }
+        }
         self.decide(Err(CheckFailure::down("closed before the greeting")));
+    }
+
+    /// Writing failed (at or past the deadline: the check timed out). After a verdict (the
+    /// final COM_QUIT) it changes nothing: the socket closes all the same.
+    pub fn write_failed(&mut self, now: Instant, error: &io::Error) {
+        self.handle_timeout(now);
+        self.decide(Err(CheckFailure::down(format!("write: {error}"))));
+        if let Some(login) = self.login.as_mut() {
+            while login.poll_transmit().is_some() {}
+        }
+    }
+
+    fn on_login(&mut self, outcome: Option<Outcome>) {
+        let version = self.greeted.clone().unwrap_or_default();
+        match outcome {
+            None => {}
+            Some(Outcome::Served) => self.decide(Ok(version)),
+            Some(Outcome::LoginRefused(error)) => {
+                self.warning = Some(format!("monitor login refused: {error}"));
+                self.decide(Ok(version));
+            }
+            Some(Outcome::Down(reason)) => self.decide(Err(CheckFailure::down(reason))),
+        }
     }
 
     /// Reading failed (at or past the deadline: the check timed out).
@@ -199,10 +305,19 @@ impl HealthProbe {
     /// Time passed: at the deadline, a check still waiting fails.
     pub fn handle_timeout(&mut self, now: Instant) {
         if now >= self.deadline {
-            let timeout = self.timeout;
-            self.decide(Err(CheckFailure::down(format!(
-                "no greeting within {timeout:?}"
-            ))));
+            let failure = self.timed_out();
+            self.decide(Err(failure));
+        }
+    }
+
+    fn timed_out(&self) -> CheckFailure {
+        let timeout = self.timeout;
+        match (&self.greeted, &self.login) {
+            (Some(_), Some(login)) => CheckFailure::down(format!(
+                "no answer to {} within {timeout:?}",
+                login.waiting_for()
+            )),
+            _ => CheckFailure::down(format!("no greeting within {timeout:?}")),
         }
     }
 
@@ -213,12 +328,8 @@ impl HealthProbe {
 
     /// The verdict; a probe given up before one came failed for want of a greeting.
     pub(super) fn into_verdict(self) -> Verdict {
-        let timeout = self.timeout;
-        self.verdict.unwrap_or_else(|| {
-            Err(CheckFailure::down(format!(
-                "no greeting within {timeout:?}"
-            )))
-        })
+        let failure = self.timed_out();
+        self.verdict.unwrap_or(Err(failure))
     }
 
     fn decide(&mut self, verdict: Verdict) {

@@ -240,6 +240,7 @@ impl Registry {
                 healthy: b.healthy.load(Ordering::Relaxed),
                 sessions: b.sessions.load(Ordering::Relaxed) as u64,
                 draining: b.draining(),
+                health_warning: None,
             })
             .collect()
     }

@@ -1,11 +1,12 @@
 //! The control thread: runs the endpoint's timers (health rounds every `health.interval`, the
 //! balancer every `migration.rebalance-interval`) and the sockets of its health probes.
 //!
-//! Each probe is the core's [`HealthProbe`] state machine; this file only connects, reads and
-//! reports (blocking sockets, one short-lived thread per backend so that a silent backend does
-//! not delay the others). What a verdict means is the endpoint's.
+//! Each probe is the core's [`HealthProbe`] state machine; this file only connects, writes what
+//! it sends (with a monitor account: the login, COM_PING, COM_QUIT), reads and reports (blocking
+//! sockets, one short-lived thread per backend so that a silent backend does not delay the
+//! others). What a verdict means is the endpoint's.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -44,7 +45,11 @@ pub(crate) fn run_timers(shared: &Shared) -> Option<Instant> {
     shared.endpoint().poll_timeout()
 }
 
-/// One probe's socket: connect within its timeout, read until it has a verdict.
+/// The least time a write gets (the final COM_QUIT may be written right at the deadline).
+const MIN_WRITE_TIME: Duration = Duration::from_millis(50);
+
+/// One probe's socket: connect within its timeout, then write what the probe has to send (a
+/// monitor login) and read, until it has a verdict and nothing left to write.
 fn run_probe(mut probe: HealthProbe) -> HealthProbe {
     let mut stream = match TcpStream::connect_timeout(&probe.addr(), probe.timeout()) {
         Ok(s) => s,
@@ -54,7 +59,19 @@ fn run_probe(mut probe: HealthProbe) -> HealthProbe {
         }
     };
     let mut chunk = [0u8; 1024];
-    while !probe.is_done() {
+    loop {
+        while let Some(bytes) = probe.poll_transmit() {
+            let remaining = probe.deadline().saturating_duration_since(Instant::now());
+            let written = stream
+                .set_write_timeout(Some(remaining.max(MIN_WRITE_TIME)))
+                .and_then(|()| stream.write_all(&bytes));
+            if let Err(e) = written {
+                probe.write_failed(Instant::now(), &e);
+            }
+        }
+        if probe.is_done() {
+            break;
+        }
         let remaining = probe.deadline().saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             probe.handle_timeout(Instant::now());

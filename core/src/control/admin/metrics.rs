@@ -600,6 +600,7 @@ mod tests {
                 healthy: true,
                 sessions: 2,
                 draining: false,
+                health_warning: None,
             },
             BackendInfo {
                 name: "db2".into(),
@@ -607,6 +608,7 @@ mod tests {
                 healthy: false,
                 sessions: 1,
                 draining: true,
+                health_warning: None,
             },
         ];
         m.migration_pause.observe(Duration::from_micros(300));

@@ -166,14 +166,31 @@ pub struct BackendTlsSection {
     pub server_name: Option<String>,
 }
 
-/// `[health]` as written.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// `[health]` as written. `Debug` does not print the password.
+#[derive(Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HealthSection {
     /// `interval`
     pub interval: Option<ConfigDuration>,
     /// `timeout`
     pub timeout: Option<ConfigDuration>,
+    /// `user`: the monitor account the checks log in as
+    pub user: Option<String>,
+    /// `password`: its password
+    pub password: Option<String>,
+    /// `password-file`: a file holding its password (one trailing newline is dropped)
+    pub password_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for HealthSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HealthSection")
+            .field("interval", &self.interval)
+            .field("timeout", &self.timeout)
+            .field("user", &self.user)
+            .field("password_file", &self.password_file)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[migration]` as written.

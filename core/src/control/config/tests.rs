@@ -611,3 +611,77 @@ fn proxy_protocol_networks_and_backends() {
         "invalid IP address",
     );
 }
+
+#[test]
+fn the_monitor_account_takes_a_password_or_a_file_and_keeps_only_its_sha1() {
+    let c = check(MINIMAL).unwrap();
+    assert_eq!(c.health.monitor, None, "no account by default");
+    let c = check(&format!(
+        "{MINIMAL}[health]\nuser = \"monitor\"\npassword = \"s3cret\"\n"
+    ))
+    .unwrap();
+    let monitor = c.health.monitor.clone().unwrap();
+    assert_eq!(monitor.user, "monitor");
+    assert_eq!(
+        monitor.secret,
+        ClientSecret::Sha1(Password::new("s3cret").sha1())
+    );
+    // Neither the file's Debug nor the config's shows the password.
+    let text = format!(
+        "{:?} {:?}",
+        parse(&format!(
+            "{MINIMAL}[health]\nuser = \"monitor\"\npassword = \"s3cret\"\n"
+        )),
+        c
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+    // An empty password is an account without one.
+    let c = check(&format!(
+        "{MINIMAL}[health]\nuser = \"monitor\"\npassword = \"\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.health.monitor.unwrap().secret, ClientSecret::NoPassword);
+
+    // From a file beside the configuration, its final newline dropped.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("monitor.pw"), "s3cret\r\n").unwrap();
+    let path = dir.path().join("ferry.toml");
+    std::fs::write(
+        &path,
+        format!("{MINIMAL}[health]\nuser = \"monitor\"\npassword-file = \"monitor.pw\"\n"),
+    )
+    .unwrap();
+    let c = Config::load(&path).unwrap();
+    assert_eq!(
+        c.health.monitor.unwrap().secret,
+        ClientSecret::Sha1(Password::new("s3cret").sha1())
+    );
+}
+
+#[test]
+fn refuses_an_incomplete_monitor_account() {
+    let h = |keys: &str| format!("{MINIMAL}[health]\n{keys}");
+    refused(
+        &h("user = \"monitor\"\n"),
+        "health.password",
+        "password-file",
+    );
+    refused(&h("password = \"x\"\n"), "health.user", "no user");
+    refused(
+        &h("user = \"m\"\npassword = \"x\"\npassword-file = \"f\"\n"),
+        "health",
+        "not both",
+    );
+    refused(
+        &h("user = \"\"\npassword = \"x\"\n"),
+        "health.user",
+        "1 to 80",
+    );
+    let err = check(&h("user = \"m\"\npassword-file = \"/nonexistent/pw\"\n")).unwrap_err();
+    assert!(
+        err.problems()
+            .iter()
+            .any(|p| p.key == "health.password-file" && p.reason.contains("cannot read")),
+        "{err}"
+    );
+}

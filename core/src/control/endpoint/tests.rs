@@ -1431,10 +1431,88 @@ fn admin_text(ep: &mut Endpoint, now: Instant) -> String {
     String::from_utf8(ep.handle_admin(now, &request).body.to_vec()).unwrap()
 }
 
+/// Runs one health round with the monitor login against in-memory servers: backend `i` knows
+/// the monitor account with password `passwords[i]`.
+fn monitor_round(ep: &mut Endpoint, now: Instant, passwords: &[&str]) {
+    ep.handle_timeout(now);
+    let probes: Vec<_> = std::iter::from_fn(|| ep.poll_probe()).collect();
+    assert_eq!(probes.len(), passwords.len());
+    for mut p in probes {
+        let mut users = UserTable::new();
+        users.insert(
+            "monitor",
+            UserEntry {
+                credential: Credential::native_from_password(passwords[p.backend()].as_bytes()),
+                plugin: AuthPlugin::MysqlNativePassword,
+            },
+        );
+        let mut config = FrontendConfig::new(ServerAuth::Proxy {
+            users: Arc::new(users),
+            sha2_cache: None,
+            rsa: None,
+        });
+        config.auto_accept_login = true;
+        config.server_version = "10.11.0-MariaDB-test".into();
+        let mut server = Frontend::new(
+            Arc::new(config),
+            9,
+            "127.0.0.1",
+            now,
+            Box::new(SeededRandom::new(5)),
+        );
+        while !p.is_done() {
+            let mut moved = false;
+            while let Some(b) = server.poll_transmit() {
+                moved = true;
+                p.handle_input(now, &b);
+            }
+            while let Some(b) = p.poll_transmit() {
+                moved = true;
+                server.handle_input(now, &b);
+            }
+            while let Some(event) = server.poll_event() {
+                moved = true;
+                if let crate::frontend::Event::Command(_) = event {
+                    server.send_ok_empty(now).unwrap();
+                    server.end_response(now).unwrap();
+                }
+            }
+            assert!(moved || p.is_done(), "probe stuck: {p:?}");
+        }
+        ep.probe_finished(now, p);
+    }
+}
+
+#[test]
+fn a_refused_monitor_login_keeps_the_backend_up_with_a_warning() {
+    let (mut ep, now) = endpoint(
+        |f| {
+            f.health.user = Some("monitor".into());
+            f.health.password = Some("pw".into());
+        },
+        1,
+    );
+    monitor_round(&mut ep, now, &["pw", "other"]);
+    let backends = ep.backends();
+    assert!(backends.iter().all(|b| b.healthy), "{backends:?}");
+    assert_eq!(backends[0].health_warning, None);
+    let warning = backends[1].health_warning.as_deref().unwrap();
+    assert!(warning.contains("ERROR 1045"), "{warning}");
+    assert_eq!(ep.metrics().errors["health_login"], 1);
+    // In the JSON only where there is one.
+    let body = String::from_utf8(ep.handle_admin(now, &get("/api/backends")).body).unwrap();
+    assert_eq!(body.matches("health_warning").count(), 1, "{body}");
+    // Fixed: the warning goes.
+    let later = now + Duration::from_secs(1);
+    monitor_round(&mut ep, later, &["pw", "pw"]);
+    assert!(ep.backends().iter().all(|b| b.health_warning.is_none()));
+    assert_eq!(ep.metrics().errors["health_login"], 1);
+}
+
 #[test]
 fn rounds_start_an_interval_apart_so_a_frozen_backend_is_found_within_interval_and_timeout() {
     let (mut ep, now) = healthy_endpoint(defaults);
-    let health = ep.config().health;
+    let health = ep.config().health.clone();
     let start = ep.poll_timeout().unwrap();
     ep.handle_timeout(start);
     let probes: Vec<_> = std::iter::from_fn(|| ep.poll_probe()).collect();

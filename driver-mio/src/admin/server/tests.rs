@@ -27,6 +27,7 @@ impl AdminApi for &Fake {
             healthy: true,
             sessions: 0,
             draining: self.drained.load(Ordering::SeqCst),
+            health_warning: None,
         }])
     }
     fn sessions(&self) -> Result<Vec<SessionInfo>, ApiError> {

@@ -22,6 +22,7 @@ impl FakeApi {
             healthy: true,
             sessions,
             draining: false,
+            health_warning: None,
         };
         Self {
             serving: true,
