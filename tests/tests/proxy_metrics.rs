@@ -2,10 +2,16 @@
 //! servers: statements by command type and backend (following a session across a drain), their
 //! errors and latency, the migration counter with its `result` label, `ferry_build_info` and
 //! the process metrics, with the older families unchanged.
+//!
+//! Then every `ferry_*` and `process_*` metric that the Grafana dashboard and the Prometheus
+//! alert rules kept in the repository (`driver-mio/packaging/`) name exists in that `/metrics`:
+//! declared, with the right type for a histogram's `_bucket`, `_sum` and `_count`, and with a
+//! sample, except the families whose series appear only with the event they count.
 
 mod proxy_common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ferry_tests::{driver_tests, Driver, FerryProcess};
@@ -180,4 +186,126 @@ fn statements_latency_build_and_process_metrics(driver: Driver) {
     // CPU time only grows.
     let cpu = get(&after, "process_cpu_seconds_total");
     assert!(cpu > 0.0 && cpu >= get(&start, "process_cpu_seconds_total"));
+
+    // With that traffic, what the dashboard and the alerts query is there.
+    dashboard_and_alert_metrics_exist(&ferry);
+}
+
+// ---------------------------------------------------------------- dashboard and alerts
+
+/// Families whose series appear only once what they count happened (a failed migration, a
+/// session lost, a pinned session): declared with their type, without a sample before.
+const EVENT_ONLY: [&str; 3] = [
+    "ferry_migrations_failed_total",
+    "ferry_failover_lost_total",
+    "ferry_pinned_sessions",
+];
+
+/// Every `ferry_*` and `process_*` name in `text` (queries, legends, descriptions alike: a name
+/// anywhere in the file must exist).
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let bytes = text.as_bytes();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut i = 0;
+    while i < bytes.len() {
+        let starts = (i == 0 || !word(bytes[i - 1]))
+            && (text[i..].starts_with("ferry_") || text[i..].starts_with("process_"));
+        if !starts {
+            i += 1;
+            continue;
+        }
+        let end = (i..bytes.len())
+            .find(|&j| !word(bytes[j]))
+            .unwrap_or(bytes.len());
+        names.insert(text[i..end].to_owned());
+        i = end;
+    }
+    names
+}
+
+/// Every string in a JSON document.
+fn json_strings(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::String(s) => {
+            out.push_str(s);
+            out.push('\n');
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| json_strings(v, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|v| json_strings(v, out)),
+        _ => {}
+    }
+}
+
+fn dashboard_and_alert_metrics_exist(ferry: &FerryProcess) {
+    let packaging = Path::new(env!("CARGO_MANIFEST_DIR")).join("../driver-mio/packaging");
+    let read = |p: &str| {
+        let path = packaging.join(p);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("grafana/ferry-dashboard.json")).expect("the dashboard is JSON");
+    let mut dashboard_text = String::new();
+    json_strings(&dashboard, &mut dashboard_text);
+    let alerts = read("prometheus/ferry-alerts.yml");
+    // Every rule has its expression (a file the scan below could misread would fail here).
+    let rules = alerts.matches("- alert: ").count();
+    assert!(rules >= 8, "{rules} alert rules");
+    assert_eq!(
+        alerts.matches("\n        expr: ").count(),
+        rules,
+        "an expr per alert"
+    );
+    let queried = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter(|t| t["expr"].as_str().is_some_and(|e| !e.is_empty()))
+        .count();
+    assert!(queried >= 30, "{queried} dashboard queries");
+
+    let (status, text) = ferry.http_get("/metrics");
+    assert_eq!(status, 200);
+    let mut declared = BTreeMap::new();
+    let mut sampled = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            declared.insert(name.to_owned(), kind.to_owned());
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let series = line.rsplit_once(' ').expect("name value").0;
+            sampled.insert(series.split('{').next().unwrap_or(series).to_owned());
+        }
+    }
+    for (file, names) in [
+        ("the dashboard", metric_names(&dashboard_text)),
+        ("the alert rules", metric_names(&alerts)),
+    ] {
+        assert!(names.len() >= 8, "{file} names only {names:?}");
+        for name in &names {
+            // A histogram's series are its family's name with a suffix.
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| {
+                    let base = name.strip_suffix(s)?;
+                    (declared.get(base).map(String::as_str) == Some("histogram")).then_some(base)
+                })
+                .unwrap_or(name);
+            assert!(
+                declared.contains_key(family),
+                "{file} queries {name}, which /metrics does not declare"
+            );
+            if family == name {
+                assert_ne!(
+                    declared[family], "histogram",
+                    "{file} queries histogram {name} without _bucket, _sum or _count"
+                );
+            }
+            assert!(
+                sampled.contains(name.as_str()) || EVENT_ONLY.contains(&family),
+                "{file} queries {name}, which has no sample in /metrics:\n{text}"
+            );
+        }
+    }
 }

@@ -105,6 +105,21 @@ mod tests {
         Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    #[test]
+    fn version_names_the_build() {
+        let err = Cli::try_parse_from(["ferry", "--version"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion);
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("ferry {}", env!("CARGO_PKG_VERSION"))),
+            "{text}"
+        );
+        assert_eq!(
+            text.trim_end(),
+            format!("ferry {}", crate::control::build_info::version_line())
+        );
+    }
+
     fn file(text: &str) -> (tempfile::TempDir, String) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ferry.toml");
