@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{Job, Migration, MigrationFailure, MigrationMode, PinReason, Rows, Step};
+use super::{Job, Migration, MigrationFailure, MigrationMode, PinReason, Step};
 use crate::session::{BackendLoss, ClientData, CloseReason, Event, InFlight, Phase, ProxySession};
 use crate::ProtocolError;
 
@@ -202,26 +202,15 @@ impl ProxySession {
             from: from.clone(),
             cause: cause.clone(),
         });
-        self.migration = Some(Box::new(Migration {
-            target: String::new(),
-            to_name: None,
-            step: Step::Connecting,
-            new: None,
-            cancelled: false,
-            rows: Rows::default(),
-            plan: Default::default(),
-            current: None,
-            old,
-            new_ids: Vec::new(),
-            skipped: Vec::new(),
-            states: None,
-            failover: Some(Box::new(Failover {
-                from,
-                cause,
-                started: now,
-                retry,
-            })),
-        }));
+        let failover = Box::new(Failover {
+            from,
+            cause,
+            started: now,
+            retry,
+        });
+        let mut migration = Migration::new(String::new(), Step::Connecting, Some(failover));
+        migration.old = old;
+        self.migration = Some(migration);
         self.phase = Phase::Internal(Job::Migration);
         self.connect_new(now);
     }

@@ -392,6 +392,28 @@ pub(super) struct Migration {
     failover: Option<Box<Failover>>,
 }
 
+impl Migration {
+    /// A move to `target` starting at `step` (`failover`: a failover, whose target the owner
+    /// picks).
+    fn new(target: String, step: Step, failover: Option<Box<Failover>>) -> Box<Self> {
+        Box::new(Self {
+            target,
+            to_name: None,
+            step,
+            new: None,
+            cancelled: false,
+            rows: Rows::default(),
+            plan: VecDeque::new(),
+            current: None,
+            old: OldSession::default(),
+            new_ids: Vec::new(),
+            skipped: Vec::new(),
+            states: None,
+            failover,
+        })
+    }
+}
+
 impl std::fmt::Debug for Migration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Migration")
@@ -458,21 +480,7 @@ impl ProxySession {
             return Err(MigrationRefused::NoCredential);
         }
         let deadline = now + self.config.migration.timeout;
-        self.migration = Some(Box::new(Migration {
-            target,
-            to_name: None,
-            step: Step::Waiting,
-            new: None,
-            cancelled: false,
-            rows: Rows::default(),
-            plan: VecDeque::new(),
-            current: None,
-            old: OldSession::default(),
-            new_ids: Vec::new(),
-            skipped: Vec::new(),
-            states: None,
-            failover: None,
-        }));
+        self.migration = Some(Migration::new(target, Step::Waiting, None));
         self.set_timer(Timer::Migration, Some(deadline));
         let started = self.try_begin_migration(now);
         self.drive(now);
