@@ -724,8 +724,12 @@ impl Endpoint {
         Ok(())
     }
 
-    /// The admin request `request` answered (routes, JSON, status codes, Prometheus text).
+    /// The admin request `request` answered (routes, JSON, status codes, Prometheus text), or
+    /// refused by [`admin::check_access`] (tokens, `Host`, cross-site requests).
     pub fn handle_admin(&mut self, now: Instant, request: &admin::Request) -> admin::Response {
+        if let Err(refused) = admin::check_access(request, &self.config.admin) {
+            return refused;
+        }
         admin::route(
             request,
             &mut AdminView {

@@ -72,7 +72,7 @@ impl Proxy {
             let shared = Arc::clone(&shared);
             Arc::new(move |req| shared.with_endpoint(|ep| ep.handle_admin(Instant::now(), req)))
         };
-        let admin = AdminServer::start(config.admin.listen, handler)?;
+        let admin = AdminServer::start(&config.admin, handler)?;
         // The first round runs before any client is served, so that they find their backends.
         let next = control::run_timers(&shared);
         let control = ControlThread::start(Arc::clone(&shared), next)?;

@@ -4,31 +4,46 @@
 //! | request | answer |
 //! |---|---|
 //! | `GET /health` | 200 `ok` while serving, 503 while shutting down |
+//! | `GET /health/live` | 200 `ok` while the process runs (answered first, without the endpoint) |
 //! | `GET /metrics` | Prometheus text exposition 0.0.4 ([`metrics`]) |
 //! | `GET /api/backends` | `[{"name", "addr", "healthy", "sessions", "draining"}]` |
 //! | `GET /api/sessions` | `[{"id", "user", "backend", "pinned"}]` (`backend`, `pinned`: string or null) |
 //! | `POST /api/backends/{name}/drain`, `.../undrain` | 200 `{"backend", "draining"}`; 404 unknown backend |
 //! | `POST /api/sessions/{id}/migrate`, body `{"to": "name"}` | 202 `{"session", "to"}`; 400 bad JSON; 404 unknown session or backend; 409 refused |
 //!
+//! Every route but `/health` and below is subject to [`check_access`]: tokens, `Host`, and
+//! what a browser could send cross-site (see [`access`](check_access)).
+//!
 //! Layers: [`parse`] parses request bytes (with `httparse`, capped; feature `admin-http`),
-//! [`http`] holds the request and response values, [`route`] maps a request to [`AdminApi`]
-//! calls and their answers to a response. The [`Endpoint`](super::Endpoint) implements the API
-//! ([`Endpoint::handle_admin`](super::Endpoint::handle_admin)); a driver only accepts the
-//! socket, reads bytes until [`parse_request`] has a request, and writes the response's bytes.
+//! [`http`] holds the request and response values, [`serve`] checks access and [`route`] maps
+//! a request to [`AdminApi`] calls and their answers to a response. The
+//! [`Endpoint`](super::Endpoint) implements the API
+//! ([`Endpoint::handle_admin`](super::Endpoint::handle_admin)). A driver accepts sockets,
+//! admits them in [`AdminSlots`] (the cap on open connections), and moves bytes through an
+//! [`AdminConnection`] (TLS, the request's size and time limits, `/health/live`), giving the
+//! requests it yields to the endpoint.
 
+mod access;
+#[cfg(feature = "admin-http")]
+mod conn;
 pub mod http;
 pub mod metrics;
 #[cfg(feature = "admin-http")]
 pub mod parse;
 mod routes;
+mod slots;
 
 use serde::Serialize;
 
-pub use http::{Request, Response};
+pub use access::check_access;
+#[cfg(feature = "admin-http")]
+pub use conn::AdminConnection;
+pub use http::{Headers, Request, Response};
 pub use metrics::{Histogram, Metrics};
 #[cfg(feature = "admin-http")]
 pub use parse::{parse_request, Parsed, MAX_BODY, MAX_HEAD, MAX_HEADERS};
-pub use routes::route;
+pub use routes::{is_live, live, route, serve};
+pub use slots::AdminSlots;
 
 /// One backend as `GET /api/backends` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
