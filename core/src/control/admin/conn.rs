@@ -44,8 +44,8 @@ enum State {
     Closed,
 }
 
-/// One admin connection's state: see the [module](self) for the driver's loop.
-#[derive(Debug)]
+/// One admin connection's state: see the [module](self) for the driver's loop. `Debug` shows
+/// no request bytes (they may hold a token).
 pub struct AdminConnection {
     tls: Option<TlsSession>,
     /// Plaintext request bytes received so far.
@@ -57,6 +57,17 @@ pub struct AdminConnection {
     timeout: Duration,
     /// Bytes read and thrown away after the answer.
     discarded: usize,
+}
+
+impl std::fmt::Debug for AdminConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConnection")
+            .field("tls", &self.tls.is_some())
+            .field("received", &self.request.len())
+            .field("state", &self.state)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AdminConnection {

@@ -37,7 +37,16 @@ fn a_request_goes_to_the_proxy_and_its_answer_comes_back() {
     assert_eq!(c.deadline(), Some(now + Duration::from_secs(2)));
     c.handle_input(now, b"GET /metrics HTTP/1.1\r\nHo");
     assert!(c.poll_request().is_none() && !c.has_request());
-    c.handle_input(now, b"st: x\r\n\r\n");
+    c.handle_input(
+        now,
+        b"st: x\r\nAuthorization: Bearer secret-token-1\r\n\r\n",
+    );
+    // Its debug output shows neither the token nor the request's bytes.
+    let debug = format!("{c:?}");
+    assert!(
+        !debug.contains("secret") && !debug.contains("71, 69, 84"),
+        "{debug}"
+    );
     let req = c.poll_request().unwrap();
     assert_eq!(
         (req.method.as_str(), req.path.as_str()),
