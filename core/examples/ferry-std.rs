@@ -12,9 +12,11 @@ use std::sync::{mpsc, mpsc::Sender, mpsc::SyncSender, Arc, Mutex, MutexGuard, Po
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
-use ferry_core::control::admin::{parse_request, wants_process_stats, Parsed, MAX_BODY, MAX_HEAD};
-use ferry_core::control::config::{open_files_needed, report_open_files};
+use ferry_core::control::admin::{wants_process_stats, AdminConnection, AdminSlots};
+use ferry_core::control::config::{open_files_needed, report_admin_listen, report_open_files};
+use ferry_core::control::config::{AdminConfig, LogFormat};
 use ferry_core::control::ProcessStats;
+use ferry_core::control::ACCEPT_BACKOFF;
 use ferry_core::control::{cli::Cli, Accept, Command, Connection, Endpoint, HealthProbe, IoEvent};
 use ferry_core::{session::Peer, RandomSource};
 use rand::RngCore;
@@ -220,27 +222,59 @@ fn tick(sh: &'static Shared) -> (Vec<Thread>, Option<Instant>) {
     (threads.collect(), next)
 }
 
-/// One admin request: read it (5 s at most), let the endpoint answer, write that, close.
-fn admin_request(sh: &Shared, mut sock: TcpStream) -> io::Result<()> {
-    sock.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut input = (&sock).take((MAX_HEAD + MAX_BODY) as u64); // caps the request
-    let (mut buf, mut chunk) = (Vec::new(), [0; 4096]);
-    let response = loop {
-        match parse_request(&buf) {
-            Parsed::Complete(request) => {
-                let process = wants_process_stats(&request).then(|| process_stats(sh.started));
-                break lock(&sh.ep).handle_admin_with_process(Instant::now(), &request, process);
-            }
-            Parsed::Invalid(response) => break response,
-            Parsed::Incomplete => match input.read(&mut chunk)? {
-                0 => return Ok(()),
-                n => buf.extend_from_slice(&chunk[..n]),
-            },
+/// The admin port: its settings, the open connections (at the cap the core names one to close)
+/// and a lock so that one admin request at a time contends for the endpoint.
+struct Admin {
+    config: AdminConfig,
+    slots: Mutex<AdminSlots<Arc<TcpStream>>>,
+    answering: Mutex<()>,
+}
+
+/// One admin connection: its bytes through the core's `AdminConnection` (TLS, limits, deadlines)
+/// until it is closed; its request answered by the endpoint.
+fn admin_conn(sh: &Shared, admin: &Admin, sock: &TcpStream, id: u64) -> io::Result<()> {
+    let mut conn = AdminConnection::new(Instant::now(), &admin.config);
+    let mut buf = [0; 4096];
+    loop {
+        while let Some(bytes) = conn.poll_transmit() {
+            sock.set_write_timeout(Some(admin.config.limits.request_timeout))?;
+            (&*sock).write_all(&bytes)?;
         }
-    };
-    deliver(sh); // drain, undrain and migrate queue commands
-    sock.write_all(&response.to_bytes())?;
-    sock.shutdown(Shutdown::Write)
+        if conn.is_closed() {
+            return Ok(());
+        } else if conn.is_answered() {
+            let _ = sock.shutdown(Shutdown::Write); // then read what the client still sends
+        }
+        if let Some(request) = conn.poll_request() {
+            lock(&admin.slots).answering(id);
+            let _one_at_a_time = lock(&admin.answering);
+            let process = wants_process_stats(&request).then(|| process_stats(sh.started));
+            let response =
+                lock(&sh.ep).handle_admin_with_process(Instant::now(), &request, process);
+            deliver(sh); // drain, undrain and migrate queue commands
+            let (method, path, status) = (&request.method, &request.path, response.status);
+            tracing::debug!(%method, %path, status, "admin request");
+            conn.respond(Instant::now(), &response);
+            continue;
+        }
+        let Some(deadline) = conn.deadline() else {
+            return Ok(()); // unreachable: only an answer in progress has no deadline
+        };
+        sock.set_read_timeout(Some(until(deadline).max(Duration::from_millis(1))))?;
+        match (&*sock).read(&mut buf) {
+            Ok(0) => conn.handle_eof(Instant::now()),
+            Ok(n) => conn.handle_input(Instant::now(), &buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                conn.handle_timeout(Instant::now().max(deadline));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The process's CPU time, memory and descriptors for `/metrics` (Linux's `/proc/self`).
@@ -266,12 +300,17 @@ fn refused<T>(why: ferry_core::control::ConfigError) -> T {
 
 fn main() -> ExitCode {
     let cli = Cli::from_env();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
-        .init();
     let config = cli.config().unwrap_or_else(refused);
+    // The level: --log-level, then RUST_LOG, then [log] level (LogConfig::filter decides).
+    let filter = config.log.filter(std::env::var("RUST_LOG").ok().as_deref());
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let logger = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    match config.log.format {
+        LogFormat::Json => logger.json().flatten_event(true).init(),
+        LogFormat::Text => logger.with_ansi(io::stderr().is_terminal()).init(),
+    }
     let mut endpoint = Endpoint::new(Instant::now(), &config, 1).unwrap_or_else(refused);
     let (listen, admin) = (config.proxy.listen, config.admin.listen);
     if cli.check {
@@ -297,11 +336,28 @@ fn main() -> ExitCode {
     thread::spawn(move || loop {
         thread::sleep(tick(sh).1.map_or(TICK, until).min(TICK));
     });
+    report_admin_listen(&config.admin, admin_listener.local_addr().unwrap_or(admin));
+    let admin_port: &'static Admin = Box::leak(Box::new(Admin {
+        slots: Mutex::new(AdminSlots::new(config.admin.limits.max_connections)),
+        config: config.admin.clone(),
+        answering: Mutex::default(),
+    }));
     thread::spawn(move || {
         for sock in admin_listener.incoming() {
-            let spawned = sock.and_then(|s| spawn(move || drop(admin_request(sh, s))));
+            let Ok(sock) = sock.map(Arc::new) else {
+                thread::sleep(ACCEPT_BACKOFF); // out of descriptors: no spin
+                continue;
+            };
+            // At the cap, the connection that gives way is shut down: its thread ends.
+            let (id, evicted) = lock(&admin_port.slots).admit(Arc::clone(&sock));
+            evicted.map(|old| old.shutdown(Shutdown::Both));
+            let spawned = spawn(move || {
+                let _ = admin_conn(sh, admin_port, &sock, id);
+                lock(&admin_port.slots).release(id);
+            });
             if spawned.is_err() {
-                thread::sleep(ferry_core::control::ACCEPT_BACKOFF); // out of descriptors: no spin
+                lock(&admin_port.slots).release(id);
+                thread::sleep(ACCEPT_BACKOFF);
             }
         }
     });

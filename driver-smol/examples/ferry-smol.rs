@@ -9,17 +9,16 @@
 //! `proxy.workers` threads run the proxy's tasks; the admin endpoint (`/health`, `/metrics`,
 //! `/api/...`) is served on `admin.listen` by tasks of the same executor; SIGTERM/SIGINT shut
 //! down gracefully (a second signal exits at once); SIGHUP reads the configuration again and
-//! applies what can change live. Logs go to stderr (`RUST_LOG`, info by default).
+//! applies what can change live. Logs go to stderr (`--log-level`, `RUST_LOG` or `[log] level`,
+//! info by default; `--log-format json` for JSON lines).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_core::control::admin::{parse_request, Parsed, Request, Response, MAX_BODY, MAX_HEAD};
 use ferry_core::control::cli::Cli;
-use ferry_core::control::config::{open_files_needed, report_open_files};
+use ferry_core::control::config::{open_files_needed, report_open_files, LogConfig, LogFormat};
 use ferry_smol::{Proxy, ProxyHandle, ShutdownOutcome};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -33,16 +32,11 @@ const PROGRAM: &str = "ferry-smol";
 
 fn main() -> ExitCode {
     let cli = Cli::from_env();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: a log file or journal gets plain text.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     let config = match cli.config() {
         Ok(c) => c,
         Err(e) => return refused(e),
     };
+    init_logging(&config.log);
     raise_open_files_limit(config.proxy.max_connections);
     // Debug output of the config never prints credentials or keys.
     tracing::debug!(?config, "configuration");
@@ -92,7 +86,7 @@ fn main() -> ExitCode {
         admin_listener,
         handle.clone(),
         Arc::clone(&executor),
-        admin::Limits::default(),
+        config.admin.clone(),
     ) {
         Ok(a) => a,
         Err(e) => {
@@ -159,6 +153,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs to stderr at the level [`LogConfig::filter`] decides (`--log-level`, then `RUST_LOG`,
+/// then `[log] level`), as text or as one JSON object per line.
+fn init_logging(log: &LogConfig) {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = EnvFilter::try_new(log.filter(rust_log.as_deref()))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let logger = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Json => logger.json().flatten_event(true).init(),
+        // Colours only on a terminal: a log file or journal gets plain text.
+        LogFormat::Text => logger.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
 /// Prints that the configuration was refused and why; the exit code for it (2).
 fn refused(why: impl std::fmt::Display) -> ExitCode {
     eprintln!("{PROGRAM}: configuration refused:\n{why}");
@@ -167,7 +177,7 @@ fn refused(why: impl std::fmt::Display) -> ExitCode {
 
 /// Raises the soft open-file limit towards what `max_connections` needs, up to the hard limit
 /// (as Go programs and haproxy do): the usual soft default of 1,024 would otherwise cap the
-/// proxy at about 480 sessions, the rest failing to accept. Warns when even the hard limit is
+/// proxy at about 460 sessions, the rest failing to accept. Warns when even the hard limit is
 /// short, naming the sessions it leaves room for.
 fn raise_open_files_limit(max_connections: usize) {
     let limit = rlimit::increase_nofile_limit(open_files_needed(max_connections));
@@ -175,10 +185,11 @@ fn raise_open_files_limit(max_connections: usize) {
 }
 
 /// The admin endpoint: one request per connection (`Connection: close`), answered by
-/// [`ProxyHandle::handle_admin`]. It cannot hang or slow the proxy: it reads at most
-/// `MAX_HEAD + MAX_BODY` bytes per connection, gives each connection a deadline
-/// ([`Limits::deadline`]) and serves at most [`Limits::max_concurrent`] connections at once
-/// (others get an immediate 503).
+/// [`ProxyHandle::handle_admin`]. What a connection may send, for how long, over TLS or not, is
+/// the core's [`AdminConnection`]; how many stay open is the core's [`AdminSlots`]: at
+/// `[admin] max-connections` a new connection closes the oldest one still sending its request,
+/// so held-open connections cannot lock out `/health/live`. Requests reach the proxy one at a
+/// time.
 ///
 /// Connections are served by smol tasks, but accepted by a thread of their own with a blocking
 /// `accept`, as ferry's admin endpoint does: Linux reserves the new connection's descriptor
@@ -186,28 +197,27 @@ fn raise_open_files_limit(max_connections: usize) {
 /// `/health`) when the proxy has run out of descriptors and its clients wait in the backlog.
 mod admin {
     use std::io;
+    use std::sync::{Mutex, MutexGuard, PoisonError};
 
+    use ferry_core::control::admin::{AdminConnection, AdminSlots};
+    use ferry_core::control::config::{report_admin_listen, AdminConfig};
+    use ferry_core::control::ACCEPT_BACKOFF;
     use smol::channel::Receiver;
 
     use super::*;
 
-    /// Bounds on what one admin connection may cost.
-    #[derive(Debug, Clone, Copy)]
-    pub(super) struct Limits {
-        /// The whole exchange (reading the request, writing the answer) must end within this.
-        pub(super) deadline: Duration,
-        /// Connections served at once; more are answered 503 and closed.
-        pub(super) max_concurrent: usize,
+    /// What the connection tasks share.
+    struct Shared {
+        config: AdminConfig,
+        handle: ProxyHandle,
+        /// The open connections, with the socket to shut down when one must give way.
+        slots: Mutex<AdminSlots<TcpStream>>,
+        /// Held while the proxy answers: one admin request at a time.
+        answering: smol::lock::Mutex<()>,
     }
 
-    impl Default for Limits {
-        /// 5 seconds per connection, 8 at once.
-        fn default() -> Self {
-            Self {
-                deadline: Duration::from_secs(5),
-                max_concurrent: 8,
-            }
-        }
+    fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Serves `listener` until the returned task is dropped (the accept thread then ends at
@@ -216,10 +226,10 @@ mod admin {
         listener: std::net::TcpListener,
         handle: ProxyHandle,
         executor: Arc<Executor<'static>>,
-        limits: Limits,
+        config: AdminConfig,
     ) -> io::Result<smol::Task<()>> {
         let local_addr = listener.local_addr()?;
-        // One connection handed over at a time: the thread waits while the task is busy.
+        // One connection handed over at a time: the thread waits while the task admits it.
         let (accepted_tx, accepted) = smol::channel::bounded(1);
         std::thread::Builder::new()
             .name(format!("{PROGRAM}-admin"))
@@ -234,43 +244,48 @@ mod admin {
                         Err(e) => {
                             tracing::warn!(error = %e, "admin accept failed");
                             // Out of descriptors and the like: do not spin.
-                            std::thread::sleep(Duration::from_millis(100));
+                            std::thread::sleep(ACCEPT_BACKOFF);
                         }
                     }
                 }
             })?;
-        tracing::info!(%local_addr, "admin endpoint listening");
-        let serving = executor.spawn(serve(accepted, handle, Arc::clone(&executor), limits));
+        report_admin_listen(&config, local_addr);
+        let shared = Arc::new(Shared {
+            slots: Mutex::new(AdminSlots::new(config.limits.max_connections)),
+            answering: smol::lock::Mutex::new(()),
+            config,
+            handle,
+        });
+        let serving = executor.spawn(serve(accepted, shared, Arc::clone(&executor)));
         Ok(serving)
     }
 
-    /// Serves the accepted connections, each by a task of its own.
+    /// Admits the accepted connections (closing the one that gives way), each served by a task
+    /// of its own.
     async fn serve(
         accepted: Receiver<std::net::TcpStream>,
-        handle: ProxyHandle,
+        shared: Arc<Shared>,
         executor: Arc<Executor<'static>>,
-        limits: Limits,
     ) {
-        let active = Arc::new(AtomicUsize::new(0));
         while let Ok(stream) = accepted.recv().await {
-            let mut stream = match TcpStream::try_from(stream) {
+            let stream = match TcpStream::try_from(stream) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(error = %e, "admin connection not served");
                     continue;
                 }
             };
-            if active.fetch_add(1, Ordering::SeqCst) >= limits.max_concurrent {
-                active.fetch_sub(1, Ordering::SeqCst);
-                refuse_busy(&mut stream).await;
-                continue;
+            let (id, evicted) = lock(&shared.slots).admit(stream.clone());
+            if let Some(old) = evicted {
+                // Its task's read or write ends at once.
+                let _ = old.shutdown(std::net::Shutdown::Both);
+                tracing::debug!("admin connections at the cap: closed the oldest");
             }
-            let handle = handle.clone();
-            let done = Arc::clone(&active);
+            let shared = Arc::clone(&shared);
             executor
                 .spawn(async move {
-                    serve_connection(stream, &handle, limits.deadline).await;
-                    done.fetch_sub(1, Ordering::SeqCst);
+                    serve_connection(stream, id, &shared).await;
+                    lock(&shared.slots).release(id);
                 })
                 .detach();
         }
@@ -285,87 +300,46 @@ mod admin {
         .await
     }
 
-    /// Answers 503 on the accept task, spending at most a few hundred milliseconds. The request
-    /// is read (up to 4 KiB) and the socket drained after the answer, because closing a socket
-    /// with unread input sends a reset that can destroy the answer before the client reads it.
-    async fn refuse_busy(stream: &mut TcpStream) {
-        let mut sink = [0u8; 4096];
-        let now = Instant::now();
-        let _ = until(now + Duration::from_millis(50), stream.read(&mut sink)).await;
-        let answer = Response::text(503, "busy\n").to_bytes();
-        let _ = until(
-            Instant::now() + Duration::from_millis(200),
-            stream.write_all(&answer),
-        )
-        .await;
-        let _ = stream.shutdown(std::net::Shutdown::Write);
-        drain(stream, Instant::now() + Duration::from_millis(200)).await;
-    }
-
-    /// After the answer: reads and discards what the client still sends (at most `MAX_HEAD +
-    /// MAX_BODY` bytes, until `end`), so that closing does not reset the connection under the
-    /// answer.
-    async fn drain(stream: &mut TcpStream, end: Instant) {
-        let mut sink = [0u8; 4096];
-        let mut left = MAX_HEAD + MAX_BODY;
-        while left > 0 {
-            match until(end, stream.read(&mut sink)).await {
-                Some(Ok(n)) if n > 0 => left = left.saturating_sub(n),
-                _ => return,
-            }
-        }
-    }
-
-    /// Serves one request on `stream` and closes it.
-    async fn serve_connection(mut stream: TcpStream, handle: &ProxyHandle, deadline: Duration) {
-        let end = Instant::now() + deadline;
-        let response = match read_request(&mut stream, end).await {
-            Ok(req) => {
-                let response = handle.handle_admin(&req);
-                tracing::debug!(method = %req.method, path = %req.path, status = response.status, "admin request");
-                response
-            }
-            Err(Some(response)) => {
-                tracing::debug!(status = response.status, "admin request refused");
-                response
-            }
-            Err(None) => return,
-        };
-        let write_end = end.max(Instant::now() + Duration::from_millis(100));
-        let _ = until(write_end, stream.write_all(&response.to_bytes())).await;
-        let _ = stream.shutdown(std::net::Shutdown::Write);
-        drain(
-            &mut stream,
-            end.max(Instant::now() + Duration::from_millis(100)),
-        )
-        .await;
-    }
-
-    /// Reads until a whole request is there, the caps are exceeded or `end` passes. `Err(None)`:
-    /// the client went away, nothing to answer.
-    async fn read_request(
-        stream: &mut TcpStream,
-        end: Instant,
-    ) -> Result<Request, Option<Response>> {
-        let cap = MAX_HEAD + MAX_BODY;
-        let mut buf = Vec::with_capacity(1024);
-        let mut chunk = [0u8; 4096];
+    /// Moves one connection's bytes through its [`AdminConnection`] until it is closed.
+    async fn serve_connection(mut stream: TcpStream, id: u64, shared: &Shared) {
+        let mut conn = AdminConnection::new(Instant::now(), &shared.config);
+        let mut buf = [0u8; 4096];
+        let mut write_shut = false;
         loop {
-            match parse_request(&buf) {
-                Parsed::Complete(req) => return Ok(req),
-                Parsed::Invalid(response) => return Err(Some(response)),
-                Parsed::Incomplete => {}
+            while let Some(bytes) = conn.poll_transmit() {
+                let end = conn.deadline().unwrap_or_else(Instant::now);
+                let end = end.max(Instant::now() + Duration::from_millis(100));
+                if !matches!(until(end, stream.write_all(&bytes)).await, Some(Ok(()))) {
+                    return;
+                }
             }
-            let room = cap.saturating_sub(buf.len()).min(chunk.len());
-            if room == 0 {
-                return Err(Some(Response::text(413, "request too large\n")));
+            if conn.is_closed() {
+                return;
             }
-            match until(end, stream.read(&mut chunk[..room])).await {
-                None => return Err(Some(Response::text(408, "request not received in time\n"))),
-                Some(Ok(0)) => return Err(None),
-                Some(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-                Some(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Some(Err(_)) => return Err(None),
+            if conn.is_answered() && !write_shut {
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                write_shut = true;
+            }
+            if let Some(req) = conn.poll_request() {
+                lock(&shared.slots).answering(id);
+                let response = {
+                    let _one_at_a_time = shared.answering.lock().await;
+                    shared.handle.handle_admin(&req)
+                };
+                tracing::debug!(method = %req.method, path = %req.path, status = response.status, "admin request");
+                conn.respond(Instant::now(), &response);
+                continue;
+            }
+            // Reading (the request, or leftovers after the answer) always has a deadline.
+            let Some(deadline) = conn.deadline() else {
+                return;
+            };
+            match until(deadline, stream.read(&mut buf)).await {
+                None => conn.handle_timeout(Instant::now().max(deadline)),
+                Some(Ok(0)) => conn.handle_eof(Instant::now()),
+                Some(Ok(n)) => conn.handle_input(Instant::now(), &buf[..n]),
+                Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Some(Err(_)) => return,
             }
         }
     }

@@ -240,6 +240,9 @@ fn complete_body(buf: &mut Vec<u8>) {
     }
 }
 
+/// The headers the parser keeps for the access checks; a second one of each is refused.
+const KEPT: [&str; 4] = ["host", "content-type", "authorization", "origin"];
+
 /// Continuations tried on an incomplete input.
 fn continuations() -> Vec<Vec<u8>> {
     let full = b"GET / HTTP/1.1\r\nH: v\r\n\r\n";
@@ -267,12 +270,20 @@ fn doomed_header(buf: &[u8]) -> bool {
         .skip_while(|l| l.is_empty() || *l == b"\r");
     lines.next(); // the request line
     let mut lengths = Vec::new();
+    let mut kept_seen: Vec<Vec<u8>> = Vec::new();
     let mut check = |line: &[u8], complete: bool| -> bool {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             return false;
         };
         let name = line[..colon].to_ascii_lowercase();
+        // A second Host, Content-Type, Authorization or Origin is refused.
+        if KEPT.iter().any(|k| k.as_bytes() == &name[..]) {
+            if kept_seen.contains(&name) {
+                return true;
+            }
+            kept_seen.push(name.clone());
+        }
         let value = String::from_utf8_lossy(&line[colon + 1..]);
         let value = value.trim_matches(|c| c == ' ' || c == '\t');
         match &name[..] {
@@ -353,6 +364,19 @@ fn check(buf: &[u8], parsed: &Parsed) {
                 "body is not after the head"
             );
             assert_eq!(req.method, h.method);
+            for (name, kept) in KEPT.iter().zip([
+                &req.headers.host,
+                &req.headers.content_type,
+                &req.headers.authorization,
+                &req.headers.origin,
+            ]) {
+                let mut values = h.headers.iter().filter(|(n, _)| n == name);
+                let want = values
+                    .next()
+                    .map(|(_, v)| String::from_utf8_lossy(v).trim().to_owned());
+                assert!(values.next().is_none(), "two {name} headers accepted");
+                assert_eq!(kept, &want, "{name}");
+            }
             let path = h.target.split_once('?').map_or(&h.target[..], |(p, _)| p);
             assert_eq!(req.path, path);
             assert!(!req.path.contains('?'));
@@ -423,7 +447,7 @@ fn check_can_complete(buf: &[u8]) {
 fn reason_expected(status: u16) -> bool {
     matches!(
         status,
-        200 | 202 | 400 | 404 | 405 | 408 | 409 | 413 | 431 | 500 | 501 | 503
+        200 | 202 | 400 | 401 | 403 | 404 | 405 | 408 | 409 | 413 | 431 | 500 | 501 | 503
     )
 }
 

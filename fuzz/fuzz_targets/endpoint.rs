@@ -1007,22 +1007,24 @@ impl Harness {
                 let b = self.backend_name(target);
                 let s = self.session_id(target).to_string();
                 let fill = |t: &str| t.replace("{b}", &b).replace("{s}", &s);
-                let req = match raw {
+                let mut req = match raw {
                     Some(raw) => {
                         let text = String::from_utf8_lossy(&raw).into_owned();
                         let (m, rest) = text.split_once(' ').unwrap_or(("POST", &text));
-                        Request {
-                            method: m.to_owned(),
-                            path: format!("/{}", rest.trim_start_matches('/')),
-                            body: fill(BODIES[body as usize % BODIES.len()]).into_bytes(),
-                        }
+                        Request::new(
+                            m,
+                            &format!("/{}", rest.trim_start_matches('/')),
+                            fill(BODIES[body as usize % BODIES.len()]),
+                        )
                     }
-                    None => Request {
-                        method: METHODS[method as usize % METHODS.len()].to_owned(),
-                        path: fill(PATHS[path as usize % PATHS.len()]),
-                        body: fill(BODIES[body as usize % BODIES.len()]).into_bytes(),
-                    },
+                    None => Request::new(
+                        METHODS[method as usize % METHODS.len()],
+                        &fill(PATHS[path as usize % PATHS.len()]),
+                        fill(BODIES[body as usize % BODIES.len()]),
+                    ),
                 };
+                // As curl sends a JSON request (no token is configured): past the access checks.
+                req.headers.content_type = Some("application/json".into());
                 self.admin(&req);
             }
             Op::SetDraining(b, draining) => {

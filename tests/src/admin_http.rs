@@ -1,8 +1,12 @@
-//! `GET` and `POST` on ferry's admin HTTP endpoint, for the tests of either driver.
+//! `GET` and `POST` on ferry's admin HTTP endpoint, for the tests of either driver; any request
+//! over HTTP or HTTPS ([`try_http_exchange`]).
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
+
+use bytes::BytesMut;
+use ferry_core::tls::{self, ServerTrust, TlsSession};
 
 /// How long [`http_get`] waits to connect, send and read.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -12,7 +16,7 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn try_http_get(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<(u16, String)> {
     try_request(
         addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: ferry\r\nConnection: close\r\n\r\n"),
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
         timeout,
     )
 }
@@ -26,7 +30,7 @@ pub fn try_http_post(
     timeout: Duration,
 ) -> io::Result<(u16, String)> {
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: ferry\r\nConnection: close\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
@@ -34,20 +38,81 @@ pub fn try_http_post(
 }
 
 fn try_request(addr: SocketAddr, request: &str, timeout: Duration) -> io::Result<(u16, String)> {
+    let answer = try_http_exchange(addr, request, None, timeout)?;
+    Ok((answer.status, answer.body))
+}
+
+/// An HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpAnswer {
+    /// The status code.
+    pub status: u16,
+    /// The status line and headers.
+    pub head: String,
+    /// The body.
+    pub body: String,
+}
+
+/// Sends `request` (a whole HTTP/1.1 request, `Connection: close`) to `addr` and reads the
+/// answer until the server closes, each step within `timeout`: over HTTPS when `ca_pem` (the
+/// certificate to trust, checked against `addr`'s IP) is given.
+pub fn try_http_exchange(
+    addr: SocketAddr,
+    request: &str,
+    ca_pem: Option<&[u8]>,
+    timeout: Duration,
+) -> io::Result<HttpAnswer> {
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    // One write: `write!` on the socket would send each piece of the format as a segment.
-    s.write_all(request.as_bytes())?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let bad = || io::Error::new(io::ErrorKind::InvalidData, text.clone());
+    let bytes = match ca_pem {
+        // One write: `write!` on the socket would send each piece of the format as a segment.
+        None => {
+            s.write_all(request.as_bytes())?;
+            let mut bytes = Vec::new();
+            s.read_to_end(&mut bytes)?;
+            bytes
+        }
+        Some(ca) => https_exchange(&mut s, addr, request.as_bytes(), ca)?,
+    };
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, format!("{text:?}"));
     let status = text
         .get(9..12)
         .and_then(|s| s.parse().ok())
         .ok_or_else(bad)?;
-    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-    Ok((status, body.to_owned()))
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(bad)?;
+    Ok(HttpAnswer {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    })
+}
+
+/// `request` over TLS on `s` (with the core's TLS session), trusting `ca_pem` for `addr`'s IP;
+/// the plaintext answer, read until the server closes.
+fn https_exchange(
+    s: &mut TcpStream,
+    addr: SocketAddr,
+    request: &[u8],
+    ca_pem: &[u8],
+) -> io::Result<Vec<u8>> {
+    let failed = |e: tls::TlsError| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
+    let config = tls::client_config(&ServerTrust::CaPem(ca_pem.to_vec())).map_err(failed)?;
+    let mut session = TlsSession::client(config, &addr.ip().to_string()).map_err(failed)?;
+    session.write_plaintext(request).map_err(failed)?;
+    let (mut plain, mut buf) = (BytesMut::new(), [0u8; 16 * 1024]);
+    loop {
+        let mut out = Vec::new();
+        session.take_ciphertext(&mut out);
+        s.write_all(&out)?;
+        match s.read(&mut buf)? {
+            0 => return Ok(plain.to_vec()),
+            n => session
+                .read_ciphertext(&buf[..n], &mut plain)
+                .map_err(failed)?,
+        }
+    }
 }
 
 /// [`try_http_get`] with a 5 s timeout; panics on I/O errors and unreadable answers.

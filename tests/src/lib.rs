@@ -26,7 +26,9 @@ mod python;
 mod test_server;
 mod tidb_server;
 
-pub use admin_http::{http_get, http_post, try_http_get, try_http_post};
+pub use admin_http::{
+    http_get, http_post, try_http_exchange, try_http_get, try_http_post, HttpAnswer,
+};
 pub use binaries::{find_executable, require_executable};
 pub use child::ChildGuard;
 pub use command::{run_with_deadline, CommandError, CommandOutput};

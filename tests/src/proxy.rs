@@ -236,6 +236,13 @@ pub struct FerryBuilder {
     /// Extra keys of `[health]`.
     health_toml: String,
     extra_toml: String,
+    /// Extra keys of `[admin]`.
+    admin_toml: String,
+    /// `[admin] tls` with the generated certificate.
+    admin_tls: bool,
+    /// Extra command-line arguments and environment variables.
+    args: Vec<String>,
+    env: Vec<(String, String)>,
     rust_log: String,
     health_interval: Duration,
     open_files: Option<(u64, u64)>,
@@ -313,7 +320,34 @@ impl FerryBuilder {
         self
     }
 
-    /// `RUST_LOG` for the process (default `info`, or the test's own `RUST_LOG`).
+    /// Adds `keys` (TOML lines) to the `[admin]` section, e.g. `token = "..."`.
+    pub fn admin_toml(mut self, keys: &str) -> Self {
+        self.admin_toml.push_str(keys);
+        self.admin_toml.push('\n');
+        self
+    }
+
+    /// HTTPS on the admin port, with the same fresh self-signed certificate as [`Self::tls`]
+    /// (see [`FerryProcess::cert_path`]); the process's own admin requests then use HTTPS.
+    pub fn admin_tls(mut self) -> Self {
+        self.admin_tls = true;
+        self
+    }
+
+    /// Adds a command-line argument after `--config FILE` (e.g. `--log-format`).
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_owned());
+        self
+    }
+
+    /// Sets an environment variable for the process (e.g. `FERRY_LOG_LEVEL`).
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// `RUST_LOG` for the process (default `info`, or the test's own `RUST_LOG`; empty: unset
+    /// for ferry, which then follows `[log] level`).
     pub fn rust_log(mut self, filter: &str) -> Self {
         self.rust_log = filter.to_owned();
         self
@@ -322,10 +356,16 @@ impl FerryBuilder {
     fn toml(&self, listen: SocketAddr, admin: SocketAddr) -> String {
         let mut t = format!(
             "[proxy]\nlisten = \"{listen}\"\nworkers = {}\nshutdown-timeout = \"5s\"\n{}\n\
-             [admin]\nlisten = \"{admin}\"\n\n\
+             [admin]\nlisten = \"{admin}\"\n{}{}\n\
              [health]\ninterval = \"{}ms\"\ntimeout = \"1s\"\n{}\n",
             self.workers,
             self.proxy_toml,
+            self.admin_toml,
+            if self.admin_tls {
+                "tls = { cert = \"cert.pem\", key = \"key.pem\" }\n"
+            } else {
+                ""
+            },
             self.health_interval.as_millis(),
             self.health_toml
         );
@@ -372,7 +412,12 @@ impl FerryBuilder {
             .prefix("ferry-proxy-")
             .tempdir()
             .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
-        let cert_path = self.tls.map(|_| write_certificate(dir.path()));
+        let cert_path =
+            (self.tls.is_some() || self.admin_tls).then(|| write_certificate(dir.path()));
+        let admin_ca = match (&cert_path, self.admin_tls) {
+            (Some(path), true) => Some(std::fs::read(path).expect("read cert.pem")),
+            _ => None,
+        };
         let mut last_log = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let (listen, admin) = (free_addr(), free_addr());
@@ -396,7 +441,9 @@ impl FerryBuilder {
             let child = command
                 .arg("--config")
                 .arg(&config)
+                .args(&self.args)
                 .env("RUST_LOG", &self.rust_log)
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(log.0)
                 .stderr(log.1)
@@ -410,6 +457,7 @@ impl FerryBuilder {
                 log_path,
                 config_path: config,
                 cert_path: cert_path.clone(),
+                admin_ca: admin_ca.clone(),
                 _dir: None,
             };
             match ferry.wait_ready() {
@@ -456,6 +504,8 @@ pub struct FerryProcess {
     log_path: PathBuf,
     config_path: PathBuf,
     cert_path: Option<PathBuf>,
+    /// With HTTPS on the admin port: the certificate its requests trust.
+    admin_ca: Option<Vec<u8>>,
     /// Set once started; removed after [`Drop::drop`] killed the process.
     _dir: Option<TempDir>,
 }
@@ -484,6 +534,10 @@ impl FerryProcess {
             proxy_toml: String::new(),
             health_toml: String::new(),
             extra_toml: String::new(),
+            admin_toml: String::new(),
+            admin_tls: false,
+            args: Vec::new(),
+            env: Vec::new(),
             rust_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
             open_files: None,
             health_interval: Duration::from_millis(500),
@@ -546,7 +600,27 @@ impl FerryProcess {
     }
 
     fn try_http_get(&self, path: &str) -> std::io::Result<(u16, String)> {
-        crate::admin_http::try_http_get(self.admin, path, HTTP_TIMEOUT)
+        match &self.admin_ca {
+            None => crate::admin_http::try_http_get(self.admin, path, HTTP_TIMEOUT),
+            Some(_) => {
+                let request = format!(
+                    "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                    self.admin
+                );
+                self.admin_request(&request).map(|a| (a.status, a.body))
+            }
+        }
+    }
+
+    /// Sends `request` (a whole HTTP/1.1 request) to the admin endpoint, over HTTPS when it was
+    /// started with [`FerryBuilder::admin_tls`]; the answer.
+    pub fn admin_request(&self, request: &str) -> std::io::Result<crate::HttpAnswer> {
+        crate::admin_http::try_http_exchange(
+            self.admin,
+            request,
+            self.admin_ca.as_deref(),
+            HTTP_TIMEOUT,
+        )
     }
 
     /// `POST path` with a JSON `body` (may be empty): the status code and the body; panics on

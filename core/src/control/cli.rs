@@ -4,12 +4,19 @@
 //!
 //! - the file (if `--config` is given) is read first; every flag given replaces the file's value:
 //!   `--listen` → `proxy.listen`, `--admin` → `admin.listen`, `--workers` → `proxy.workers`,
-//!   `--auth-mode` → `auth.mode`;
+//!   `--auth-mode` → `auth.mode`, `--log-level` → `log.level`, `--log-format` → `log.format`;
 //! - `--backend` (repeatable) replaces the file's whole `[[backends]]` list; backends given by
 //!   flag are named `db1`, `db2`, … in order;
 //! - a key given neither way takes its default (`--listen` 127.0.0.1:6000, `--admin`
 //!   127.0.0.1:6080, ...: see [`crate::control::config`]), so defaults never override the file;
 //! - no `--config` and no `--backend` is refused ([`ConfigError::NoBackends`]).
+//!
+//! Every flag can also be given by an environment variable, `FERRY_` and the flag's name in
+//! capitals (`FERRY_CONFIG`, `FERRY_LISTEN`, `FERRY_BACKEND` (comma-separated), `FERRY_ADMIN`,
+//! `FERRY_WORKERS`, `FERRY_AUTH_MODE`, `FERRY_LOG_LEVEL`, `FERRY_LOG_FORMAT`, `FERRY_CHECK`); a
+//! flag on the command line wins over its variable. The log level's order is in
+//! [`LogConfig::filter`](crate::control::config::LogConfig::filter): `--log-level` (or
+//! `FERRY_LOG_LEVEL`), then `RUST_LOG`, then `[log] level`.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -17,32 +24,58 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::control::config::{AuthMode, BackendSection, Config, ConfigError, ConfigFile};
+use crate::control::config::{
+    AuthMode, BackendSection, Config, ConfigError, ConfigFile, LogFormat, LogLevel,
+};
 
 /// ferry: a MySQL-protocol proxy that moves live sessions between backends.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
 #[command(name = "ferry", version = crate::control::build_info::version_line())]
 pub struct Cli {
     /// Configuration file (TOML); flags override its values.
-    #[arg(long, short = 'c', value_name = "FILE")]
+    #[arg(long, short = 'c', value_name = "FILE", env = "FERRY_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address clients connect to [default: 127.0.0.1:6000].
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "FERRY_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// A backend server (repeatable); replaces the file's backends, named db1, db2, ...
-    #[arg(long = "backend", value_name = "ADDR")]
+    /// A backend server (repeatable; comma-separated in FERRY_BACKEND); replaces the file's
+    /// backends, named db1, db2, ...
+    #[arg(
+        long = "backend",
+        value_name = "ADDR",
+        env = "FERRY_BACKEND",
+        value_delimiter = ','
+    )]
     pub backends: Vec<SocketAddr>,
     /// Address of the admin HTTP endpoint (/health, /metrics, /api) [default: 127.0.0.1:6080].
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "FERRY_ADMIN")]
     pub admin: Option<SocketAddr>,
     /// Event-loop threads [default: the number of cores].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "FERRY_WORKERS")]
     pub workers: Option<NonZeroUsize>,
     /// Who checks passwords: the backend (passthrough) or ferry's user table (proxy).
-    #[arg(long, value_enum, value_name = "MODE")]
+    #[arg(long, value_enum, value_name = "MODE", env = "FERRY_AUTH_MODE")]
     pub auth_mode: Option<AuthMode>,
+    /// Log level; wins over RUST_LOG and [log] level [default: info].
+    #[arg(
+        long,
+        value_enum,
+        value_name = "LEVEL",
+        env = "FERRY_LOG_LEVEL",
+        ignore_case = true
+    )]
+    pub log_level: Option<LogLevel>,
+    /// Log lines as text or JSON objects [default: text].
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        env = "FERRY_LOG_FORMAT",
+        ignore_case = true
+    )]
+    pub log_format: Option<LogFormat>,
     /// Check the configuration, print a summary and exit.
-    #[arg(long)]
+    #[arg(long, env = "FERRY_CHECK")]
     pub check: bool,
 }
 
@@ -72,6 +105,12 @@ impl Cli {
         if let Some(mode) = self.auth_mode {
             file.auth.mode = Some(mode);
         }
+        if let Some(level) = self.log_level {
+            file.log.level = Some(level);
+        }
+        if let Some(format) = self.log_format {
+            file.log.format = Some(format);
+        }
         if !self.backends.is_empty() {
             file.backends = self
                 .backends
@@ -89,7 +128,9 @@ impl Cli {
 
     /// The checked configuration: file, then flags, then defaults and validation.
     pub fn config(&self) -> Result<Config, ConfigError> {
-        Config::from_file(&self.into_config_file()?)
+        let mut config = Config::from_file(&self.into_config_file()?)?;
+        config.log.level_from_flag = self.log_level.is_some();
+        Ok(config)
     }
 }
 
@@ -239,6 +280,62 @@ addr = "127.0.0.1:3306"
             .unwrap_err();
         assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
         assert!(err.to_string().contains("/nonexistent/ferry.toml"), "{err}");
+    }
+
+    #[test]
+    fn log_flags_override_the_file_and_win_over_rust_log() {
+        let (_dir, path) = file(&format!(
+            "{FILE}[log]\nlevel = \"warn\"\nformat = \"json\"\n"
+        ));
+        let c = cli(&["-c", &path]).config().unwrap();
+        assert_eq!(
+            (c.log.level, c.log.format),
+            (LogLevel::Warn, LogFormat::Json)
+        );
+        assert!(!c.log.level_from_flag);
+        assert_eq!(
+            c.log.filter(Some("debug")),
+            "debug",
+            "RUST_LOG wins over the file"
+        );
+        let c = cli(&["-c", &path, "--log-level", "DEBUG", "--log-format", "text"])
+            .config()
+            .unwrap();
+        assert_eq!(
+            (c.log.level, c.log.format),
+            (LogLevel::Debug, LogFormat::Text)
+        );
+        assert_eq!(
+            c.log.filter(Some("error")),
+            "debug",
+            "the flag wins over RUST_LOG"
+        );
+        for bad in [&["--log-level", "loud"][..], &["--log-format", "xml"]] {
+            let argv = [&["ferry", "--backend", "127.0.0.1:1"][..], bad].concat();
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
+    }
+
+    /// Read from the command's definition, so that no test changes the process's environment
+    /// (the tests run in parallel); the variables themselves are used in tests/tests/proxy_logs.rs.
+    #[test]
+    fn every_flag_has_a_ferry_variable() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let mut flags = 0;
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else {
+                continue;
+            };
+            if matches!(long, "help" | "version") {
+                continue;
+            }
+            let want = format!("FERRY_{}", long.to_ascii_uppercase().replace('-', "_"));
+            let env = arg.get_env().and_then(|e| e.to_str());
+            assert_eq!(env, Some(want.as_str()), "--{long}");
+            flags += 1;
+        }
+        assert!(flags >= 9, "{flags}");
     }
 
     #[test]

@@ -30,7 +30,14 @@
 //!                                 # ["10.0.0.0/8", "192.0.2.7"]; headers from others are refused
 //!
 //! [admin]
-//! listen = "127.0.0.1:6080"      # default
+//! listen = "127.0.0.1:6080"      # default (loopback only)
+//! token-file = "admin.token"      # optional (or token = "..."): every route but /health needs
+//!                                 # `Authorization: Bearer <token>`; 16 to 1024 visible characters
+//! read-token-file = "read.token"  # optional (or read-token = "..."): GET routes and /metrics only
+//! hosts = ["ferry.internal"]      # names the Host header may carry besides localhost and IPs
+//! tls = { cert = "admin.pem", key = "admin-key.pem" }   # optional: the admin port speaks HTTPS
+//! max-connections = 32            # default: at the cap, a new connection closes the oldest
+//! request-timeout = "5s"          # default: to receive a whole request (and again to answer)
 //!
 //! [[backends]]                    # at least one
 //! name = "db1"                    # letters, digits, '-', '_', '.'; unique
@@ -78,6 +85,10 @@
 //! user = "analyst"                # a user, a database or both; a session matching every one
 //! database = "reports"            # given goes to this backend (not failed over elsewhere);
 //! backend = "db2"                 # others follow the built-in policy
+//!
+//! [log]
+//! level = "info"                  # default; off, error, warn, info, debug, trace
+//! format = "text"                 # default; or "json": one JSON object per line
 //! ```
 //!
 //! Durations are seconds or strings such as `"250ms"`, `"1h30m"`; sizes are bytes or strings such
@@ -106,9 +117,9 @@ use crate::proxy_protocol::Network;
 use crate::tls::{self, ServerTrust};
 
 pub use file::{
-    AdminSection, AuthMode, AuthSection, BackendSection, BackendTlsSection, ConfigFile,
-    HealthSection, MigrationMode, MigrationSection, ProxySection, RouteSection, TlsSection,
-    UserSection,
+    AdminSection, AdminTlsSection, AuthMode, AuthSection, BackendSection, BackendTlsSection,
+    ConfigFile, HealthSection, LogFormat, LogLevel, LogSection, MigrationMode, MigrationSection,
+    ProxySection, RouteSection, TlsSection, UserSection,
 };
 use units::ConfigDuration;
 
@@ -142,6 +153,17 @@ pub const DEFAULT_REBALANCE_INTERVAL: Duration = Duration::from_secs(1);
 pub const MIN_PACKET_SIZE: u64 = 1 << 10;
 /// Largest accepted `max-packet-size` (MySQL's maximum `max_allowed_packet`).
 pub const MAX_PACKET_SIZE: u64 = 1 << 30;
+/// Default cap on open admin connections: at the cap, a new connection closes the oldest.
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 32;
+/// Largest accepted `admin.max-connections` (each one is a descriptor, and a thread in some
+/// drivers).
+pub const MAX_ADMIN_CONNECTIONS: usize = 4096;
+/// Default time an admin connection has to send its whole request (and again to take the answer).
+pub const DEFAULT_ADMIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Shortest accepted admin token: 16 characters (`openssl rand -hex 32` gives 64).
+pub const MIN_ADMIN_TOKEN: usize = 16;
+/// Longest accepted admin token.
+pub const MAX_ADMIN_TOKEN: usize = 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Errors.
@@ -237,6 +259,31 @@ pub struct Config {
     pub migration: MigrationConfig,
     /// Where new sessions go by their login, first match first (empty: the built-in policy).
     pub routes: Vec<RouteConfig>,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[log]`, checked. The drivers set logging up from it with [`LogConfig::filter`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogConfig {
+    /// The level (`--log-level` or `[log] level`; default info).
+    pub level: LogLevel,
+    /// Text or JSON lines (`--log-format` or `[log] format`; default text).
+    pub format: LogFormat,
+    /// Given by flag (or its `FERRY_LOG_LEVEL`): then it wins over `RUST_LOG`.
+    pub level_from_flag: bool,
+}
+
+impl LogConfig {
+    /// The filter to log with (`tracing_subscriber::EnvFilter` syntax), given the process's
+    /// `RUST_LOG`: `--log-level` (or `FERRY_LOG_LEVEL`) wins, then a non-empty `RUST_LOG` (which
+    /// may name modules: `ferry_core=debug,info`), then `[log] level`, then info.
+    pub fn filter(&self, rust_log: Option<&str>) -> String {
+        match rust_log.map(str::trim).filter(|r| !r.is_empty()) {
+            Some(rust_log) if !self.level_from_flag => rust_log.to_owned(),
+            _ => self.level.as_str().to_owned(),
+        }
+    }
 }
 
 /// One `[[routes]]` entry, checked: a session whose login matches every field given goes to
@@ -291,10 +338,84 @@ pub struct ProxyConfig {
 }
 
 /// `[admin]`, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AdminConfig {
     /// Where the admin HTTP endpoint listens.
     pub listen: SocketAddr,
+    /// The admin token: with one, every route but `/health` needs it (or the read-only token
+    /// for `GET`s) as `Authorization: Bearer <token>`.
+    pub token: Option<AdminToken>,
+    /// The read-only token: `GET` routes (`/metrics`, `/api/backends`, ...); only with `token`.
+    pub read_token: Option<AdminToken>,
+    /// Names the `Host` header may carry besides `localhost` and IP addresses (lowercase).
+    pub hosts: Vec<String>,
+    /// HTTPS on the admin port, if configured.
+    pub tls: Option<AdminTlsConfig>,
+    /// What one admin connection may cost.
+    pub limits: AdminLimits,
+}
+
+/// Bounds on the admin port, which the drivers enforce with their I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminLimits {
+    /// Admin connections open at once; at the cap, a new one closes the oldest (see
+    /// [`AdminSlots`](crate::control::admin::AdminSlots)), so held-open connections cannot
+    /// lock out a health check.
+    pub max_connections: usize,
+    /// Time to receive a whole request (head at most
+    /// [`MAX_HEAD`](crate::control::admin::MAX_HEAD) bytes), and again to send the answer.
+    pub request_timeout: Duration,
+}
+
+impl Default for AdminLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_ADMIN_MAX_CONNECTIONS,
+            request_timeout: DEFAULT_ADMIN_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// An admin token. `Debug` does not print it; [`AdminToken::matches`] compares in constant
+/// time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// Whether `presented` is this token. The time taken does not depend on where they differ,
+    /// nor on the token's length: SHA-256 digests of both are compared in constant time.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        use sha2::{Digest, Sha256};
+        use subtle::ConstantTimeEq;
+        let (ours, theirs) = (Sha256::digest(self.0.as_bytes()), Sha256::digest(presented));
+        ours.ct_eq(&theirs).into()
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(hidden)")
+    }
+}
+
+/// `[admin] tls`, checked: the files were read and rustls accepted them.
+#[derive(Clone)]
+pub struct AdminTlsConfig {
+    /// The certificate chain file.
+    pub cert: PathBuf,
+    /// The private key file.
+    pub key: PathBuf,
+    /// The server configuration built from them.
+    pub server_config: Arc<rustls::ServerConfig>,
+}
+
+impl fmt::Debug for AdminTlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminTlsConfig")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One backend, checked.
@@ -418,10 +539,8 @@ impl Config {
         let base = file.base_dir.as_deref();
 
         let proxy = check_proxy(&mut p, &file.proxy);
-        let admin_listen = p.addr(
-            "admin.listen",
-            file.admin.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN),
-        );
+        let admin = check_admin(&mut p, &file.admin, base);
+        let admin_listen = admin.as_ref().map(|a| a.listen);
         if let (Some(a), Some(proxy)) = (admin_listen, &proxy) {
             if a == proxy.listen {
                 p.push(
@@ -440,14 +559,19 @@ impl Config {
         let health = check_health(&mut p, &file.health, base);
         let migration = check_migration(&mut p, &file.migration, auth.as_ref().map(|a| a.mode));
         let routes = check_routes(&mut p, &file.routes, &backends);
+        let log = LogConfig {
+            level: file.log.level.unwrap_or_default(),
+            format: file.log.format.unwrap_or_default(),
+            level_from_flag: false,
+        };
 
-        match (proxy, admin_listen, auth, health, migration) {
-            (Some(proxy), Some(listen), Some(auth), Some(health), Some(migration))
+        match (proxy, admin, auth, health, migration) {
+            (Some(proxy), Some(admin), Some(auth), Some(health), Some(migration))
                 if p.problems.is_empty() =>
             {
                 Ok(Self {
                     proxy,
-                    admin: AdminConfig { listen },
+                    admin,
                     backends,
                     auth,
                     tls,
@@ -455,6 +579,7 @@ impl Config {
                     health,
                     migration,
                     routes,
+                    log,
                 })
             }
             _ => Err(ConfigError::Invalid(p.problems)),
@@ -820,6 +945,125 @@ fn check_backend_tls(
     }
 }
 
+fn check_admin(p: &mut Checker, s: &AdminSection, base: Option<&Path>) -> Option<AdminConfig> {
+    let listen = p.addr(
+        "admin.listen",
+        s.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN),
+    );
+    let token = admin_token(p, "admin.token", &s.token, &s.token_file, base);
+    let read_token = admin_token(
+        p,
+        "admin.read-token",
+        &s.read_token,
+        &s.read_token_file,
+        base,
+    );
+    if read_token.is_some() && token.is_none() {
+        p.push(
+            "admin.read-token",
+            "needs admin.token too (without it, changing something would need less than reading)",
+        );
+    }
+    if token.is_some() && token == read_token {
+        p.push("admin.read-token", "must differ from admin.token");
+    }
+    let mut hosts = Vec::new();
+    for (i, h) in s.hosts.iter().enumerate() {
+        let name = h.trim_end_matches('.').to_ascii_lowercase();
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if name.len() > 253 || !name.split('.').all(label_ok) {
+            p.push(
+                format!("admin.hosts[{i}]"),
+                format!("invalid host name {h:?} (no port, no scheme: e.g. \"ferry.internal\")"),
+            );
+        } else {
+            hosts.push(name);
+        }
+    }
+    let tls = s.tls.as_ref().and_then(|t| {
+        let cert = read_file(p, "admin.tls.cert", base, &t.cert);
+        let key = read_file(p, "admin.tls.key", base, &t.key);
+        match tls::server_config(&cert?, &key?) {
+            Ok(server_config) => Some(AdminTlsConfig {
+                cert: resolve(base, &t.cert),
+                key: resolve(base, &t.key),
+                server_config,
+            }),
+            Err(e) => {
+                p.push("admin.tls", e.to_string());
+                None
+            }
+        }
+    });
+    let max_connections = s.max_connections.unwrap_or(DEFAULT_ADMIN_MAX_CONNECTIONS);
+    if !(1..=MAX_ADMIN_CONNECTIONS).contains(&max_connections) {
+        p.push(
+            "admin.max-connections",
+            format!("must be 1 to {MAX_ADMIN_CONNECTIONS}"),
+        );
+    }
+    let request_timeout = p.positive(
+        "admin.request-timeout",
+        s.request_timeout,
+        DEFAULT_ADMIN_REQUEST_TIMEOUT,
+    );
+    Some(AdminConfig {
+        listen: listen?,
+        token,
+        read_token,
+        hosts,
+        tls,
+        limits: AdminLimits {
+            max_connections,
+            request_timeout,
+        },
+    })
+}
+
+/// A token given inline (`key`) or in a file (`key-file`, surrounding white space trimmed).
+/// Problems name the key; the token itself is never echoed.
+fn admin_token(
+    p: &mut Checker,
+    key: &str,
+    inline: &Option<String>,
+    file: &Option<PathBuf>,
+    base: Option<&Path>,
+) -> Option<AdminToken> {
+    let (text, key) = match (inline, file) {
+        (Some(_), Some(_)) => {
+            p.push(key, format!("give {key} or {key}-file, not both"));
+            return None;
+        }
+        (Some(text), None) => (text.clone(), key.to_owned()),
+        (None, Some(path)) => {
+            let key = format!("{key}-file");
+            let bytes = read_file(p, &key, base, path)?;
+            let Ok(text) = String::from_utf8(bytes) else {
+                p.push(key, "the file is not UTF-8 text");
+                return None;
+            };
+            (text.trim().to_owned(), key)
+        }
+        (None, None) => return None,
+    };
+    let visible = text.bytes().all(|b| b.is_ascii_graphic());
+    if !(MIN_ADMIN_TOKEN..=MAX_ADMIN_TOKEN).contains(&text.len()) || !visible {
+        p.push(
+            key,
+            format!(
+                "a token is {MIN_ADMIN_TOKEN} to {MAX_ADMIN_TOKEN} visible ASCII characters, \
+                 without spaces (e.g. the output of `openssl rand -hex 32`)"
+            ),
+        );
+        return None;
+    }
+    Some(AdminToken(text))
+}
+
 fn check_health(p: &mut Checker, s: &HealthSection, base: Option<&Path>) -> Option<HealthConfig> {
     Some(HealthConfig {
         interval: p.positive("health.interval", s.interval, DEFAULT_HEALTH_INTERVAL),
@@ -953,11 +1197,27 @@ pub fn report_open_files(max_connections: usize, limit: std::io::Result<u64>) {
     }
 }
 
+/// Logs where the admin endpoint listens, and warns when it is reachable from other machines
+/// without a token (anyone who can reach the port could then drain backends), so every driver
+/// says the same when it binds it.
+pub fn report_admin_listen(admin: &AdminConfig, bound: SocketAddr) {
+    let https = admin.tls.is_some();
+    let token = admin.token.is_some();
+    tracing::info!(%bound, https, token, "admin endpoint listening");
+    if !bound.ip().is_loopback() && !token {
+        tracing::warn!(
+            %bound,
+            "the admin endpoint is reachable from other hosts without a token; set [admin] \
+             token-file (and read-token-file for monitoring)"
+        );
+    }
+}
+
 /// Descriptors a session holds: the client's and its backend's.
 const FILES_PER_SESSION: u64 = 2;
-/// Descriptors for everything else: listeners, event loops, admin and health-check connections,
-/// a migrating session's second backend.
-const FILES_RESERVED: u64 = 64;
+/// Descriptors for everything else: the admin connections (one each, up to their default cap),
+/// listeners, event loops, health-check connections, a migrating session's second backend.
+const FILES_RESERVED: u64 = 64 + DEFAULT_ADMIN_MAX_CONNECTIONS as u64;
 
 /// The open-file limit `max_connections` sessions need.
 pub fn open_files_needed(max_connections: usize) -> u64 {

@@ -918,9 +918,9 @@ impl Endpoint {
         Ok(())
     }
 
-    /// The admin request `request` answered (routes, JSON, status codes, Prometheus text).
-    /// `/metrics` shows no process metrics this way: see
-    /// [`Endpoint::handle_admin_with_process`].
+    /// The admin request `request` answered (routes, JSON, status codes, Prometheus text), or
+    /// refused by [`admin::check_access`] (tokens, `Host`, cross-site requests). `/metrics`
+    /// shows no process metrics this way: see [`Endpoint::handle_admin_with_process`].
     pub fn handle_admin(&mut self, now: Instant, request: &admin::Request) -> admin::Response {
         self.handle_admin_with_process(now, request, None)
     }
@@ -934,6 +934,9 @@ impl Endpoint {
         request: &admin::Request,
         process: Option<ProcessStats>,
     ) -> admin::Response {
+        if let Err(refused) = admin::check_access(request, &self.config.admin) {
+            return refused;
+        }
         admin::route(
             request,
             &mut AdminView {

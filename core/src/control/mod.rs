@@ -16,7 +16,7 @@
 //!
 //! A driver holds only I/O: sockets, readiness or tasks, timers, threads, signals and logging
 //! set-up. It reads the clock and passes `now` in; it never decides. The drain rule it follows is
-//! on [`Connection`]'s module page; a whole driver on `std::net` in about 300 lines is
+//! on [`Connection`]'s module page; a whole driver on `std::net` in under 350 lines is
 //! `core/examples/ferry-std.rs`.
 //!
 //! Features beyond `control`: `toml` (reading the TOML configuration file), `admin-http`

@@ -9,12 +9,13 @@
 //!   they leave once their last connection closes; with migration off their sessions stay until
 //!   they end); `[auth] users`; `[proxy] max-connections`, `idle-timeout`, `max-packet-size`,
 //!   `statement-timeout`, `server-version`; `[tls]` (certificate and key read again) and
-//!   `[backend-tls]`; `[health]`; `[migration]` but its mode; `[[routes]]`. Sessions already
-//!   open keep the session configuration they started with (users table, limits, TLS); new
-//!   sessions get the new one.
+//!   `[backend-tls]`; `[health]`; `[migration]` but its mode; `[[routes]]`; `[admin]` tokens
+//!   and `hosts`. Sessions already open keep the session configuration they started with (users
+//!   table, limits, TLS); new sessions get the new one.
 //! - **Restart only**: `proxy.listen`, `proxy.workers`, `proxy.shutdown-timeout`,
-//!   `admin.listen`, `auth.mode` and `migration.mode` (every live session was set up for the
-//!   old modes), and a kept backend's address (to move a backend live, add it under a new name and
+//!   `admin.listen`, `admin.tls`, `admin.max-connections`, `admin.request-timeout` (the admin
+//!   port is set up when it opens), `auth.mode` and `migration.mode` (every live session was set
+//!   up for the old modes), and a kept backend's address (to move a backend live, add it under a new name and
 //!   remove the old one). A change there is not applied: the running value stays and the key is
 //!   listed in `pending_restart` until a restart, or a reload that puts the value back.
 //! - **Refused**: a file that does not parse or check ([`Config::from_file`] names the key), or
@@ -124,6 +125,12 @@ pub(crate) fn diff(
     mut new: Config,
     removing: &[(String, SocketAddr)],
 ) -> Result<Diff, ConfigError> {
+    let admin_tls = |c: &Config| {
+        c.admin
+            .tls
+            .as_ref()
+            .map(|t| (t.cert.clone(), t.key.clone()))
+    };
     let restart_only = [
         ("proxy.listen", new.proxy.listen != running.proxy.listen),
         ("proxy.workers", new.proxy.workers != running.proxy.workers),
@@ -132,6 +139,16 @@ pub(crate) fn diff(
             new.proxy.shutdown_timeout != running.proxy.shutdown_timeout,
         ),
         ("admin.listen", new.admin.listen != running.admin.listen),
+        // The drivers set up the admin port's TLS and limits when it opens.
+        ("admin.tls", admin_tls(&new) != admin_tls(running)),
+        (
+            "admin.max-connections",
+            new.admin.limits.max_connections != running.admin.limits.max_connections,
+        ),
+        (
+            "admin.request-timeout",
+            new.admin.limits.request_timeout != running.admin.limits.request_timeout,
+        ),
         ("auth.mode", new.auth.mode != running.auth.mode),
         (
             "migration.mode",
@@ -147,6 +164,8 @@ pub(crate) fn diff(
     new.proxy.workers = running.proxy.workers;
     new.proxy.shutdown_timeout = running.proxy.shutdown_timeout;
     new.admin.listen = running.admin.listen;
+    new.admin.tls = running.admin.tls.clone();
+    new.admin.limits = running.admin.limits;
     new.auth.mode = running.auth.mode;
     new.migration.mode = running.migration.mode;
 
@@ -231,7 +250,7 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
             .as_ref()
             .map(|t| (t.ca.clone(), t.server_name.clone()))
     };
-    let checks: [(&str, bool); 17] = [
+    let checks: [(&str, bool); 20] = [
         (
             "proxy.max-connections",
             p.max_connections != q.max_connections,
@@ -277,6 +296,12 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
         ),
         ("migration.failover", m.failover != n.failover),
         ("migration.read-retry", m.read_retry != n.read_retry),
+        ("admin.token", old.admin.token != new.admin.token),
+        (
+            "admin.read-token",
+            old.admin.read_token != new.admin.read_token,
+        ),
+        ("admin.hosts", old.admin.hosts != new.admin.hosts),
     ];
     let mut changed: Vec<String> = checks
         .iter()
@@ -349,7 +374,10 @@ addr = "127.0.0.1:3307"
         let text = BASE
             .replace("127.0.0.1:6000", "127.0.0.1:7000")
             .replace("workers = 2", "workers = 3\nmax-connections = 5")
-            .replace("127.0.0.1:6080", "127.0.0.1:7080")
+            .replace(
+                "127.0.0.1:6080\"",
+                "127.0.0.1:7080\"\nmax-connections = 4\ntoken = \"0123456789abcdef\"",
+            )
             .replace("127.0.0.1:3307", "127.0.0.1:4000");
         let running = config(BASE);
         let d = diff(&running, config(&text), &[]).unwrap();
@@ -359,6 +387,7 @@ addr = "127.0.0.1:3307"
                 "proxy.listen",
                 "proxy.workers",
                 "admin.listen",
+                "admin.max-connections",
                 "backends[1].addr"
             ]
         );
@@ -366,10 +395,12 @@ addr = "127.0.0.1:3307"
         assert_eq!(e.proxy.listen, running.proxy.listen);
         assert_eq!(e.proxy.workers, running.proxy.workers);
         assert_eq!(e.admin.listen, running.admin.listen);
+        assert_eq!(e.admin.limits, running.admin.limits);
         assert_eq!(e.backends[1].addr, running.backends[1].addr);
         // The rest is applied.
         assert_eq!(e.proxy.max_connections, 5);
-        assert_eq!(d.changed, ["proxy.max-connections"]);
+        assert!(e.admin.token.as_ref().unwrap().matches(b"0123456789abcdef"));
+        assert_eq!(d.changed, ["proxy.max-connections", "admin.token"]);
         assert!(d.added.is_empty() && d.removed.is_empty());
     }
 

@@ -1,41 +1,26 @@
 //! The admin listener: a thread that accepts connections on the admin address and serves one
 //! request per connection (`Connection: close`), each on a short-lived thread.
 //!
-//! It cannot hang or slow the proxy: it runs on its own threads, reads at most
-//! `MAX_HEAD + MAX_BODY` bytes per connection, gives each connection a deadline
-//! ([`Limits::deadline`]) and per-call socket timeouts, and serves at most
-//! [`Limits::max_concurrent`] connections at once (others get an immediate 503).
+//! It cannot hang or slow the proxy, and held-open connections cannot lock out `/health/live`:
+//! what a connection may send, for how long, over TLS or not, is the core's
+//! [`AdminConnection`]; how many stay open is the core's [`AdminSlots`]: at
+//! `[admin] max-connections` a new connection closes the oldest one still sending its request, so
+//! the accept loop never waits and a health check always gets in. Requests reach the endpoint
+//! (and its lock, which the workers share) one at a time.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ferry_core::control::admin::{parse_request, Parsed, Request, Response, MAX_BODY, MAX_HEAD};
+use ferry_core::control::admin::{AdminConnection, AdminSlots, Request, Response};
+use ferry_core::control::config::{report_admin_listen, AdminConfig};
+use ferry_core::control::ACCEPT_BACKOFF;
 
 /// What answers a request: the endpoint, under its lock.
 pub type Handler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
-
-/// Bounds on what one admin connection may cost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// The whole exchange (reading the request, writing the answer) must end within this.
-    pub deadline: Duration,
-    /// Connections served at once; more are answered 503 and closed.
-    pub max_concurrent: usize,
-}
-
-impl Default for Limits {
-    /// 5 seconds per connection, 8 at once.
-    fn default() -> Self {
-        Self {
-            deadline: Duration::from_secs(5),
-            max_concurrent: 8,
-        }
-    }
-}
 
 /// The running admin endpoint. Dropping it (or [`AdminServer::stop`]) stops accepting and joins
 /// the accept thread; connections being served finish on their own within their deadline.
@@ -46,25 +31,41 @@ pub struct AdminServer {
     thread: Option<JoinHandle<()>>,
 }
 
-impl AdminServer {
-    /// Binds `listen` (errors, such as an address in use, are returned here, at start) and serves
-    /// requests with `handler` and the default [`Limits`].
-    pub fn start(listen: SocketAddr, handler: Handler) -> io::Result<Self> {
-        Self::start_with(listen, handler, Limits::default())
-    }
+/// What the accept thread and the connection threads share.
+struct Shared {
+    config: AdminConfig,
+    handler: Handler,
+    /// The open connections, with the socket to shut down when one must give way.
+    slots: Mutex<AdminSlots<Arc<TcpStream>>>,
+    /// Held while the handler runs: one admin request at a time contends for the endpoint.
+    answering: Mutex<()>,
+}
 
-    /// [`AdminServer::start`] with explicit limits.
-    pub fn start_with(listen: SocketAddr, handler: Handler, limits: Limits) -> io::Result<Self> {
-        let listener = TcpListener::bind(listen)?;
+/// A thread that panicked leaves nothing half-done here: carry on.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl AdminServer {
+    /// Binds `config.listen` (errors, such as an address in use, are returned here, at start)
+    /// and serves requests with `handler` within `config`'s limits, over TLS if it says so.
+    pub fn start(config: &AdminConfig, handler: Handler) -> io::Result<Self> {
+        let listener = TcpListener::bind(config.listen)?;
         let local_addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            handler,
+            slots: Mutex::new(AdminSlots::new(config.limits.max_connections)),
+            answering: Mutex::new(()),
+        });
         let thread = std::thread::Builder::new()
             .name("ferry-admin".into())
             .spawn({
                 let stop = Arc::clone(&stop);
-                move || accept_loop(&listener, &handler, &stop, limits)
+                move || accept_loop(&listener, &shared, &stop)
             })?;
-        tracing::info!(%local_addr, "admin endpoint listening");
+        report_admin_listen(config, local_addr);
         Ok(Self {
             local_addr,
             stop,
@@ -112,127 +113,90 @@ impl Drop for AdminServer {
     }
 }
 
-fn accept_loop(listener: &TcpListener, handler: &Handler, stop: &AtomicBool, limits: Limits) {
-    let active = Arc::new(AtomicUsize::new(0));
+/// Accepts, admits (closing the connection that gives way) and hands each connection to a
+/// thread of its own: nothing here waits on a client.
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &AtomicBool) {
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        let mut stream = match conn {
-            Ok(s) => s,
+        let stream = match conn {
+            Ok(s) => Arc::new(s),
             Err(e) => {
                 tracing::warn!(error = %e, "admin accept failed");
                 // Out of descriptors and the like: do not spin.
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(ACCEPT_BACKOFF);
                 continue;
             }
         };
-        if active.fetch_add(1, Ordering::SeqCst) >= limits.max_concurrent {
-            active.fetch_sub(1, Ordering::SeqCst);
-            refuse_busy(&mut stream);
-            continue;
+        let (id, evicted) = lock(&shared.slots).admit(Arc::clone(&stream));
+        if let Some(old) = evicted {
+            // Its thread's read or write fails at once, and the thread ends.
+            let _ = old.shutdown(Shutdown::Both);
+            tracing::debug!("admin connections at the cap: closed the oldest");
         }
-        let handler = Arc::clone(handler);
-        let done = Arc::clone(&active);
         let spawned = std::thread::Builder::new()
             .name("ferry-admin-conn".into())
-            .spawn(move || {
-                serve_connection(stream, handler.as_ref(), limits.deadline);
-                done.fetch_sub(1, Ordering::SeqCst);
+            .spawn({
+                let shared = Arc::clone(shared);
+                move || {
+                    serve_connection(&stream, id, &shared);
+                    lock(&shared.slots).release(id);
+                }
             });
         if let Err(e) = spawned {
-            active.fetch_sub(1, Ordering::SeqCst);
+            lock(&shared.slots).release(id);
             tracing::warn!(error = %e, "cannot start an admin connection thread");
         }
     }
 }
 
-/// Answers 503 on the accept thread, spending at most a few hundred milliseconds. The request is
-/// read (up to 4 KiB) and the socket drained after the answer, because closing a socket with
-/// unread input sends a reset that can destroy the answer before the client reads it.
-fn refuse_busy(stream: &mut TcpStream) {
-    let step = Some(Duration::from_millis(50));
-    let mut sink = [0u8; 4096];
-    let _ = stream.set_read_timeout(step);
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
-    let _ = stream.read(&mut sink);
-    let _ = stream.write_all(&Response::text(503, "busy\n").to_bytes());
-    let _ = stream.shutdown(Shutdown::Write);
-    drain(stream, Instant::now() + Duration::from_millis(200));
-}
-
-/// After the answer: reads and discards what the client still sends (at most `MAX_HEAD +
-/// MAX_BODY` bytes, until `end`), so that closing does not reset the connection under the answer.
-fn drain(stream: &mut TcpStream, end: Instant) {
-    let mut sink = [0u8; 4096];
-    let mut left = MAX_HEAD + MAX_BODY;
-    while left > 0 {
-        let remaining = end.saturating_duration_since(Instant::now());
-        if remaining.is_zero() || stream.set_read_timeout(Some(remaining)).is_err() {
+/// Moves one connection's bytes through its [`AdminConnection`] until it is closed.
+fn serve_connection(stream: &TcpStream, id: u64, shared: &Shared) {
+    let mut conn = AdminConnection::new(Instant::now(), &shared.config);
+    let mut buf = [0u8; 4096];
+    let mut write_shut = false;
+    loop {
+        while let Some(bytes) = conn.poll_transmit() {
+            let end = conn.deadline().unwrap_or_else(Instant::now);
+            let time = end.saturating_duration_since(Instant::now());
+            let written = stream
+                .set_write_timeout(Some(time.max(Duration::from_millis(100))))
+                .and_then(|()| (&*stream).write_all(&bytes));
+            if written.is_err() {
+                return;
+            }
+        }
+        if conn.is_closed() {
             return;
         }
-        match stream.read(&mut sink) {
-            Ok(n) if n > 0 => left = left.saturating_sub(n),
-            _ => return,
+        if conn.is_answered() && !write_shut {
+            let _ = stream.shutdown(Shutdown::Write);
+            write_shut = true;
         }
-    }
-}
-
-/// Serves one request on `stream` and closes it.
-fn serve_connection(
-    mut stream: TcpStream,
-    handler: &(dyn Fn(&Request) -> Response + Send + Sync),
-    deadline: Duration,
-) {
-    let end = Instant::now() + deadline;
-    let response = match read_request(&mut stream, end) {
-        Ok(req) => {
-            let response = handler(&req);
+        if let Some(req) = conn.poll_request() {
+            lock(&shared.slots).answering(id);
+            let response = {
+                let _one_at_a_time = lock(&shared.answering);
+                (shared.handler)(&req)
+            };
             tracing::debug!(method = %req.method, path = %req.path, status = response.status, "admin request");
-            response
+            conn.respond(Instant::now(), &response);
+            continue;
         }
-        Err(Some(response)) => {
-            tracing::debug!(status = response.status, "admin request refused");
-            response
+        // Reading (the request, or leftovers after the answer) always has a deadline.
+        let Some(deadline) = conn.deadline() else {
+            return;
+        };
+        let now = Instant::now();
+        let wait = deadline.saturating_duration_since(now);
+        if wait.is_zero() || stream.set_read_timeout(Some(wait)).is_err() {
+            conn.handle_timeout(now.max(deadline));
+            continue;
         }
-        Err(None) => return,
-    };
-    let remaining = end.saturating_duration_since(Instant::now());
-    let _ = stream.set_write_timeout(Some(remaining.max(Duration::from_millis(100))));
-    let _ = stream.write_all(&response.to_bytes());
-    let _ = stream.shutdown(Shutdown::Write);
-    drain(
-        &mut stream,
-        end.max(Instant::now() + Duration::from_millis(100)),
-    );
-}
-
-/// Reads until a whole request is there, the caps are exceeded or `end` passes. `Err(None)`:
-/// the client went away, nothing to answer.
-fn read_request(stream: &mut TcpStream, end: Instant) -> Result<Request, Option<Response>> {
-    let cap = MAX_HEAD + MAX_BODY;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    loop {
-        match parse_request(&buf) {
-            Parsed::Complete(req) => return Ok(req),
-            Parsed::Invalid(response) => return Err(Some(response)),
-            Parsed::Incomplete => {}
-        }
-        let room = cap.saturating_sub(buf.len()).min(chunk.len());
-        if room == 0 {
-            return Err(Some(Response::text(413, "request too large\n")));
-        }
-        let remaining = end.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(Some(Response::text(408, "request not received in time\n")));
-        }
-        if stream.set_read_timeout(Some(remaining)).is_err() {
-            return Err(None);
-        }
-        match stream.read(&mut chunk[..room]) {
-            Ok(0) => return Err(None),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        match (&*stream).read(&mut buf) {
+            Ok(0) => conn.handle_eof(Instant::now()),
+            Ok(n) => conn.handle_input(Instant::now(), &buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
                 if matches!(
@@ -240,9 +204,9 @@ fn read_request(stream: &mut TcpStream, end: Instant) -> Result<Request, Option<
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                return Err(Some(Response::text(408, "request not received in time\n")))
+                conn.handle_timeout(Instant::now().max(deadline));
             }
-            Err(_) => return Err(None),
+            Err(_) => return,
         }
     }
 }

@@ -77,7 +77,7 @@ impl Proxy {
                     .with_endpoint(|ep| ep.handle_admin_with_process(Instant::now(), req, process))
             })
         };
-        let admin = AdminServer::start(config.admin.listen, handler)?;
+        let admin = AdminServer::start(&config.admin, handler)?;
         // The first round runs before any client is served, so that they find their backends.
         let next = control::run_timers(&shared);
         let control = ControlThread::start(Arc::clone(&shared), next)?;

@@ -12,6 +12,49 @@ pub struct Request {
     pub path: String,
     /// The body (`Content-Length` bytes).
     pub body: Vec<u8>,
+    /// The headers the access checks read ([`check_access`](super::check_access)).
+    pub headers: Headers,
+}
+
+/// The request headers the admin endpoint reads (each at most once; others are ignored).
+/// `Debug` does not print `Authorization`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    /// `Host`: must name this endpoint (DNS rebinding sends the attacker's name).
+    pub host: Option<String>,
+    /// `Content-Type`: a mutating request without a token must be JSON, which a browser cannot
+    /// send cross-site without asking first (CORS preflight).
+    pub content_type: Option<String>,
+    /// `Authorization`: `Bearer <token>`.
+    pub authorization: Option<String>,
+    /// `Origin`: set by browsers on cross-site requests.
+    pub origin: Option<String>,
+}
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Headers")
+            .field("host", &self.host)
+            .field("content_type", &self.content_type)
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "(hidden)"),
+            )
+            .field("origin", &self.origin)
+            .finish()
+    }
+}
+
+impl Request {
+    /// A request with no headers (a token, a content type... are set on [`Request::headers`]).
+    pub fn new(method: &str, path: &str, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            body: body.into(),
+            headers: Headers::default(),
+        }
+    }
 }
 
 /// A response; every one is sent with `Connection: close`.
@@ -23,6 +66,8 @@ pub struct Response {
     pub content_type: &'static str,
     /// For 405: the methods the path accepts (`Allow`).
     pub allow: Option<&'static str>,
+    /// For 401: the scheme the client must authenticate with (`WWW-Authenticate`).
+    pub challenge: Option<&'static str>,
     /// The body.
     pub body: Vec<u8>,
 }
@@ -41,6 +86,7 @@ impl Response {
             status,
             content_type: TEXT,
             allow: None,
+            challenge: None,
             body: body.into().into_bytes(),
         }
     }
@@ -52,6 +98,7 @@ impl Response {
                 status,
                 content_type: JSON,
                 allow: None,
+                challenge: None,
                 body,
             },
             // Our types serialize infallibly (no maps with non-string keys); be safe anyway.
@@ -86,6 +133,11 @@ impl Response {
             out.push_str(allow);
             out.push_str("\r\n");
         }
+        if let Some(challenge) = self.challenge {
+            out.push_str("WWW-Authenticate: ");
+            out.push_str(challenge);
+            out.push_str("\r\n");
+        }
         out.push_str("\r\n");
         let mut bytes = out.into_bytes();
         bytes.extend_from_slice(&self.body);
@@ -99,6 +151,8 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         202 => "Accepted",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",

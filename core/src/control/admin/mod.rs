@@ -4,7 +4,7 @@
 //! | request | answer |
 //! |---|---|
 //! | `GET /health/ready`, `GET /health` | 200 `ok` while serving, 503 once shutdown began (during `proxy.shutdown-delay` new clients are still accepted) |
-//! | `GET /health/live` | 200 `ok` while the process runs |
+//! | `GET /health/live` | 200 `ok` while the process runs (answered first, without the endpoint) |
 //! | `GET /metrics` | Prometheus text exposition 0.0.4 ([`metrics`]) |
 //! | `GET /api/backends` | `[{"name", "addr", "healthy", "sessions", "draining"}]`, plus `"health_warning"` when a check found one (a refused monitor login) |
 //! | `GET /api/sessions` | `[{"id", "user", "backend", "pinned", "client"}]` (`backend`, `pinned`: string or null; `client`: `IP:port`, from the PROXY header when a trusted balancer sent one) |
@@ -13,29 +13,43 @@
 //! | `GET /api/config` | `{"version", "age_seconds", "pending_restart", "removing", "last_error"}` ([`ConfigStatus`]) |
 //! | `POST /api/config/reload` | 200 [`ReloadReport`] `{"version", "added", "removed", "changed", "pending_restart"}`; 422 `{"error", "problems": [{"key", "reason"}]}` refused (the running configuration stays); 501 no source; 503 shutting down |
 //!
+//! Every route but `/health` and below is subject to [`check_access`]: tokens, `Host`, and
+//! what a browser could send cross-site (see [`access`](check_access)).
+//!
 //! Layers: [`parse`] parses request bytes (with `httparse`, capped; feature `admin-http`),
-//! [`http`] holds the request and response values, [`route`] maps a request to [`AdminApi`]
-//! calls and their answers to a response. The [`Endpoint`](super::Endpoint) implements the API
-//! ([`Endpoint::handle_admin`](super::Endpoint::handle_admin)); a driver only accepts the
-//! socket, reads bytes until [`parse_request`] has a request, and writes the response's bytes.
+//! [`http`] holds the request and response values, [`serve`] checks access and [`route`] maps
+//! a request to [`AdminApi`] calls and their answers to a response. The
+//! [`Endpoint`](super::Endpoint) implements the API
+//! ([`Endpoint::handle_admin`](super::Endpoint::handle_admin)). A driver accepts sockets,
+//! admits them in [`AdminSlots`] (the cap on open connections), and moves bytes through an
+//! [`AdminConnection`] (TLS, the request's size and time limits, `/health/live`), giving the
+//! requests it yields to the endpoint.
 
+mod access;
+#[cfg(feature = "admin-http")]
+mod conn;
 pub mod http;
 pub mod metrics;
 #[cfg(feature = "admin-http")]
 pub mod parse;
 mod process;
 mod routes;
+mod slots;
 
 use serde::Serialize;
 
 use super::reload::{ConfigStatus, ReloadError, ReloadReport};
 
-pub use http::{Request, Response};
+pub use access::check_access;
+#[cfg(feature = "admin-http")]
+pub use conn::AdminConnection;
+pub use http::{Headers, Request, Response};
 pub use metrics::{Histogram, Metrics, StatementCount};
 #[cfg(feature = "admin-http")]
 pub use parse::{parse_request, Parsed, MAX_BODY, MAX_HEAD, MAX_HEADERS};
 pub use process::{wants_process_stats, ProcessStats};
-pub use routes::route;
+pub use routes::{is_live, live, route, serve};
+pub use slots::AdminSlots;
 
 /// One backend as `GET /api/backends` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

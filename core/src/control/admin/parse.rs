@@ -3,10 +3,11 @@
 //!
 //! Limits: the request head (line and headers) is at most [`MAX_HEAD`] bytes and
 //! [`MAX_HEADERS`] headers (431 beyond), the body at most [`MAX_BODY`] bytes by `Content-Length`
-//! (413 beyond); `Transfer-Encoding` is not supported (501); anything `httparse` rejects, or an
-//! unreadable `Content-Length`, is a 400.
+//! (413 beyond); `Transfer-Encoding` is not supported (501); anything `httparse` rejects, an
+//! unreadable `Content-Length`, or a second `Host`, `Content-Type`, `Authorization` or `Origin`
+//! is a 400. Those four are kept in [`Headers`] for the access checks.
 
-use super::http::{Request, Response};
+use super::http::{Headers, Request, Response};
 
 /// Largest request head accepted.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -41,7 +42,27 @@ pub fn parse_request(buf: &[u8]) -> Parsed {
         Err(e) => return Parsed::Invalid(Response::text(400, format!("bad request: {e}\n"))),
     };
     let mut content_length: Option<usize> = None;
+    let mut headers = Headers::default();
     for h in req.headers.iter() {
+        let kept = [
+            ("host", &mut headers.host),
+            ("content-type", &mut headers.content_type),
+            ("authorization", &mut headers.authorization),
+            ("origin", &mut headers.origin),
+        ]
+        .into_iter()
+        .find(|(name, _)| h.name.eq_ignore_ascii_case(name));
+        if let Some((name, slot)) = kept {
+            if slot.is_some() {
+                return Parsed::Invalid(Response::text(
+                    400,
+                    format!("more than one {name} header\n"),
+                ));
+            }
+            // Not UTF-8: kept as an unmatchable value, so the checks refuse it.
+            *slot = Some(String::from_utf8_lossy(h.value).trim().to_owned());
+            continue;
+        }
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
             return Parsed::Invalid(Response::text(
                 501,
@@ -76,6 +97,7 @@ pub fn parse_request(buf: &[u8]) -> Parsed {
         method: req.method.unwrap_or("").to_owned(),
         path: path.to_owned(),
         body: body.to_vec(),
+        headers,
     })
 }
 
@@ -123,6 +145,29 @@ mod tests {
         let mut more = full.to_vec();
         more.extend_from_slice(b"extra");
         assert_eq!(complete(&more).body, b"hello");
+    }
+
+    #[test]
+    fn keeps_the_headers_the_checks_read() {
+        let r = complete(
+            b"POST /x HTTP/1.1\r\nhost: 127.0.0.1:6080\r\nCONTENT-TYPE: application/json\r\n\
+              Authorization: Bearer abc\r\nOrigin: http://a\r\nX-Other: y\r\n\r\n",
+        );
+        assert_eq!(r.headers.host.as_deref(), Some("127.0.0.1:6080"));
+        assert_eq!(r.headers.content_type.as_deref(), Some("application/json"));
+        assert_eq!(r.headers.authorization.as_deref(), Some("Bearer abc"));
+        assert_eq!(r.headers.origin.as_deref(), Some("http://a"));
+        // The token never shows in debug output.
+        assert!(!format!("{r:?}").contains("abc"), "{r:?}");
+        assert_eq!(
+            complete(b"GET / HTTP/1.1\r\n\r\n").headers,
+            Headers::default()
+        );
+        // One of each: which one would count is ambiguous.
+        for name in ["Host", "Content-Type", "Authorization", "Origin"] {
+            let twice = format!("GET / HTTP/1.1\r\n{name}: a\r\n{name}: a\r\n\r\n");
+            assert_eq!(invalid(twice.as_bytes()), 400, "{name}");
+        }
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! Maps admin requests to [`AdminApi`] calls and their answers to responses.
+//! Maps admin requests to [`AdminApi`] calls and their answers to responses: [`serve`] checks
+//! access first ([`check_access`]), [`route`] does not.
 
 use serde::Deserialize;
 
+use super::access::check_access;
 use super::http::{Request, Response, PROMETHEUS};
 use super::{metrics, AdminApi, ApiError};
+use crate::control::config::AdminConfig;
 use crate::control::config::ConfigError;
 use crate::control::reload::ReloadError;
 
@@ -14,10 +17,32 @@ struct MigrateBody {
     to: String,
 }
 
-/// The response to `req`.
+/// The response to `req` from an endpoint configured by `admin`: the refusal of
+/// [`check_access`], or the route's answer.
+pub fn serve(req: &Request, admin: &AdminConfig, api: &mut dyn AdminApi) -> Response {
+    match check_access(req, admin) {
+        Ok(()) => route(req, api),
+        Err(refused) => refused,
+    }
+}
+
+/// Whether `req` is `GET /health/live`, which [`live`] answers without the proxy.
+pub fn is_live(req: &Request) -> bool {
+    req.method == "GET" && req.path == "/health/live"
+}
+
+/// The answer to `GET /health/live`: 200 while the process runs (drivers may answer it before
+/// anything else, without taking the endpoint's lock).
+pub fn live() -> Response {
+    Response::text(200, "ok\n")
+}
+
+/// The response to `req`, without access checks (see [`serve`]).
 pub fn route(req: &Request, api: &mut dyn AdminApi) -> Response {
     let segments: Vec<&str> = req.path.split('/').skip(1).collect();
     match segments.as_slice() {
+        // Liveness: the process runs and answers; an orchestrator restarts it otherwise.
+        ["health", "live"] => get(req, live),
         // Readiness: a load balancer sends new clients while it answers 200. `/health` is the
         // same, as before `/health/ready` existed.
         ["health"] | ["health", "ready"] => get(req, || {
@@ -27,8 +52,6 @@ pub fn route(req: &Request, api: &mut dyn AdminApi) -> Response {
                 Response::text(503, "shutting down\n")
             }
         }),
-        // Liveness: the process runs and answers; an orchestrator restarts it otherwise.
-        ["health", "live"] => get(req, || Response::text(200, "ok\n")),
         ["metrics"] => get(req, || match api.metrics() {
             Ok(m) => Response {
                 content_type: PROMETHEUS,

@@ -41,6 +41,9 @@ pub struct ConfigFile {
     /// `[[routes]]`
     #[serde(default)]
     pub routes: Vec<RouteSection>,
+    /// `[log]`
+    #[serde(default)]
+    pub log: LogSection,
     /// The folder relative paths start from: the config file's, or the working directory.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -78,12 +81,111 @@ pub struct ProxySection {
     pub proxy_protocol_from: Option<Vec<String>>,
 }
 
-/// `[admin]` as written.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// `[admin]` as written. `Debug` does not print the tokens.
+#[derive(Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct AdminSection {
     /// `listen`
     pub listen: Option<String>,
+    /// `token`: the admin token (every route).
+    pub token: Option<String>,
+    /// `token-file`: a file holding the admin token.
+    pub token_file: Option<PathBuf>,
+    /// `read-token`: the read-only token (`GET` routes, `/metrics`).
+    pub read_token: Option<String>,
+    /// `read-token-file`: a file holding the read-only token.
+    pub read_token_file: Option<PathBuf>,
+    /// `hosts`: more names the `Host` header may carry.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// `tls = { cert, key }`
+    pub tls: Option<AdminTlsSection>,
+    /// `max-connections`
+    pub max_connections: Option<usize>,
+    /// `request-timeout`
+    pub request_timeout: Option<ConfigDuration>,
+}
+
+impl fmt::Debug for AdminSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminSection")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "(hidden)"))
+            .field("token_file", &self.token_file)
+            .field("read_token", &self.read_token.as_ref().map(|_| "(hidden)"))
+            .field("read_token_file", &self.read_token_file)
+            .field("hosts", &self.hosts)
+            .field("tls", &self.tls)
+            .field("max_connections", &self.max_connections)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+/// `[admin] tls` as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AdminTlsSection {
+    /// `cert`
+    pub cert: PathBuf,
+    /// `key`
+    pub key: PathBuf,
+}
+
+/// `[log]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LogSection {
+    /// `level`
+    pub level: Option<LogLevel>,
+    /// `format`
+    pub format: Option<LogFormat>,
+}
+
+/// How much is logged: the most verbose level written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Nothing.
+    Off,
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// What an operator follows (the default).
+    #[default]
+    Info,
+    /// Each session's steps.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The name as `RUST_LOG` and the file write it (`"info"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Trace => "trace",
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// One `[[backends]]` entry as written.

@@ -517,10 +517,10 @@ fn safe_point_timeout_reaches_the_core_migration_config() {
 
 #[test]
 fn the_open_file_budget_is_two_per_session_plus_a_reserve() {
-    assert_eq!(open_files_needed(10_000), 20_064);
+    assert_eq!(open_files_needed(10_000), 20_096);
     assert_eq!(sessions_within(open_files_needed(10_000)), 10_000);
     // The usual soft default.
-    assert_eq!(sessions_within(1024), 480);
+    assert_eq!(sessions_within(1024), 464);
     assert_eq!(sessions_within(10), 0);
     assert_eq!(open_files_needed(usize::MAX), u64::MAX);
 }
@@ -684,4 +684,178 @@ fn refuses_an_incomplete_monitor_account() {
             .any(|p| p.key == "health.password-file" && p.reason.contains("cannot read")),
         "{err}"
     );
+}
+
+#[test]
+fn admin_defaults_are_loopback_without_tokens_and_bounded() {
+    let c = check(MINIMAL).unwrap();
+    assert!(c.admin.listen.ip().is_loopback());
+    assert!(c.admin.token.is_none() && c.admin.read_token.is_none() && c.admin.tls.is_none());
+    assert!(c.admin.hosts.is_empty());
+    assert_eq!(c.admin.limits.max_connections, 32);
+    assert_eq!(c.admin.limits.request_timeout, Duration::from_secs(5));
+}
+
+#[test]
+fn admin_tokens_inline_or_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin.token"), "file-token-0123456789\n").unwrap();
+    std::fs::write(dir.path().join("read.token"), "  read-token-0123456789  \n").unwrap();
+    let path = dir.path().join("ferry.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[admin]\ntoken-file = \"admin.token\"\nread-token-file = \"read.token\"\n\
+             hosts = [\"Ferry.Internal\"]\nmax-connections = 8\nrequest-timeout = \"1s\"\n{MINIMAL}"
+        ),
+    )
+    .unwrap();
+    let c = Config::load(&path).unwrap();
+    assert!(c
+        .admin
+        .token
+        .as_ref()
+        .unwrap()
+        .matches(b"file-token-0123456789"));
+    assert!(c
+        .admin
+        .read_token
+        .as_ref()
+        .unwrap()
+        .matches(b"read-token-0123456789"));
+    assert_eq!(c.admin.hosts, ["ferry.internal"]);
+    assert_eq!(c.admin.limits.max_connections, 8);
+    assert_eq!(c.admin.limits.request_timeout, Duration::from_secs(1));
+    // Neither the file's nor the checked configuration's debug output shows a token.
+    let inline = parse(&format!(
+        "[admin]\ntoken = \"inline-token-0123456789\"\n{MINIMAL}"
+    ));
+    assert!(
+        !format!("{inline:?}").contains("inline-token"),
+        "{inline:?}"
+    );
+    let checked = Config::from_file(&inline).unwrap();
+    assert!(!format!("{checked:?}").contains("inline-token"));
+    assert!(!format!("{c:?}").contains("file-token"));
+}
+
+#[test]
+fn refuses_bad_admin_settings() {
+    let admin = |keys: &str| format!("[admin]\n{keys}\n{MINIMAL}");
+    refused(&admin("token = \"short\""), "admin.token", "16 to 1024");
+    refused(
+        &admin("token = \"has a space in it 0123\""),
+        "admin.token",
+        "visible ASCII",
+    );
+    refused(
+        &admin("token = \"0123456789abcdef\"\ntoken-file = \"t\""),
+        "admin.token",
+        "not both",
+    );
+    refused(
+        &admin("token-file = \"/nonexistent/admin.token\""),
+        "admin.token-file",
+        "cannot read",
+    );
+    refused(
+        &admin("read-token = \"0123456789abcdef\""),
+        "admin.read-token",
+        "needs admin.token",
+    );
+    refused(
+        &admin("token = \"0123456789abcdef\"\nread-token = \"0123456789abcdef\""),
+        "admin.read-token",
+        "differ",
+    );
+    refused(
+        &admin("hosts = [\"http://x\"]"),
+        "admin.hosts[0]",
+        "invalid host",
+    );
+    refused(
+        &admin("hosts = [\"ok\", \"a:80\"]"),
+        "admin.hosts[1]",
+        "invalid host",
+    );
+    refused(
+        &admin("max-connections = 0"),
+        "admin.max-connections",
+        "1 to",
+    );
+    refused(
+        &admin("max-connections = 100000"),
+        "admin.max-connections",
+        "1 to",
+    );
+    refused(
+        &admin("request-timeout = 0"),
+        "admin.request-timeout",
+        "greater",
+    );
+    refused(
+        &admin("tls = { cert = \"/nonexistent/c.pem\", key = \"/nonexistent/k.pem\" }"),
+        "admin.tls.cert",
+        "cannot read",
+    );
+    let err = ConfigFile::parse(&admin("tls = { cert = \"c\" }"), None).unwrap_err();
+    assert!(err.to_string().contains("key"), "{err}");
+}
+
+#[test]
+fn admin_tls_files_are_read_relative_to_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cert(dir.path());
+    let path = dir.path().join("ferry.toml");
+    std::fs::write(
+        &path,
+        format!("[admin]\ntls = {{ cert = \"server.pem\", key = \"server-key.pem\" }}\n{MINIMAL}"),
+    )
+    .unwrap();
+    let tls = Config::load(&path).unwrap().admin.tls.unwrap();
+    assert_eq!(tls.cert, dir.path().join("server.pem"));
+    std::fs::write(
+        &path,
+        format!("[admin]\ntls = {{ cert = \"server.pem\", key = \"server.pem\" }}\n{MINIMAL}"),
+    )
+    .unwrap();
+    let err = Config::load(&path).unwrap_err();
+    assert!(err.problems().iter().any(|p| p.key == "admin.tls"), "{err}");
+}
+
+#[test]
+fn log_section_and_its_precedence() {
+    let c = check(MINIMAL).unwrap();
+    assert_eq!(
+        (c.log.level, c.log.format),
+        (LogLevel::Info, LogFormat::Text)
+    );
+    let c = check(&format!(
+        "[log]\nlevel = \"debug\"\nformat = \"json\"\n{MINIMAL}"
+    ))
+    .unwrap();
+    assert_eq!(
+        (c.log.level, c.log.format),
+        (LogLevel::Debug, LogFormat::Json)
+    );
+    // RUST_LOG (when set and not empty) wins over the file...
+    assert_eq!(c.log.filter(None), "debug");
+    assert_eq!(c.log.filter(Some("  ")), "debug");
+    assert_eq!(
+        c.log.filter(Some("ferry_core=trace,warn")),
+        "ferry_core=trace,warn"
+    );
+    // ...and the flag over RUST_LOG.
+    let flag = LogConfig {
+        level_from_flag: true,
+        ..c.log
+    };
+    assert_eq!(flag.filter(Some("ferry_core=trace,warn")), "debug");
+    refused_by_parser(&format!("[log]\nlevel = \"loud\"\n{MINIMAL}"), "level");
+    refused_by_parser(&format!("[log]\nformat = \"xml\"\n{MINIMAL}"), "format");
+}
+
+fn refused_by_parser(text: &str, word: &str) {
+    let err = ConfigFile::parse(text, None).unwrap_err();
+    assert!(err.to_string().contains(word), "{err}");
 }

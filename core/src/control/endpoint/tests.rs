@@ -1225,19 +1225,14 @@ fn metrics_count_statements_by_command_and_backend() {
 // ---- the admin API ----
 
 fn get(path: &str) -> admin::Request {
-    admin::Request {
-        method: "GET".into(),
-        path: path.into(),
-        body: Vec::new(),
-    }
+    admin::Request::new("GET", path, "")
 }
 
+/// A `POST` as `curl -H 'Content-Type: application/json'` sends it (no token is configured).
 fn post(path: &str, body: &str) -> admin::Request {
-    admin::Request {
-        method: "POST".into(),
-        path: path.into(),
-        body: body.as_bytes().to_vec(),
-    }
+    let mut request = admin::Request::new("POST", path, body);
+    request.headers.content_type = Some("application/json".into());
+    request
 }
 
 fn json(response: &admin::Response) -> serde_json::Value {
@@ -1301,6 +1296,31 @@ fn admin_requests_are_answered_from_the_endpoint() {
     ep.begin_shutdown(now);
     assert_eq!(ep.handle_admin(now, &get("/health")).status, 503);
     assert_eq!(ep.handle_admin(now, &get("/nope")).status, 404);
+}
+
+#[test]
+fn admin_requests_a_browser_could_send_cross_site_change_nothing() {
+    let (mut ep, now) = healthy_endpoint(defaults);
+    let mut plain = admin::Request::new("POST", "/api/backends/db1/drain", "");
+    plain.headers.content_type = Some("text/plain".into());
+    assert_eq!(ep.handle_admin(now, &plain).status, 403);
+    let mut rebound = post("/api/backends/db1/drain", "");
+    rebound.headers.host = Some("attacker.example:6080".into());
+    assert_eq!(ep.handle_admin(now, &rebound).status, 403);
+    assert!(!ep.backends()[0].draining);
+    // With a token configured, none is a 401 (and /health needs none).
+    let (mut ep, now) = healthy_endpoint(|f| f.admin.token = Some("t".repeat(20)));
+    assert_eq!(
+        ep.handle_admin(now, &post("/api/backends/db1/drain", ""))
+            .status,
+        401
+    );
+    assert_eq!(ep.handle_admin(now, &get("/api/backends")).status, 401);
+    assert_eq!(ep.handle_admin(now, &get("/health")).status, 200);
+    let mut authorized = post("/api/backends/db1/drain", "");
+    authorized.headers.authorization = Some(format!("Bearer {}", "t".repeat(20)));
+    assert_eq!(ep.handle_admin(now, &authorized).status, 200);
+    assert!(ep.backends()[0].draining);
 }
 
 // ---- failover ----
@@ -1423,11 +1443,7 @@ fn a_backend_that_refuses_connections_keeps_its_sessions_from_failover() {
 
 /// `/metrics` as the admin API serves it.
 fn admin_text(ep: &mut Endpoint, now: Instant) -> String {
-    let request = admin::Request {
-        method: "GET".into(),
-        path: "/metrics".into(),
-        body: Vec::new(),
-    };
+    let request = admin::Request::new("GET", "/metrics", "");
     String::from_utf8(ep.handle_admin(now, &request).body.to_vec()).unwrap()
 }
 

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use ferry_core::control::admin::{route, AdminApi};
+use ferry_core::control::admin::{route, AdminApi, MAX_BODY, MAX_HEAD};
+use ferry_core::control::config::{Config, ConfigFile};
 use ferry_core::control::{ApiError, BackendInfo, Metrics, SessionInfo};
 
 #[derive(Default)]
@@ -48,11 +49,26 @@ impl AdminApi for &Fake {
     }
 }
 
-fn start(limits: Limits) -> (AdminServer, Arc<Fake>) {
+/// `[admin]` on a free port of 127.0.0.1 with `keys`; relative paths start at `dir`.
+fn admin_config(keys: &str, dir: Option<&std::path::Path>) -> AdminConfig {
+    let text = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n{keys}\n\
+         [[backends]]\nname = \"db1\"\naddr = \"127.0.0.1:3306\"\n"
+    );
+    Config::from_file(&ConfigFile::parse(&text, dir).unwrap())
+        .unwrap()
+        .admin
+}
+
+fn start(keys: &str) -> (AdminServer, Arc<Fake>) {
+    start_with(&admin_config(keys, None))
+}
+
+fn start_with(config: &AdminConfig) -> (AdminServer, Arc<Fake>) {
     let api = Arc::new(Fake::default());
     let fake = Arc::clone(&api);
     let handler: Handler = Arc::new(move |req: &Request| route(req, &mut &*fake));
-    let server = AdminServer::start_with("127.0.0.1:0".parse().unwrap(), handler, limits).unwrap();
+    let server = AdminServer::start(config, handler).unwrap();
     (server, api)
 }
 
@@ -74,7 +90,7 @@ fn exchange(addr: SocketAddr, request: &[u8]) -> (u16, String) {
 
 #[test]
 fn serves_requests_over_tcp() {
-    let (server, api) = start(Limits::default());
+    let (server, api) = start("");
     let addr = server.local_addr();
     assert_eq!(
         exchange(addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"),
@@ -101,11 +117,7 @@ fn serves_requests_over_tcp() {
 
 #[test]
 fn slow_or_silent_clients_are_cut_off_at_the_deadline() {
-    let limits = Limits {
-        deadline: Duration::from_millis(300),
-        ..Limits::default()
-    };
-    let (server, _) = start(limits);
+    let (server, _) = start("request-timeout = \"300ms\"");
     let started = Instant::now();
     // Half a request, then silence.
     let (status, _) = exchange(server.local_addr(), b"GET /health HTTP/1.1\r\n");
@@ -120,7 +132,7 @@ fn slow_or_silent_clients_are_cut_off_at_the_deadline() {
 
 #[test]
 fn oversized_requests_are_refused_without_reading_them_all() {
-    let (server, _) = start(Limits::default());
+    let (server, _) = start("");
     let mut s = TcpStream::connect(server.local_addr()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     // An endless header: the server answers 431 once it passed MAX_HEAD.
@@ -140,29 +152,112 @@ fn oversized_requests_are_refused_without_reading_them_all() {
     assert_eq!(exchange(server.local_addr(), big.as_bytes()).0, 413);
 }
 
+/// Whether the server closed `s` (without answering) within a second.
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).is_ok() && out.is_empty()
+}
+
 #[test]
-fn connections_over_the_limit_get_503() {
-    let limits = Limits {
-        deadline: Duration::from_secs(2),
-        max_concurrent: 1,
-    };
-    let (server, _) = start(limits);
-    // Hold the only slot with a silent connection.
-    let hold = TcpStream::connect(server.local_addr()).unwrap();
+fn at_the_cap_a_new_connection_closes_the_oldest_silent_one() {
+    let (server, _) = start("max-connections = 1\nrequest-timeout = \"10s\"");
+    // Hold the only slot with a silent connection: the next one takes it over.
+    let mut hold = TcpStream::connect(server.local_addr()).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(
         exchange(server.local_addr(), b"GET /health HTTP/1.1\r\n\r\n").0,
-        503
+        200
     );
-    drop(hold);
+    assert!(closed_by_server(&mut hold));
+}
+
+#[test]
+fn hundreds_of_held_open_connections_do_not_lock_out_health_live() {
+    let (server, _) = start("max-connections = 4\nrequest-timeout = \"30s\"");
+    let addr = server.local_addr();
+    let mut held = Vec::new();
+    for i in 0..300 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        // Half a request, then silence (a slowloris), or nothing at all.
+        if i % 2 == 0 {
+            s.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+        }
+        held.push(s);
+        if i % 50 == 49 {
+            let started = Instant::now();
+            let live = exchange(addr, b"GET /health/live HTTP/1.1\r\n\r\n");
+            assert_eq!(live, (200, "ok\n".into()));
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+    }
+    // The server keeps at most 4 open: the oldest were closed without waiting for their
+    // request timeout.
+    let closed = held[..250]
+        .iter_mut()
+        .map(closed_by_server)
+        .filter(|&c| c)
+        .count();
+    assert_eq!(closed, 250);
+    assert_eq!(exchange(addr, b"GET /health HTTP/1.1\r\n\r\n").0, 200);
+}
+
+#[test]
+fn serves_https_with_the_configured_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    std::fs::write(dir.path().join("c.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("k.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let config = admin_config(
+        "tls = { cert = \"c.pem\", key = \"k.pem\" }",
+        Some(dir.path()),
+    );
+    let (server, _) = start_with(&config);
+    let trust = ferry_core::tls::ServerTrust::CaPem(cert.cert.pem().into_bytes());
+    let client_config = ferry_core::tls::client_config(&trust).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = rustls::ClientConnection::new(client_config, name).unwrap();
+    let sock = TcpStream::connect(server.local_addr()).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut stream = rustls::StreamOwned::new(tls, sock);
+    stream
+        .write_all(b"GET /api/backends HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("\"name\":\"db1\""), "{text}");
+    // Plaintext on the HTTPS port gets no answer.
+    let mut plain = TcpStream::connect(server.local_addr()).unwrap();
+    plain.write_all(b"GET /health HTTP/1.1\r\n\r\n").unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = plain.read_to_end(&mut out);
+    assert!(
+        !out.starts_with(b"HTTP/"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
 }
 
 #[test]
 fn bind_errors_are_reported_at_start_and_stop_is_prompt() {
-    let (server, _) = start(Limits::default());
+    let (server, _) = start("");
     let taken = server.local_addr();
     let handler: Handler = Arc::new(|_: &Request| Response::text(200, "ok\n"));
-    let err = AdminServer::start(taken, handler).unwrap_err();
+    let config = AdminConfig {
+        listen: taken,
+        ..admin_config("", None)
+    };
+    let err = AdminServer::start(&config, handler).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
     let started = Instant::now();
     server.stop();

@@ -90,11 +90,7 @@ impl AdminApi for &FakeApi {
 }
 
 fn request(method: &str, path: &str, body: &str) -> Request {
-    Request {
-        method: method.into(),
-        path: path.into(),
-        body: body.as_bytes().to_vec(),
-    }
+    Request::new(method, path, body)
 }
 
 fn call(api: &FakeApi, method: &str, path: &str, body: &str) -> (u16, String) {
@@ -120,6 +116,47 @@ fn health_follows_serving_state() {
         (503, "shutting down\n".into())
     );
     assert_eq!(call(&api, "GET", "/health/live", ""), (200, "ok\n".into()));
+}
+
+#[test]
+fn health_live_answers_while_the_process_runs() {
+    let mut api = FakeApi::new();
+    api.serving = false;
+    assert_eq!(call(&api, "GET", "/health/live", ""), (200, "ok\n".into()));
+    assert!(is_live(&request("GET", "/health/live", "")));
+    assert!(!is_live(&request("POST", "/health/live", "")));
+    assert!(!is_live(&request("GET", "/health", "")));
+    assert_eq!(call(&api, "POST", "/health/live", "").0, 405);
+}
+
+#[cfg(feature = "toml")]
+#[test]
+fn serve_checks_access_before_routing() {
+    use crate::control::config::{Config, ConfigFile};
+    let text = "[admin]\ntoken = \"admin-token-0123456789\"\n\
+                [[backends]]\nname = \"db1\"\naddr = \"127.0.0.1:3306\"\n";
+    let admin = Config::from_file(&ConfigFile::parse(text, None).unwrap())
+        .unwrap()
+        .admin;
+    let api = FakeApi::new();
+    let mut req = request("POST", "/api/backends/db2/drain", "");
+    let refused = serve(&req, &admin, &mut &api);
+    assert_eq!(refused.status, 401);
+    assert!(String::from_utf8(refused.to_bytes())
+        .unwrap()
+        .contains("\r\nWWW-Authenticate: Bearer realm=\"ferry\"\r\n"));
+    assert!(
+        !api.backends.lock().unwrap()[1].draining,
+        "refused: not done"
+    );
+    req.headers.authorization = Some("Bearer admin-token-0123456789".into());
+    assert_eq!(serve(&req, &admin, &mut &api).status, 200);
+    assert!(api.backends.lock().unwrap()[1].draining);
+    // Health needs no token.
+    assert_eq!(
+        serve(&request("GET", "/health", ""), &admin, &mut &api).status,
+        200
+    );
 }
 
 #[test]
