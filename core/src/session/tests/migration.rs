@@ -877,6 +877,20 @@ fn a_command_sent_during_the_migration_waits_and_runs_on_the_new_backend() {
     assert_eq!(mig.answer(), "db2:SELECT 1");
     let (_, _, pause, _) = mig.done().unwrap();
     assert_eq!(pause, Duration::from_millis(3), "the wait is the pause");
+    // The statement's latency counts its wait.
+    let durations: Vec<Duration> = mig
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CommandDone {
+                code: Command::COM_QUERY,
+                duration,
+                ..
+            } => Some(*duration),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(durations.last(), Some(&Duration::from_millis(3)));
 }
 
 /// Each failure leaves the session on db1, usable, with its statement.
