@@ -110,6 +110,9 @@ impl MariaDbBuilder {
                 .tempdir()
                 .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
             let datadir = dir.path().join("data");
+            // Its own tmpdir: servers sharing /tmp have lost each other's temporary-table files.
+            std::fs::create_dir(dir.path().join("tmp"))
+                .unwrap_or_else(|e| panic!("cannot create a tmpdir: {e}"));
             copy_tree_sparse(&template, &datadir).unwrap_or_else(|e| {
                 panic!(
                     "cannot copy {} to {}: {e}",
@@ -378,6 +381,7 @@ impl MariaDb {
             // --no-defaults must come first: no /etc/mysql or ~/.my.cnf may leak in.
             "--no-defaults".to_owned(),
             format!("--datadir={}", d.display()),
+            format!("--tmpdir={}", d.with_file_name("tmp").display()),
             format!("--port={}", self.port),
             "--bind-address=127.0.0.1".to_owned(),
             format!("--socket={}", self.socket.display()),
