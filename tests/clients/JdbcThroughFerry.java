@@ -126,6 +126,8 @@ public class JdbcThroughFerry {
         r.put("server_before", before);
         HttpURLConnection h = (HttpURLConnection) new URL("http://127.0.0.1:" + adminPort + "/api/backends/" + backend + "/drain").openConnection();
         h.setRequestMethod("POST");
+        // Without an admin token, ferry takes a POST only with a JSON content type (no cross-site form).
+        h.setRequestProperty("Content-Type", "application/json");
         h.setConnectTimeout(10000);
         h.setReadTimeout(10000);
         r.put("drain_status", h.getResponseCode());

@@ -15,7 +15,9 @@ function drain(adminPort, backend) {
   return new Promise((resolve, reject) => {
     const req = http.request(
       { host: '127.0.0.1', port: Number(adminPort), method: 'POST',
-        path: `/api/backends/${backend}/drain`, timeout: 10000 },
+        path: `/api/backends/${backend}/drain`, timeout: 10000,
+        // Without an admin token, ferry takes a POST only with a JSON content type.
+        headers: { 'Content-Type': 'application/json' } },
       (res) => { res.resume(); res.on('end', () => resolve(res.statusCode)); });
     req.on('error', reject);
     req.end();
