@@ -1068,6 +1068,10 @@ impl Endpoint {
             // A failed check says nothing of the monitor account.
             self.record_warning(index, warning);
         }
+        // Never judged yet (at startup, or added by a reload): unhealthy, and no reason kept. A
+        // first verdict that it is down is a change (from unknown) that the registry cannot see.
+        let unknown = self.registry.get(index).is_some_and(|b| !b.healthy())
+            && self.down_reasons.get(index).is_none_or(Option::is_none);
         match &verdict {
             Ok(_) => self.record_down_reason(index, None),
             Err(failure) if !failure.local => {
@@ -1076,6 +1080,13 @@ impl Endpoint {
             Err(_) => {}
         }
         let changed = record_verdict(&self.registry, index, &verdict);
+        if let (true, false, Err(failure), Some(b)) =
+            (unknown, changed, &verdict, self.registry.get(index))
+        {
+            if !failure.local {
+                tracing::warn!(backend = %b.name, addr = %b.addr, reason = %failure, "backend unhealthy");
+            }
+        }
         if changed && verdict.is_err() {
             self.backend_went_down(index);
         }
