@@ -1,8 +1,9 @@
 //! Health checks: the probe of one backend as a state machine ([`HealthProbe`]: connect result
 //! and bytes in, bytes to write and a verdict out), and what a verdict does to the registry.
 //!
-//! A probe connects within `health.timeout` and reads what the server sends first; the core's
-//! [`probe_greeting`] judges it (a greeting is healthy; ERR 1040, 1129 or any other ERR,
+//! A probe connects within `health.timeout` (a backend given by host name: the driver's lookup
+//! included, a name that does not resolve failing the check with the lookup's reason) and reads
+//! what the server sends first; the core's [`probe_greeting`] judges it (a greeting is healthy; ERR 1040, 1129 or any other ERR,
 //! garbage, a refused or silent connection are not). A backend that fails is skipped by new
 //! sessions and comes back when a check passes. One that answers with an ERR (it is up but
 //! refuses: full, or blocking ferry's host) is still tried by a new session when no backend is

@@ -56,7 +56,7 @@ pub use slots::AdminSlots;
 pub struct BackendInfo {
     /// Its configured name.
     pub name: String,
-    /// Its address (`IP:port`).
+    /// Its address as configured (`IP:port`, or `host:port` for one given by host name).
     pub addr: String,
     /// Passing health checks.
     pub healthy: bool,
