@@ -30,7 +30,10 @@ pub(crate) async fn connect_any(addrs: Vec<SocketAddr>) -> io::Result<TcpStream>
     Err(last)
 }
 
-/// Resolves `addr` and connects to it.
+/// Resolves `addr` and connects to it (an IP address: straight away, as before names).
 pub(crate) async fn connect(addr: BackendAddr) -> io::Result<TcpStream> {
-    connect_any(resolve(&addr).await?).await
+    match addr.ip() {
+        Some(ip) => TcpStream::connect(ip).await,
+        None => connect_any(resolve(&addr).await?).await,
+    }
 }

@@ -27,7 +27,7 @@ impl Worker {
         now: Instant,
     ) {
         if let Some(ip) = addr.ip() {
-            return self.connect_to(slot, conn, VecDeque::from([ip]), now);
+            return self.connect_to(slot, conn, ip, VecDeque::new(), now);
         }
         let Some(s) = self.sessions.get_mut(slot) else {
             return;
@@ -65,20 +65,29 @@ impl Worker {
             return;
         };
         s.resolving.swap_remove(i);
-        match result {
-            Ok(addrs) => self.connect_to(slot, conn, addrs.into(), now),
+        match result.map(VecDeque::from) {
+            Ok(mut rest) => match rest.pop_front() {
+                Some(first) => self.connect_to(slot, conn, first, rest, now),
+                // `BackendAddr::resolved` makes a lookup that found nothing an error already.
+                None => {
+                    let e = io::Error::from(io::ErrorKind::AddrNotAvailable);
+                    s.conn.connect_failed(now, conn, &e);
+                }
+            },
             Err(e) => s.conn.connect_failed(now, conn, &e),
         }
         self.after_call(slot, now);
     }
 
-    /// Starts a non-blocking connect to the first of `addrs` that takes one; the rest wait on
-    /// the socket in case it fails. None does: the last error is the connect's.
+    /// Starts a non-blocking connect to the first of `addr`, then `rest` (a host name's other
+    /// addresses), that takes one; the rest wait on the socket in case it fails. None does: the
+    /// last error is the connect's.
     fn connect_to(
         &mut self,
         slot: usize,
         conn: BackendConnId,
-        mut addrs: VecDeque<SocketAddr>,
+        addr: SocketAddr,
+        mut rest: VecDeque<SocketAddr>,
         now: Instant,
     ) {
         let Some(session_id) = self.sessions.get(slot).map(|s| s.id) else {
@@ -86,7 +95,8 @@ impl Worker {
         };
         let key = self.sockets.next_key();
         let mut connected = Err(io::Error::from(io::ErrorKind::AddrNotAvailable));
-        while let Some(addr) = addrs.pop_front() {
+        let mut next = Some(addr);
+        while let Some(addr) = next.take() {
             connected = TcpStream::connect(addr).and_then(|mut stream| {
                 self.poll.registry().register(
                     &mut stream,
@@ -98,6 +108,7 @@ impl Worker {
             if connected.is_ok() {
                 break;
             }
+            next = rest.pop_front();
         }
         match connected {
             Ok(stream) => {
@@ -113,7 +124,7 @@ impl Worker {
                     reading: true,
                     eof: false,
                     generation,
-                    fallback: addrs,
+                    fallback: rest,
                 });
                 if let Some(s) = self.sessions.get_mut(slot) {
                     s.backends.push((conn, key));
@@ -179,7 +190,10 @@ impl Worker {
                     }
                 } else {
                     // The host name's next address.
-                    self.connect_to(slot, conn, fallback, now);
+                    let mut rest = fallback;
+                    if let Some(next) = rest.pop_front() {
+                        self.connect_to(slot, conn, next, rest, now);
+                    }
                 }
                 self.after_call(slot, now);
                 false
