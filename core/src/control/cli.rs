@@ -197,6 +197,9 @@ addr = "127.0.0.1:3306"
         assert_eq!(names, ["db1", "db2"]);
         assert_eq!(c.backends[1].addr, "10.0.0.2:3307".parse().unwrap());
         assert_eq!(c.proxy.listen, "127.0.0.1:6000".parse().unwrap());
+        let named = cli(&["--backend", "db1.internal:3306"]).config().unwrap();
+        assert_eq!(named.backends[0].addr.name(), Some("db1.internal"));
+        assert!(Cli::try_parse_from(["ferry", "--backend", "db1.internal"]).is_err());
         assert_eq!(c.admin.listen, "127.0.0.1:6080".parse().unwrap());
         assert_eq!(c.auth.mode, AuthMode::Passthrough);
     }

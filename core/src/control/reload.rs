@@ -441,6 +441,37 @@ addr = "127.0.0.1:3307"
     }
 
     #[test]
+    fn a_backend_given_by_name_keeps_it_and_a_new_text_needs_a_restart() {
+        let named = BASE.replace("127.0.0.1:3307", "db2.internal:3307");
+        let running = config(&named);
+        // The same name: nothing to do (what it resolves to is looked up at each connect).
+        let d = diff(&running, config(&named), &[]).unwrap();
+        assert!(
+            d.pending_restart.is_empty() && d.changed.is_empty(),
+            "{d:?}"
+        );
+        // Its IP in place of the name, or another name: a new address, which needs a restart.
+        for text in [
+            BASE.to_owned(),
+            named.replace("db2.internal", "db2b.internal"),
+        ] {
+            let d = diff(&running, config(&text), &[]).unwrap();
+            assert_eq!(d.pending_restart, ["backends[1].addr"]);
+            assert_eq!(d.effective.backends[1].addr, running.backends[1].addr);
+        }
+        // A removed named backend comes back under its name only.
+        let without = named.replace(
+            "[[backends]]\nname = \"db2\"\naddr = \"db2.internal:3307\"\n",
+            "",
+        );
+        let removing = [("db2".to_owned(), "db2.internal:3307".parse().unwrap())];
+        let d = diff(&config(&without), config(&named), &removing).unwrap();
+        assert_eq!(d.kept, ["db2"]);
+        let err = diff(&config(&without), config(BASE), &removing).unwrap_err();
+        assert_eq!(err.problems()[0].key, "backends[1].addr");
+    }
+
+    #[test]
     fn a_kept_address_may_not_be_given_to_another_backend() {
         // db2 moves (needs a restart), and db3 takes db2's running address.
         let text = BASE.replace("127.0.0.1:3307", "127.0.0.1:4000")
