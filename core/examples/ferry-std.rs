@@ -6,13 +6,14 @@
 
 use std::collections::HashMap;
 use std::io::{self, IsTerminal, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::{mpsc, mpsc::Sender, mpsc::SyncSender, Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
 use ferry_core::control::admin::{wants_process_stats, AdminConnection, AdminSlots};
+use ferry_core::control::config::BackendAddr;
 use ferry_core::control::config::{open_files_needed, report_admin_listen, report_open_files};
 use ferry_core::control::config::{AdminConfig, LogFormat};
 use ferry_core::control::ProcessStats;
@@ -89,10 +90,37 @@ fn spawn_reader(sock: &Arc<TcpStream>, peer: Peer, tx: &Sender<Input>) -> io::Re
     })
 }
 
+/// `addr`'s addresses: a host name is looked up now (on a thread of its own, so that a resolver
+/// that hangs costs at most `limit`); what a failed lookup means is the core's.
+fn resolve(addr: &BackendAddr, limit: Duration) -> io::Result<Vec<SocketAddr>> {
+    let Some(host) = addr.name() else {
+        return addr.resolved(Ok(Vec::new())); // an IP address: no lookup
+    };
+    let (host, port, (found, wait)) = (host.to_owned(), addr.port(), mpsc::channel());
+    spawn(move || drop(found.send((host.as_str(), port).to_socket_addrs().map(Vec::from_iter))))?;
+    match wait.recv_timeout(limit) {
+        Ok(lookup) => addr.resolved(lookup),
+        Err(_) => Err(addr.resolve_timed_out(limit)),
+    }
+}
+
+/// Connects to `addr` (its addresses in order), lookup and connects within `limit`.
+fn connect(addr: &BackendAddr, limit: Duration) -> io::Result<TcpStream> {
+    let deadline = Instant::now() + limit;
+    let mut last = io::Error::from(io::ErrorKind::TimedOut);
+    for a in resolve(addr, limit)? {
+        match TcpStream::connect_timeout(&a, until(deadline).max(Duration::from_millis(1))) {
+            Ok(sock) => return Ok(sock),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// Opens backend connection `c` and starts reading it.
-fn open(sh: &Shared, addr: SocketAddr, c: u64, tx: &Sender<Input>) -> io::Result<Arc<TcpStream>> {
+fn open(sh: &Shared, addr: &BackendAddr, c: u64, tx: &Sender<Input>) -> io::Result<Arc<TcpStream>> {
     let timeout = lock(&sh.ep).config().health.timeout;
-    let sock = Arc::new(TcpStream::connect_timeout(&addr, timeout)?);
+    let sock = Arc::new(connect(addr, timeout)?);
     spawn_reader(&sock, Peer::Backend(c), tx).map(|_| sock)
 }
 
@@ -117,10 +145,14 @@ fn drain(sh: &Shared, conn: &mut Connection, socks: &mut Sockets, tx: &Sender<In
             }
         } else if let Some(event) = conn.poll_event() {
             match event {
-                IoEvent::Connect { conn: c, addr } => match open(sh, addr, c, tx) {
+                IoEvent::Connect { conn: c, addr } => match open(sh, &addr, c, tx) {
                     Ok(sock) => {
+                        let peer = sock.peer_addr(); // where a host name led
                         socks.insert(Peer::Backend(c), sock);
-                        conn.connected(Instant::now(), c);
+                        match peer {
+                            Ok(peer) => conn.connected_to(Instant::now(), c, peer),
+                            Err(_) => conn.connected(Instant::now(), c),
+                        }
                     }
                     Err(e) => conn.connect_failed(Instant::now(), c, &e),
                 },
@@ -178,7 +210,7 @@ fn session(sh: &Shared, client: TcpStream, addr: SocketAddr) {
 /// One health check: connect, then write what the probe sends (a monitor login) and read, until
 /// it has its verdict and nothing left to write.
 fn run_probe(sh: &Shared, mut probe: HealthProbe) {
-    match TcpStream::connect_timeout(&probe.addr(), probe.timeout()) {
+    match connect(probe.addr(), probe.timeout()) {
         Err(e) => probe.connect_failed(Instant::now(), &e),
         Ok(mut sock) => {
             let mut buf = [0; 4096];

@@ -8,16 +8,17 @@
 //! endpoint's.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use ferry_core::control::HealthProbe;
 use smol::future;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smol::net::TcpStream;
 use smol::Timer;
 
 use crate::proxy::{spawn, Spawner};
+use crate::resolve::{connect_any, resolve};
 use crate::shared::Inner;
 
 /// Runs the endpoint's due timers and starts the health probes they ask for (each as a task
@@ -88,9 +89,29 @@ pub(crate) async fn run(inner: Arc<Inner>, executor: Spawner) {
 /// Runs one probe and reports its verdict to the endpoint.
 async fn check(inner: Arc<Inner>, mut probe: HealthProbe) {
     let deadline = probe.deadline();
+    // A host name is looked up first, within the check's time (a lookup still running at the
+    // deadline is the verdict's reason, not a missing greeting).
+    let addr = probe.addr().clone();
+    let lookup = future::or(async { Some(resolve(&addr).await) }, async {
+        Timer::at(deadline).await;
+        None
+    })
+    .await;
+    let addrs = match lookup {
+        Some(Ok(addrs)) => addrs,
+        Some(Err(e)) => {
+            probe.connect_failed(Instant::now(), &e);
+            return finish(&inner, probe);
+        }
+        None => {
+            let e = addr.resolve_timed_out(probe.timeout());
+            probe.connect_failed(Instant::now(), &e);
+            return finish(&inner, probe);
+        }
+    };
     let timed_out = future::or(
         async {
-            probe_io(&mut probe).await;
+            probe_io(&mut probe, addrs).await;
             false
         },
         async {
@@ -102,18 +123,23 @@ async fn check(inner: Arc<Inner>, mut probe: HealthProbe) {
     if timed_out {
         probe.handle_timeout(Instant::now().max(deadline));
     }
-    {
-        let mut control = inner.control();
-        control.endpoint.probe_finished(Instant::now(), probe);
-        control.deliver();
-    }
+    finish(&inner, probe);
+}
+
+/// Hands a finished probe to the endpoint.
+fn finish(inner: &Arc<Inner>, probe: HealthProbe) {
+    let mut control = inner.control();
+    control.endpoint.probe_finished(Instant::now(), probe);
+    control.deliver();
+    drop(control);
     inner.nudge();
 }
 
-/// One probe's socket: connect, then write what the probe has to send (a monitor login) and
-/// read, until it has a verdict and nothing left to write (the caller enforces the deadline).
-async fn probe_io(probe: &mut HealthProbe) {
-    let mut stream = match TcpStream::connect(probe.addr()).await {
+/// One probe's socket: connect (to `addrs` in order), then write what the probe has to send (a
+/// monitor login) and read, until it has a verdict and nothing left to write (the caller
+/// enforces the deadline).
+async fn probe_io(probe: &mut HealthProbe, addrs: Vec<SocketAddr>) {
+    let mut stream = match connect_any(addrs).await {
         Ok(s) => s,
         Err(e) => return probe.connect_failed(Instant::now(), &e),
     };

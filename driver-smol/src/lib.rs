@@ -72,6 +72,7 @@ mod handle;
 mod process_stats;
 mod proxy;
 mod random;
+mod resolve;
 mod session;
 mod shared;
 

@@ -333,9 +333,11 @@ impl Task {
     /// Opens or closes a backend socket, as the connection asks.
     fn io_event(&mut self, event: IoEvent) {
         match event {
+            // A host name is resolved in the attempt; the connect deadline (the core's) covers
+            // the lookup too: a Close drops the future.
             IoEvent::Connect { conn, addr } => self.connecting.push(Connecting {
                 conn,
-                future: Box::pin(TcpStream::connect(addr)),
+                future: Box::pin(crate::resolve::connect(addr)),
             }),
             IoEvent::Close { conn } => {
                 if let Some(i) = self.backends.iter().position(|b| b.conn == conn) {
@@ -356,13 +358,18 @@ impl Task {
         match result {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
+                // Where a host name led (the PROXY header's destination).
+                let peer = stream.peer_addr();
                 self.backends.push(BackendSocket {
                     conn,
                     stream,
                     out: Vec::new(),
                     eof: false,
                 });
-                self.conn.connected(now, conn);
+                match peer {
+                    Ok(peer) => self.conn.connected_to(now, conn, peer),
+                    Err(_) => self.conn.connected(now, conn),
+                }
             }
             // The endpoint decides at the next sync: another backend, or the client hears of it.
             Err(e) => self.conn.connect_failed(now, conn, &e),

@@ -520,6 +520,7 @@ impl AdminApi for Fake {
                 sessions: 1,
                 draining: false,
                 health_warning: None,
+                down_reason: None,
             })
             .collect())
     }

@@ -469,7 +469,11 @@ impl Harness {
             while let Some(e) = c.conn.poll_event() {
                 progress = true;
                 match e {
-                    IoEvent::Connect { conn, addr } => connects.push((conn, addr)),
+                    IoEvent::Connect { conn, addr } => {
+                        // The backends are IP addresses: connected to without a lookup.
+                        let ip = addr.ip().expect("an IP backend");
+                        connects.push((conn, ip))
+                    }
                     IoEvent::Close { conn } => {
                         if let Some(p) = c.sockets.iter().position(|s| s.id == conn) {
                             c.sockets.remove(p);

@@ -225,7 +225,8 @@ pub enum AuthSetup {
 #[derive(Debug, Clone)]
 pub struct FerryBuilder {
     driver: Driver,
-    backends: Vec<(String, SocketAddr)>,
+    /// Name and `addr` text (an IP address, or a host name and port).
+    backends: Vec<(String, String)>,
     /// Extra keys of `[[backends]]` entries, by backend name.
     backend_keys: Vec<(String, String)>,
     auth: AuthSetup,
@@ -251,7 +252,14 @@ pub struct FerryBuilder {
 impl FerryBuilder {
     /// Adds a `[[backends]]` entry.
     pub fn backend(mut self, name: &str, addr: SocketAddr) -> Self {
-        self.backends.push((name.to_owned(), addr));
+        self.backends.push((name.to_owned(), addr.to_string()));
+        self
+    }
+
+    /// Adds a `[[backends]]` entry whose `addr` is `addr` as written (e.g. `localhost:3306`,
+    /// a host name ferry resolves at each connect).
+    pub fn backend_at(mut self, name: &str, addr: &str) -> Self {
+        self.backends.push((name.to_owned(), addr.to_owned()));
         self
     }
 

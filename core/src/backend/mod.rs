@@ -67,6 +67,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod addr;
 mod auth;
 mod config;
 mod error;
@@ -78,6 +79,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
+pub use addr::{AddrError, BackendAddr, ResolveError};
 pub use config::{BackendConfig, BackendTls, FixedAuth, RelayedAuth, DEFAULT_COLLATION};
 pub use error::{BackendError, UsageError};
 pub use response::{PacketKind, ResponseSummary, SessionChanges};

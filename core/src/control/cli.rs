@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::control::config::{
-    AuthMode, BackendSection, Config, ConfigError, ConfigFile, LogFormat, LogLevel,
+    AuthMode, BackendAddr, BackendSection, Config, ConfigError, ConfigFile, LogFormat, LogLevel,
 };
 
 /// ferry: a MySQL-protocol proxy that moves live sessions between backends.
@@ -38,15 +38,15 @@ pub struct Cli {
     /// Address clients connect to [default: 127.0.0.1:6000].
     #[arg(long, value_name = "ADDR", env = "FERRY_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// A backend server (repeatable; comma-separated in FERRY_BACKEND); replaces the file's
-    /// backends, named db1, db2, ...
+    /// A backend server, IP:port or host:port (repeatable; comma-separated in FERRY_BACKEND);
+    /// replaces the file's backends, named db1, db2, ...
     #[arg(
         long = "backend",
         value_name = "ADDR",
         env = "FERRY_BACKEND",
         value_delimiter = ','
     )]
-    pub backends: Vec<SocketAddr>,
+    pub backends: Vec<BackendAddr>,
     /// Address of the admin HTTP endpoint (/health, /metrics, /api) [default: 127.0.0.1:6080].
     #[arg(long, value_name = "ADDR", env = "FERRY_ADMIN")]
     pub admin: Option<SocketAddr>,
@@ -197,6 +197,9 @@ addr = "127.0.0.1:3306"
         assert_eq!(names, ["db1", "db2"]);
         assert_eq!(c.backends[1].addr, "10.0.0.2:3307".parse().unwrap());
         assert_eq!(c.proxy.listen, "127.0.0.1:6000".parse().unwrap());
+        let named = cli(&["--backend", "db1.internal:3306"]).config().unwrap();
+        assert_eq!(named.backends[0].addr.name(), Some("db1.internal"));
+        assert!(Cli::try_parse_from(["ferry", "--backend", "db1.internal"]).is_err());
         assert_eq!(c.admin.listen, "127.0.0.1:6080".parse().unwrap());
         assert_eq!(c.auth.mode, AuthMode::Passthrough);
     }

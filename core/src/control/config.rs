@@ -4,7 +4,7 @@
 //! Loading is two steps so that command-line flags can override the file before anything is
 //! checked: [`ConfigFile::load`] (or [`ConfigFile::parse`]) reads the TOML, refusing unknown keys,
 //! then [`Config::from_file`] applies the defaults and checks everything, naming the key and the
-//! reason of each problem (`backends[1].addr: invalid socket address "x"`). Nothing here depends
+//! reason of each problem (`backends[1].addr: invalid address "x": missing port`). Nothing here depends
 //! on a driver: every driver uses the same types.
 //!
 //! ```toml
@@ -41,7 +41,12 @@
 //!
 //! [[backends]]                    # at least one
 //! name = "db1"                    # letters, digits, '-', '_', '.'; unique
-//! addr = "127.0.0.1:3306"         # IP:port; unique
+//! addr = "127.0.0.1:3306"         # IP:port, [IPv6]:port or host:port; unique. A host name is
+//!                                 # resolved at each connect (sessions, migrations, failovers,
+//!                                 # health checks) with the system resolver (getaddrinfo), no
+//!                                 # cache but the system's: a DNS change is followed. Its
+//!                                 # addresses are tried in order; a name that does not resolve
+//!                                 # is a backend that is down (the reason in /api/backends)
 //! proxy-protocol = false          # default; true: each connection to it starts with a PROXY
 //!                                 # protocol v2 header carrying the client's address (MariaDB:
 //!                                 # proxy_protocol_networks must include ferry's address)
@@ -59,7 +64,7 @@
 //!
 //! [backend-tls]                   # optional: TLS to the backends
 //! ca = "ca.pem"                   # or: insecure-trust-all = true (tests only)
-//! server-name = "db.internal"     # optional; default: the backend's IP
+//! server-name = "db.internal"     # optional; default: the first backend's host name or IP
 //!
 //! [health]
 //! interval = "500ms"             # default: from one round's start to the next
@@ -112,6 +117,7 @@ use std::time::Duration;
 
 use crate::auth::native::NativeStage2Hash;
 use crate::auth::{ClientSecret, Credential, Password};
+pub use crate::backend::BackendAddr;
 use crate::balance::RebalancePolicy;
 use crate::proxy_protocol::Network;
 use crate::tls::{self, ServerTrust};
@@ -423,8 +429,8 @@ impl fmt::Debug for AdminTlsConfig {
 pub struct BackendConfig {
     /// Unique name (used in URLs, metrics labels and logs).
     pub name: String,
-    /// Its address.
-    pub addr: SocketAddr,
+    /// Its address: an IP address, or a host name resolved at each connect.
+    pub addr: BackendAddr,
     /// Every connection to it starts with a PROXY protocol v2 header carrying the client's
     /// address (MariaDB's `proxy_protocol_networks` must then include ferry's).
     pub proxy_protocol: bool,
@@ -632,6 +638,20 @@ impl Checker {
         }
     }
 
+    /// `IP:port`, `[IPv6]:port` or `host:port`.
+    fn backend_addr(&mut self, key: &str, text: &str) -> Option<BackendAddr> {
+        match text.parse() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                self.push(
+                    key,
+                    format!("invalid address {text:?}: {e} (expected IP:port or host:port)"),
+                );
+                None
+            }
+        }
+    }
+
     fn positive(
         &mut self,
         key: &str,
@@ -772,7 +792,7 @@ fn check_backends(p: &mut Checker, sections: &[BackendSection]) -> Vec<BackendCo
         p.push("backends", "at least one backend is required");
     }
     let mut names: HashMap<&str, usize> = HashMap::new();
-    let mut addrs: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut addrs: HashMap<BackendAddr, usize> = HashMap::new();
     let mut out = Vec::new();
     for (i, b) in sections.iter().enumerate() {
         let name_ok = valid_name(&b.name);
@@ -790,9 +810,9 @@ fn check_backends(p: &mut Checker, sections: &[BackendSection]) -> Vec<BackendCo
                 format!("duplicate name {:?} (also backends[{first}])", b.name),
             );
         }
-        let addr = p.addr(&format!("backends[{i}].addr"), &b.addr);
-        if let Some(a) = addr {
-            if let Some(first) = addrs.insert(a, i) {
+        let addr = p.backend_addr(&format!("backends[{i}].addr"), &b.addr);
+        if let Some(a) = &addr {
+            if let Some(first) = addrs.insert(a.clone(), i) {
                 p.push(
                     format!("backends[{i}].addr"),
                     format!("duplicate address {a} (also backends[{first}])"),

@@ -4,7 +4,10 @@
 //! It wraps the core's [`ProxySession`] and turns the session's events into two kinds of output:
 //!
 //! - **I/O for the driver** ([`IoEvent`]): open a TCP connection to this address, close that
-//!   backend socket. The backend is already chosen; the driver never decides.
+//!   backend socket. The backend is already chosen; the driver never decides. A backend given by
+//!   host name is resolved by the driver at each connect ([`BackendAddr::resolved`]: its
+//!   addresses in order, or the failure to report); the connect's deadline (the session's
+//!   connect timeout) covers the lookup too.
 //! - **Work for the [`Endpoint`](super::Endpoint)**: choosing a backend, failover after a failed
 //!   connect or a refusal, the session listing, migration bookkeeping. The work waits in the
 //!   connection until the driver calls [`Endpoint::sync`](super::Endpoint::sync), which it does
@@ -18,7 +21,8 @@
 //! backend connection to a backend configured for it gets a v2 header as its first bytes, queued
 //! when the TCP connection opens (the server speaks first in MySQL, the header goes before its
 //! greeting is even read). Every backend connection a session opens (login, migration, failover)
-//! goes through [`Connection::connected`], so each carries the header.
+//! goes through [`Connection::connected_to`], so each carries the header, with the address the
+//! socket reached as its destination.
 //!
 //! The drain rule, for every driver, after any call into a connection:
 //!
@@ -33,12 +37,13 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
 
+use crate::backend::BackendAddr;
 use crate::proxy_protocol::{self, ProxyHeader};
 use crate::session::{
     BackendConnId, Event, MigrationRefused, MigrationStart, Peer, PinReason, ProxySession,
@@ -50,20 +55,22 @@ use crate::{ProtocolError, RandomSource};
 use super::counters::Counters;
 use super::endpoint::Command;
 use super::failed_logins::FailedLogin;
-use super::health::is_local_exhaustion;
+use super::health::{connect_reason, is_local_exhaustion};
 use super::proxy_header::{ClientGate, Refusal, Step};
 
 /// Socket work for the driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum IoEvent {
-    /// Open a TCP connection to `addr` for backend connection `conn`; answer with
-    /// [`Connection::connected`] or [`Connection::connect_failed`].
+    /// Open a TCP connection to `addr` for backend connection `conn` (a host name: resolved
+    /// now, its addresses tried in order); answer with [`Connection::connected_to`] or
+    /// [`Connection::connect_failed`] (a failed lookup: the error of
+    /// [`BackendAddr::resolved`]).
     Connect {
         /// The connection to open.
         conn: BackendConnId,
         /// Where.
-        addr: SocketAddr,
+        addr: BackendAddr,
     },
     /// Close the socket of `conn` once its queued bytes are written (or drop its connect attempt).
     Close {
@@ -79,7 +86,7 @@ pub(super) struct BackendSlot {
     /// Registry index (its session count includes this connection until released).
     pub(super) index: usize,
     pub(super) name: String,
-    pub(super) addr: SocketAddr,
+    pub(super) addr: BackendAddr,
     /// Send a PROXY protocol v2 header first.
     pub(super) proxy_protocol: bool,
     /// Chosen by the built-in policy, so another backend may be tried if it cannot be reached.
@@ -102,6 +109,8 @@ pub(super) enum Work {
         /// ferry itself is out of descriptors or memory: not the backend's fault.
         local: bool,
         error: String,
+        /// Why the backend is down, as `/api/backends` shows it (a health check's wording).
+        reason: String,
     },
     /// The backend answered the session's connection with an ERR in place of its greeting.
     Refused {
@@ -296,19 +305,40 @@ impl Connection {
         self.absorb_events(now);
     }
 
-    /// The TCP connection for `conn` is open.
+    /// The TCP connection for `conn` is open (to the configured address; for a backend given
+    /// by host name, [`Connection::connected_to`] tells which address the name led to).
     pub fn connected(&mut self, now: Instant, conn: BackendConnId) {
+        let peer = self
+            .backends
+            .iter()
+            .find(|b| b.conn == conn)
+            .and_then(|b| b.addr.ip());
+        self.open(now, conn, peer);
+    }
+
+    /// The TCP connection for `conn` is open to `peer` (the socket's peer: for a backend given
+    /// by host name, the address its lookup gave).
+    pub fn connected_to(&mut self, now: Instant, conn: BackendConnId, peer: SocketAddr) {
+        self.open(now, conn, Some(peer));
+    }
+
+    fn open(&mut self, now: Instant, conn: BackendConnId, peer: Option<SocketAddr>) {
         let Some(slot) = self.backends.iter().find(|b| b.conn == conn) else {
             return;
         };
         let name = slot.name.clone();
-        tracing::debug!(session = self.id, backend = %name, "backend connected");
+        tracing::debug!(session = self.id, backend = %name, ?peer, "backend connected");
         if slot.proxy_protocol {
-            // Destination: the backend's address; ferry's end of the socket is the driver's to
-            // know, and MariaDB reads only the source.
+            // Destination: the backend's address (where the socket went; unspecified if the
+            // driver could not say for a host name); ferry's end of the socket is the driver's
+            // to know, and MariaDB reads only the source.
+            let destination = peer.or(slot.addr.ip()).unwrap_or(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                slot.addr.port(),
+            ));
             self.transmits.push_back(Transmit {
                 peer: Peer::Backend(conn),
-                data: proxy_protocol::encode_v2(self.client, slot.addr),
+                data: proxy_protocol::encode_v2(self.client, destination),
             });
         }
         self.session.backend_connected(now, conn, &name);
@@ -326,6 +356,7 @@ impl Connection {
             slot,
             local: is_local_exhaustion(error),
             error: error.to_string(),
+            reason: connect_reason(error),
         });
     }
 
@@ -425,7 +456,7 @@ impl Connection {
         tracing::trace!(session = self.id, conn = slot.conn, addr = %slot.addr, "connecting");
         self.io.push_back(IoEvent::Connect {
             conn: slot.conn,
-            addr: slot.addr,
+            addr: slot.addr.clone(),
         });
         // One backend connection at a time but during a migration: no room for four.
         self.backends.reserve_exact(1);

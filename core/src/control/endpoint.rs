@@ -169,6 +169,8 @@ pub struct Endpoint {
     monitor: Option<Arc<BackendConfig>>,
     /// Per registry index: the last check's warning (a refused monitor login).
     health_warnings: Vec<Option<String>>,
+    /// Per registry index: why it is down (the last failed check or backend connect).
+    down_reasons: Vec<Option<String>>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -236,6 +238,7 @@ impl Endpoint {
             log_limiter: LogLimiter::default(),
             monitor,
             health_warnings: vec![None; config.backends.len()],
+            down_reasons: vec![None; config.backends.len()],
         }
     }
 
@@ -299,6 +302,15 @@ impl Endpoint {
                 .and_then(|i| self.health_warnings.get(i));
             if let Some(warning) = warning {
                 info.health_warning.clone_from(warning);
+            }
+            if !info.healthy {
+                let reason = self
+                    .registry
+                    .find(&info.name)
+                    .and_then(|i| self.down_reasons.get(i));
+                if let Some(reason) = reason {
+                    info.down_reason.clone_from(reason);
+                }
             }
         }
         infos
@@ -537,10 +549,23 @@ impl Endpoint {
         while let Some(work) = conn.work.pop_front() {
             match work {
                 Work::NeedBackend { conn: c, target } => self.connect(now, conn, c, target),
-                Work::ConnectFailed { slot, local, error } => {
+                Work::ConnectFailed {
+                    slot,
+                    local,
+                    error,
+                    reason,
+                } => {
+                    if !local {
+                        self.record_down_reason(slot.index, Some(reason));
+                    }
                     self.connect_failed(now, conn, slot, local, &error)
                 }
                 Work::Refused { backend, error } => {
+                    if let Some(index) = self.registry.find(&backend) {
+                        let reason =
+                            format!("refused a connection: {} {}", error.code, error.message);
+                        self.record_down_reason(index, Some(reason));
+                    }
                     record_refusal(&self.registry, &backend, &error);
                 }
                 Work::Release { index } => self.registry.release(index),
@@ -673,7 +698,7 @@ impl Endpoint {
             conn: c,
             index,
             name: b.name.clone(),
-            addr: b.addr,
+            addr: b.addr.clone(),
             proxy_protocol: b.proxy_protocol,
             picked,
             attempts,
@@ -716,7 +741,7 @@ impl Endpoint {
         }
         let reason = ConnectFailure::Unreachable {
             backend: name.clone(),
-            addr: *addr,
+            addr: addr.clone(),
             error: error.to_owned(),
         };
         self.fail_connect(now, conn, *c, reason);
@@ -1013,7 +1038,7 @@ impl Endpoint {
             .rev()
             .filter(|(_, b)| !b.retired())
             .map(|(i, b)| {
-                let probe = HealthProbe::new(round, i, b.addr, now, timeout);
+                let probe = HealthProbe::new(round, i, b.addr.clone(), now, timeout);
                 match &self.monitor {
                     Some(login) => probe.with_login(Arc::clone(login)),
                     None => probe,
@@ -1043,7 +1068,25 @@ impl Endpoint {
             // A failed check says nothing of the monitor account.
             self.record_warning(index, warning);
         }
+        // Never judged yet (at startup, or added by a reload): unhealthy, and no reason kept. A
+        // first verdict that it is down is a change (from unknown) that the registry cannot see.
+        let unknown = self.registry.get(index).is_some_and(|b| !b.healthy())
+            && self.down_reasons.get(index).is_none_or(Option::is_none);
+        match &verdict {
+            Ok(_) => self.record_down_reason(index, None),
+            Err(failure) if !failure.local => {
+                self.record_down_reason(index, Some(failure.reason.clone()))
+            }
+            Err(_) => {}
+        }
         let changed = record_verdict(&self.registry, index, &verdict);
+        if let (true, false, Err(failure), Some(b)) =
+            (unknown, changed, &verdict, self.registry.get(index))
+        {
+            if !failure.local {
+                tracing::warn!(backend = %b.name, addr = %b.addr, reason = %failure, "backend unhealthy");
+            }
+        }
         if changed && verdict.is_err() {
             self.backend_went_down(index);
         }
@@ -1059,6 +1102,18 @@ impl Endpoint {
         }
         if changed {
             self.plan(now);
+        }
+    }
+
+    /// Keeps why backend `index` is down (or `None`: it is up) for `/api/backends`. The log
+    /// says it where the health changes (`record_verdict`, `connect_failed`), once per change.
+    fn record_down_reason(&mut self, index: usize, reason: Option<String>) {
+        if self.down_reasons.len() <= index {
+            // A backend a reload added.
+            self.down_reasons.resize(index + 1, None);
+        }
+        if let Some(slot) = self.down_reasons.get_mut(index) {
+            *slot = reason;
         }
     }
 

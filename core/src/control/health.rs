@@ -1,8 +1,9 @@
 //! Health checks: the probe of one backend as a state machine ([`HealthProbe`]: connect result
 //! and bytes in, bytes to write and a verdict out), and what a verdict does to the registry.
 //!
-//! A probe connects within `health.timeout` and reads what the server sends first; the core's
-//! [`probe_greeting`] judges it (a greeting is healthy; ERR 1040, 1129 or any other ERR,
+//! A probe connects within `health.timeout` (a backend given by host name: the driver's lookup
+//! included, a name that does not resolve failing the check with the lookup's reason) and reads
+//! what the server sends first; the core's [`probe_greeting`] judges it (a greeting is healthy; ERR 1040, 1129 or any other ERR,
 //! garbage, a refused or silent connection are not). A backend that fails is skipped by new
 //! sessions and comes back when a check passes. One that answers with an ERR (it is up but
 //! refuses: full, or blocking ferry's host) is still tried by a new session when no backend is
@@ -29,13 +30,12 @@
 mod login;
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::backend::BackendConfig;
+use crate::backend::{BackendAddr, BackendConfig, ResolveError};
 use crate::balance::{probe_greeting, Probe, Unhealthy, MAX_GREETING_SIZE};
 use crate::ProtocolError;
 
@@ -66,17 +66,32 @@ impl CheckFailure {
     fn connect(error: &io::Error) -> Self {
         Self {
             local: is_local_exhaustion(error),
-            ..Self::down(format!("connect: {error}"))
+            ..Self::down(connect_reason(error))
         }
+    }
+}
+
+/// Why a connect failed, as `/api/backends` and the log say it: `connect: <error>`, or for a
+/// name that did not resolve, `cannot resolve "db1.internal": <error>`.
+pub(super) fn connect_reason(error: &io::Error) -> String {
+    match ResolveError::of(error) {
+        Some(r) => r.to_string(),
+        None => format!("connect: {error}"),
     }
 }
 
 /// Is `error` (from opening a connection) ferry running out of its own resources: descriptors
 /// (EMFILE, ENFILE), buffers or memory? Such a failure must not mark a backend down: every
 /// backend would fail alike, and they would all stay down after the descriptors free up.
+/// A name lookup that failed so (or that the driver's resolver had no room for) is too.
 pub fn is_local_exhaustion(error: &io::Error) -> bool {
+    let os = match ResolveError::of(error) {
+        Some(r) if r.is_busy() => return true,
+        Some(r) => r.raw_os_error(),
+        None => error.raw_os_error(),
+    };
     matches!(
-        error.raw_os_error(),
+        os,
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
 }
@@ -91,7 +106,8 @@ impl std::fmt::Display for CheckFailure {
 pub type Verdict = Result<String, CheckFailure>;
 
 /// One health check of one backend, without I/O. The driver connects to [`HealthProbe::addr`]
-/// (giving up at [`HealthProbe::deadline`]), then until [`HealthProbe::is_done`]: writes what
+/// (a host name resolved first, its addresses tried in order, all within the check's time,
+/// giving up at [`HealthProbe::deadline`]), then until [`HealthProbe::is_done`]: writes what
 /// [`HealthProbe::poll_transmit`] gives (with a monitor account; reporting a failed write with
 /// [`HealthProbe::write_failed`]), reads and reports what happens with the `handle_*` methods.
 /// Then it closes the socket and hands the probe to
@@ -104,7 +120,7 @@ pub struct HealthProbe {
     /// The round it belongs to (the endpoint counts a round's probes back in).
     round: u64,
     backend: usize,
-    addr: SocketAddr,
+    addr: BackendAddr,
     timeout: Duration,
     deadline: Instant,
     bytes: Vec<u8>,
@@ -119,7 +135,7 @@ impl HealthProbe {
     pub(super) fn new(
         round: u64,
         backend: usize,
-        addr: SocketAddr,
+        addr: BackendAddr,
         now: Instant,
         timeout: Duration,
     ) -> Self {
@@ -153,9 +169,11 @@ impl HealthProbe {
         self.backend
     }
 
-    /// The backend's address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    /// The backend's address (a host name: resolve it for each check, and report a failed
+    /// lookup to [`HealthProbe::connect_failed`] with the error of
+    /// [`BackendAddr::resolved`]).
+    pub fn addr(&self) -> &BackendAddr {
+        &self.addr
     }
 
     /// The whole check (connect and greeting) must end by then.
@@ -194,8 +212,12 @@ impl HealthProbe {
     }
 
     /// The connection could not be opened (or the socket failed before any byte came); at or
-    /// past the deadline, the check timed out.
+    /// past the deadline, the check timed out. A name that did not resolve is down for that
+    /// reason, whenever the lookup gave up (a lookup that outlived the check's time says so).
     pub fn connect_failed(&mut self, now: Instant, error: &io::Error) {
+        if ResolveError::of(error).is_some() {
+            return self.decide(Err(CheckFailure::connect(error)));
+        }
         self.handle_timeout(now);
         if error.kind() == io::ErrorKind::TimedOut {
             return self.handle_timeout(self.deadline);
@@ -500,6 +522,74 @@ mod tests {
         let (p, _) = probe();
         let err = p.into_verdict().unwrap_err();
         assert!(err.reason.contains("no greeting") && !err.local, "{err}");
+    }
+
+    #[test]
+    fn a_name_that_does_not_resolve_is_down_with_the_lookups_reason() {
+        let now = Instant::now();
+        let addr: BackendAddr = "db1.internal:3306".parse().unwrap();
+        let lookup = io::Error::other("Name or service not known");
+        let error = addr
+            .resolved::<Vec<std::net::SocketAddr>>(Err(lookup))
+            .unwrap_err();
+        let mut p = HealthProbe::new(1, 0, addr.clone(), now, TIMEOUT);
+        assert_eq!(p.addr(), &addr);
+        p.connect_failed(now, &error);
+        assert!(p.is_done());
+        let err = failure(p.verdict().cloned());
+        assert_eq!(
+            err.reason,
+            "cannot resolve \"db1.internal\": Name or service not known"
+        );
+        assert!(!err.local && !err.refusing, "{err:?}");
+        // Found no address: down too.
+        let mut p = HealthProbe::new(1, 0, addr.clone(), now, TIMEOUT);
+        p.connect_failed(now, &addr.resolved(Ok(Vec::new())).unwrap_err());
+        let err = failure(p.verdict().cloned());
+        assert!(
+            err.reason.ends_with("no address found") && !err.local,
+            "{err}"
+        );
+        // A lookup the driver gave up at the deadline says so, not "no greeting".
+        let mut p = HealthProbe::new(1, 0, addr.clone(), now, TIMEOUT);
+        p.connect_failed(now + TIMEOUT, &addr.resolve_timed_out(TIMEOUT));
+        let err = failure(p.verdict().cloned());
+        assert!(
+            err.reason.contains("cannot resolve") && err.reason.contains("no answer within"),
+            "{err}"
+        );
+        // ferry's own trouble (a full resolver queue, no descriptors) leaves health unchanged.
+        let registry = Registry::new(&[crate::control::config::BackendConfig {
+            name: "db1".into(),
+            addr: addr.clone(),
+            proxy_protocol: false,
+        }]);
+        assert!(record_verdict(&registry, 0, &Ok("10.11".into())));
+        for local in [
+            addr.resolver_busy(),
+            addr.resolved::<Vec<std::net::SocketAddr>>(Err(io::Error::from_raw_os_error(
+                libc::EMFILE,
+            )))
+            .unwrap_err(),
+        ] {
+            assert!(is_local_exhaustion(&local), "{local}");
+            let mut p = HealthProbe::new(1, 0, addr.clone(), now, TIMEOUT);
+            p.connect_failed(now, &local);
+            let verdict = p.into_verdict();
+            assert!(verdict.as_ref().unwrap_err().local);
+            assert!(!record_verdict(&registry, 0, &verdict));
+            assert!(registry.get(0).unwrap().healthy());
+        }
+        // The failed lookup takes it down (a change, logged once).
+        let mut p = HealthProbe::new(1, 0, addr.clone(), now, TIMEOUT);
+        p.connect_failed(now, &error);
+        let verdict = p.into_verdict();
+        assert!(record_verdict(&registry, 0, &verdict));
+        assert!(
+            !record_verdict(&registry, 0, &verdict),
+            "still down: no change"
+        );
+        assert!(!registry.get(0).unwrap().healthy());
     }
 
     #[test]

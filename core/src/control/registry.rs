@@ -8,21 +8,20 @@
 //! backend. A tombstone is a name, an address and a few flags; a proxy would need millions of
 //! reloads that each remove a backend before they weigh anything.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::balance::{pick_backend, BackendLoad};
 
 use crate::control::admin::{ApiError, BackendInfo};
-use crate::control::config::BackendConfig;
+use crate::control::config::{BackendAddr, BackendConfig};
 
 /// One backend's shared state.
 #[derive(Debug)]
 pub struct Backend {
     /// Configured name.
     pub name: String,
-    /// Address.
-    pub addr: SocketAddr,
+    /// Address (an IP address, or a host name resolved at each connect).
+    pub addr: BackendAddr,
     /// Connections to it start with a PROXY protocol v2 header.
     pub proxy_protocol: bool,
     healthy: AtomicBool,
@@ -63,7 +62,7 @@ impl Backend {
     fn new(config: &BackendConfig) -> Self {
         Self {
             name: config.name.clone(),
-            addr: config.addr,
+            addr: config.addr.clone(),
             proxy_protocol: config.proxy_protocol,
             healthy: AtomicBool::new(false),
             refusing: AtomicBool::new(false),
@@ -241,6 +240,7 @@ impl Registry {
                 sessions: b.sessions.load(Ordering::Relaxed) as u64,
                 draining: b.draining(),
                 health_warning: None,
+                down_reason: None,
             })
             .collect()
     }

@@ -27,11 +27,10 @@
 //! applied), which `SIGHUP` and `POST /api/config/reload` both use.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use super::config::{BackendConfig, Config, ConfigError, Problem};
+use super::config::{BackendAddr, BackendConfig, Config, ConfigError, Problem};
 
 /// Where a reload reads the configuration: the driver's side of it (reading files is I/O).
 /// Called while the endpoint is locked: it reads a small file and returns.
@@ -123,7 +122,7 @@ pub(crate) struct Diff {
 pub(crate) fn diff(
     running: &Config,
     mut new: Config,
-    removing: &[(String, SocketAddr)],
+    removing: &[(String, BackendAddr)],
 ) -> Result<Diff, ConfigError> {
     let admin_tls = |c: &Config| {
         c.admin
@@ -169,23 +168,25 @@ pub(crate) fn diff(
     new.auth.mode = running.auth.mode;
     new.migration.mode = running.migration.mode;
 
-    let running_addr: HashMap<&str, SocketAddr> = running
+    // A backend given by name keeps its name: a change of what it resolves to needs nothing
+    // (each connect resolves it again); a change of the configured text needs a restart.
+    let running_addr: HashMap<&str, &BackendAddr> = running
         .backends
         .iter()
-        .map(|b| (b.name.as_str(), b.addr))
+        .map(|b| (b.name.as_str(), &b.addr))
         .collect();
-    let removing_addr: HashMap<&str, SocketAddr> =
-        removing.iter().map(|(n, a)| (n.as_str(), *a)).collect();
+    let removing_addr: HashMap<&str, &BackendAddr> =
+        removing.iter().map(|(n, a)| (n.as_str(), a)).collect();
     let mut problems = Vec::new();
     let (mut added, mut kept) = (Vec::new(), Vec::new());
     for (i, b) in new.backends.iter_mut().enumerate() {
         if let Some(&addr) = running_addr.get(b.name.as_str()) {
-            if addr != b.addr {
+            if *addr != b.addr {
                 pending.push(format!("backends[{i}].addr"));
-                b.addr = addr;
+                b.addr = addr.clone();
             }
         } else if let Some(&addr) = removing_addr.get(b.name.as_str()) {
-            if addr == b.addr {
+            if *addr == b.addr {
                 kept.push(b.name.clone());
             } else {
                 problems.push(Problem {
@@ -202,9 +203,9 @@ pub(crate) fn diff(
             added.push(b.clone());
         }
     }
-    let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut seen: HashMap<&BackendAddr, usize> = HashMap::new();
     for (i, b) in new.backends.iter().enumerate() {
-        if let Some(first) = seen.insert(b.addr, i) {
+        if let Some(first) = seen.insert(&b.addr, i) {
             problems.push(Problem {
                 key: format!("backends[{i}].addr"),
                 reason: format!(
@@ -437,6 +438,37 @@ addr = "127.0.0.1:3307"
         let err = diff(&running, config(&moved), &removing).unwrap_err();
         assert_eq!(err.problems()[0].key, "backends[0].addr");
         assert!(err.to_string().contains("still being removed"), "{err}");
+    }
+
+    #[test]
+    fn a_backend_given_by_name_keeps_it_and_a_new_text_needs_a_restart() {
+        let named = BASE.replace("127.0.0.1:3307", "db2.internal:3307");
+        let running = config(&named);
+        // The same name: nothing to do (what it resolves to is looked up at each connect).
+        let d = diff(&running, config(&named), &[]).unwrap();
+        assert!(
+            d.pending_restart.is_empty() && d.changed.is_empty(),
+            "{d:?}"
+        );
+        // Its IP in place of the name, or another name: a new address, which needs a restart.
+        for text in [
+            BASE.to_owned(),
+            named.replace("db2.internal", "db2b.internal"),
+        ] {
+            let d = diff(&running, config(&text), &[]).unwrap();
+            assert_eq!(d.pending_restart, ["backends[1].addr"]);
+            assert_eq!(d.effective.backends[1].addr, running.backends[1].addr);
+        }
+        // A removed named backend comes back under its name only.
+        let without = named.replace(
+            "[[backends]]\nname = \"db2\"\naddr = \"db2.internal:3307\"\n",
+            "",
+        );
+        let removing = [("db2".to_owned(), "db2.internal:3307".parse().unwrap())];
+        let d = diff(&config(&without), config(&named), &removing).unwrap();
+        assert_eq!(d.kept, ["db2"]);
+        let err = diff(&config(&without), config(BASE), &removing).unwrap_err();
+        assert_eq!(err.problems()[0].key, "backends[1].addr");
     }
 
     #[test]

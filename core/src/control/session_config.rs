@@ -69,12 +69,13 @@ pub fn session_config(config: &Config) -> Result<SessionConfig, ConfigError> {
                 }])
             })?),
         };
-        // One name for all backends: the configured one, else the first backend's IP.
+        // One name for all backends: the configured one, else the first backend's host name
+        // or IP.
         let server_name = tls.server_name.clone().unwrap_or_else(|| {
             config
                 .backends
                 .first()
-                .map(|b| b.addr.ip().to_string())
+                .map(|b| b.addr.host())
                 .unwrap_or_default()
         });
         session.backend.tls = Some(BackendTls {

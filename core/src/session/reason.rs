@@ -7,8 +7,6 @@
 //! Their `Display` texts are what clients see in ERR 1429 ("Can't connect to the backend server
 //! (ferry: …)") and what the logs show: they are part of the behaviour, keep them stable.
 
-use std::net::SocketAddr;
-
 use crate::backend::BackendError;
 
 /// Why the driver could not open a backend connection
@@ -34,8 +32,8 @@ pub enum ConnectFailure {
     Unreachable {
         /// The backend's name.
         backend: String,
-        /// The address connected to.
-        addr: SocketAddr,
+        /// The address connected to (as configured: an IP address or a host name).
+        addr: crate::backend::BackendAddr,
         /// The OS error.
         error: String,
     },
@@ -117,7 +115,7 @@ mod tests {
     fn display_keeps_the_texts_of_the_string_reasons() {
         let unreachable = ConnectFailure::Unreachable {
             backend: "db1".into(),
-            addr: SocketAddr::from(([10, 0, 0, 7], 3306)),
+            addr: std::net::SocketAddr::from(([10, 0, 0, 7], 3306)).into(),
             error: "Connection refused (os error 111)".into(),
         };
         let cases: Vec<(String, &str)> = vec![

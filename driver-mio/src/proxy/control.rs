@@ -7,7 +7,6 @@
 //! others). What a verdict means is the endpoint's.
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -15,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use ferry_core::control::HealthProbe;
 
+use super::resolver::connect_within;
 use super::shared::Shared;
 
 /// The longest the thread sleeps without looking at the endpoint's timers.
@@ -51,7 +51,7 @@ const MIN_WRITE_TIME: Duration = Duration::from_millis(50);
 /// One probe's socket: connect within its timeout, then write what the probe has to send (a
 /// monitor login) and read, until it has a verdict and nothing left to write.
 fn run_probe(mut probe: HealthProbe) -> HealthProbe {
-    let mut stream = match TcpStream::connect_timeout(&probe.addr(), probe.timeout()) {
+    let mut stream = match connect_within(probe.addr(), probe.timeout()) {
         Ok(s) => s,
         Err(e) => {
             probe.connect_failed(Instant::now(), &e);

@@ -20,6 +20,7 @@
 mod control;
 mod listen;
 mod random;
+mod resolver;
 mod shared;
 mod slab;
 mod timers;
@@ -40,6 +41,7 @@ use crate::process_stats;
 pub use random::OsRandom;
 
 use control::ControlThread;
+use resolver::Resolver;
 use shared::{Mailbox, Shared};
 use worker::Worker;
 
@@ -88,6 +90,8 @@ impl Proxy {
             control: Some(control),
             admin: Some(admin),
         };
+        // Its threads end with the workers, which hold its only handles.
+        let resolver = Resolver::start(&shared)?;
         let mut mailboxes = Vec::with_capacity(workers);
         for (index, listener) in listeners.into_iter().enumerate() {
             let (commands, receiver) = std::sync::mpsc::channel();
@@ -97,6 +101,7 @@ impl Proxy {
                 Arc::clone(&shared),
                 config.proxy.shutdown_timeout,
                 receiver,
+                resolver.clone(),
             )?;
             let thread = std::thread::Builder::new()
                 .name(format!("ferry-worker-{index}"))

@@ -13,6 +13,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use ferry_core::control::{Connection, Endpoint};
+use ferry_core::session::BackendConnId;
 use mio::Waker;
 
 /// What a worker is handed by another thread, besides the endpoint's commands.
@@ -22,6 +23,14 @@ pub(crate) enum WorkerCommand {
     Adopt {
         stream: mio::net::TcpStream,
         conn: Box<Connection>,
+    },
+    /// A backend's host name was looked up (see [`super::resolver`]) for backend connection
+    /// `conn` of session `session` in `slot`: its addresses, or the core's error.
+    Resolved {
+        slot: usize,
+        session: u64,
+        conn: BackendConnId,
+        result: std::io::Result<Vec<std::net::SocketAddr>>,
     },
 }
 

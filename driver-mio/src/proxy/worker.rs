@@ -17,6 +17,8 @@
 //! - **Backends** are connected without blocking to the address the session's
 //!   [`Connection`] names (the core's endpoint chose it); WRITABLE (or an error) completes the
 //!   attempt, judged by `take_error` and `peer_addr`, and the result goes back to the connection.
+//!   A host name goes to the resolver threads first ([`super::resolver`]); its addresses come
+//!   back through the mailbox and are tried in order.
 //!   Failover, marking a backend down and refusals are the endpoint's, at the next sync.
 //! - **Timers**: each session's `poll_timeout` is armed in a per-worker heap ([`super::timers`]).
 //! - **Shutdown**: once the endpoint stops accepting (after `shutdown-delay`), the listener is
@@ -25,6 +27,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -38,6 +41,7 @@ use ferry_core::control::{Accept, Connection, IoEvent};
 use ferry_core::session::{BackendConnId, Peer, Transmit};
 
 use super::random::OsRandom;
+use super::resolver::Resolver;
 use super::shared::{Shared, WorkerCommand};
 use super::slab::Slab;
 use super::timers::{Deadline, Fire, Timers};
@@ -84,6 +88,9 @@ struct Socket {
     eof: bool,
     /// Tells this socket's linger timer from a reused slot's.
     generation: u64,
+    /// A backend connect's next addresses (a host name's other addresses), tried in order if
+    /// this one fails.
+    fallback: VecDeque<SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -92,6 +99,8 @@ struct Slot {
     id: u64,
     client: usize,
     backends: Vec<(BackendConnId, usize)>,
+    /// Backend connections whose host name the resolver threads are looking up.
+    resolving: Vec<BackendConnId>,
     deadline: Deadline,
 }
 
@@ -131,6 +140,8 @@ pub(crate) struct Worker {
     /// Clients handed over by other workers, with [`WAKER`] rung after each (which also says
     /// the endpoint may have commands for this worker's sessions).
     commands: Receiver<WorkerCommand>,
+    /// Looks backends' host names up (its results come through `commands`).
+    resolver: Resolver,
 }
 
 impl std::fmt::Debug for Worker {
@@ -151,6 +162,7 @@ impl Worker {
         shared: Arc<Shared>,
         shutdown_timeout: Duration,
         commands: Receiver<WorkerCommand>,
+        resolver: Resolver,
     ) -> io::Result<(Self, Arc<Waker>)> {
         let poll = Poll::new()?;
         poll.registry()
@@ -173,6 +185,7 @@ impl Worker {
                 shutdown_deadline: None,
                 accept_retry_armed: false,
                 commands,
+                resolver,
             },
             waker,
         ))
@@ -328,6 +341,8 @@ impl Worker {
             Err(std::sync::mpsc::SendError(WorkerCommand::Adopt { mut conn, .. })) => {
                 self.shared.endpoint().connection_closed(now, &mut conn);
             }
+            // Not what was sent.
+            Err(std::sync::mpsc::SendError(WorkerCommand::Resolved { .. })) => {}
         }
     }
 
@@ -355,6 +370,7 @@ impl Worker {
             id,
             client: socket_key,
             backends: Vec::new(),
+            resolving: Vec::new(),
             deadline: Deadline::default(),
         });
         let generation = self.generation();
@@ -369,6 +385,7 @@ impl Worker {
             reading: true,
             eof: false,
             generation,
+            fallback: VecDeque::new(),
         });
         debug_assert_eq!(key, socket_key);
         self.after_call(slot, now);
@@ -622,6 +639,8 @@ impl Worker {
                 let Some(s) = self.sessions.get_mut(slot) else {
                     return;
                 };
+                // A lookup still running: its result will find no attempt.
+                s.resolving.retain(|&c| c != conn);
                 if let Some(i) = s.backends.iter().position(|&(c, _)| c == conn) {
                     let (_, key) = s.backends.swap_remove(i);
                     self.close_socket(key, now);

@@ -601,6 +601,7 @@ mod tests {
                 sessions: 2,
                 draining: false,
                 health_warning: None,
+                down_reason: None,
             },
             BackendInfo {
                 name: "db2".into(),
@@ -609,6 +610,7 @@ mod tests {
                 sessions: 1,
                 draining: true,
                 health_warning: None,
+                down_reason: None,
             },
         ];
         m.migration_pause.observe(Duration::from_micros(300));

@@ -6,7 +6,7 @@
 //! | `GET /health/ready`, `GET /health` | 200 `ok` while serving, 503 once shutdown began (during `proxy.shutdown-delay` new clients are still accepted) |
 //! | `GET /health/live` | 200 `ok` while the process runs (answered first, without the endpoint) |
 //! | `GET /metrics` | Prometheus text exposition 0.0.4 ([`metrics`]) |
-//! | `GET /api/backends` | `[{"name", "addr", "healthy", "sessions", "draining"}]`, plus `"health_warning"` when a check found one (a refused monitor login) |
+//! | `GET /api/backends` | `[{"name", "addr", "healthy", "sessions", "draining"}]`, plus `"health_warning"` when a check found one (a refused monitor login) and `"down_reason"` while it is down |
 //! | `GET /api/sessions` | `[{"id", "user", "backend", "pinned", "client"}]` (`backend`, `pinned`: string or null; `client`: `IP:port`, from the PROXY header when a trusted balancer sent one) |
 //! | `POST /api/backends/{name}/drain`, `.../undrain` | 200 `{"backend", "draining"}`; 404 unknown backend |
 //! | `POST /api/sessions/{id}/migrate`, body `{"to": "name"}` | 202 `{"session", "to"}`; 400 bad JSON; 404 unknown session or backend; 409 refused |
@@ -56,7 +56,7 @@ pub use slots::AdminSlots;
 pub struct BackendInfo {
     /// Its configured name.
     pub name: String,
-    /// Its address (`IP:port`).
+    /// Its address as configured (`IP:port`, or `host:port` for one given by host name).
     pub addr: String,
     /// Passing health checks.
     pub healthy: bool,
@@ -68,6 +68,11 @@ pub struct BackendInfo {
     /// monitor account's login refused, with the server's ERR); left out of the JSON when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health_warning: Option<String>,
+    /// Why it is down: the last failed health check or backend connect (`connect: Connection
+    /// refused`, `cannot resolve "db1.internal": ...`); left out of the JSON while it is healthy
+    /// or before its first check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub down_reason: Option<String>,
 }
 
 /// One client session as `GET /api/sessions` lists it.

@@ -197,7 +197,7 @@ fn refuses_bad_addresses() {
     refused(
         "[[backends]]\nname = \"db1\"\naddr = \"127.0.0.1:3306\"\n[[backends]]\nname = \"db2\"\naddr = \"x\"\n",
         "backends[1].addr",
-        "invalid socket address \"x\"",
+        "invalid address \"x\": missing port",
     );
     refused(
         &format!("[proxy]\nlisten = \"localhost\"\n{MINIMAL}"),
@@ -858,4 +858,69 @@ fn log_section_and_its_precedence() {
 fn refused_by_parser(text: &str, word: &str) {
     let err = ConfigFile::parse(text, None).unwrap_err();
     assert!(err.to_string().contains(word), "{err}");
+}
+
+#[test]
+fn backends_by_ip_ipv6_or_host_name() {
+    let text = "[[backends]]\nname = \"db1\"\naddr = \"10.0.0.1:3306\"\n\
+                [[backends]]\nname = \"db2\"\naddr = \"[fd00::2]:3307\"\n\
+                [[backends]]\nname = \"db3\"\naddr = \"db3.internal:3306\"\n\
+                [[backends]]\nname = \"db4\"\naddr = \"localhost:3306\"\n";
+    let c = Config::from_file(&ConfigFile::parse(text, None).unwrap()).unwrap();
+    let addrs: Vec<String> = c.backends.iter().map(|b| b.addr.to_string()).collect();
+    assert_eq!(
+        addrs,
+        [
+            "10.0.0.1:3306",
+            "[fd00::2]:3307",
+            "db3.internal:3306",
+            "localhost:3306"
+        ]
+    );
+    assert_eq!(
+        c.backends[0].addr.ip(),
+        Some("10.0.0.1:3306".parse().unwrap())
+    );
+    assert_eq!(
+        c.backends[1].addr.ip(),
+        Some("[fd00::2]:3307".parse().unwrap())
+    );
+    assert_eq!(c.backends[2].addr.name(), Some("db3.internal"));
+    assert_eq!(c.backends[2].addr.port(), 3306);
+    // The same name twice is one address twice.
+    let dup = "[[backends]]\nname = \"db1\"\naddr = \"db.internal:3306\"\n\
+               [[backends]]\nname = \"db2\"\naddr = \"db.internal:3306\"\n";
+    refused(
+        dup,
+        "backends[1].addr",
+        "duplicate address db.internal:3306",
+    );
+}
+
+#[test]
+fn bad_backend_addresses_name_the_key_and_the_reason() {
+    let one = |addr: &str| {
+        format!(
+            "[[backends]]\nname = \"db1\"\naddr = \"127.0.0.1:3306\"\n\
+             [[backends]]\nname = \"db2\"\naddr = \"{addr}\"\n"
+        )
+    };
+    for (addr, why) in [
+        ("db2.internal", "missing port"),
+        ("db2.internal:", "invalid port"),
+        ("db2.internal:99999", "invalid port"),
+        ("::1:3306", "brackets"),
+        ("[::1]", "IPv6"),
+        ("db_2!:3306", "invalid host name"),
+        ("-db2:3306", "invalid host name"),
+        ("10.0.0.300:3306", "invalid host name"),
+        ("db..internal:3306", "invalid host name"),
+    ] {
+        refused(&one(addr), "backends[1].addr", why);
+        refused(
+            &one(addr),
+            "backends[1].addr",
+            &format!("invalid address {addr:?}"),
+        );
+    }
 }

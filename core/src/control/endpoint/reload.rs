@@ -98,7 +98,7 @@ impl Endpoint {
             .backends()
             .iter()
             .filter(|b| b.removing() && !b.retired())
-            .map(|b| (b.name.clone(), b.addr))
+            .map(|b| (b.name.clone(), b.addr.clone()))
             .collect();
         let diff = match diff(&self.config, new, &removing) {
             Ok(d) => d,

@@ -12,7 +12,9 @@ use super::*;
 use crate::auth::{AuthPlugin, ClientSecret, Credential, Password};
 use crate::backend;
 use crate::control::config::units::ConfigDuration;
-use crate::control::config::{AuthMode as ConfigAuth, BackendSection, ConfigFile, UserSection};
+use crate::control::config::{
+    AuthMode as ConfigAuth, BackendAddr, BackendSection, ConfigFile, UserSection,
+};
 use crate::control::IoEvent;
 use crate::frontend::{
     column, default_capabilities, AuthMode as ServerAuth, Frontend, FrontendConfig, UserEntry,
@@ -227,13 +229,16 @@ fn migrate_is_checked_before_any_session_is_asked() {
 const USER: &str = "app";
 const PASSWORD: &str = "secret";
 
-fn db1() -> SocketAddr {
+fn db1() -> BackendAddr {
     "127.0.0.1:3306".parse().unwrap()
 }
 
-fn db2() -> SocketAddr {
+fn db2() -> BackendAddr {
     "127.0.0.1:3307".parse().unwrap()
 }
+
+/// Where the in-memory resolver sends every host name.
+const RESOLVED_IP: [u8; 4] = [10, 1, 1, 1];
 
 /// `[auth] mode = "proxy"` knowing `app`/`secret` (migration: replay, the default with it).
 fn proxy_auth(file: &mut ConfigFile) {
@@ -291,6 +296,8 @@ enum Dial {
     Hold,
     /// Connected, but the server answers with ERR 1040 in place of its greeting.
     TooMany,
+    /// A host name that does not resolve.
+    Unresolvable,
 }
 
 /// ERR 1040 as a server sends it in place of its greeting (no SQL state yet).
@@ -305,7 +312,7 @@ fn too_many_connections() -> Vec<u8> {
 
 /// One in-memory server connection.
 struct Server {
-    addr: SocketAddr,
+    addr: BackendAddr,
     fe: Frontend,
     /// Every command payload received.
     log: Vec<Bytes>,
@@ -320,11 +327,11 @@ struct Session {
     conn: Connection,
     client: backend::Backend,
     servers: HashMap<BackendConnId, Server>,
-    dial: HashMap<SocketAddr, Dial>,
+    dial: HashMap<BackendAddr, Dial>,
     /// Every `IoEvent::Connect`'s address, in order.
-    connects: Vec<SocketAddr>,
+    connects: Vec<BackendAddr>,
     /// Connects left unanswered (`Dial::Hold`).
-    held: Vec<(BackendConnId, SocketAddr)>,
+    held: Vec<(BackendConnId, BackendAddr)>,
     /// Every `IoEvent::Close`.
     closes: Vec<BackendConnId>,
     client_events: Vec<backend::Event>,
@@ -393,7 +400,7 @@ impl Session {
     }
 
     /// The address of the server the session talks to now.
-    fn backend_addr(&self) -> Option<SocketAddr> {
+    fn backend_addr(&self) -> Option<BackendAddr> {
         let name = self.conn.session().backend_name()?;
         Some(if name == "db1" { db1() } else { db2() })
     }
@@ -434,7 +441,7 @@ impl Session {
                 progress = true;
                 match e {
                     IoEvent::Connect { conn, addr } => {
-                        self.connects.push(addr);
+                        self.connects.push(addr.clone());
                         match self.dial.get(&addr).copied().unwrap_or(Dial::Accept) {
                             Dial::Accept => self.open(now, conn, addr),
                             Dial::Refuse => self.conn.connect_failed(
@@ -448,6 +455,11 @@ impl Session {
                                 &io::Error::from_raw_os_error(libc::EMFILE),
                             ),
                             Dial::Hold => self.held.push((conn, addr)),
+                            Dial::Unresolvable => {
+                                let lookup = io::Error::other("Name or service not known");
+                                let failed = addr.resolved::<Vec<SocketAddr>>(Err(lookup));
+                                self.conn.connect_failed(now, conn, &failed.unwrap_err());
+                            }
                             Dial::TooMany => {
                                 self.conn.connected(now, conn);
                                 let err = too_many_connections();
@@ -497,7 +509,7 @@ impl Session {
         }
     }
 
-    fn open(&mut self, now: Instant, conn: BackendConnId, addr: SocketAddr) {
+    fn open(&mut self, now: Instant, conn: BackendConnId, addr: BackendAddr) {
         let fe = Frontend::new(
             server_config(),
             100 + conn as u32,
@@ -505,6 +517,8 @@ impl Session {
             now,
             Box::new(SeededRandom::new(13 + conn)),
         );
+        let ip = addr.ip();
+        let port = addr.port();
         self.servers.insert(
             conn,
             Server {
@@ -515,7 +529,13 @@ impl Session {
                 fed: false,
             },
         );
-        self.conn.connected(now, conn);
+        match ip {
+            Some(_) => self.conn.connected(now, conn),
+            // A host name: the driver says where its lookup led.
+            None => self
+                .conn
+                .connected_to(now, conn, SocketAddr::from((RESOLVED_IP, port))),
+        }
     }
 
     /// Sends `sql`; the client's response summary.
@@ -698,10 +718,10 @@ fn a_refused_connect_is_handled_at_the_next_sync() {
     let mut s = Session::connect(&mut ep, now, PASSWORD);
     s.dial.insert(db1(), Dial::Hold);
     s.pump(&mut ep, now);
-    let [(c, addr)] = s.held[..] else {
+    let [(c, ref addr)] = s.held[..] else {
         panic!("one connect: {:?}", s.held)
     };
-    assert_eq!(addr, db1());
+    assert_eq!(*addr, db1());
     s.held.clear();
     s.conn
         .connect_failed(now, c, &io::Error::from(io::ErrorKind::ConnectionRefused));
@@ -1052,7 +1072,7 @@ fn without_migration_only_health_rounds_are_timed() {
     let round = now + ep.config().health.interval;
     ep.handle_timeout(round);
     let probe = ep.poll_probe().expect("a probe");
-    assert_eq!(probe.addr(), db1());
+    assert_eq!(probe.addr(), &db1());
     assert_eq!(probe.deadline(), round + ep.config().health.timeout);
     // While it runs, the next wake-up is the round's end (its probes' deadline and a grace).
     let round_end = round + ep.config().health.timeout + ROUND_GRACE;
@@ -1062,7 +1082,7 @@ fn without_migration_only_health_rounds_are_timed() {
         "no new round while one runs"
     );
     let second = ep.poll_probe().expect("a second probe");
-    assert_eq!(second.addr(), db2());
+    assert_eq!(second.addr(), &db2());
     assert!(ep.poll_probe().is_none());
     // A probe given up (its deadline passed) is a failed check.
     ep.probe_finished(round, probe);
@@ -1330,7 +1350,7 @@ fn kill_backend(s: &mut Session, ep: &mut Endpoint, now: Instant) {
     let (&id, _) = s
         .servers
         .iter()
-        .find(|(_, server)| Some(server.addr) == s.backend_addr())
+        .find(|(_, server)| Some(&server.addr) == s.backend_addr().as_ref())
         .expect("a backend connection");
     s.servers.remove(&id);
     s.conn.handle_eof(now, Peer::Backend(id));
@@ -1546,6 +1566,7 @@ fn rounds_start_an_interval_apart_so_a_frozen_backend_is_found_within_interval_a
     assert!(now <= start);
 }
 
+mod backend_names;
 mod ops;
 mod proxy_protocol;
 mod reload;

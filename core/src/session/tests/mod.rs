@@ -38,7 +38,7 @@ pub(super) const BIG: usize = (1 << 24) + 1000;
 pub(super) fn connection_refused(backend: &str) -> ConnectFailure {
     ConnectFailure::Unreachable {
         backend: backend.to_owned(),
-        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 3306)),
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 3306)).into(),
         error: "connection refused".to_owned(),
     }
 }

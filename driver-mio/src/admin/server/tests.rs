@@ -29,6 +29,7 @@ impl AdminApi for &Fake {
             sessions: 0,
             draining: self.drained.load(Ordering::SeqCst),
             health_warning: None,
+            down_reason: None,
         }])
     }
     fn sessions(&self) -> Result<Vec<SessionInfo>, ApiError> {

@@ -1,5 +1,5 @@
 //! What other threads hand the worker: clients placed here by the endpoint after another worker
-//! accepted them, and the endpoint's commands for this worker's sessions (migrate, cancel,
+//! accepted them, backends' host names the resolver threads looked up, and the endpoint's commands for this worker's sessions (migrate, cancel,
 //! shutdown), which the worker delivers to their connections.
 
 use std::time::Instant;
@@ -13,6 +13,12 @@ impl Worker {
         while let Ok(command) = self.commands.try_recv() {
             match command {
                 WorkerCommand::Adopt { stream, conn } => self.adopt(stream, *conn, now),
+                WorkerCommand::Resolved {
+                    slot,
+                    session,
+                    conn,
+                    result,
+                } => self.resolved(slot, session, conn, result, now),
             }
         }
         let commands: Vec<_> = {

@@ -23,6 +23,7 @@ impl FakeApi {
             sessions,
             draining: false,
             health_warning: None,
+            down_reason: None,
         };
         Self {
             serving: true,

@@ -4,11 +4,11 @@
 
 use super::*;
 
-fn db3() -> SocketAddr {
+fn db3() -> BackendAddr {
     "127.0.0.1:3308".parse().unwrap()
 }
 
-fn section(name: &str, addr: SocketAddr) -> BackendSection {
+fn section(name: &str, addr: BackendAddr) -> BackendSection {
     BackendSection {
         name: name.into(),
         addr: addr.to_string(),
