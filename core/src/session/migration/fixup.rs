@@ -12,11 +12,12 @@
 //! 3. system variables: first `SET SESSION x = DEFAULT` for those the connection changed and
 //!    the target did not (before the others, so that resetting an alias such as `tx_isolation`
 //!    cannot undo a value set through another name), then `SET SESSION x = value`;
-//! 4. user variables, in one `SET @a = …, …`: those that differ, and `NULL` for those the target
-//!    lacks. There is no statement that removes one (only COM_RESET_CONNECTION, which resets
-//!    everything): `SELECT @v` then reads NULL of the same type as a variable never set
-//!    (`LONGBLOB`, binary), but `information_schema.USER_VARIABLES` still lists it, as a binary
-//!    `VARCHAR` NULL: the one observable difference;
+//! 4. user variables, in one `SET @a = …, …`: those that differ; then, in a second one,
+//!    `CAST(NULL AS BINARY)` for those the target lacks (a plain `NULL` keeps the type and
+//!    collation the variable had). There is no statement that removes one (only
+//!    COM_RESET_CONNECTION, which resets everything): `SELECT @v` then reads as a variable never
+//!    set (a binary `LONGBLOB` NULL), but `information_schema.USER_VARIABLES` still lists it, as
+//!    a binary `VARCHAR` NULL: the one observable difference;
 //! 5. protocol prepared statements (`replay` only: a pool prepares them on first use);
 //! 6. SQL prepared statements: `DEALLOCATE PREPARE` those the target lacks, then `PREPARE` those
 //!    it lacks or whose text differs, or all of them when parts 1 to 3 changed anything:
@@ -283,25 +284,28 @@ fn is_plain_null(var: &UserVar) -> bool {
 }
 
 fn push_user_vars(items: &mut VecDeque<Item>, from: &[UserVar], to: &[UserVar]) {
-    let mut set: Vec<UserVar> = to
-        .iter()
-        .filter(|t| !from.iter().any(|f| same_name(f, t) && f == *t))
-        .cloned()
-        .collect();
+    let held = |var: &UserVar| from.iter().find(|f| same_name(f, var));
+    let mut set = Vec::new();
+    let mut clear = Vec::new();
+    for var in to {
+        match held(var) {
+            Some(f) if f == var => {}
+            // Assigning a plain NULL keeps the type the variable had.
+            Some(f) if is_plain_null(var) && !is_plain_null(f) => clear.push(var.name.clone()),
+            _ => set.push(var.clone()),
+        }
+    }
     for gone in from
         .iter()
         .filter(|f| !is_plain_null(f) && !to.iter().any(|t| same_name(f, t)))
     {
-        set.push(UserVar {
-            name: gone.name.clone(),
-            value: None,
-            kind: UserVarType::String,
-            charset: None,
-            collation: None,
-        });
+        clear.push(gone.name.clone());
     }
     if !set.is_empty() {
         items.push_back(Item::UserVariables(set));
+    }
+    if !clear.is_empty() {
+        items.push_back(Item::ClearUserVariables(clear));
     }
 }
 

@@ -135,6 +135,9 @@ pub(crate) enum Item {
     ResetVariable { name: Vec<u8> },
     /// `SET @a = …, …`.
     UserVariables(Vec<UserVar>),
+    /// `SET @a = CAST(NULL AS BINARY), …`: reads as a variable never set (a plain `NULL` would
+    /// keep the variable's type and collation).
+    ClearUserVariables(Vec<Vec<u8>>),
     /// COM_STMT_PREPARE of the client's statement.
     Prepare { client_id: u32, sql: Box<[u8]> },
     /// `PREPARE name FROM X'…'`: a SQL prepared statement.
@@ -188,6 +191,17 @@ impl Item {
                     push_user_value(&mut out, var)?;
                 }
             }
+            Item::ClearUserVariables(names) => {
+                out.extend_from_slice(b"SET ");
+                for (i, name) in names.iter().enumerate() {
+                    if i > 0 {
+                        out.extend_from_slice(b", ");
+                    }
+                    out.push(b'@');
+                    push_identifier(&mut out, name);
+                    out.extend_from_slice(b" = CAST(NULL AS BINARY)");
+                }
+            }
             Item::Prepare { sql, .. } => {
                 out[0] = Command::COM_STMT_PREPARE;
                 out.extend_from_slice(sql);
@@ -229,7 +243,7 @@ impl Item {
             Item::Variable { name, .. } | Item::ResetVariable { name } => {
                 String::from_utf8_lossy(name).into_owned()
             }
-            Item::UserVariables(_) => "user variables".into(),
+            Item::UserVariables(_) | Item::ClearUserVariables(_) => "user variables".into(),
             Item::Prepare { client_id, .. } => format!("prepared statement {client_id}"),
             Item::SqlPrepare { name, .. } => {
                 format!("SQL prepared statement {}", String::from_utf8_lossy(name))

@@ -175,7 +175,7 @@ fn character_sets_change_as_a_group() {
 }
 
 #[test]
-fn user_variables_that_differ_are_set_and_those_the_target_lacks_nulled() {
+fn user_variables_that_differ_are_set_and_those_the_target_lacks_cleared() {
     let from = ConnState {
         user_vars: vec![
             int_var("same", 1),
@@ -195,7 +195,10 @@ fn user_variables_that_differ_are_set_and_those_the_target_lacks_nulled() {
     };
     assert_eq!(
         sqls(&from, &to),
-        ["SET @`SAME` = 1, @`changed` = 2, @`new` = 3, @`gone` = NULL"],
+        [
+            "SET @`SAME` = 1, @`changed` = 2, @`new` = 3",
+            "SET @`gone` = CAST(NULL AS BINARY)"
+        ],
         "names differing in case only are set again (harmless); a binary NULL is as unset"
     );
     let to = ConnState {
@@ -203,6 +206,29 @@ fn user_variables_that_differ_are_set_and_those_the_target_lacks_nulled() {
         ..ConnState::default()
     };
     assert_eq!(sqls(&from, &to), Vec::<String>::new());
+    // A plain NULL over a typed variable would keep its type: cleared instead.
+    let null = UserVar {
+        value: None,
+        kind: UserVarType::String,
+        charset: None,
+        ..int_var("changed", 0)
+    };
+    let to = ConnState {
+        user_vars: vec![null.clone()],
+        ..ConnState::default()
+    };
+    assert_eq!(
+        sqls(&from, &to),
+        [
+            "SET @`changed` = CAST(NULL AS BINARY), @`same` = CAST(NULL AS BINARY), \
+             @`gone` = CAST(NULL AS BINARY)"
+        ]
+    );
+    assert_eq!(
+        sqls(&ConnState::default(), &to),
+        ["SET @`changed` = NULL"],
+        "a fresh variable"
+    );
 }
 
 #[test]
@@ -327,9 +353,24 @@ impl Model {
                 s.variables.remove(&name);
             }
             Item::UserVariables(set) => {
-                for var in set {
+                for mut var in set {
+                    if let Some(old) = s.user_vars.iter().find(|v| same_name(v, &var)) {
+                        if var.value.is_none() && var.kind == UserVarType::String {
+                            // MariaDB: a plain NULL keeps the type (and collation) it had.
+                            var = UserVar {
+                                value: None,
+                                name: var.name,
+                                ..old.clone()
+                            };
+                        }
+                    }
                     s.user_vars.retain(|v| !same_name(v, &var));
                     s.user_vars.push(var);
+                }
+            }
+            Item::ClearUserVariables(names) => {
+                for name in names {
+                    s.user_vars.retain(|v| !v.name.eq_ignore_ascii_case(&name));
                 }
             }
             Item::SqlPrepare { name, sql } => {
