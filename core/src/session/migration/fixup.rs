@@ -8,7 +8,7 @@
 //!
 //! 1. the schema, COM_INIT_DB (`replay` logs in with it instead);
 //! 2. the character sets, as a group: `SET NAMES 'cs' COLLATE 'coll'`, or each of the four
-//!    variables, `collation_connection` last (see [`replay`](super::replay));
+//!    variables, `collation_connection` last (as `replay` does);
 //! 3. system variables: first `SET SESSION x = DEFAULT` for those the connection changed and
 //!    the target did not (before the others, so that resetting an alias such as `tx_isolation`
 //!    cannot undo a value set through another name), then `SET SESSION x = value`;
@@ -69,11 +69,14 @@ pub struct ConnState {
     pub charsets: CharsetState,
     /// User variables with their types (names are case-insensitive).
     pub user_vars: Vec<UserVar>,
-    /// SQL prepared statements, `(name case-folded, exact text)`, in the order prepared.
-    pub sql_statements: Vec<(Box<[u8]>, Box<[u8]>)>,
+    /// SQL prepared statements, in the order prepared.
+    pub sql_statements: Vec<NamedSql>,
     /// `LAST_INSERT_ID()`.
     pub last_insert_id: u64,
 }
+
+/// A SQL prepared statement: its name case-folded (as MariaDB compares them), its exact text.
+pub type NamedSql = (Box<[u8]>, Box<[u8]>);
 
 /// The character set variables of a connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -315,7 +318,7 @@ fn push_sql_statements(
     to: &ConnState,
     settings_changed: bool,
 ) {
-    let find = |list: &[(Box<[u8]>, Box<[u8]>)], name: &[u8]| {
+    let find = |list: &[NamedSql], name: &[u8]| {
         list.iter()
             .find(|(n, _)| &n[..] == name)
             .map(|(_, sql)| sql.clone())

@@ -38,7 +38,7 @@ fn live(cs: &str, collation: &str) -> CharsetState {
     CharsetState::Live([c.clone(), c.clone(), c, Some(collation.as_bytes().to_vec())])
 }
 
-fn statement(name: &str, sql: &str) -> (Box<[u8]>, Box<[u8]>) {
+fn statement(name: &str, sql: &str) -> NamedSql {
     (name.as_bytes().into(), sql.as_bytes().into())
 }
 
@@ -309,6 +309,8 @@ struct Model {
 
 type Settings = (Option<Vec<u8>>, BTreeMap<Vec<u8>, Vec<u8>>, CharsetState);
 
+type Observable = (Settings, BTreeMap<Vec<u8>, UserVar>, Vec<NamedSql>, u64);
+
 fn settings(s: &ConnState) -> Settings {
     (s.schema.clone(), s.variables.clone(), s.charsets.clone())
 }
@@ -390,14 +392,7 @@ impl Model {
 }
 
 /// What can be observed: user variables by name (a binary NULL as unset), statements by name.
-fn observable(
-    s: &ConnState,
-) -> (
-    Settings,
-    BTreeMap<Vec<u8>, UserVar>,
-    Vec<(Box<[u8]>, Box<[u8]>)>,
-    u64,
-) {
+fn observable(s: &ConnState) -> Observable {
     let users = s
         .user_vars
         .iter()
