@@ -96,6 +96,7 @@ mod rng;
 mod state;
 
 pub use config::{proxy_capabilities, BackendTemplate, SessionConfig};
+pub use migration::fixup;
 pub use migration::{
     LossReason, MigrationConfig, MigrationFailure, MigrationMode, MigrationRefused, MigrationStart,
     OldBackendError, PinReason, ReplayError,

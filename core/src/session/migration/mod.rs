@@ -44,6 +44,7 @@
 //! [`pin`](self) (no allocation) when migration is enabled, nothing at all when it is `Off`.
 
 mod failover;
+pub mod fixup;
 mod ids;
 mod pin;
 mod replay;

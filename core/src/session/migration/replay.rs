@@ -2,7 +2,8 @@
 //!
 //! The login itself carries the user (with the secret recovered at the client's login), the
 //! client's capabilities, collation and attributes, and the current database
-//! (`CLIENT_CONNECT_WITH_DB`). Then, in order, one statement per [`Item`]:
+//! (`CLIENT_CONNECT_WITH_DB`). Then, in order, one statement per [`Item`] (after ferry's
+//! tracking, the [`fixup`] from a fresh connection's state, which decides the statements):
 //!
 //! 1. ferry's session tracking (`SET session_track_system_variables='*', …`);
 //! 2. the character set, when the client changed any of it: `SET NAMES 'cs' COLLATE 'coll'` when
@@ -40,6 +41,7 @@ use bytes::Bytes;
 
 use crate::wire::Command;
 
+use super::fixup::{self, ConnState};
 use super::pin::Tracker;
 use super::sql::{is_integer, is_number, push_hex_literal, push_identifier, push_string_literal};
 use crate::session::SessionState;
@@ -49,7 +51,7 @@ pub(crate) const TRACKING_SETUP: &[u8] =
     b"SET session_track_system_variables='*', session_track_schema=1, session_track_state_change=1";
 
 /// Variables replay leaves alone: ferry's own tracking, and what the current database implies.
-const NOT_REPLAYED: &[&str] = &[
+pub(super) const NOT_REPLAYED: &[&str] = &[
     "session_track_system_variables",
     "session_track_schema",
     "session_track_state_change",
@@ -59,7 +61,7 @@ const NOT_REPLAYED: &[&str] = &[
     "collation_database",
 ];
 
-const CHARSET_VARIABLES: [&str; 4] = [
+pub(super) const CHARSET_VARIABLES: [&str; 4] = [
     "character_set_client",
     "character_set_results",
     "character_set_connection",
@@ -69,19 +71,23 @@ const CHARSET_VARIABLES: [&str; 4] = [
 /// The type of a user variable, as `VARIABLE_TYPE` names it (MariaDB 10.11: `INT`,
 /// `INT UNSIGNED`, `DECIMAL`, `DOUBLE`, `VARCHAR`; a NULL keeps the type it was given).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum UserVarType {
+pub enum UserVarType {
+    /// `INT`.
     Int,
     /// `INT UNSIGNED`: a literal above `i64::MAX` is unsigned by itself, a smaller one is not.
     UnsignedInt,
+    /// `DECIMAL`.
     Decimal,
+    /// `DOUBLE`.
     Double,
+    /// `VARCHAR` (any string, binary included).
     String,
 }
 
 /// The connection's character set variables, read live on the old backend, in
 /// [`CHARSET_VARIABLES`] order (client, results, connection, collation); `None` is SQL NULL
 /// (`character_set_results` may be).
-pub(crate) type Charsets = [Option<Vec<u8>>; 4];
+pub type Charsets = [Option<Vec<u8>>; 4];
 
 /// What the old backend reported at migration time (`replay` mode).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -92,15 +98,19 @@ pub(crate) struct OldSession {
     pub(crate) user_vars: Vec<UserVar>,
 }
 
-/// A user variable read from the old backend.
+/// A user variable read from a backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct UserVar {
-    pub(crate) name: Vec<u8>,
-    pub(crate) value: Option<Vec<u8>>,
-    pub(crate) kind: UserVarType,
-    pub(crate) charset: Option<Vec<u8>>,
+pub struct UserVar {
+    /// The name, without `@`.
+    pub name: Vec<u8>,
+    /// The value as text (a string's exact bytes); `None`: NULL.
+    pub value: Option<Vec<u8>>,
+    /// The type.
+    pub kind: UserVarType,
+    /// `CHARACTER_SET_NAME` of a MariaDB variable (`None` on MySQL: a string is written binary).
+    pub charset: Option<Vec<u8>>,
     /// `COLLATION(@v)` of a string (read by [`string_values_query`]).
-    pub(crate) collation: Option<Vec<u8>>,
+    pub collation: Option<Vec<u8>>,
 }
 
 /// One replay statement.
@@ -113,18 +123,27 @@ pub(crate) enum Item {
         charset: Vec<u8>,
         collation: Option<Vec<u8>>,
     },
+    /// COM_INIT_DB: the schema.
+    InitDb(Vec<u8>),
     /// `SET SESSION name = value` (`None`: NULL); `required` ones fail the migration if refused.
     Variable {
         name: Vec<u8>,
         value: Option<Vec<u8>>,
         required: bool,
     },
+    /// `SET SESSION name = DEFAULT` (skippable).
+    ResetVariable { name: Vec<u8> },
     /// `SET @a = …, …`.
     UserVariables(Vec<UserVar>),
+    /// `SET @a = CAST(NULL AS BINARY), …`: reads as a variable never set (a plain `NULL` would
+    /// keep the variable's type and collation).
+    ClearUserVariables(Vec<Vec<u8>>),
     /// COM_STMT_PREPARE of the client's statement.
     Prepare { client_id: u32, sql: Box<[u8]> },
     /// `PREPARE name FROM X'…'`: a SQL prepared statement.
     SqlPrepare { name: Box<[u8]>, sql: Box<[u8]> },
+    /// `DEALLOCATE PREPARE name`.
+    SqlDeallocate { name: Box<[u8]> },
     /// `SELECT LAST_INSERT_ID(n)`.
     LastInsertId(u64),
 }
@@ -144,21 +163,21 @@ impl Item {
                     push_string_literal(&mut out, c, no_backslash_escapes);
                 }
             }
+            Item::InitDb(schema) => {
+                out[0] = Command::COM_INIT_DB;
+                out.extend_from_slice(schema);
+            }
             Item::Variable { name, value, .. } => {
-                if !is_variable_name(name) {
-                    return Err(format!(
-                        "variable name {:?} is not a plain identifier",
-                        String::from_utf8_lossy(name)
-                    ));
-                }
-                out.extend_from_slice(b"SET SESSION ");
-                out.extend_from_slice(name);
-                out.extend_from_slice(b" = ");
+                push_set_session(&mut out, name)?;
                 match value {
                     None => out.extend_from_slice(b"NULL"),
                     Some(v) if is_number(v) => out.extend_from_slice(v),
                     Some(v) => push_string_literal(&mut out, v, no_backslash_escapes),
                 }
+            }
+            Item::ResetVariable { name } => {
+                push_set_session(&mut out, name)?;
+                out.extend_from_slice(b"DEFAULT");
             }
             Item::UserVariables(vars) => {
                 out.extend_from_slice(b"SET ");
@@ -172,6 +191,17 @@ impl Item {
                     push_user_value(&mut out, var)?;
                 }
             }
+            Item::ClearUserVariables(names) => {
+                out.extend_from_slice(b"SET ");
+                for (i, name) in names.iter().enumerate() {
+                    if i > 0 {
+                        out.extend_from_slice(b", ");
+                    }
+                    out.push(b'@');
+                    push_identifier(&mut out, name);
+                    out.extend_from_slice(b" = CAST(NULL AS BINARY)");
+                }
+            }
             Item::Prepare { sql, .. } => {
                 out[0] = Command::COM_STMT_PREPARE;
                 out.extend_from_slice(sql);
@@ -181,6 +211,10 @@ impl Item {
                 push_identifier(&mut out, name);
                 out.extend_from_slice(b" FROM ");
                 push_hex_literal(&mut out, sql);
+            }
+            Item::SqlDeallocate { name } => {
+                out.extend_from_slice(b"DEALLOCATE PREPARE ");
+                push_identifier(&mut out, name);
             }
             Item::LastInsertId(id) => {
                 out.extend_from_slice(format!("SELECT LAST_INSERT_ID({id})").as_bytes())
@@ -196,7 +230,7 @@ impl Item {
             Item::Variable {
                 required: false,
                 ..
-            }
+            } | Item::ResetVariable { .. }
         )
     }
 
@@ -204,13 +238,20 @@ impl Item {
     pub(crate) fn label(&self) -> String {
         match self {
             Item::Tracking => "session tracking".into(),
+            Item::InitDb(_) => "schema".into(),
             Item::Names { .. } => "SET NAMES".into(),
-            Item::Variable { name, .. } => String::from_utf8_lossy(name).into_owned(),
-            Item::UserVariables(_) => "user variables".into(),
+            Item::Variable { name, .. } | Item::ResetVariable { name } => {
+                String::from_utf8_lossy(name).into_owned()
+            }
+            Item::UserVariables(_) | Item::ClearUserVariables(_) => "user variables".into(),
             Item::Prepare { client_id, .. } => format!("prepared statement {client_id}"),
             Item::SqlPrepare { name, .. } => {
                 format!("SQL prepared statement {}", String::from_utf8_lossy(name))
             }
+            Item::SqlDeallocate { name } => format!(
+                "deallocating SQL prepared statement {}",
+                String::from_utf8_lossy(name)
+            ),
             Item::LastInsertId(_) => "LAST_INSERT_ID".into(),
         }
     }
@@ -229,6 +270,20 @@ pub(crate) fn charsets_changed(state: &SessionState) -> bool {
     CHARSET_VARIABLES
         .iter()
         .any(|n| state.variables.contains_key(n.as_bytes()))
+}
+
+/// `SET SESSION name = ` (the name checked: it is spliced raw).
+fn push_set_session(out: &mut Vec<u8>, name: &[u8]) -> Result<(), String> {
+    if !is_variable_name(name) {
+        return Err(format!(
+            "variable name {:?} is not a plain identifier",
+            String::from_utf8_lossy(name)
+        ));
+    }
+    out.extend_from_slice(b"SET SESSION ");
+    out.extend_from_slice(name);
+    out.extend_from_slice(b" = ");
+    Ok(())
 }
 
 fn is_variable_name(name: &[u8]) -> bool {
@@ -432,73 +487,27 @@ pub(crate) fn parse_old_session(rows: &[Vec<Option<Vec<u8>>>]) -> Result<OldSess
     })
 }
 
-/// The statements that rebuild `state` on a new backend, in order.
+/// The statements that rebuild `state` on a new backend, in order: ferry's tracking, then the
+/// fix-up from a fresh connection's state (the login carried the schema), with the protocol
+/// prepared statements in their place.
 pub(crate) fn plan(state: &SessionState, tracker: &Tracker, old: OldSession) -> VecDeque<Item> {
-    let mut items = VecDeque::new();
-    items.push_back(Item::Tracking);
-    if charsets_changed(state) {
-        // The live values when read (always, in practice: see `charsets_changed`); otherwise
-        // what was tracked, and only that.
-        let tracked = || CHARSET_VARIABLES.map(|n| state.variables.get(n.as_bytes()).cloned());
-        let live = old.charsets.is_some();
-        let [client, results, connection, collation] = old.charsets.unwrap_or_else(tracked);
-        match (&client, &results, &connection) {
-            (Some(cl), Some(res), Some(conn)) if cl == res && cl == conn => {
-                items.push_back(Item::Names {
-                    charset: cl.clone(),
-                    collation,
-                })
-            }
-            _ => {
-                for (name, value) in CHARSET_VARIABLES
-                    .into_iter()
-                    .zip([client, results, connection, collation])
-                {
-                    if live || value.is_some() {
-                        items.push_back(Item::Variable {
-                            name: name.as_bytes().to_vec(),
-                            value,
-                            required: true,
-                        });
-                    }
-                }
-            }
-        }
-    }
-    for (name, value) in &state.variables {
-        let skip = |list: &[&str]| list.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name));
-        if skip(NOT_REPLAYED) || skip(&CHARSET_VARIABLES) {
-            continue;
-        }
-        items.push_back(Item::Variable {
-            name: name.clone(),
-            value: Some(value.clone()),
-            required: false,
-        });
-    }
-    if !old.user_vars.is_empty() {
-        items.push_back(Item::UserVariables(old.user_vars));
-    }
+    let to = ConnState::of_session(state, tracker, old);
+    let fresh = ConnState {
+        schema: to.schema.clone(),
+        ..ConnState::default()
+    };
     let mut statements: Vec<_> = tracker.statement_sql.iter().collect();
     statements.sort_by_key(|(id, _)| **id);
-    for (id, text) in statements {
-        items.push_back(Item::Prepare {
-            client_id: *id,
-            sql: text.sql.clone(),
-        });
-    }
-    // Those whose text is unknown pin the session: none is left when it moves.
-    for statement in tracker.sql_statements.iter() {
-        if let Some(sql) = &statement.text {
-            items.push_back(Item::SqlPrepare {
-                name: statement.name.clone(),
-                sql: sql.clone(),
-            });
-        }
-    }
-    if tracker.last_insert_id != 0 {
-        items.push_back(Item::LastInsertId(tracker.last_insert_id));
-    }
+    let prepare = statements.into_iter().map(|(id, text)| Item::Prepare {
+        client_id: *id,
+        sql: text.sql.clone(),
+    });
+    // Reachable from a fresh connection: same schema, and its character sets are the login's.
+    let mut items = match fixup::plan_items(&fresh, &to, prepare) {
+        Ok(items) => items,
+        Err(_) => unreachable!("a fresh connection reaches every session state"),
+    };
+    items.push_front(Item::Tracking);
     items
 }
 
