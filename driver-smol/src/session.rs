@@ -178,6 +178,7 @@ impl Task {
             let now = Instant::now();
             if self.conn.poll_timeout().is_some_and(|at| at <= now) {
                 self.conn.handle_timeout(now);
+                self.release_queues();
             }
             // Otherwise the deadline moved later: the loop re-arms at it.
             return Poll::Ready(());
@@ -289,6 +290,22 @@ impl Task {
             }
             if !produced && !self.conn.needs_sync() {
                 return;
+            }
+        }
+    }
+
+    /// An idle session's sockets let go of their empty write queues, as the session lets go of
+    /// its buffers once idle for a while (on its timer: a busy session keeps reusing them).
+    fn release_queues(&mut self) {
+        if !self.conn.session().is_idle() {
+            return;
+        }
+        if self.client_out.is_empty() {
+            self.client_out = Vec::new();
+        }
+        for b in &mut self.backends {
+            if b.out.is_empty() {
+                b.out = Vec::new();
             }
         }
     }

@@ -760,6 +760,7 @@ impl Worker {
                         Fire::Due => {
                             s.conn.handle_timeout(now);
                             self.after_call(slot, now);
+                            self.release_queues(slot);
                         }
                     }
                 }
@@ -790,6 +791,27 @@ impl Worker {
                     .is_some_and(|s| s.generation == generation),
                 TimerKey::AcceptRetry => true,
             });
+        }
+    }
+}
+
+impl Worker {
+    /// An idle session's sockets let go of their empty write queues, as the session lets go of
+    /// its buffers once idle for a while (on its timer: a busy session keeps reusing them).
+    fn release_queues(&mut self, slot: usize) {
+        let Some(s) = self.sessions.get(slot) else {
+            return;
+        };
+        if !s.conn.session().is_idle() {
+            return;
+        }
+        let keys = std::iter::once(s.client).chain(s.backends.iter().map(|&(_, key)| key));
+        for key in keys {
+            if let Some(socket) = self.sockets.get_mut(key) {
+                if socket.out.is_empty() {
+                    socket.out = VecDeque::new();
+                }
+            }
         }
     }
 }
