@@ -563,8 +563,9 @@ impl ProxySession {
     /// for an unknown or closed connection, and once the session is closed: then read into a
     /// buffer of the driver's own and call [`handle_input`](Self::handle_input).
     ///
-    /// Take only what is needed: capacity left in this buffer stays with the session while it
-    /// is idle (up to [`RETAINED_BUFFER`](crate::wire::RETAINED_BUFFER) per side). It pays
+    /// Take only what is needed: capacity left in this buffer stays with the session between
+    /// commands (up to [`RETAINED_BUFFER`](crate::wire::RETAINED_BUFFER) per side) until it has
+    /// been idle for a moment (200 ms), when it is released. It pays
     /// only for a driver that can read into the spare capacity without initialising it first:
     /// zero-filling the room before each read (what safe code must do) costs more than the copy
     /// `handle_input` makes, which is why ferry's own drivers keep a reused read buffer.
