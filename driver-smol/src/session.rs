@@ -15,7 +15,8 @@
 //!    bytes from the client or a backend — a socket is polled only while the connection
 //!    `wants_input` from it (the read side of back-pressure). Bytes are read into one buffer
 //!    per thread, not per session, and handed over inside the same poll, so an idle session
-//!    holds no read buffer.
+//!    holds no read buffer; when the deadline fires on an idle session (the core releases its
+//!    buffers once idle for a moment), the task's empty write queues are released too.
 //!
 //! The whole loop is raced against the proxy's abort signal (the shutdown deadline), so a
 //! session stuck writing to a client that reads nothing is still dropped in time. However the
@@ -36,7 +37,7 @@ use ferry_core::control::{Command, Connection, IoEvent};
 use ferry_core::session::{BackendConnId, Peer};
 use smol::channel::{Receiver, Sender};
 use smol::future;
-use smol::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use smol::net::TcpStream;
 use smol::stream::Stream;
 use smol::Timer;
@@ -113,24 +114,34 @@ impl Task {
     /// Serves the client until its session closes (or the proxy aborts at the shutdown
     /// deadline), with the endpoint's commands from `commands`. `finished` is dropped when the
     /// session is over: the proxy's shutdown waits for that.
-    pub(crate) async fn serve(mut self, commands: Receiver<Command>, finished: Sender<Infallible>) {
-        let abort = self.inner.abort.1.clone();
-        let finished_normally = future::or(
-            async {
-                self.run(commands).await;
-                true
-            },
-            async move {
-                let _ = abort.recv().await;
-                false
-            },
-        )
-        .await;
-        let client = self.client.clone();
-        drop(self);
-        drop(finished);
-        if finished_normally {
-            linger(client).await;
+    ///
+    /// Not an `async fn`: one would hold the task twice (its argument, and the local it is
+    /// moved to), 3 KiB more in every session's future; the block uses what it captured.
+    #[allow(clippy::manual_async_fn)]
+    pub(crate) fn serve(
+        mut self,
+        commands: Receiver<Command>,
+        finished: Sender<Infallible>,
+    ) -> impl Future<Output = ()> + Send {
+        async move {
+            let abort = self.inner.abort.1.clone();
+            let finished_normally = future::or(
+                async {
+                    self.run(commands).await;
+                    true
+                },
+                async move {
+                    let _ = abort.recv().await;
+                    false
+                },
+            )
+            .await;
+            let client = self.client.clone();
+            drop(self);
+            drop(finished);
+            if finished_normally {
+                linger(client).await;
+            }
         }
     }
 
@@ -178,6 +189,7 @@ impl Task {
             let now = Instant::now();
             if self.conn.poll_timeout().is_some_and(|at| at <= now) {
                 self.conn.handle_timeout(now);
+                self.release_queues();
             }
             // Otherwise the deadline moved later: the loop re-arms at it.
             return Poll::Ready(());
@@ -293,6 +305,22 @@ impl Task {
         }
     }
 
+    /// An idle session's sockets let go of their empty write queues, as the session lets go of
+    /// its buffers once idle for a while (on its timer: a busy session keeps reusing them).
+    fn release_queues(&mut self) {
+        if !self.conn.session().is_idle() {
+            return;
+        }
+        if self.client_out.is_empty() {
+            self.client_out = Vec::new();
+        }
+        for b in &mut self.backends {
+            if b.out.is_empty() {
+                b.out = Vec::new();
+            }
+        }
+    }
+
     /// Writes every queued byte; a failed write is that peer's end of file.
     async fn write_all(&mut self) {
         if !self.client_out.is_empty() {
@@ -400,15 +428,18 @@ async fn write_vectored_all(stream: &mut TcpStream, bufs: &mut [Bytes]) -> io::R
     let mut total = 0;
     let mut first = 0;
     while first < bufs.len() {
-        let n = {
+        // The slices are built in each poll, not kept across the await: every session task's
+        // future would hold their 1 KiB, idle or not.
+        let n = future::poll_fn(|cx| {
             let mut iov = [IoSlice::new(&[]); MAX_IOV];
             let mut count = 0;
             for (slot, b) in iov.iter_mut().zip(&bufs[first..]) {
                 *slot = IoSlice::new(b);
                 count += 1;
             }
-            stream.write_vectored(&iov[..count]).await?
-        };
+            Pin::new(&mut *stream).poll_write_vectored(cx, &iov[..count])
+        })
+        .await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

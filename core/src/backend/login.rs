@@ -76,10 +76,10 @@ impl Backend {
                     state: "starting TLS (the server sent data before the TLS handshake)",
                 });
             }
-            self.tls = Some(TlsSession::client(
+            self.tls = Some(Box::new(TlsSession::client(
                 client_config(&t.trust)?,
                 &t.server_name,
-            )?);
+            )?));
         }
 
         if let Some(fixed) = self.config.fixed_auth.clone() {

@@ -205,7 +205,8 @@ pub struct Backend {
     config: BackendConfig,
     rng: Box<dyn RandomSource + Send>,
     decoder: PacketDecoder,
-    tls: Option<TlsSession>,
+    /// Boxed: most connections run without TLS, and every session's struct is resident.
+    tls: Option<Box<TlsSession>>,
     transmit: VecDeque<Bytes>,
     /// Small outgoing packets are encoded here and split off: header and payload in one chunk,
     /// and, once the owner drops the chunk, the same memory serves the next command.
@@ -621,6 +622,34 @@ impl Backend {
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// Lets go of the memory of buffers and queues that hold nothing, and of the spare response
+    /// tracker (an idle connection's, once its owner drained it): each allocates again when next
+    /// used. Not for every command: the steady state reuses them.
+    pub fn release_buffers(&mut self) {
+        self.decoder.release_buffer();
+        self.spare_tracker = None;
+        if self.out.is_empty() {
+            self.out = BytesMut::new();
+        }
+        if self.transmit.is_empty() {
+            self.transmit = VecDeque::new();
+        }
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
+    }
+
+    /// Bytes and slots its buffers and queues hold, and its spare tracker (tests of what an
+    /// idle session keeps).
+    #[cfg(test)]
+    pub(crate) fn retained_capacity(&self) -> usize {
+        self.decoder.buffer_capacity()
+            + self.out.capacity()
+            + self.transmit.capacity()
+            + self.events.capacity()
+            + usize::from(self.spare_tracker.is_some())
     }
 
     /// The earliest deadline; call [`handle_timeout`](Self::handle_timeout) when it passes.

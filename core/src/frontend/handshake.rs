@@ -60,7 +60,7 @@ impl Frontend {
         if let Err(e) = tls.read_ciphertext(&ciphertext, self.decoder.buffer_mut()) {
             return self.close_with(CloseReason::Tls(e), None);
         }
-        self.tls = Some(tls);
+        self.tls = Some(Box::new(tls));
         self.phase = Phase::AwaitHello;
     }
 

@@ -303,7 +303,8 @@ pub struct Frontend {
     peer_host: String,
     salt: [u8; 20],
     decoder: PacketDecoder,
-    tls: Option<TlsSession>,
+    /// Boxed: most sessions run without TLS, and every session's struct is resident.
+    tls: Option<Box<TlsSession>>,
     /// Encoded packets not yet handed to TLS or the wire.
     plain: BytesMut,
     /// Bytes ready for the socket.
@@ -587,6 +588,35 @@ impl Frontend {
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// Lets go of the memory of buffers and queues that hold nothing (an idle session's, once
+    /// its owner drained it): each allocates again when next used. Not for every command:
+    /// the steady state reuses them.
+    pub fn release_buffers(&mut self) {
+        self.decoder.release_buffer();
+        if self.plain.is_empty() {
+            self.plain = BytesMut::new();
+        }
+        if self.wire.is_empty() {
+            self.wire = BytesMut::new();
+        }
+        if self.queued.is_empty() {
+            self.queued = VecDeque::new();
+        }
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
+    }
+
+    /// Bytes and slots its buffers and queues hold (tests of what an idle session keeps).
+    #[cfg(test)]
+    pub(crate) fn retained_capacity(&self) -> usize {
+        self.decoder.buffer_capacity()
+            + self.plain.capacity()
+            + self.wire.capacity()
+            + self.queued.capacity()
+            + self.events.capacity()
     }
 
     /// When to call [`Self::handle_timeout`]: the handshake deadline, until login completes.

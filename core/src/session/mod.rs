@@ -336,10 +336,17 @@ enum Timer {
     Migration,
     /// The deadline of the running migration step.
     MigrationStep,
+    /// Idle since [`IDLE_RELEASE`]: the buffers' memory goes back to the allocator.
+    Release,
 }
 
 /// Number of [`Timer`] kinds.
-const TIMERS: usize = 4;
+const TIMERS: usize = 5;
+
+/// How long a session stays idle before it lets go of its buffers and queues: long enough
+/// that a busy session (next command within this time) reuses them, allocating nothing per
+/// command; short enough that thousands of idle sessions cost little memory.
+pub(crate) const IDLE_RELEASE: Duration = Duration::from_millis(200);
 
 /// Slots an idle session's transmit and event queues shrink to, once over [`IDLE_QUEUE_MAX`].
 const IDLE_QUEUE: usize = 16;
@@ -557,8 +564,9 @@ impl ProxySession {
     /// for an unknown or closed connection, and once the session is closed: then read into a
     /// buffer of the driver's own and call [`handle_input`](Self::handle_input).
     ///
-    /// Take only what is needed: capacity left in this buffer stays with the session while it
-    /// is idle (up to [`RETAINED_BUFFER`](crate::wire::RETAINED_BUFFER) per side). It pays
+    /// Take only what is needed: capacity left in this buffer stays with the session between
+    /// commands (up to [`RETAINED_BUFFER`](crate::wire::RETAINED_BUFFER) per side) until it has
+    /// been idle for a moment (200 ms), when it is released. It pays
     /// only for a driver that can read into the spare capacity without initialising it first:
     /// zero-filling the room before each read (what safe code must do) costs more than the copy
     /// `handle_input` makes, which is why ferry's own drivers keep a reused read buffer.
@@ -642,6 +650,12 @@ impl ProxySession {
             self.set_timer(Timer::Connect, None);
             if matches!(self.phase, Phase::Login(_)) {
                 self.login_failed(now, LoginFailure::Timeout);
+            }
+        }
+        if self.timer_passed(Timer::Release, now) {
+            self.set_timer(Timer::Release, None);
+            if self.is_idle() {
+                self.release_buffers();
             }
         }
         if self.timer_passed(Timer::Idle, now) && self.is_idle() {
@@ -807,6 +821,29 @@ impl ProxySession {
         }
         if self.scratch.capacity() > IDLE_SCRATCH_MAX {
             self.scratch.shrink_to(IDLE_SCRATCH);
+        }
+        // The rest goes once it stays idle (not per command: the next one would allocate it
+        // all again).
+        self.set_timer(Timer::Release, Some(now + IDLE_RELEASE));
+    }
+
+    /// An idle session lets go of what only a running command needs: its queues, coalescing
+    /// buffers and the roles' (each allocates again when next used). Queues the owner has not
+    /// drained yet are kept.
+    fn release_buffers(&mut self) {
+        if self.transmits.is_empty() {
+            self.transmits = VecDeque::new();
+        }
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
+        if self.backend_out.is_empty() {
+            self.backend_out = BytesMut::new();
+        }
+        self.scratch = Vec::new();
+        self.frontend.release_buffers();
+        if let Some(b) = self.backend_mut() {
+            b.release_buffers();
         }
     }
 

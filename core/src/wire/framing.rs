@@ -168,6 +168,21 @@ impl PacketDecoder {
         std::mem::take(&mut self.buf)
     }
 
+    /// Lets go of the input buffer's memory if nothing is buffered (an idle connection): the
+    /// next bytes fed allocate again.
+    pub fn release_buffer(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+            self.buf_high = 0;
+        }
+    }
+
+    /// The input buffer's capacity (tests of what an idle connection keeps).
+    #[cfg(test)]
+    pub(crate) fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// The error this decoder stopped on, if any.
     pub fn error(&self) -> Option<&DecodeError> {
         self.error.as_ref()

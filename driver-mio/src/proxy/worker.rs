@@ -21,6 +21,8 @@
 //!   back through the mailbox and are tried in order.
 //!   Failover, marking a backend down and refusals are the endpoint's, at the next sync.
 //! - **Timers**: each session's `poll_timeout` is armed in a per-worker heap ([`super::timers`]).
+//!   When a session's timer fires while it is idle (the core releases its buffers once idle for
+//!   a moment), its sockets' empty write queues are released too: an idle client costs little.
 //! - **Shutdown**: once the endpoint stops accepting (after `shutdown-delay`), the listener is
 //!   closed, the endpoint's `Shutdown` commands reach the sessions, and the loop ends when all
 //!   sessions are gone and their last bytes written, or at the endpoint's shutdown deadline.
@@ -760,6 +762,7 @@ impl Worker {
                         Fire::Due => {
                             s.conn.handle_timeout(now);
                             self.after_call(slot, now);
+                            self.release_queues(slot);
                         }
                     }
                 }
@@ -790,6 +793,25 @@ impl Worker {
                     .is_some_and(|s| s.generation == generation),
                 TimerKey::AcceptRetry => true,
             });
+        }
+    }
+
+    /// An idle session's sockets let go of their empty write queues, as the session lets go of
+    /// its buffers once idle for a while (on its timer: a busy session keeps reusing them).
+    fn release_queues(&mut self, slot: usize) {
+        let Some(s) = self.sessions.get(slot) else {
+            return;
+        };
+        if !s.conn.session().is_idle() {
+            return;
+        }
+        let keys = std::iter::once(s.client).chain(s.backends.iter().map(|&(_, key)| key));
+        for key in keys {
+            if let Some(socket) = self.sockets.get_mut(key) {
+                if socket.out.is_empty() {
+                    socket.out = VecDeque::new();
+                }
+            }
         }
     }
 }

@@ -391,3 +391,33 @@ fn an_idle_session_lets_go_of_its_burst_buffers() {
     assert!(net.session.scratch.capacity() <= super::IDLE_SCRATCH_MAX);
     assert!(net.session.backend_out.capacity() <= crate::wire::RETAINED_BUFFER);
 }
+
+#[test]
+fn a_session_idle_for_a_moment_releases_its_buffers_and_a_busy_one_keeps_them() {
+    let mut net = Net::logged_in(true);
+    // Busy: commands closer together than IDLE_RELEASE reuse every buffer (no allocation per
+    // command).
+    for _ in 0..3 {
+        let (_, summary) = net.query(b"SELECT 1");
+        assert!(summary.is_ok());
+        net.advance(IDLE_RELEASE / 2);
+    }
+    assert!(net.session.events.capacity() > 0);
+    assert!(net.session.frontend.retained_capacity() > 0);
+    assert!(net.session.backend().unwrap().retained_capacity() > 0);
+    // Idle for IDLE_RELEASE: everything goes, and no timer is left to wake it.
+    net.advance(IDLE_RELEASE / 2);
+    let session = &net.session;
+    let own = session.transmits.capacity()
+        + session.events.capacity()
+        + session.scratch.capacity()
+        + session.backend_out.capacity();
+    assert_eq!(own, 0);
+    assert_eq!(session.frontend.retained_capacity(), 0);
+    assert_eq!(session.backend().unwrap().retained_capacity(), 0);
+    assert_eq!(session.poll_timeout(), None);
+    // The next command allocates them again.
+    let (packets, summary) = net.query(b"SELECT 1");
+    assert!(summary.is_ok());
+    assert!(!packets.is_empty());
+}

@@ -206,8 +206,11 @@ fn a_backend_put_back_before_it_is_gone_is_kept() {
 #[test]
 fn new_sessions_get_the_new_session_configuration_and_open_ones_keep_theirs() {
     let (mut ep, now) = healthy_endpoint(proxy_auth);
-    let old = Session::logged_in(&mut ep, now);
+    let mut old = Session::logged_in(&mut ep, now);
     let eight_hours = Some(now + Duration::from_secs(8 * 3600));
+    // Once idle for a moment a session releases its buffers; then only its idle deadline is left.
+    let released = now + crate::session::IDLE_RELEASE;
+    old.conn.handle_timeout(released);
     assert_eq!(old.conn.poll_timeout(), eight_hours);
     let report = ep
         .reload(
@@ -227,7 +230,8 @@ fn new_sessions_get_the_new_session_configuration_and_open_ones_keep_theirs() {
         report.changed,
         ["proxy.max-connections", "proxy.idle-timeout", "auth.users"]
     );
-    let new = Session::logged_in(&mut ep, now);
+    let mut new = Session::logged_in(&mut ep, now);
+    new.conn.handle_timeout(released);
     assert_eq!(new.conn.poll_timeout(), Some(now + Duration::from_secs(10)));
     assert_eq!(old.conn.poll_timeout(), eight_hours, "kept its own");
     match &ep.session_config.frontend.auth {
