@@ -1,10 +1,10 @@
 //! Limits and lifecycle through the real proxy program, for every driver (the mio event loop
 //! had these as its own tests; since the decisions moved into the core, every driver runs them):
-//! clients over `max-connections` are refused with ERR 1040 and counted while the others keep
-//! working, an idle session is closed at `idle-timeout` (activity moves the deadline), and
-//! SIGTERM without `shutdown-delay` (the default) closes idle sessions at once and exits 0.
-//! `proxy_ops.rs` has the rest: the refusal's bytes against MariaDB's, failed logins, the
-//! shutdown delay and transactions finishing.
+//! an idle session is closed at `idle-timeout` (activity moves the deadline), and SIGTERM
+//! without `shutdown-delay` (the default) closes idle sessions at once and exits 0.
+//! `proxy_ops.rs` has the rest: clients over `max-connections` refused with MariaDB's ERR 1040
+//! and counted while the others keep working, failed logins, the shutdown delay and
+//! transactions finishing.
 
 mod proxy_common;
 
@@ -12,45 +12,12 @@ use std::time::{Duration, Instant};
 
 use ferry_tests::{driver_tests, wait_until, Driver, FerryProcess};
 use mysql::prelude::Queryable;
-use proxy_common::{backend, mysql_code, mysql_opts, PASSWORD, USER};
+use proxy_common::{backend, connect};
 
 driver_tests!(
-    clients_over_max_connections_are_refused,
     an_idle_session_is_closed_at_the_idle_timeout,
     sigterm_closes_idle_sessions_at_once,
 );
-
-fn connect(ferry: &FerryProcess) -> mysql::Result<mysql::Conn> {
-    mysql::Conn::new(mysql_opts(ferry, USER, PASSWORD))
-}
-
-fn clients_over_max_connections_are_refused(driver: Driver) {
-    let db = backend(1);
-    let ferry = FerryProcess::builder(driver)
-        .backend("db1", db.addr())
-        .proxy_toml("max-connections = 1")
-        .start();
-    let mut first = connect(&ferry).expect("the first client");
-    assert_eq!(first.query_first::<u32, _>("select 1").unwrap(), Some(1));
-    let refused = connect(&ferry).expect_err("a second client got in");
-    assert_eq!(mysql_code(&refused), Some(1040), "{refused}");
-    // The first keeps working, and the refusal is counted.
-    assert_eq!(first.query_first::<u32, _>("select 2").unwrap(), Some(2));
-    let (_, metrics) = ferry.http_get("/metrics");
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l == r#"ferry_errors_total{kind="max_connections"} 1"#),
-        "{metrics}"
-    );
-    // Once it has left, there is room again.
-    drop(first);
-    assert!(
-        wait_until(Duration::from_secs(10), || connect(&ferry).is_ok()),
-        "{}",
-        ferry.log_tail(20)
-    );
-}
 
 fn an_idle_session_is_closed_at_the_idle_timeout(driver: Driver) {
     let db = backend(1);

@@ -21,7 +21,7 @@ use ferry_tests::{
     FerryProcess, MariaDb,
 };
 use mysql::prelude::Queryable;
-use proxy_common::{backend, mysql_code, mysql_opts, PASSWORD, USER};
+use proxy_common::{backend, connect, mysql_code, PASSWORD, USER};
 
 driver_tests!(
     a_client_over_max_connections_gets_1040_as_from_mariadb,
@@ -31,10 +31,6 @@ driver_tests!(
 
 /// MariaDB 10.11's ERR in place of the greeting at `max_connections`.
 const TOO_MANY_CONNECTIONS: &[u8] = b"\x17\x00\x00\x00\xff\x10\x04Too many connections";
-
-fn connect(ferry: &FerryProcess) -> mysql::Result<mysql::Conn> {
-    mysql::Conn::new(mysql_opts(ferry, USER, PASSWORD))
-}
 
 /// The `mariadb` CLI running `select 1` on 127.0.0.1:`port` with `extra` options.
 fn cli(port: u16, password: &str, extra: &[&str]) -> CommandOutput {

@@ -73,6 +73,11 @@ pub(crate) fn mysql_opts(ferry: &FerryProcess, user: &str, password: &str) -> my
     client_opts(ferry.port(), user, password)
 }
 
+/// A `mysql` crate connection to ferry as the test user.
+pub(crate) fn connect(ferry: &FerryProcess) -> mysql::Result<mysql::Conn> {
+    mysql::Conn::new(mysql_opts(ferry, USER, PASSWORD))
+}
+
 /// Options for the Rust `mysql` crate connecting to 127.0.0.1:`port` (ferry or a backend
 /// directly), with timeouts.
 pub(crate) fn client_opts(port: u16, user: &str, password: &str) -> mysql::OptsBuilder {
