@@ -36,13 +36,16 @@
 //!   and every answer has a status the API documents.
 #![no_main]
 
+#[path = "backend_bytes.rs"]
+mod backend_bytes;
+
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
-use bytes::BytesMut;
+use backend_bytes::{frame, greeting};
 use ferry_core::auth::{AuthPlugin, ClientSecret, Credential, Password};
 use ferry_core::backend::{self, Backend};
 use ferry_core::control::admin::Request;
@@ -58,10 +61,7 @@ use ferry_core::frontend::{
     UserTable,
 };
 use ferry_core::session::{BackendConnId, Peer};
-use ferry_core::wire::{
-    encode_packet, Capabilities, ColumnType, Command as WireCommand, HandshakeV10, Query,
-    ServerStatus,
-};
+use ferry_core::wire::{Capabilities, ColumnType, Command as WireCommand, Query, ServerStatus};
 use ferry_core::{ProtocolError, SeededRandom};
 use libfuzzer_sys::fuzz_target;
 
@@ -307,27 +307,6 @@ fn file(s: &Setup) -> ConfigFile {
         }];
     }
     file
-}
-
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    encode_packet(&mut out, &mut 0, payload);
-    out.to_vec()
-}
-
-fn greeting() -> Vec<u8> {
-    let g = HandshakeV10::new(
-        b"10.11.0-MariaDB",
-        7,
-        &[b'a'; 20],
-        default_capabilities(),
-        45,
-        ServerStatus::AUTOCOMMIT,
-        b"mysql_native_password",
-    );
-    let mut payload = Vec::new();
-    g.encode(&mut payload);
-    frame(&payload)
 }
 
 fn too_many_connections() -> Vec<u8> {

@@ -19,21 +19,22 @@
 //!   client's address and the backend's, and a backend not configured for it gets none.
 #![no_main]
 
+#[path = "backend_bytes.rs"]
+mod backend_bytes;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
 use arbitrary::Arbitrary;
-use bytes::BytesMut;
+use backend_bytes::greeting;
 use ferry_core::auth::{ClientSecret, Password};
 use ferry_core::backend::{self, Backend};
 use ferry_core::control::config::{BackendSection, ConfigFile};
 use ferry_core::control::{Config, Connection, Endpoint, IoEvent};
-use ferry_core::frontend::default_capabilities;
 use ferry_core::proxy_protocol::{
     encode_v2, parse, starts_like_header, Network, Parsed, ProxyHeader,
 };
 use ferry_core::session::Peer;
-use ferry_core::wire::{encode_packet, HandshakeV10, ServerStatus};
 use ferry_core::SeededRandom;
 use libfuzzer_sys::fuzz_target;
 
@@ -168,23 +169,6 @@ const PEER: &str = "127.0.0.1:50000";
 
 fn backend_addr() -> SocketAddr {
     "127.0.0.1:3306".parse().unwrap()
-}
-
-fn greeting() -> Vec<u8> {
-    let g = HandshakeV10::new(
-        b"10.11.0-MariaDB",
-        7,
-        &[b'a'; 20],
-        default_capabilities(),
-        45,
-        ServerStatus::AUTOCOMMIT,
-        b"mysql_native_password",
-    );
-    let mut payload = Vec::new();
-    g.encode(&mut payload);
-    let mut out = BytesMut::new();
-    encode_packet(&mut out, &mut 0, &payload);
-    out.to_vec()
 }
 
 fn endpoint(input: &Input, now: Instant) -> Endpoint {
