@@ -86,6 +86,14 @@
 //! failover = true                 # default (replay): rebuild idle sessions when their backend dies
 //! read-retry = false              # default: resend a read-only autocommit SELECT cut by a failover
 //!
+//! [multiplexing]                  # many client sessions on few backend connections (replay only)
+//! enabled = false                 # default; needs auth.mode = "proxy" and migration.mode = "replay"
+//! max-backend-connections = 32    # default: per backend, in use plus idle in the pool
+//! max-wait = "5s"                 # default: a session waiting longer for one gets ERR 1040
+//! max-waiting = 1024              # default: sessions that may wait at once (more: ERR 1040 now)
+//! idle-timeout = "60s"            # default: an idle pooled connection is closed after this
+//! check-after = "1s"              # default: a pooled connection idle longer is pinged first
+//!
 //! [[routes]]                      # optional: where new sessions go by their login; first match
 //! user = "analyst"                # a user, a database or both; a session matching every one
 //! database = "reports"            # given goes to this backend (not failed over elsewhere);
@@ -125,7 +133,7 @@ use crate::tls::{self, ServerTrust};
 pub use file::{
     AdminSection, AdminTlsSection, AuthMode, AuthSection, BackendSection, BackendTlsSection,
     ConfigFile, HealthSection, LogFormat, LogLevel, LogSection, MigrationMode, MigrationSection,
-    ProxySection, RouteSection, TlsSection, UserSection,
+    MultiplexingSection, ProxySection, RouteSection, TlsSection, UserSection,
 };
 use units::ConfigDuration;
 
@@ -263,6 +271,8 @@ pub struct Config {
     pub health: HealthConfig,
     /// Migration and rebalancing.
     pub migration: MigrationConfig,
+    /// Connection multiplexing (`None`: off).
+    pub multiplexing: Option<MultiplexingConfig>,
     /// Where new sessions go by their login, first match first (empty: the built-in policy).
     pub routes: Vec<RouteConfig>,
     /// Logging.
@@ -538,6 +548,33 @@ pub struct MigrationConfig {
     pub read_retry: bool,
 }
 
+/// `[multiplexing]`, checked (present only when enabled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MultiplexingConfig {
+    /// Backend connections per backend, in use plus idle.
+    pub max_backend_connections: usize,
+    /// How long a session waits for a backend connection before its statement gets ERR 1040.
+    pub max_wait: Duration,
+    /// Sessions that may wait at once; one more gets ERR 1040 at once.
+    pub max_waiting: usize,
+    /// An idle pooled connection is closed after this.
+    pub idle_timeout: Duration,
+    /// A pooled connection idle longer than this is pinged before it is reused.
+    pub check_after: Duration,
+}
+
+impl Default for MultiplexingConfig {
+    fn default() -> Self {
+        Self {
+            max_backend_connections: 32,
+            max_wait: Duration::from_secs(5),
+            max_waiting: 1024,
+            idle_timeout: Duration::from_secs(60),
+            check_after: Duration::from_secs(1),
+        }
+    }
+}
+
 impl Config {
     /// Checks `file`, applies defaults, reads the TLS files: every problem is reported at once.
     pub fn from_file(file: &ConfigFile) -> Result<Self, ConfigError> {
@@ -564,6 +601,12 @@ impl Config {
             .and_then(|t| check_backend_tls(&mut p, t, base));
         let health = check_health(&mut p, &file.health, base);
         let migration = check_migration(&mut p, &file.migration, auth.as_ref().map(|a| a.mode));
+        let multiplexing = check_multiplexing(
+            &mut p,
+            &file.multiplexing,
+            auth.as_ref().map(|a| a.mode),
+            migration.as_ref().map(|m| m.mode),
+        );
         let routes = check_routes(&mut p, &file.routes, &backends);
         let log = LogConfig {
             level: file.log.level.unwrap_or_default(),
@@ -584,6 +627,7 @@ impl Config {
                     backend_tls,
                     health,
                     migration,
+                    multiplexing,
                     routes,
                     log,
                 })
@@ -1141,6 +1185,44 @@ fn check_monitor(
     Some(MonitorAccount {
         user: user.clone(),
         secret,
+    })
+}
+
+fn check_multiplexing(
+    p: &mut Checker,
+    s: &MultiplexingSection,
+    auth: Option<AuthMode>,
+    migration: Option<MigrationMode>,
+) -> Option<MultiplexingConfig> {
+    if !s.enabled.unwrap_or(false) {
+        return None;
+    }
+    if auth != Some(AuthMode::Proxy) || migration != Some(MigrationMode::Replay) {
+        p.push(
+            "multiplexing.enabled",
+            "needs auth.mode = \"proxy\" and migration.mode = \"replay\": a session is \
+             brought to its state on any pooled connection by replaying what ferry tracked",
+        );
+    }
+    let d = MultiplexingConfig::default();
+    let at_least_one = |p: &mut Checker, key: &str, v: Option<usize>, default: usize| match v {
+        Some(0) => {
+            p.push(key, "must be at least 1");
+            default
+        }
+        v => v.unwrap_or(default),
+    };
+    Some(MultiplexingConfig {
+        max_backend_connections: at_least_one(
+            p,
+            "multiplexing.max-backend-connections",
+            s.max_backend_connections,
+            d.max_backend_connections,
+        ),
+        max_wait: p.positive("multiplexing.max-wait", s.max_wait, d.max_wait),
+        max_waiting: at_least_one(p, "multiplexing.max-waiting", s.max_waiting, d.max_waiting),
+        idle_timeout: p.positive("multiplexing.idle-timeout", s.idle_timeout, d.idle_timeout),
+        check_after: p.positive("multiplexing.check-after", s.check_after, d.check_after),
     })
 }
 

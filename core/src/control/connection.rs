@@ -77,6 +77,40 @@ pub enum IoEvent {
         /// The connection to close.
         conn: BackendConnId,
     },
+    /// Multiplexing: the session lets go of backend socket `conn` between statements. Keep the
+    /// socket, unread, under `pooled` where any session (on any worker) can take it back with
+    /// [`IoEvent::Adopt`]; write any bytes still queued for it first (the core queues none). The
+    /// endpoint owns the pooled connection from now on: it hands it to a session
+    /// ([`IoEvent::Adopt`]) or asks for it to be closed ([`Endpoint::poll_pool_close`](super::Endpoint::poll_pool_close)).
+    Park {
+        /// The session's connection.
+        conn: BackendConnId,
+        /// The pooled connection's id.
+        pooled: PooledId,
+    },
+    /// Multiplexing: the socket parked under `pooled` is this session's backend connection
+    /// `conn` from now on (read it again). The endpoint hands out each parked socket once. A
+    /// driver that no longer has it (it failed while parked) reports `conn`'s end of file.
+    Adopt {
+        /// The session's connection.
+        conn: BackendConnId,
+        /// The pooled connection's id.
+        pooled: PooledId,
+    },
+}
+
+/// Identifies a backend connection of the pool while no session holds it (multiplexing).
+pub type PooledId = u64;
+
+/// A pooled connection the endpoint closes (idle too long, its backend down or removed, a
+/// pool over its size): write `farewell` (COM_QUIT) without waiting, then close the socket
+/// parked under `pooled` ([`Endpoint::poll_pool_close`](super::Endpoint::poll_pool_close)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolClose {
+    /// The parked socket.
+    pub pooled: PooledId,
+    /// Bytes to write before closing it.
+    pub farewell: bytes::Bytes,
 }
 
 /// A backend connection of this session, from the choice of its backend until it closes.

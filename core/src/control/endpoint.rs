@@ -44,12 +44,13 @@ use super::accept::{Accept, Refusal, RefusalReason};
 use super::admin::{self, AdminApi, ApiError, BackendInfo, Metrics, ProcessStats, SessionInfo};
 use super::chooser::{BackendChooser, Choice, ChooseRequest, Routes};
 use super::config::{AuthMode, Config, ConfigError, MigrationMode};
-use super::connection::{BackendSlot, Connection, Work};
+use super::connection::{BackendSlot, Connection, PoolClose, Work};
 use super::counters::Counters;
 use super::failed_logins::{AuthFailures, FailedLogin, Recorded};
 use super::health::{record_refusal, record_verdict, HealthProbe, Verdict};
 use super::log_limit::{LogKind, LogLimiter};
 use super::migration::{migration_event, Listing as Moved};
+use super::pool::Pool;
 use super::rebalance::{pin_is_transient, plan_migrations, BackendView, SessionView};
 use super::registry::Registry;
 use super::reload::{ConfigStatus, ReloadError, ReloadReport};
@@ -171,6 +172,8 @@ pub struct Endpoint {
     health_warnings: Vec<Option<String>>,
     /// Per registry index: why it is down (the last failed check or backend connect).
     down_reasons: Vec<Option<String>>,
+    /// Multiplexing's backend connections.
+    pool: Pool,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -239,6 +242,7 @@ impl Endpoint {
             monitor,
             health_warnings: vec![None; config.backends.len()],
             down_reasons: vec![None; config.backends.len()],
+            pool: Pool::default(),
         }
     }
 
@@ -768,6 +772,13 @@ impl Endpoint {
             s.commands.push_back((session, command));
             s.wake = true;
         }
+    }
+
+    /// The next pooled connection to close (multiplexing): the driver writes its farewell and
+    /// closes the socket parked under its id. Ask after every [`Endpoint::sync`] and
+    /// [`Endpoint::handle_timeout`] until `None`.
+    pub fn poll_pool_close(&mut self) -> Option<PoolClose> {
+        self.pool.poll_close()
     }
 
     /// The next command for a session of `shard`.

@@ -38,6 +38,9 @@ pub struct ConfigFile {
     /// `[migration]`
     #[serde(default)]
     pub migration: MigrationSection,
+    /// `[multiplexing]`
+    #[serde(default)]
+    pub multiplexing: MultiplexingSection,
     /// `[[routes]]`
     #[serde(default)]
     pub routes: Vec<RouteSection>,
@@ -315,6 +318,24 @@ pub struct MigrationSection {
     pub failover: Option<bool>,
     /// `read-retry`
     pub read_retry: Option<bool>,
+}
+
+/// `[multiplexing]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MultiplexingSection {
+    /// `enabled`
+    pub enabled: Option<bool>,
+    /// `max-backend-connections`
+    pub max_backend_connections: Option<usize>,
+    /// `max-wait`
+    pub max_wait: Option<ConfigDuration>,
+    /// `max-waiting`
+    pub max_waiting: Option<usize>,
+    /// `idle-timeout`
+    pub idle_timeout: Option<ConfigDuration>,
+    /// `check-after`
+    pub check_after: Option<ConfigDuration>,
 }
 
 /// Who checks client passwords.
