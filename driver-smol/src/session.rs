@@ -9,7 +9,8 @@
 //!    choose, a failover, the listing, migration bookkeeping), take all transmits and write
 //!    them (one vectored write per socket and round, awaited: the next read waits until the
 //!    bytes are in the kernel, which is the write side of back-pressure), then carry out the
-//!    socket events (connect, close), and repeat while anything came out.
+//!    socket events (connect, close; with multiplexing, park a backend socket in the shared
+//!    pool or adopt one from it), and repeat while anything came out.
 //! 2. **Wait** for the first of: a command from the endpoint (shutdown, migrate), the
 //!    connection's deadline ([`Timer::at`] of `poll_timeout`), a backend connect finishing,
 //!    bytes from the client or a backend — a socket is polled only while the connection
@@ -93,6 +94,8 @@ impl Drop for Task {
             .endpoint
             .connection_closed(Instant::now(), &mut self.conn);
         control.remove_route(self.conn.id());
+        // Its backend connections no longer count: a session waiting for one may go on.
+        control.deliver();
     }
 }
 
@@ -358,7 +361,7 @@ impl Task {
         }
     }
 
-    /// Opens or closes a backend socket, as the connection asks.
+    /// Opens, closes, parks or adopts a backend socket, as the connection asks.
     fn io_event(&mut self, event: IoEvent) {
         match event {
             // A host name is resolved in the attempt; the connect deadline (the core's) covers
@@ -375,6 +378,29 @@ impl Task {
                 }
                 if let Some(i) = self.connecting.iter().position(|c| c.conn == conn) {
                     self.connecting.swap_remove(i);
+                }
+            }
+            // Its queue was written by the drain before this event (the writes are awaited):
+            // the socket is parked with nothing pending. One that failed is dropped instead,
+            // and its adopter hears of its end.
+            IoEvent::Park { conn, pooled } => {
+                if let Some(i) = self.backends.iter().position(|b| b.conn == conn) {
+                    let b = self.backends.swap_remove(i);
+                    if !b.eof {
+                        self.inner.control().park(pooled, b.stream);
+                    }
+                }
+            }
+            IoEvent::Adopt { conn, pooled } => {
+                let parked = self.inner.control().adopt(pooled);
+                match parked {
+                    Some(stream) => self.backends.push(BackendSocket {
+                        conn,
+                        stream,
+                        out: Vec::new(),
+                        eof: false,
+                    }),
+                    None => self.conn.handle_eof(Instant::now(), Peer::Backend(conn)),
                 }
             }
             other => tracing::debug!(?other, "socket event not handled by this driver"),
