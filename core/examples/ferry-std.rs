@@ -6,7 +6,7 @@
 //! With `[multiplexing]`, backend sockets (and their reader threads) move between sessions
 //! through a shared pool, as the core says.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, IsTerminal, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
@@ -197,10 +197,27 @@ type Sockets = HashMap<Peer, Arc<Sock>>;
 
 /// The drain rule (`Connection`'s module docs): sync; write what is queued, then open or close
 /// a socket; until nothing is left. Writes block: a slow peer slows its own session down.
+/// Parks are carried out under the endpoint's lock, with the sync that decided them: the socket
+/// is in the pool before the endpoint can hand it to another session or close it.
 fn drain(sh: &Shared, conn: &mut Connection, socks: &mut Sockets, tx: &Sender<Input>) {
+    let mut events = VecDeque::new();
     loop {
         if conn.needs_sync() {
-            lock(&sh.ep).sync(Instant::now(), conn);
+            let mut ep = lock(&sh.ep);
+            ep.sync(Instant::now(), conn);
+            while let Some(event) = conn.poll_event() {
+                match event {
+                    // Written in full before (writes block): parked with nothing pending.
+                    IoEvent::Park { conn: c, pooled } => {
+                        if let Some(sock) = socks.remove(&Peer::Backend(c)) {
+                            sock.set_owner(Owner::Parked);
+                            lock(&sh.pool).insert(pooled, sock);
+                        }
+                    }
+                    other => events.push_back(other),
+                }
+            }
+            drop(ep);
             deliver(sh); // e.g. a session waiting for a pooled connection may go on
         }
         if let Some(t) = conn.poll_transmit() {
@@ -208,7 +225,7 @@ fn drain(sh: &Shared, conn: &mut Connection, socks: &mut Sockets, tx: &Sender<In
                 Some(Ok(())) => conn.record_sent(t.peer, t.data.len()),
                 _ => conn.handle_eof(Instant::now(), t.peer),
             }
-        } else if let Some(event) = conn.poll_event() {
+        } else if let Some(event) = events.pop_front().or_else(|| conn.poll_event()) {
             match event {
                 IoEvent::Connect { conn: c, addr } => match open(sh, &addr, c, tx) {
                     Ok(sock) => {
@@ -222,17 +239,11 @@ fn drain(sh: &Shared, conn: &mut Connection, socks: &mut Sockets, tx: &Sender<In
                     Err(e) => conn.connect_failed(Instant::now(), c, &e),
                 },
                 IoEvent::Close { conn: c } => close(socks.remove(&Peer::Backend(c))),
-                // Written in full before (writes block): parked with nothing pending.
-                IoEvent::Park { conn: c, pooled } => {
-                    if let Some(sock) = socks.remove(&Peer::Backend(c)) {
-                        sock.set_owner(Owner::Parked);
-                        lock(&sh.pool).insert(pooled, sock);
-                    }
-                }
                 IoEvent::Adopt { conn: c, pooled } => match lock(&sh.pool).remove(&pooled) {
                     Some(sock) => {
                         sock.set_owner(Owner::Session(Peer::Backend(c), tx.clone()));
                         socks.insert(Peer::Backend(c), sock);
+                        conn.adopted(Instant::now(), c);
                     }
                     None => conn.handle_eof(Instant::now(), Peer::Backend(c)),
                 },

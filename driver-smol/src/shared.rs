@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use ferry_core::control::{Command, Endpoint, PoolClose, PooledId};
 use smol::channel::{Receiver, Sender};
 use smol::net::TcpStream;
@@ -29,7 +30,7 @@ pub(crate) struct Control {
     routes: HashMap<u64, Sender<Command>>,
     /// Multiplexing: the backend sockets no session holds, unread, by pooled id (any session
     /// task may adopt one; the endpoint decides which, and when one closes).
-    parked: HashMap<PooledId, TcpStream>,
+    parked: HashMap<PooledId, Parked>,
     /// [`Inner::stop`]'s sender: closed once the endpoint stops accepting.
     stop: Sender<Infallible>,
 }
@@ -70,28 +71,41 @@ impl Control {
         self.routes.remove(&id);
     }
 
-    /// Keeps backend socket `stream` (its queue written), unread, under `pooled`.
-    pub(crate) fn park(&mut self, pooled: PooledId, stream: TcpStream) {
-        self.parked.insert(pooled, stream);
+    /// Keeps backend socket `stream`, unread, under `pooled`, with `out`, the bytes queued for
+    /// it and not written yet (the core queues none before a park).
+    pub(crate) fn park(&mut self, pooled: PooledId, stream: TcpStream, out: Vec<Bytes>) {
+        self.parked.insert(pooled, Parked { stream, out });
     }
 
-    /// The socket parked under `pooled`, for the session that adopts it; `None` if it is gone.
-    pub(crate) fn adopt(&mut self, pooled: PooledId) -> Option<TcpStream> {
-        self.parked.remove(&pooled)
+    /// The socket parked under `pooled` and its unwritten bytes, for the session that adopts
+    /// it; `None` if it is gone.
+    pub(crate) fn adopt(&mut self, pooled: PooledId) -> Option<(TcpStream, Vec<Bytes>)> {
+        self.parked.remove(&pooled).map(|p| (p.stream, p.out))
     }
 
-    /// Writes a parked socket's farewell (COM_QUIT) and closes it. The write does not wait (the
+    /// Writes a parked socket's farewell (COM_QUIT) and closes it. The writes do not wait (the
     /// lock is held): an idle socket's send buffer is empty, and if it is not, the backend
     /// sees the connection close without it.
     fn close_parked(&mut self, close: PoolClose) {
-        let Some(stream) = self.parked.remove(&close.pooled) else {
+        let Some(Parked { stream, out }) = self.parked.remove(&close.pooled) else {
             return;
         };
         let socket: Arc<Async<std::net::TcpStream>> = stream.into();
         let mut raw = socket.get_ref();
         // Non-blocking (the reactor's socket): at worst WouldBlock. Dropping closes it.
-        let _ = raw.write(&close.farewell);
+        for bytes in out.iter().chain([&close.farewell]) {
+            if raw.write_all(bytes).is_err() {
+                break;
+            }
+        }
     }
+}
+
+/// A backend socket no session holds (multiplexing).
+struct Parked {
+    stream: TcpStream,
+    /// Bytes queued for it and not written when it was parked.
+    out: Vec<Bytes>,
 }
 
 /// The state of one proxy.
