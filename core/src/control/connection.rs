@@ -177,12 +177,12 @@ pub(super) enum Work {
 
 /// Multiplexing: what the connection waits for from the pool, asked again when the endpoint
 /// wakes it ([`Command::PoolReady`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum PoolPending {
     /// A connection for a statement.
     Acquire(BackendConnId),
-    /// A new connection for the login.
-    Login(BackendConnId),
+    /// A new connection (a login's, a failover's or a migration's, to that backend if named).
+    Connect(BackendConnId, Option<String>),
 }
 
 /// One client connection: the core's session plus what the control plane tracks for it.
@@ -370,9 +370,10 @@ impl Connection {
             Command::BackendDown { backend } => self.session.backend_down(now, &backend),
             Command::PoolReady => match self.pool_pending {
                 Some(PoolPending::Acquire(conn)) => self.work.push_back(Work::Acquire { conn }),
-                Some(PoolPending::Login(conn)) => self
-                    .work
-                    .push_back(Work::NeedBackend { conn, target: None }),
+                Some(PoolPending::Connect(conn, ref target)) => {
+                    let target = target.clone();
+                    self.work.push_back(Work::NeedBackend { conn, target });
+                }
                 None => {}
             },
         }

@@ -681,6 +681,7 @@ impl Endpoint {
     /// Chooses the backend of `conn`'s connection `c` (its target, else the chooser, else the
     /// built-in policy) and asks the driver to connect.
     fn connect(&mut self, now: Instant, conn: &mut Connection, c: u64, target: Option<String>) {
+        let wanted = target.clone();
         let choice = match target {
             Some(name) => Choice::Backend(name),
             None => match &self.chooser {
@@ -723,10 +724,14 @@ impl Endpoint {
         if self.pool.is_on() {
             // Multiplexing: a login's connection counts in the pool, and may have to wait.
             match self.pool.acquire(now, conn.id(), index, None) {
-                Grant::Open | Grant::Adopt { .. } => conn.pool_pending = None,
+                Grant::Open | Grant::Adopt { .. } => {
+                    conn.pool_pending = None;
+                    conn.session.pool_login_open(now);
+                }
                 Grant::Wait => {
                     self.registry.release(index);
-                    conn.pool_pending = Some(PoolPending::Login(c));
+                    conn.pool_pending = Some(PoolPending::Connect(c, wanted));
+                    conn.session.pool_login_wait(now);
                     return;
                 }
                 Grant::Full => {
@@ -880,10 +885,9 @@ impl Endpoint {
         }
         if slot.picked && slot.attempts < self.registry.backends().len() {
             if let Some(next) = self.pick(conn.refused) {
-                if self.pool.is_on() {
-                    // Counted on the backend tried next (a login may exceed the maximum by one).
-                    let _ = self.pool.acquire(now, conn.id(), next, None);
-                }
+                // Counted on the backend tried next, even over its maximum: the session was let
+                // in, only its backend changes.
+                self.pool.opened(next);
                 return self.start_connect(conn, *c, next, true, slot.attempts + 1);
             }
         }

@@ -199,6 +199,8 @@ impl Pool {
             }
         }
         if let Some(w) = self.waiters.iter_mut().find(|w| w.session == session) {
+            // Its backend may have changed since it queued (a failover, a drain).
+            w.index = index;
             w.woken = false;
             return Grant::Wait;
         }
@@ -283,6 +285,14 @@ impl Pool {
             reserved,
         });
         Some(id)
+    }
+
+    /// A connection to backend `index` opens outside [`Pool::acquire`] (a login failing over
+    /// from a backend that could not be reached).
+    pub(super) fn opened(&mut self, index: usize) {
+        if self.config.is_some() {
+            *self.count(index) += 1;
+        }
     }
 
     /// A counted connection of backend `index` closed (or failed to open).

@@ -687,7 +687,12 @@ impl ProxySession {
         if self.timer_passed(Timer::Connect, now) {
             self.set_timer(Timer::Connect, None);
             if matches!(self.phase, Phase::Login(_)) {
-                self.login_failed(now, LoginFailure::Timeout);
+                let reason = if self.login_waited() {
+                    LoginFailure::Connect(ConnectFailure::TooManyConnections)
+                } else {
+                    LoginFailure::Timeout
+                };
+                self.login_failed(now, reason);
             }
         }
         if self.timer_passed(Timer::Park, now) {

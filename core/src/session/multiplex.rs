@@ -138,6 +138,8 @@ pub(super) struct Mux {
     acquiring: Option<(Instant, u8)>,
     /// A pooled connection (not a new one) is being fixed up.
     adopted: bool,
+    /// The login waits for the pool.
+    login_waiting: bool,
 }
 
 /// The settings a prepared statement is bound to: schema, system variables, character sets.
@@ -508,6 +510,39 @@ impl ProxySession {
             fixups,
             waited: now.saturating_duration_since(since),
         });
+    }
+
+    /// The login waits for the pool: after `max-wait` it gets ERR 1040, not the connect
+    /// timeout's 1429.
+    pub fn pool_login_wait(&mut self, now: Instant) {
+        let Some(mux) = self.mux.as_mut() else {
+            return;
+        };
+        if !matches!(self.phase, Phase::Login(_)) || mux.login_waiting {
+            return;
+        }
+        mux.login_waiting = true;
+        let wait = self
+            .config
+            .multiplexing
+            .map_or(Duration::from_secs(5), |m| m.max_wait);
+        self.set_timer(Timer::Connect, Some(now + wait));
+    }
+
+    /// The login's connection opens now: the connect timeout applies again.
+    pub fn pool_login_open(&mut self, now: Instant) {
+        if let Some(mux) = self.mux.as_mut().filter(|m| m.login_waiting) {
+            mux.login_waiting = false;
+            if matches!(self.phase, Phase::Login(_)) {
+                let deadline = now + self.config.backend.connect_timeout;
+                self.set_timer(Timer::Connect, Some(deadline));
+            }
+        }
+    }
+
+    /// The login waited for the pool until its deadline.
+    pub(super) fn login_waited(&self) -> bool {
+        self.mux.as_ref().is_some_and(|m| m.login_waiting)
     }
 
     /// The pool let this session open a new connection for `conn` (a `Connect` follows): from
