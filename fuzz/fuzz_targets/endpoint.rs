@@ -9,7 +9,12 @@
 //! clock moving by arbitrary steps with `handle_timeout` (endpoint and connections), reloads
 //! (backends added and removed, `max-connections`, `idle-timeout`, a new listen address) and
 //! shutdown. The configuration is small and fuzzed: 1 to 3 backends, passthrough or proxy auth,
-//! migration off, replay or tidb, `max-connections`, timers, a route, 1 to 3 shards.
+//! migration off, replay or tidb, `max-connections`, timers, a route, 1 to 3 shards, and
+//! `[multiplexing]` (with proxy auth and replay, which it needs): `max-backend-connections` 1 to
+//! 4, `max-waiting` 1 to 4, `max-wait`, `idle-timeout`, `check-after`. The driver parks sockets
+//! (`IoEvent::Park`, with their in-memory server) in one map for every shard, hands them back
+//! on `IoEvent::Adopt` (then `adopted`; or their EOF when the fuzzer "lost" the parked socket),
+//! and closes those `poll_pool_close` names after every sync, `handle_timeout` and shutdown.
 //!
 //! Invariants, after every operation (every connection drained):
 //! - nothing panics, and draining a connection ends (no livelock between the proxy and its peers);
@@ -33,12 +38,24 @@
 //! - shutdown asks every live session (and only those) to close, once;
 //! - admin: `/health` is 200 exactly while serving, `/api/backends` and `/api/sessions` are the
 //!   getters' values, drain and undrain set the flag of a known backend and 404 an unknown one,
-//!   and every answer has a status the API documents.
+//!   and every answer has a status the API documents;
+//! - multiplexing: a pooled id is parked once ever, adopted and closed (`poll_pool_close`) only
+//!   while parked, and no byte goes to a parked socket; per backend, the pool's in use + idle
+//!   (`metrics().pool.connections`, and `/metrics`' `ferry_pool_connections`, one series per
+//!   backend and state) equals the connections that exist to it (open or opening sockets of
+//!   live sessions, plus parked ones), idle equals the parked ones, and the connections stay
+//!   within `max-backend-connections` plus those opened by a second connect of the same
+//!   connection id (the pool opens one only below the maximum or in place of an idle one; a
+//!   login failing over to the next backend is the one connect it lets past it); at most
+//!   `max-waiting` sessions wait; without multiplexing nothing is pooled. At the end, once every
+//!   connection closed: nothing in use, and after shutdown and its `poll_pool_close`s nothing
+//!   parked and every count 0.
 #![no_main]
 
 #[path = "backend_bytes.rs"]
 mod backend_bytes;
 
+use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,7 +71,7 @@ use ferry_core::control::config::{
     AuthMode, BackendSection, ConfigFile, MigrationMode, RouteSection, UserSection,
 };
 use ferry_core::control::{
-    Accept, Command, Config, Connection, Endpoint, HealthProbe, IoEvent, ACCEPT_BACKOFF,
+    Accept, Command, Config, Connection, Endpoint, HealthProbe, IoEvent, PooledId, ACCEPT_BACKOFF,
 };
 use ferry_core::frontend::{
     column, default_capabilities, AuthMode as ServerAuth, Frontend, FrontendConfig, UserEntry,
@@ -106,7 +123,14 @@ const SQL: &[&str] = &[
     "SELECT GET_LOCK('x', 1)",
     "PREPARE s FROM 'SELECT 1'",
     "USE db",
+    "SELECT CONNECTION_ID()",
+    "SET NAMES latin1",
+    "SELECT SQL_CALC_FOUND_ROWS 1",
+    "SET @@session.sql_mode = ''",
 ];
+
+/// COM_QUIT: what a pooled connection hears before it is closed.
+const COM_QUIT: [u8; 5] = [1, 0, 0, 0, 1];
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", ""];
 const PATHS: &[&str] = &[
@@ -226,6 +250,22 @@ enum Op {
         listen_moved: bool,
     },
     Shutdown,
+    /// A parked socket fails while parked: the driver no longer has it (`lost`), or its server
+    /// goes silent (the fuzzer's bytes answer from then on).
+    ParkedFails {
+        k: u8,
+        lost: bool,
+    },
+}
+
+/// `[multiplexing]`, enabled.
+#[derive(Debug, Arbitrary)]
+struct Mux {
+    max_backend_connections: u8,
+    max_wait_ms: u16,
+    max_waiting: u8,
+    idle_timeout_ms: u16,
+    check_after_ms: u16,
 }
 
 #[derive(Debug, Arbitrary)]
@@ -247,6 +287,8 @@ struct Setup {
     dial: [Dial; 3],
     /// The driver delivers commands after every operation (else only on `Op::Deliver`).
     auto_deliver: bool,
+    /// Multiplexing on (with proxy auth and replay migration, whatever the fields above say).
+    multiplexing: Option<Mux>,
 }
 
 #[derive(Debug, Arbitrary)]
@@ -276,7 +318,8 @@ fn file(s: &Setup) -> ConfigFile {
             .collect(),
         ..ConfigFile::default()
     };
-    if s.proxy_auth {
+    let proxy_auth = s.proxy_auth || s.multiplexing.is_some();
+    if proxy_auth {
         file.auth.mode = Some(AuthMode::Proxy);
         file.auth.users = vec![UserSection {
             name: USER.into(),
@@ -284,12 +327,22 @@ fn file(s: &Setup) -> ConfigFile {
         }];
     }
     file.migration.mode = match s.migration % 4 {
+        _ if s.multiplexing.is_some() => Some(MigrationMode::Replay),
         0 => None,
         1 => Some(MigrationMode::Off),
         2 => Some(MigrationMode::Tidb),
-        _ if s.proxy_auth => Some(MigrationMode::Replay),
+        _ if proxy_auth => Some(MigrationMode::Replay),
         _ => None,
     };
+    if let Some(m) = &s.multiplexing {
+        let mux = &mut file.multiplexing;
+        mux.enabled = Some(true);
+        mux.max_backend_connections = Some(1 + usize::from(m.max_backend_connections % 4));
+        mux.max_wait = ms(m.max_wait_ms % 2000);
+        mux.max_waiting = Some(1 + usize::from(m.max_waiting % 4));
+        mux.idle_timeout = ms(m.idle_timeout_ms % 10_000);
+        mux.check_after = ms(m.check_after_ms % 3000);
+    }
     file.proxy.max_connections = s.max_connections.map(|m| 1 + usize::from(m % 8));
     file.proxy.idle_timeout = s
         .idle_timeout
@@ -307,6 +360,15 @@ fn file(s: &Setup) -> ConfigFile {
         }];
     }
     file
+}
+
+/// `dbN`'s index.
+fn backend_number(name: &str) -> usize {
+    let n: usize = name
+        .strip_prefix("db")
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    n - 1
 }
 
 fn too_many_connections() -> Vec<u8> {
@@ -372,6 +434,71 @@ struct Socket {
     addr: SocketAddr,
     /// `None` while connecting.
     connected: Option<Option<Frontend>>,
+    /// Opened by a second connect of the same connection id: a login failing over to the next
+    /// backend (or an acquire trying again), which the pool may count past its maximum.
+    retry: bool,
+}
+
+/// A socket parked in the pool (multiplexing), as the driver holds it.
+struct Parked {
+    addr: SocketAddr,
+    /// Its socket's `retry`.
+    retry: bool,
+    /// `None`: it failed while parked, the driver no longer has it.
+    socket: Option<Socket>,
+}
+
+/// The driver's parked sockets, by pooled id (one map for every shard, as a driver shares them).
+#[derive(Default)]
+struct Pooled {
+    parked: BTreeMap<PooledId, Parked>,
+    /// Every id parked so far.
+    seen: HashSet<PooledId>,
+}
+
+impl Pooled {
+    /// `IoEvent::Park`: socket `s` is kept under `pooled`.
+    fn park(&mut self, pooled: PooledId, s: Socket) {
+        assert!(
+            s.connected.is_some(),
+            "backend connection {} parked while connecting",
+            s.id
+        );
+        assert!(self.seen.insert(pooled), "pooled id {pooled} parked twice");
+        let (addr, retry) = (s.addr, s.retry);
+        self.parked.insert(
+            pooled,
+            Parked {
+                addr,
+                retry,
+                socket: Some(s),
+            },
+        );
+    }
+
+    /// `IoEvent::Adopt`: the socket parked under `pooled`, if the driver still has it.
+    fn adopt(&mut self, pooled: PooledId) -> Option<Socket> {
+        let parked = self.parked.remove(&pooled);
+        let parked = parked.unwrap_or_else(|| panic!("pooled id {pooled} adopted, not parked"));
+        parked.socket
+    }
+
+    /// Every `poll_pool_close`: each names a parked socket, which hears COM_QUIT and closes.
+    fn close(&mut self, ep: &mut Endpoint, now: Instant) {
+        while let Some(close) = ep.poll_pool_close() {
+            let parked = self.parked.remove(&close.pooled);
+            let parked =
+                parked.unwrap_or_else(|| panic!("pool close of {}, not parked", close.pooled));
+            assert_eq!(&close.farewell[..], &COM_QUIT[..], "the farewell");
+            if let Some(Socket {
+                connected: Some(Some(mut fe)),
+                ..
+            }) = parked.socket
+            {
+                fe.handle_input(now, &close.farewell);
+            }
+        }
+    }
 }
 
 /// A client connection, as the driver holds it.
@@ -380,6 +507,8 @@ struct Client {
     /// The in-memory client, if any.
     client: Option<Backend>,
     sockets: Vec<Socket>,
+    /// The backend connection ids it was asked to connect.
+    connects: HashSet<BackendConnId>,
 }
 
 struct Harness {
@@ -401,6 +530,11 @@ struct Harness {
     seed: u64,
     /// The instant of the last `handle_timeout`.
     last_timeout: Option<Instant>,
+    /// Multiplexing's parked sockets.
+    pooled: Pooled,
+    /// `max-backend-connections` (`None`: multiplexing off).
+    max_backend: Option<usize>,
+    max_waiting: usize,
 }
 
 impl Harness {
@@ -420,6 +554,7 @@ impl Harness {
             let mut progress = false;
             if c.conn.needs_sync() {
                 self.ep.sync(now, &mut c.conn);
+                self.pooled.close(&mut self.ep, now);
                 progress = true;
             }
             while let Some(t) = c.conn.poll_transmit() {
@@ -458,16 +593,38 @@ impl Harness {
                             c.sockets.remove(p);
                         }
                     }
+                    IoEvent::Park { conn, pooled } => {
+                        let p = c.sockets.iter().position(|s| s.id == conn);
+                        let p = p.unwrap_or_else(|| panic!("park of {conn}, which is not open"));
+                        self.pooled.park(pooled, c.sockets.remove(p));
+                    }
+                    IoEvent::Adopt { conn, pooled } => {
+                        assert!(
+                            c.sockets.iter().all(|s| s.id != conn),
+                            "adopted as {conn}, which is open already"
+                        );
+                        match self.pooled.adopt(pooled) {
+                            Some(mut socket) => {
+                                socket.id = conn;
+                                c.sockets.push(socket);
+                                c.conn.adopted(now, conn);
+                            }
+                            // Failed while parked: the driver reports it at once.
+                            None => c.conn.handle_eof(now, Peer::Backend(conn)),
+                        }
+                    }
                     _ => {}
                 }
             }
             for (id, a) in connects {
                 let dial = self.dial[self.backend_index(a)];
                 let c = &mut self.clients[i];
+                let retry = !c.connects.insert(id);
                 c.sockets.push(Socket {
                     id,
                     addr: a,
                     connected: None,
+                    retry,
                 });
                 match dial {
                     Dial::Hold => {}
@@ -640,6 +797,7 @@ impl Harness {
             conn,
             client,
             sockets: Vec::new(),
+            connects: HashSet::new(),
         });
         let i = self.clients.len() - 1;
         self.pump(i);
@@ -676,6 +834,7 @@ impl Harness {
     /// `handle_timeout(t)` and the timer property.
     fn timeout(&mut self, t: Instant) {
         self.ep.handle_timeout(t);
+        self.pooled.close(&mut self.ep, t);
         self.last_timeout = Some(t);
         if let Some(next) = self.ep.poll_timeout() {
             assert!(
@@ -750,6 +909,7 @@ impl Harness {
                     None => assert_eq!(resp.status, 404),
                 }
             }
+            ("GET", ["metrics"]) if resp.status == 200 => self.check_metrics_text(&resp.body),
             ("POST", ["api", "config", "reload"]) => {
                 let want = if self.ep.is_serving() { 501 } else { 503 };
                 assert_eq!(resp.status, want, "no configuration source");
@@ -763,6 +923,33 @@ impl Harness {
             }
             _ => {}
         }
+    }
+
+    /// `/metrics`' `ferry_pool_connections`: one series per backend and state, the values of
+    /// `metrics()`.
+    fn check_metrics_text(&self, body: &[u8]) {
+        let text = std::str::from_utf8(body).expect("UTF-8 metrics");
+        let mut series = BTreeMap::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("ferry_pool_connections{") else {
+                continue;
+            };
+            let (labels, value) = rest.split_once("} ").expect("a sample");
+            let value: u64 = value.parse().expect("a count");
+            let old = series.insert(labels.to_owned(), value);
+            assert!(old.is_none(), "ferry_pool_connections{{{labels}}} twice");
+        }
+        let pool = self.ep.metrics().pool;
+        let mut want = BTreeMap::new();
+        for (name, in_use, idle) in &pool.connections {
+            *want
+                .entry(format!("backend=\"{name}\",state=\"in_use\""))
+                .or_insert(0) += in_use;
+            *want
+                .entry(format!("backend=\"{name}\",state=\"idle\""))
+                .or_insert(0) += idle;
+        }
+        assert_eq!(series, want, "/metrics' ferry_pool_connections");
     }
 
     fn reload(&mut self, bits: u8, max: Option<u8>, idle: Option<u8>, listen_moved: bool) {
@@ -821,6 +1008,9 @@ impl Harness {
 
     /// The invariants that hold whenever every connection is drained.
     fn check(&mut self) {
+        // Closes asked outside a sync (drain, a backend found down, a reload) reach the driver
+        // at its next one: the counts below are the pool's after them.
+        self.pooled.close(&mut self.ep, self.now);
         let live = self.accepted - self.closed;
         assert_eq!(self.ep.live_sessions(), live);
         assert_eq!(self.clients.len(), live);
@@ -872,10 +1062,15 @@ impl Harness {
             assert_eq!(listed, 1, "{} listed {listed} times: {backends:?}", c.name);
         }
         let mut open = [0u64; 3];
+        let mut retries = [0u64; 3];
         for c in &self.clients {
             for s in &c.sockets {
                 open[self.backend_index(s.addr)] += 1;
+                retries[self.backend_index(s.addr)] += u64::from(s.retry);
             }
+        }
+        for p in self.pooled.parked.values() {
+            retries[self.backend_index(p.addr)] += u64::from(p.retry);
         }
         for b in &backends {
             let configured = self.config.backends.iter().find(|c| c.name == b.name);
@@ -888,6 +1083,66 @@ impl Harness {
                 b.sessions, open[i],
                 "{} counts {} backend connections, the driver holds {}",
                 b.name, b.sessions, open[i]
+            );
+        }
+        self.check_pool(&open, &retries);
+    }
+
+    /// The pool's counts against the sockets the driver holds (`open`: of live sessions, per
+    /// backend) and parks.
+    fn check_pool(&self, open: &[u64; 3], retries: &[u64; 3]) {
+        let pool = self.ep.metrics().pool;
+        let Some(max) = self.max_backend else {
+            assert!(
+                pool.connections.is_empty(),
+                "pool counts without multiplexing"
+            );
+            assert!(self.pooled.parked.is_empty(), "parked without multiplexing");
+            return;
+        };
+        assert!(
+            pool.waiting <= self.max_waiting as u64,
+            "{} waiting, max-waiting {}",
+            pool.waiting,
+            self.max_waiting
+        );
+        let mut parked = [0u64; 3];
+        for p in self.pooled.parked.values() {
+            parked[self.backend_index(p.addr)] += 1;
+        }
+        // Per backend (a backend removed and added again by reloads is listed twice: its old
+        // registry entry and its new one).
+        let mut counted = [(0u64, 0u64); 3];
+        for (name, in_use, idle) in &pool.connections {
+            let i = backend_number(name);
+            counted[i].0 += in_use;
+            counted[i].1 += idle;
+        }
+        for i in 0..3 {
+            let (in_use, idle) = counted[i];
+            let exist = open[i] + parked[i];
+            assert_eq!(
+                idle,
+                parked[i],
+                "db{}: the pool counts {idle} idle, {} parked",
+                i + 1,
+                parked[i]
+            );
+            assert_eq!(
+                in_use + idle,
+                exist,
+                "db{}: the pool counts {in_use} in use + {idle} idle, {} open + {} parked exist",
+                i + 1,
+                open[i],
+                parked[i]
+            );
+            // The pool opens one below the maximum or in place of an idle one; only a login
+            // failing over to this backend is counted without that check.
+            assert!(
+                exist <= max as u64 + retries[i],
+                "db{}: {exist} connections ({} by a retry), max-backend-connections {max}",
+                i + 1,
+                retries[i]
             );
         }
     }
@@ -1091,6 +1346,16 @@ impl Harness {
                 idle_timeout,
                 listen_moved,
             } => self.reload(backends, max_connections, idle_timeout, listen_moved),
+            Op::ParkedFails { k, lost } => {
+                let n = self.pooled.parked.len();
+                if let Some(parked) = self.pooled.parked.values_mut().nth(k as usize % n.max(1)) {
+                    if lost {
+                        parked.socket = None;
+                    } else if let Some(s) = &mut parked.socket {
+                        s.connected = Some(None);
+                    }
+                }
+            }
             Op::Shutdown => {
                 let serving = self.ep.is_serving();
                 let mut live: Vec<u64> = self.clients.iter().map(|c| c.conn.id()).collect();
@@ -1100,14 +1365,21 @@ impl Harness {
                     self.run(Op::Deliver(shard as u8));
                 }
                 self.ep.begin_shutdown(now);
+                self.pooled.close(&mut self.ep, now);
                 assert!(!self.ep.is_serving());
                 assert_eq!(self.ep.poll_timeout(), None);
                 // Every session is asked to close, once; a second call asks nothing.
                 let mut asked = Vec::new();
                 for shard in 0..self.shards {
                     while let Some((id, command)) = self.ep.poll_command(shard) {
-                        assert_eq!(command, Command::Shutdown);
-                        asked.push(id);
+                        // Multiplexing: the pool's closes wake its waiters too.
+                        assert!(
+                            matches!(command, Command::Shutdown | Command::PoolReady),
+                            "{command:?} at shutdown"
+                        );
+                        if command == Command::Shutdown {
+                            asked.push(id);
+                        }
                         if let Some(i) = self.clients.iter().position(|c| c.conn.id() == id) {
                             self.clients[i].conn.handle_command(now, command);
                             self.pump(i);
@@ -1133,6 +1405,7 @@ fuzz_target!(|input: Input| {
     let shards = 1 + input.setup.shards as usize % 3;
     let now = Instant::now();
     let ep = Endpoint::new(now, &config, shards).expect("an endpoint");
+    let mux = config.multiplexing;
     let mut h = Harness {
         ep,
         now,
@@ -1148,6 +1421,9 @@ fuzz_target!(|input: Input| {
         held: Vec::new(),
         seed: 1,
         last_timeout: None,
+        pooled: Pooled::default(),
+        max_backend: mux.map(|m| m.max_backend_connections),
+        max_waiting: mux.map_or(0, |m| m.max_waiting),
     };
     if let Some(healthy) = input.setup.healthy {
         h.timeout(now);
@@ -1185,5 +1461,19 @@ fuzz_target!(|input: Input| {
     );
     for b in h.ep.backends() {
         assert_eq!(b.sessions, 0, "{} still counts sessions", b.name);
+    }
+    // Nothing in use; what is parked, shutdown closes.
+    for (name, in_use, _) in h.ep.metrics().pool.connections {
+        assert_eq!(in_use, 0, "{name}: in use after every close");
+    }
+    h.ep.begin_shutdown(h.now);
+    h.pooled.close(&mut h.ep, h.now);
+    assert!(
+        h.pooled.parked.is_empty(),
+        "parked after shutdown: {:?}",
+        h.pooled.parked.keys().collect::<Vec<_>>()
+    );
+    for (name, in_use, idle) in h.ep.metrics().pool.connections {
+        assert_eq!((in_use, idle), (0, 0), "{name}: counted after shutdown");
     }
 });
