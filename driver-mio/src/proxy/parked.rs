@@ -49,16 +49,17 @@ impl ParkedSockets {
         if closes.is_empty() {
             return;
         }
-        let taken: Vec<(Parked, Bytes)> = {
+        let taken: Vec<(PooledId, Parked, Bytes)> = {
             let mut sockets = self.lock();
             closes
                 .into_iter()
-                .filter_map(|c| sockets.remove(&c.pooled).map(|p| (p, c.farewell)))
+                .filter_map(|c| sockets.remove(&c.pooled).map(|p| (c.pooled, p, c.farewell)))
                 .collect()
         };
-        for (mut parked, farewell) in taken {
+        for (pooled, mut parked, farewell) in taken {
             parked.out.push_back(farewell);
-            let _ = write_without_blocking(&mut parked.stream, &mut parked.out);
+            let written = write_without_blocking(&mut parked.stream, &mut parked.out);
+            tracing::trace!(pooled, farewell = written.is_ok(), "parked socket closed");
             // Dropping the stream closes it.
         }
     }

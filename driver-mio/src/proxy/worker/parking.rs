@@ -58,7 +58,8 @@ pub(super) fn park_socket(
 impl Worker {
     /// Makes the socket parked under `pooled` session `slot`'s backend connection `conn`: it
     /// joins this worker's poll, readable and writable as any socket (registering reports data
-    /// that arrived while it was parked), and the session's tables. A socket no longer parked
+    /// that arrived while it was parked), and the session's tables, and the connection is told
+    /// ([`Connection::adopted`](ferry_core::control::Connection::adopted)). A socket no longer parked
     /// (it failed, or could not be parked) is `conn`'s end of file.
     pub(super) fn adopt_parked(
         &mut self,
@@ -108,10 +109,13 @@ impl Worker {
             self.touched.push(key);
         }
         tracing::trace!(
+            worker = self.index,
             session = s.id,
             ?conn,
             pooled,
             "parked backend socket adopted"
         );
+        // The session brings it to its state; `after_call`'s loop sends what that takes.
+        s.conn.adopted(now, conn);
     }
 }
