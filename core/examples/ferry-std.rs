@@ -3,12 +3,16 @@
 //! reader, probe, admin request): the proof that drivers only do I/O. Every decision is
 //! [`ferry_core::control`]'s; this file moves bytes and runs threads, timers and signals. Same
 //! command line as `ferry` (`--config ferry.toml`, reread on SIGHUP); [`Endpoint`] in a `Mutex`.
+//! With `[multiplexing]`, backend sockets (and their reader threads) move between sessions
+//! through a shared pool, as the core says.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, IsTerminal, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
-use std::sync::{mpsc, mpsc::Sender, mpsc::SyncSender, Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{
+    mpsc, mpsc::Sender, mpsc::SyncSender, Arc, Condvar, Mutex, MutexGuard, PoisonError,
+};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,6 +23,7 @@ use ferry_core::control::config::{AdminConfig, LogFormat};
 use ferry_core::control::ProcessStats;
 use ferry_core::control::ACCEPT_BACKOFF;
 use ferry_core::control::{cli::Cli, Accept, Command, Connection, Endpoint, HealthProbe, IoEvent};
+use ferry_core::control::{PoolClose, PooledId};
 use ferry_core::{session::Peer, RandomSource};
 use rand::RngCore;
 use signal_hook::{consts::SIGHUP, consts::SIGINT, consts::SIGTERM, iterator::Signals};
@@ -43,11 +48,38 @@ enum Input {
     Command(Command),
 }
 
-/// Shared by all threads for the process's lifetime: the endpoint, each session's input channel.
+/// Shared by all threads for the process's lifetime: the endpoint, each session's input channel,
+/// the backend sockets parked in the pool (multiplexing) by pooled id.
 struct Shared {
     ep: Mutex<Endpoint>,
     sessions: Mutex<HashMap<u64, Sender<Input>>>,
+    pool: Mutex<HashMap<PooledId, Arc<Sock>>>,
     started: SystemTime,
+}
+
+/// Where a socket's reader thread hands what it reads.
+enum Owner {
+    /// A session's channel, as this peer's input.
+    Session(Peer, Sender<Input>),
+    /// Parked in the pool: the reader holds what it read (an EOF) for the session adopting it.
+    Parked,
+    /// Closed from the pool: the reader ends.
+    Closed,
+}
+
+/// A socket and its reader thread's owner.
+struct Sock {
+    stream: TcpStream,
+    owner: Mutex<Owner>,
+    adopted: Condvar,
+}
+
+impl Sock {
+    /// The reader hands its input to `owner` from now on.
+    fn set_owner(&self, owner: Owner) {
+        *lock(&self.owner) = owner;
+        self.adopted.notify_one();
+    }
 }
 
 /// A thread that panicked leaves the endpoint consistent (every call is whole): carry on.
@@ -64,7 +96,8 @@ fn spawn(f: impl FnOnce() + Send + 'static) -> io::Result<Thread> {
     thread::Builder::new().spawn(f)
 }
 
-/// Hands what the endpoint queued (after admin requests, timers, probes, shutdown) to sessions.
+/// Hands what the endpoint queued (after syncs, admin requests, timers, probes, shutdown) to
+/// sessions, and closes the pooled sockets it gives up (their farewell written without waiting).
 fn deliver(sh: &Shared) {
     let mut ep = lock(&sh.ep);
     while let Some((id, command)) = ep.poll_command(0) {
@@ -72,19 +105,50 @@ fn deliver(sh: &Shared) {
             let _ = tx.send(Input::Command(command));
         }
     }
+    while let Some(PoolClose { pooled, farewell }) = ep.poll_pool_close() {
+        if let Some(sock) = lock(&sh.pool).remove(&pooled) {
+            sock.set_owner(Owner::Closed);
+            let _ = sock.stream.set_nonblocking(true);
+            let _ = (&sock.stream).write(&farewell);
+            close(Some(sock));
+        }
+    }
 }
 
-/// Reads `sock` on a thread of its own into the session's channel, as `peer`'s input.
-fn spawn_reader(sock: &Arc<TcpStream>, peer: Peer, tx: &Sender<Input>) -> io::Result<Thread> {
-    sock.set_nodelay(true)?; // small packets go out at once (no Nagle delay)
-    let (sock, tx, mut buf) = (Arc::clone(sock), tx.clone(), vec![0; 64 * 1024]);
+/// `stream`, read as `peer`'s input of the session with channel `tx`.
+fn new_sock(stream: TcpStream, peer: Peer, tx: &Sender<Input>) -> Arc<Sock> {
+    let _ = stream.set_nodelay(true); // small packets go out at once (no Nagle delay)
+    let owner = Mutex::new(Owner::Session(peer, tx.clone()));
+    Arc::new(Sock {
+        stream,
+        owner,
+        adopted: Condvar::new(),
+    })
+}
+
+/// Reads `sock` on a thread of its own into its owner's channel.
+fn spawn_reader(sock: &Arc<Sock>) -> io::Result<Thread> {
+    let (reader, mut buf) = (Arc::clone(sock), vec![0; 64 * 1024]);
     spawn(move || loop {
-        let n = match (&*sock).read(&mut buf) {
-            Ok(0) | Err(_) => return drop(tx.send(Input::Eof(peer))),
+        let read = (&reader.stream).read(&mut buf);
+        let mut owner = lock(&reader.owner);
+        while matches!(*owner, Owner::Parked) {
+            owner = reader
+                .adopted
+                .wait(owner)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        let Owner::Session(peer, tx) = &*owner else {
+            return; // closed from the pool
+        };
+        let n = match read {
+            Ok(0) | Err(_) => return drop(tx.send(Input::Eof(*peer))),
             Ok(n) => n,
         };
         let (go, wait) = mpsc::sync_channel(1);
-        if tx.send(Input::Bytes(peer, buf[..n].to_vec(), go)).is_err() || wait.recv().is_err() {
+        let sent = tx.send(Input::Bytes(*peer, buf[..n].to_vec(), go));
+        drop(owner);
+        if sent.is_err() || wait.recv().is_err() {
             return; // the session is over
         }
     })
@@ -118,36 +182,54 @@ fn connect(addr: &BackendAddr, limit: Duration) -> io::Result<TcpStream> {
 }
 
 /// Opens backend connection `c` and starts reading it.
-fn open(sh: &Shared, addr: &BackendAddr, c: u64, tx: &Sender<Input>) -> io::Result<Arc<TcpStream>> {
+fn open(sh: &Shared, addr: &BackendAddr, c: u64, tx: &Sender<Input>) -> io::Result<Arc<Sock>> {
     let timeout = lock(&sh.ep).config().health.timeout;
-    let sock = Arc::new(connect(addr, timeout)?);
-    spawn_reader(&sock, Peer::Backend(c), tx).map(|_| sock)
+    let sock = new_sock(connect(addr, timeout)?, Peer::Backend(c), tx);
+    spawn_reader(&sock).map(|_| sock)
 }
 
 /// Shuts a socket down (its reader ends), after what was queued on it is written.
-fn close(sock: Option<Arc<TcpStream>>) {
-    sock.map(|s| s.shutdown(Shutdown::Both));
+fn close(sock: Option<Arc<Sock>>) {
+    sock.map(|s| s.stream.shutdown(Shutdown::Both));
 }
 
-type Sockets = HashMap<Peer, Arc<TcpStream>>;
+type Sockets = HashMap<Peer, Arc<Sock>>;
 
 /// The drain rule (`Connection`'s module docs): sync; write what is queued, then open or close
 /// a socket; until nothing is left. Writes block: a slow peer slows its own session down.
+/// Parks are carried out under the endpoint's lock, with the sync that decided them: the socket
+/// is in the pool before the endpoint can hand it to another session or close it.
 fn drain(sh: &Shared, conn: &mut Connection, socks: &mut Sockets, tx: &Sender<Input>) {
+    let mut events = VecDeque::new();
     loop {
         if conn.needs_sync() {
-            lock(&sh.ep).sync(Instant::now(), conn);
+            let mut ep = lock(&sh.ep);
+            ep.sync(Instant::now(), conn);
+            while let Some(event) = conn.poll_event() {
+                match event {
+                    // Written in full before (writes block): parked with nothing pending.
+                    IoEvent::Park { conn: c, pooled } => {
+                        if let Some(sock) = socks.remove(&Peer::Backend(c)) {
+                            sock.set_owner(Owner::Parked);
+                            lock(&sh.pool).insert(pooled, sock);
+                        }
+                    }
+                    other => events.push_back(other),
+                }
+            }
+            drop(ep);
+            deliver(sh); // e.g. a session waiting for a pooled connection may go on
         }
         if let Some(t) = conn.poll_transmit() {
-            match socks.get(&t.peer).map(|s| (&**s).write_all(&t.data)) {
+            match socks.get(&t.peer).map(|s| (&s.stream).write_all(&t.data)) {
                 Some(Ok(())) => conn.record_sent(t.peer, t.data.len()),
                 _ => conn.handle_eof(Instant::now(), t.peer),
             }
-        } else if let Some(event) = conn.poll_event() {
+        } else if let Some(event) = events.pop_front().or_else(|| conn.poll_event()) {
             match event {
                 IoEvent::Connect { conn: c, addr } => match open(sh, &addr, c, tx) {
                     Ok(sock) => {
-                        let peer = sock.peer_addr(); // where a host name led
+                        let peer = sock.stream.peer_addr(); // where a host name led
                         socks.insert(Peer::Backend(c), sock);
                         match peer {
                             Ok(peer) => conn.connected_to(Instant::now(), c, peer),
@@ -157,6 +239,14 @@ fn drain(sh: &Shared, conn: &mut Connection, socks: &mut Sockets, tx: &Sender<In
                     Err(e) => conn.connect_failed(Instant::now(), c, &e),
                 },
                 IoEvent::Close { conn: c } => close(socks.remove(&Peer::Backend(c))),
+                IoEvent::Adopt { conn: c, pooled } => match lock(&sh.pool).remove(&pooled) {
+                    Some(sock) => {
+                        sock.set_owner(Owner::Session(Peer::Backend(c), tx.clone()));
+                        socks.insert(Peer::Backend(c), sock);
+                        conn.adopted(Instant::now(), c);
+                    }
+                    None => conn.handle_eof(Instant::now(), Peer::Backend(c)),
+                },
                 _ => {}
             }
         } else if !conn.needs_sync() {
@@ -178,8 +268,8 @@ fn session(sh: &Shared, client: TcpStream, addr: SocketAddr) {
     };
     lock(&sh.sessions).insert(conn.id(), tx.clone()); // under `ep`: no command is missed
     drop(ep);
-    let mut socks = HashMap::from([(Peer::Client, Arc::new(client))]);
-    if spawn_reader(&socks[&Peer::Client], Peer::Client, &tx).is_err() {
+    let mut socks = HashMap::from([(Peer::Client, new_sock(client, Peer::Client, &tx))]);
+    if spawn_reader(&socks[&Peer::Client]).is_err() {
         conn.handle_eof(Instant::now(), Peer::Client);
     }
     let mut held = None; // client bytes the session wants none of yet (their reader waits)
@@ -202,9 +292,11 @@ fn session(sh: &Shared, client: TcpStream, addr: SocketAddr) {
         drain(sh, &mut conn, &mut socks, &tx);
     }
     lock(&sh.sessions).remove(&conn.id());
-    let _ = socks[&Peer::Client].shutdown(Shutdown::Write); // written in full: FIN to the client
+    // Written in full: FIN to the client.
+    let _ = socks[&Peer::Client].stream.shutdown(Shutdown::Write);
     socks.into_values().map(Some).for_each(close);
     lock(&sh.ep).connection_closed(Instant::now(), &mut conn);
+    deliver(sh); // its backend connections no longer count: a waiting session may go on
 }
 
 /// One health check: connect, then write what the probe sends (a monitor login) and read, until
@@ -361,6 +453,7 @@ fn main() -> ExitCode {
     let sh: &'static Shared = Box::leak(Box::new(Shared {
         ep: Mutex::new(endpoint),
         sessions: Mutex::default(),
+        pool: Mutex::default(),
         started: SystemTime::now(),
     }));
     // The first health round is due at once: it fixes the server version clients are told.

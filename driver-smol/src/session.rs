@@ -9,7 +9,8 @@
 //!    choose, a failover, the listing, migration bookkeeping), take all transmits and write
 //!    them (one vectored write per socket and round, awaited: the next read waits until the
 //!    bytes are in the kernel, which is the write side of back-pressure), then carry out the
-//!    socket events (connect, close), and repeat while anything came out.
+//!    socket events (connect, close; with multiplexing, park a backend socket in the shared
+//!    pool or adopt one from it), and repeat while anything came out.
 //! 2. **Wait** for the first of: a command from the endpoint (shutdown, migrate), the
 //!    connection's deadline ([`Timer::at`] of `poll_timeout`), a backend connect finishing,
 //!    bytes from the client or a backend — a socket is polled only while the connection
@@ -93,6 +94,8 @@ impl Drop for Task {
             .endpoint
             .connection_closed(Instant::now(), &mut self.conn);
         control.remove_route(self.conn.id());
+        // Its backend connections no longer count: a session waiting for one may go on.
+        control.deliver();
     }
 }
 
@@ -267,35 +270,11 @@ impl Task {
     /// Syncs with the endpoint, writes the transmits and carries out the socket events until
     /// the connection has nothing more.
     async fn drain(&mut self) {
+        let mut events = Vec::new();
         loop {
-            if self.conn.needs_sync() {
-                let mut control = self.inner.control();
-                control.endpoint.sync(Instant::now(), &mut self.conn);
-                control.deliver();
-            }
-            let mut produced = false;
-            while let Some(t) = self.conn.poll_transmit() {
-                produced = true;
-                if t.data.is_empty() {
-                    continue;
-                }
-                match t.peer {
-                    Peer::Client if !self.client_eof => self.client_out.push(t.data),
-                    Peer::Backend(conn) => {
-                        match self.backends.iter_mut().find(|b| b.conn == conn) {
-                            Some(b) if !b.eof => b.out.push(t.data),
-                            _ => tracing::trace!(
-                                session = self.conn.id(),
-                                conn,
-                                "bytes for a closed backend dropped"
-                            ),
-                        }
-                    }
-                    Peer::Client => {}
-                }
-            }
+            let mut produced = self.take_output(&mut events);
             self.write_all().await;
-            while let Some(event) = self.conn.poll_event() {
+            for event in events.drain(..) {
                 produced = true;
                 self.io_event(event);
             }
@@ -303,6 +282,59 @@ impl Task {
                 return;
             }
         }
+    }
+
+    /// Syncs if needed, moves the transmits to the sockets' queues and the socket events to
+    /// `events`, except parks: those are carried out at once, under the endpoint's lock, so
+    /// that the socket is in the pool before the endpoint can hand it to another session or
+    /// close it. True if anything came out.
+    fn take_output(&mut self, events: &mut Vec<IoEvent>) -> bool {
+        let mut control = None;
+        if self.conn.needs_sync() {
+            control
+                .insert(self.inner.control())
+                .endpoint
+                .sync(Instant::now(), &mut self.conn);
+        }
+        let mut produced = false;
+        while let Some(t) = self.conn.poll_transmit() {
+            produced = true;
+            if t.data.is_empty() {
+                continue;
+            }
+            match t.peer {
+                Peer::Client if !self.client_eof => self.client_out.push(t.data),
+                Peer::Backend(conn) => match self.backends.iter_mut().find(|b| b.conn == conn) {
+                    Some(b) if !b.eof => b.out.push(t.data),
+                    _ => tracing::trace!(
+                        session = self.conn.id(),
+                        conn,
+                        "bytes for a closed backend dropped"
+                    ),
+                },
+                Peer::Client => {}
+            }
+        }
+        while let Some(event) = self.conn.poll_event() {
+            produced = true;
+            let IoEvent::Park { conn, pooled } = event else {
+                events.push(event);
+                continue;
+            };
+            let control = control.get_or_insert_with(|| self.inner.control());
+            if let Some(i) = self.backends.iter().position(|b| b.conn == conn) {
+                let b = self.backends.swap_remove(i);
+                // One that failed is dropped instead: its adopter hears of its end.
+                if !b.eof {
+                    control.park(pooled, b.stream, b.out);
+                }
+            }
+        }
+        // Releasing the lock: commands to other sessions, pooled sockets to close.
+        if let Some(mut control) = control {
+            control.deliver();
+        }
+        produced
     }
 
     /// An idle session's sockets let go of their empty write queues, as the session lets go of
@@ -358,7 +390,7 @@ impl Task {
         }
     }
 
-    /// Opens or closes a backend socket, as the connection asks.
+    /// Opens, closes, parks or adopts a backend socket, as the connection asks.
     fn io_event(&mut self, event: IoEvent) {
         match event {
             // A host name is resolved in the attempt; the connect deadline (the core's) covers
@@ -377,6 +409,24 @@ impl Task {
                     self.connecting.swap_remove(i);
                 }
             }
+            // Bytes queued when it was parked go out with the drain's next writes.
+            IoEvent::Adopt { conn, pooled } => {
+                let parked = self.inner.control().adopt(pooled);
+                match parked {
+                    Some((stream, out)) => {
+                        self.backends.push(BackendSocket {
+                            conn,
+                            stream,
+                            out,
+                            eof: false,
+                        });
+                        self.conn.adopted(Instant::now(), conn);
+                    }
+                    None => self.conn.handle_eof(Instant::now(), Peer::Backend(conn)),
+                }
+            }
+            // Carried out by `take_output`.
+            IoEvent::Park { .. } => {}
             other => tracing::debug!(?other, "socket event not handled by this driver"),
         }
     }

@@ -1,17 +1,22 @@
 //! What the accept loop, the session tasks, the control task and the [`ProxyHandle`]s share:
 //! the core's [`Endpoint`] behind one lock, with the I/O routing around it (which session task
-//! gets which command), and the signals that stop and abort the tasks.
+//! gets which command, the backend sockets parked in the multiplexing pool), and the signals
+//! that stop and abort the tasks.
 //!
 //! [`ProxyHandle`]: crate::ProxyHandle
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use ferry_core::control::{Command, Endpoint};
+use bytes::Bytes;
+use ferry_core::control::{Command, Endpoint, PoolClose, PooledId};
 use smol::channel::{Receiver, Sender};
+use smol::net::TcpStream;
+use smol::Async;
 
 /// The shard of every session: this driver runs one endpoint shard and lets the executor spread
 /// the session tasks over its threads.
@@ -23,6 +28,9 @@ pub(crate) struct Control {
     /// Each live session's command channel, by session id: where the endpoint's
     /// [`Endpoint::poll_command`] goes.
     routes: HashMap<u64, Sender<Command>>,
+    /// Multiplexing: the backend sockets no session holds, unread, by pooled id (any session
+    /// task may adopt one; the endpoint decides which, and when one closes).
+    parked: HashMap<PooledId, Parked>,
     /// [`Inner::stop`]'s sender: closed once the endpoint stops accepting.
     stop: Sender<Infallible>,
 }
@@ -35,6 +43,9 @@ impl Control {
     pub(crate) fn deliver(&mut self) {
         if !self.endpoint.is_accepting() {
             self.stop.close();
+        }
+        while let Some(close) = self.endpoint.poll_pool_close() {
+            self.close_parked(close);
         }
         if self.endpoint.take_wakeups().is_empty() {
             return;
@@ -59,6 +70,42 @@ impl Control {
     pub(crate) fn remove_route(&mut self, id: u64) {
         self.routes.remove(&id);
     }
+
+    /// Keeps backend socket `stream`, unread, under `pooled`, with `out`, the bytes queued for
+    /// it and not written yet (the core queues none before a park).
+    pub(crate) fn park(&mut self, pooled: PooledId, stream: TcpStream, out: Vec<Bytes>) {
+        self.parked.insert(pooled, Parked { stream, out });
+    }
+
+    /// The socket parked under `pooled` and its unwritten bytes, for the session that adopts
+    /// it; `None` if it is gone.
+    pub(crate) fn adopt(&mut self, pooled: PooledId) -> Option<(TcpStream, Vec<Bytes>)> {
+        self.parked.remove(&pooled).map(|p| (p.stream, p.out))
+    }
+
+    /// Writes a parked socket's farewell (COM_QUIT) and closes it. The writes do not wait (the
+    /// lock is held): an idle socket's send buffer is empty, and if it is not, the backend
+    /// sees the connection close without it.
+    fn close_parked(&mut self, close: PoolClose) {
+        let Some(Parked { stream, out }) = self.parked.remove(&close.pooled) else {
+            return;
+        };
+        let socket: Arc<Async<std::net::TcpStream>> = stream.into();
+        let mut raw = socket.get_ref();
+        // Non-blocking (the reactor's socket): at worst WouldBlock. Dropping closes it.
+        for bytes in out.iter().chain([&close.farewell]) {
+            if raw.write_all(bytes).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// A backend socket no session holds (multiplexing).
+struct Parked {
+    stream: TcpStream,
+    /// Bytes queued for it and not written when it was parked.
+    out: Vec<Bytes>,
 }
 
 /// The state of one proxy.
@@ -100,6 +147,7 @@ impl Inner {
             control: Mutex::new(Control {
                 endpoint,
                 routes: HashMap::new(),
+                parked: HashMap::new(),
                 stop: stop.0.clone(),
             }),
             shutdown_timeout,

@@ -40,6 +40,8 @@ struct Idle {
     since: Instant,
     /// The session that parked it.
     session: u64,
+    /// Set aside for this waiting session, which was told to come for it.
+    reserved: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -65,6 +67,24 @@ pub(super) enum Grant {
     Wait,
     /// The queue is full: ERR 1040 now.
     Full,
+}
+
+/// How many fix-up statements bring `idle` to `request`'s state, if it can serve it at all.
+fn fits(idle: &Idle, request: &AcquireRequest) -> Option<usize> {
+    if idle.parked.user() != request.user || idle.parked.collation() != request.collation {
+        return None;
+    }
+    fixup::plan(idle.parked.state(), &request.target)
+        .ok()
+        .map(|p| p.len())
+}
+
+fn adopt(now: Instant, idle: Idle, config: MultiplexingConfig) -> Grant {
+    Grant::Adopt {
+        pooled: idle.id,
+        check: now.saturating_duration_since(idle.since) > config.check_after,
+        parked: idle.parked,
+    }
 }
 
 /// The pool (see the module docs).
@@ -127,31 +147,50 @@ impl Pool {
             *self.count(index) += 1;
             return Grant::Open;
         };
-        if let Some(request) = request {
-            if let Some(i) = self.best_idle(session, index, request) {
-                let idle = self.idle.swap_remove(i);
-                self.stop_waiting(session);
-                return Grant::Adopt {
-                    pooled: idle.id,
-                    check: now.saturating_duration_since(idle.since) > config.check_after,
-                    parked: idle.parked,
-                };
+        // A connection set aside for this session: its own, or (if it does not fit) its place.
+        if let Some(i) = self.idle.iter().position(|i| i.reserved == Some(session)) {
+            let fits = request
+                .is_some_and(|r| self.idle[i].index == index && fits(&self.idle[i], r).is_some());
+            let idle = self.idle.swap_remove(i);
+            self.stop_waiting(session);
+            if fits {
+                return adopt(now, idle, config);
+            }
+            let other = idle.index;
+            self.close(idle);
+            if other != index {
+                self.wake(other);
+            } else {
+                *self.count(index) += 1;
+                return Grant::Open;
             }
         }
-        // Fairness: a session that did not wait yet queues behind those already waiting.
+        // Fairness: a session queues behind those already waiting for the backend (a parked
+        // connection is set aside for the first of them).
         let queued_ahead = self
             .waiters
             .iter()
             .take_while(|w| w.session != session)
             .any(|w| w.index == index);
         if !queued_ahead {
+            if let Some(request) = request {
+                if let Some(i) = self.best_idle(session, index, request) {
+                    let idle = self.idle.swap_remove(i);
+                    self.stop_waiting(session);
+                    return adopt(now, idle, config);
+                }
+            }
             if *self.count(index) < config.max_backend_connections {
                 *self.count(index) += 1;
                 self.stop_waiting(session);
                 return Grant::Open;
             }
             // Full, but an idle connection does not fit this session: replace it.
-            if let Some(i) = self.idle.iter().position(|i| i.index == index) {
+            if let Some(i) = self
+                .idle
+                .iter()
+                .position(|i| i.index == index && i.reserved.is_none())
+            {
                 let idle = self.idle.remove(i);
                 self.close(idle);
                 *self.count(index) += 1;
@@ -176,25 +215,20 @@ impl Pool {
 
     /// The idle connection that suits `request` best.
     fn best_idle(&self, session: u64, index: usize, request: &AcquireRequest) -> Option<usize> {
-        let fits = |i: &Idle| {
-            i.index == index
-                && i.parked.user() == request.user
-                && i.parked.collation() == request.collation
-        };
         let mut best: Option<(usize, usize)> = None;
         let mut looked = 0;
         for (pos, idle) in self.idle.iter().enumerate().rev() {
-            if !fits(idle) {
+            if idle.index != index || idle.reserved.is_some() {
                 continue;
             }
-            let Ok(plan) = fixup::plan(idle.parked.state(), &request.target) else {
+            let Some(len) = fits(idle, request) else {
                 continue;
             };
-            if idle.session == session || plan.is_empty() {
+            if idle.session == session || len == 0 {
                 return Some(pos);
             }
-            if best.is_none_or(|(_, len)| plan.len() < len) {
-                best = Some((pos, plan.len()));
+            if best.is_none_or(|(_, best_len)| len < best_len) {
+                best = Some((pos, len));
             }
             looked += 1;
             if looked >= CANDIDATES {
@@ -208,9 +242,17 @@ impl Pool {
         self.waiters.retain(|w| w.session != session);
     }
 
-    /// A session no longer waits (it gave up, or closed).
+    /// A session no longer waits (it gave up, or closed): what was set aside for it goes to
+    /// the next waiter.
     pub(super) fn cancel_wait(&mut self, session: u64) {
         self.stop_waiting(session);
+        if let Some(i) = self.idle.iter().position(|i| i.reserved == Some(session)) {
+            self.idle[i].reserved = None;
+            let (pos, index) = (i, self.idle[i].index);
+            if let Some(waiter) = self.next_waiter(index) {
+                self.idle[pos].reserved = Some(waiter);
+            }
+        }
     }
 
     /// `session` gives back its connection to backend `index`; `None` when the pool does not
@@ -231,14 +273,15 @@ impl Pool {
         }
         let id = self.next_id;
         self.next_id += 1;
+        let reserved = self.next_waiter(index);
         self.idle.push(Idle {
             id,
             index,
             parked,
             since: now,
             session,
+            reserved,
         });
-        self.wake(index);
         Some(id)
     }
 
@@ -252,16 +295,21 @@ impl Pool {
         self.wake(index);
     }
 
-    /// The first waiter of backend `index` not told yet tries again.
+    /// The first waiter of backend `index` not told yet tries again (a connection closed: it
+    /// may open one).
     fn wake(&mut self, index: usize) {
-        if let Some(w) = self
+        let _ = self.next_waiter(index);
+    }
+
+    /// The first waiter of backend `index` not told yet, told to try again now.
+    fn next_waiter(&mut self, index: usize) -> Option<u64> {
+        let w = self
             .waiters
             .iter_mut()
-            .find(|w| w.index == index && !w.woken)
-        {
-            w.woken = true;
-            self.woken.push(w.session);
-        }
+            .find(|w| w.index == index && !w.woken)?;
+        w.woken = true;
+        self.woken.push(w.session);
+        Some(w.session)
     }
 
     /// Sessions to tell to try again.

@@ -96,3 +96,43 @@ fn a_transaction_keeps_its_connection_and_others_wait_then_get_1040() {
     a.query(&mut ep, later, "COMMIT");
     assert_eq!(b.query(&mut ep, later, "SELECT 1").rows, 1);
 }
+
+#[test]
+fn a_parked_connection_goes_to_the_first_waiter_not_back_to_the_session_that_parked_it() {
+    let (mut ep, now) = healthy_endpoint(multiplexed(1));
+    ep.set_draining(now, "db2", true).unwrap();
+    let mut a = Session::logged_in(&mut ep, now);
+    let mut b = Session::logged_in(&mut ep, now);
+    a.query(&mut ep, now, "BEGIN");
+    // B waits for the only connection, which A holds.
+    let select = WireCommand::Query(Query {
+        attributes: vec![],
+        sql: b"SELECT 1",
+    });
+    b.client_events.clear();
+    b.client.send_command(now, &select).unwrap();
+    b.pump(&mut ep, now);
+    assert_eq!(ep.metrics().pool.waiting, 1);
+    a.query(&mut ep, now, "COMMIT");
+    // A comes back at once, before B heard that the connection is free: A waits its turn.
+    a.client_events.clear();
+    a.client.send_command(now, &select).unwrap();
+    a.pump(&mut ep, now);
+    assert!(
+        a.client_events.is_empty(),
+        "A jumped the queue: {:?}",
+        a.client_events
+    );
+    deliver(&mut ep, now, &mut [&mut a, &mut b]);
+    let answered = |s: &Session| {
+        s.client_events
+            .iter()
+            .any(|e| matches!(e, backend::Event::ResponseComplete(r) if r.rows == 1))
+    };
+    assert!(answered(&b), "B got the connection: {:?}", b.client_events);
+    // Then A's turn comes when B parks it.
+    deliver(&mut ep, now, &mut [&mut a, &mut b]);
+    assert!(answered(&a), "A served after B: {:?}", a.client_events);
+    assert_eq!(ep.metrics().pool.waiting, 0);
+    assert_eq!(ep.metrics().pool.timeouts, 0);
+}
