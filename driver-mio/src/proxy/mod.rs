@@ -8,6 +8,7 @@
 //!  (SO_REUSEPORT) worker 1: ...                        │
 //!             │ Mutex<Endpoint>: every decision       │ ◄─ control thread (timers, probes)
 //!             │ mailboxes: hand-overs + waker/worker  │ ◄─ admin HTTP thread
+//!             │ parked: multiplexing's idle backends  │
 //!             └───────────────────────────────────────┘
 //! ```
 //!
@@ -19,6 +20,7 @@
 
 mod control;
 mod listen;
+mod parked;
 mod random;
 mod resolver;
 mod shared;

@@ -7,7 +7,13 @@
 //! [`Shared::deliver`] rings the waker of every worker that has some, and the worker takes them
 //! with [`Endpoint::poll_command`]. A client accepted by one worker and placed on another by the
 //! endpoint travels as a [`WorkerCommand::Adopt`].
+//!
+//! Multiplexing's parked backend sockets are here too ([`super::parked`]), and every release of
+//! the endpoint's lock closes the ones the endpoint let go of
+//! ([`Endpoint::poll_pool_close`]): after a sync, its timers, a session's close or shutdown
+//! alike, without each caller having to remember it.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -15,6 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use ferry_core::control::{Connection, Endpoint};
 use ferry_core::session::BackendConnId;
 use mio::Waker;
+
+use super::parked::ParkedSockets;
 
 /// What a worker is handed by another thread, besides the endpoint's commands.
 #[derive(Debug)]
@@ -50,6 +58,8 @@ pub(crate) struct Shared {
     pub(crate) shutting_down: AtomicBool,
     /// One per worker, set once the workers exist.
     pub(crate) mailboxes: OnceLock<Vec<Mailbox>>,
+    /// Multiplexing's backend sockets no session holds.
+    pub(crate) parked: ParkedSockets,
 }
 
 impl Shared {
@@ -58,15 +68,21 @@ impl Shared {
             endpoint: Mutex::new(endpoint),
             shutting_down: AtomicBool::new(false),
             mailboxes: OnceLock::new(),
+            parked: ParkedSockets::default(),
         }
     }
 
     /// The endpoint. A thread that panicked while holding it left it as the last completed call
     /// did (no call is left half-done by a panic in this driver's code), so poisoning is ignored.
-    pub(crate) fn endpoint(&self) -> MutexGuard<'_, Endpoint> {
-        self.endpoint
+    pub(crate) fn endpoint(&self) -> EndpointGuard<'_> {
+        let guard = self
+            .endpoint
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        EndpointGuard {
+            guard: Some(guard),
+            parked: &self.parked,
+        }
     }
 
     /// Wakes the workers whose sessions have commands waiting in the endpoint, and every
@@ -94,5 +110,45 @@ impl Shared {
         let out = f(&mut endpoint);
         self.deliver(&mut endpoint);
         out
+    }
+}
+
+/// The endpoint's lock. Dropping it takes the pooled connections the endpoint asked to close,
+/// releases the lock, then closes them (their farewells are written outside the lock).
+#[derive(Debug)]
+pub(crate) struct EndpointGuard<'a> {
+    /// `None` only while being dropped.
+    guard: Option<MutexGuard<'a, Endpoint>>,
+    parked: &'a ParkedSockets,
+}
+
+impl Deref for EndpointGuard<'_> {
+    type Target = Endpoint;
+
+    fn deref(&self) -> &Endpoint {
+        // Some until drop.
+        self.guard
+            .as_deref()
+            .expect("endpoint guard used after drop")
+    }
+}
+
+impl DerefMut for EndpointGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Endpoint {
+        // Some until drop.
+        self.guard
+            .as_deref_mut()
+            .expect("endpoint guard used after drop")
+    }
+}
+
+impl Drop for EndpointGuard<'_> {
+    fn drop(&mut self) {
+        let Some(mut endpoint) = self.guard.take() else {
+            return;
+        };
+        let closes: Vec<_> = std::iter::from_fn(|| endpoint.poll_pool_close()).collect();
+        drop(endpoint);
+        self.parked.close(closes);
     }
 }

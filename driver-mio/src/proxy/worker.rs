@@ -20,6 +20,10 @@
 //!   A host name goes to the resolver threads first ([`super::resolver`]); its addresses come
 //!   back through the mailbox and are tried in order.
 //!   Failover, marking a backend down and refusals are the endpoint's, at the next sync.
+//! - **Multiplexing**: a backend socket the session parks leaves this worker (its poll, tables
+//!   and queues) for the shared parked sockets, inside the endpoint lock of the sync that told
+//!   the endpoint; one it adopts, parked by any worker, joins this worker's poll again
+//!   ([`parking`]). Releasing the endpoint's lock closes the pooled ones the endpoint let go of.
 //! - **Timers**: each session's `poll_timeout` is armed in a per-worker heap ([`super::timers`]).
 //!   When a session's timer fires while it is idle (the core releases its buffers once idle for
 //!   a moment), its sockets' empty write queues are released too: an idle client costs little.
@@ -47,10 +51,12 @@ use super::resolver::Resolver;
 use super::shared::{Shared, WorkerCommand};
 use super::slab::Slab;
 use super::timers::{Deadline, Fire, Timers};
+use parking::park_socket;
 
 mod close;
 mod commands;
 mod connect;
+mod parking;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -574,15 +580,32 @@ impl Worker {
                     self.pending = pending;
                     return;
                 };
+                let mut endpoint = None;
                 if s.conn.needs_sync() {
-                    self.shared.endpoint().sync(now, &mut s.conn);
+                    endpoint
+                        .insert(self.shared.endpoint())
+                        .sync(now, &mut s.conn);
                 }
                 while let Some(t) = s.conn.poll_transmit() {
                     route(&mut self.sockets, &mut self.touched, s, t);
                 }
                 while let Some(e) = s.conn.poll_event() {
-                    pending.push(e);
+                    let IoEvent::Park { conn, pooled } = e else {
+                        pending.push(e);
+                        continue;
+                    };
+                    // Parked before the endpoint's lock is released (taken now if the sync did
+                    // not): no other worker can be handed `pooled` before it is there.
+                    endpoint.get_or_insert_with(|| self.shared.endpoint());
+                    let registry = self.poll.registry();
+                    if let Some(p) =
+                        park_socket(&mut self.sockets, &mut self.touched, registry, s, conn)
+                    {
+                        self.shared.parked.park(pooled, p);
+                    }
                 }
+                // Releasing the lock closes the pooled connections the endpoint let go of.
+                drop(endpoint);
             }
             let had_events = !pending.is_empty();
             for event in pending.drain(..) {
@@ -637,6 +660,7 @@ impl Worker {
     fn handle_io(&mut self, slot: usize, event: IoEvent, now: Instant) {
         match event {
             IoEvent::Connect { conn, addr } => self.connect_backend(slot, conn, addr, now),
+            IoEvent::Adopt { conn, pooled } => self.adopt_parked(slot, conn, pooled, now),
             IoEvent::Close { conn } => {
                 let Some(s) = self.sessions.get_mut(slot) else {
                     return;
