@@ -479,50 +479,75 @@ fn idle_connections_close_and_sessions_rebuild(driver: Driver) {
 
 // ---------------------------------------------------------------- observable values
 
-/// A session's statements whose answers depend on its own earlier statements; `between` runs
-/// after each one. Each statement with what it returned and what its OK packet said.
-fn observe(conn: &mut mysql::Conn, mut between: impl FnMut()) -> Vec<String> {
-    let table = "t";
-    let statements = [
-        "SET SESSION sql_mode = ''".to_owned(),
-        format!("INSERT INTO {table} (v) VALUES ('a'), ('b')"),
-        "SELECT LAST_INSERT_ID()".to_owned(),
-        "SELECT LAST_INSERT_ID()".to_owned(),
-        "SELECT 1".to_owned(),
-        "SELECT LAST_INSERT_ID()".to_owned(),
-        format!("UPDATE {table} SET v = 'u' WHERE id <= 2"),
-        "SELECT ROW_COUNT()".to_owned(),
-        format!("SELECT SQL_CALC_FOUND_ROWS id FROM {table} ORDER BY id LIMIT 1"),
-        "SELECT FOUND_ROWS()".to_owned(),
-        "SELECT CAST('x' AS SIGNED)".to_owned(),
-        "SELECT @@warning_count".to_owned(),
-        "SHOW WARNINGS".to_owned(),
-        format!("INSERT INTO {table} (v) VALUES ('far too long')"),
-        "SHOW WARNINGS".to_owned(),
-        "SELECT @@warning_count".to_owned(),
-        "SELECT LAST_INSERT_ID(), ROW_COUNT()".to_owned(),
-        format!("SELECT id, v FROM {table} ORDER BY id"),
-        "SELECT LAST_INSERT_ID(), ROW_COUNT(), @@warning_count".to_owned(),
-    ];
+/// Statements whose answers depend on the session's own earlier statements, in parts: each part
+/// runs on a session of its own (a statement naming ROW_COUNT(), FOUND_ROWS(), SHOW WARNINGS or
+/// @@warning_count pins the session to its connection for good, and on a pool of 1 the other
+/// session could not run again until it leaves). `SET sql_mode = ''` first: too long values
+/// are truncated with a warning.
+const OBSERVED: &[&[&str]] = &[
+    &[
+        "INSERT INTO t (v) VALUES ('a'), ('b')",
+        "SELECT LAST_INSERT_ID()",
+        "SELECT LAST_INSERT_ID()",
+        "SELECT 1",
+        "SELECT LAST_INSERT_ID()",
+        "INSERT INTO t (v) VALUES ('c')",
+        "SELECT 2",
+        "SELECT 3",
+        "SELECT LAST_INSERT_ID()",
+    ],
+    &[
+        "SELECT LAST_INSERT_ID()",
+        "UPDATE t SET v = 'u' WHERE id <= 2",
+        "SELECT ROW_COUNT()",
+        "SELECT ROW_COUNT()",
+    ],
+    &[
+        "SELECT SQL_CALC_FOUND_ROWS id FROM t ORDER BY id LIMIT 1",
+        "SELECT FOUND_ROWS()",
+        "SELECT FOUND_ROWS()",
+    ],
+    &[
+        "SELECT CAST('x' AS SIGNED)",
+        "SELECT @@warning_count",
+        "SHOW WARNINGS",
+    ],
+    &[
+        "INSERT INTO t (v) VALUES ('far too long')",
+        "SHOW WARNINGS",
+        "SELECT @@warning_count",
+        "SELECT LAST_INSERT_ID(), ROW_COUNT()",
+    ],
+    &["SELECT id, v FROM t ORDER BY id"],
+];
+
+/// Runs [`OBSERVED`], each part on a new connection from `connect`; `between` runs after each
+/// statement. Each statement with what it returned and what its OK packet said.
+fn observe(mut connect: impl FnMut() -> mysql::Conn, mut between: impl FnMut()) -> Vec<String> {
     let mut seen = Vec::new();
-    for sql in statements {
-        let line = match conn.query::<mysql::Row, _>(&sql) {
-            Ok(rows) => {
-                let rows: Vec<Vec<String>> = rows
-                    .into_iter()
-                    .map(|r| r.unwrap().iter().map(|v| v.as_sql(false)).collect())
-                    .collect();
-                format!(
-                    "{rows:?} (affected {}, insert id {}, warnings {})",
-                    conn.affected_rows(),
-                    conn.last_insert_id(),
-                    conn.warnings()
-                )
-            }
-            Err(e) => format!("error {e}"),
-        };
-        seen.push(format!("{sql} -> {line}"));
+    for (n, part) in OBSERVED.iter().enumerate() {
+        let mut conn = connect();
+        conn.query_drop("SET SESSION sql_mode = ''").unwrap();
         between();
+        for sql in *part {
+            let line = match conn.query::<mysql::Row, _>(sql) {
+                Ok(rows) => {
+                    let rows: Vec<Vec<String>> = rows
+                        .into_iter()
+                        .map(|r| r.unwrap().iter().map(|v| v.as_sql(false)).collect())
+                        .collect();
+                    format!(
+                        "{rows:?} (affected {}, insert id {}, warnings {})",
+                        conn.affected_rows(),
+                        conn.last_insert_id(),
+                        conn.warnings()
+                    )
+                }
+                Err(e) => format!("error {e}"),
+            };
+            seen.push(format!("part {n}: {sql} -> {line}"));
+            between();
+        }
     }
     seen
 }
@@ -538,22 +563,22 @@ fn observable_values_as_on_a_direct_connection(driver: Driver) {
         ));
     }
     db.sql("INSERT INTO obs_other.t (v) VALUES ('o'), ('o'), ('o')");
-    let direct = observe(&mut connect_in(db.port(), "obs_direct"), || {});
+    let direct = observe(|| connect_in(db.port(), "obs_direct"), || {});
 
     let ferry = multiplexed_over(
         driver,
         &db,
-        "max-backend-connections = 1\nmax-wait = \"20s\"",
+        "max-backend-connections = 1\nmax-wait = \"2s\"",
     );
     let watch = Watch::start(&db);
-    let mut subject = connect_in(ferry.port(), "obs_ferry");
-    // The other session runs statements that change the same values, as fast as the pool lets it.
+    // The other session runs statements that change the same values, as fast as the pool lets
+    // it; while a subject is pinned it waits, and may time out (ERR 1040), as designed.
     let done = Arc::new(AtomicBool::new(false));
     let other_ran = Arc::new(AtomicU64::new(0));
     let other = {
         let (done, ran) = (Arc::clone(&done), Arc::clone(&other_ran));
         let mut conn = connect_to(ferry.port());
-        thread::spawn(move || -> Result<(), String> {
+        thread::spawn(move || -> Result<u64, String> {
             conn.query_drop("SET SESSION sql_mode = ''")
                 .map_err(|e| e.to_string())?;
             let statements = [
@@ -563,36 +588,46 @@ fn observable_values_as_on_a_direct_connection(driver: Driver) {
                 "SELECT CAST('y' AS SIGNED), CAST('z' AS SIGNED)",
                 "SELECT LAST_INSERT_ID(7)",
             ];
+            let mut timeouts = 0;
             for sql in statements.iter().cycle() {
                 if done.load(Ordering::Relaxed) {
-                    return Ok(());
+                    return Ok(timeouts);
                 }
-                conn.query_drop(sql).map_err(|e| format!("{sql}: {e}"))?;
-                ran.fetch_add(1, Ordering::Relaxed);
+                match conn.query_drop(sql) {
+                    Ok(()) => {
+                        ran.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) if mysql_code(&e) == Some(1040) => timeouts += 1,
+                    Err(e) => return Err(format!("{sql}: {e}")),
+                }
             }
-            Ok(())
+            Ok(timeouts)
         })
     };
-    // After each statement of the subject, the other runs one if the pool lets it now.
-    let through_ferry = observe(&mut subject, || {
-        let before = other_ran.load(Ordering::Relaxed);
-        wait_until(Duration::from_millis(300), || {
-            other_ran.load(Ordering::Relaxed) > before
-        });
-    });
+    // After each statement of a subject, the other runs one if the pool lets it now.
+    let through_ferry = observe(
+        || connect_in(ferry.port(), "obs_ferry"),
+        || {
+            let before = other_ran.load(Ordering::Relaxed);
+            wait_until(Duration::from_millis(300), || {
+                other_ran.load(Ordering::Relaxed) > before
+            });
+        },
+    );
     done.store(true, Ordering::Relaxed);
-    other
+    let timeouts = other
         .join()
         .expect("the other session panicked")
         .unwrap_or_else(|e| panic!("the other session: {e}"));
     let ran = other_ran.load(Ordering::Relaxed);
     let most = watch.stop();
+    eprintln!("the other session ran {ran} statements, {timeouts} timed out");
     assert_eq!(
         through_ferry, direct,
         "through ferry (left) vs directly (right), another session interleaving"
     );
     assert!(
-        ran >= 5,
+        ran >= 10,
         "the other session ran only {ran} statements: no interleaving"
     );
     assert!(most <= 1, "MariaDB had {most} connections over a pool of 1");
@@ -641,6 +676,7 @@ fn killed_sleep(
 
 fn connection_id_pins_and_kill_query_reaches_it(driver: Driver) {
     let db = proxy_common::backend(1);
+    db.sql("CREATE DATABASE pin; CREATE TABLE pin.t (n INT)");
     // Directly: KILL QUERY from another connection answers 1317, the connection goes on.
     let mut direct = connect_to(db.port());
     let id: u64 = direct
@@ -677,17 +713,22 @@ fn connection_id_pins_and_kill_query_reaches_it(driver: Driver) {
         "one session, one backend connection"
     );
     // The subject is pinned to that connection: others never get it, even when it is the only
-    // one open and the subject is idle.
+    // one open and the subject is idle. (They do not name CONNECTION_ID(), which would pin them
+    // too: the watcher finds their transaction's thread.)
+    let mut w = watcher(&db);
     let mut others: Vec<mysql::Conn> = (0..3).map(|_| connect_to(ferry.port())).collect();
     for (n, other) in others.iter_mut().enumerate() {
         other.query_drop("BEGIN").unwrap();
-        let theirs: u64 = other
-            .query_first("SELECT CONNECTION_ID()")
-            .unwrap()
+        other
+            .query_drop(format!("INSERT INTO pin.t VALUES ({n})"))
+            .unwrap();
+        let theirs: Vec<u64> = w
+            .query("SELECT trx_mysql_thread_id FROM information_schema.innodb_trx")
             .unwrap();
         other.query_drop("COMMIT").unwrap();
+        assert_eq!(theirs.len(), 1, "session {n}'s transaction: {theirs:?}");
         assert_ne!(
-            theirs, id,
+            theirs[0], id,
             "session {n} got the connection whose id the subject read"
         );
         let ids: Vec<Option<(u64, String)>> = (0..2)
