@@ -45,6 +45,7 @@ use bytes::BytesMut;
 
 use crate::backend::BackendAddr;
 use crate::proxy_protocol::{self, ProxyHeader};
+use crate::session::multiplex::ParkedBackend;
 use crate::session::{
     BackendConnId, Event, MigrationRefused, MigrationStart, Peer, PinReason, ProxySession,
     SessionConfig, Transmit,
@@ -89,8 +90,9 @@ pub enum IoEvent {
         pooled: PooledId,
     },
     /// Multiplexing: the socket parked under `pooled` is this session's backend connection
-    /// `conn` from now on (read it again). The endpoint hands out each parked socket once. A
-    /// driver that no longer has it (it failed while parked) reports `conn`'s end of file.
+    /// `conn` from now on (read it again); then call [`Connection::adopted`]. The endpoint hands
+    /// out each parked socket once. A driver that no longer has it (it failed while parked)
+    /// reports `conn`'s end of file instead ([`Connection::handle_eof`]).
     Adopt {
         /// The session's connection.
         conn: BackendConnId,
@@ -161,6 +163,26 @@ pub(super) enum Work {
     TargetChanged,
     /// The session closed before it was authenticated, because of the client.
     LoginFailed(FailedLogin),
+    /// Multiplexing: a statement needs a backend connection, to be `conn`.
+    Acquire { conn: BackendConnId },
+    /// Multiplexing: the session gave back `conn`, a connection to registry backend `index`.
+    Park {
+        conn: BackendConnId,
+        index: usize,
+        parked: Box<ParkedBackend>,
+    },
+    /// Multiplexing: the session stopped waiting for a connection.
+    CancelWait,
+}
+
+/// Multiplexing: what the connection waits for from the pool, asked again when the endpoint
+/// wakes it ([`Command::PoolReady`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PoolPending {
+    /// A connection for a statement.
+    Acquire(BackendConnId),
+    /// A new connection for the login.
+    Login(BackendConnId),
 }
 
 /// One client connection: the core's session plus what the control plane tracks for it.
@@ -193,6 +215,12 @@ pub struct Connection {
     pub(super) finished: bool,
     /// The session was authenticated once (a close after that is no failed login).
     logged_in: bool,
+    /// Multiplexing: waiting for the pool.
+    pub(super) pool_pending: Option<PoolPending>,
+    /// Multiplexing: the pending acquire waited in the pool's queue.
+    pub(super) pool_queued: bool,
+    /// Multiplexing: a pooled connection given, until the driver reports its socket attached.
+    adopting: Option<(BackendConnId, Box<ParkedBackend>, bool)>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -237,6 +265,9 @@ impl Connection {
             avoid: None,
             finished: false,
             logged_in: false,
+            pool_pending: None,
+            pool_queued: false,
+            adopting: None,
         }
     }
 
@@ -312,6 +343,8 @@ impl Connection {
 
     /// `peer`'s socket reached end of file or failed.
     pub fn handle_eof(&mut self, now: Instant, peer: Peer) {
+        // A pooled socket the driver no longer had: the session takes another.
+        let _ = self.adopting.take_if(|(c, ..)| Peer::Backend(*c) == peer);
         self.session.handle_eof(now, peer);
         self.absorb_events(now);
     }
@@ -335,6 +368,13 @@ impl Connection {
                 self.work.push_back(Work::TargetChanged);
             }
             Command::BackendDown { backend } => self.session.backend_down(now, &backend),
+            Command::PoolReady => match self.pool_pending {
+                Some(PoolPending::Acquire(conn)) => self.work.push_back(Work::Acquire { conn }),
+                Some(PoolPending::Login(conn)) => self
+                    .work
+                    .push_back(Work::NeedBackend { conn, target: None }),
+                None => {}
+            },
         }
         self.absorb_events(now);
     }
@@ -497,12 +537,89 @@ impl Connection {
         self.backends.push(slot);
     }
 
+    /// Multiplexing: the pool gave `pooled`, a connection to `slot`'s backend, as `slot.conn`.
+    pub(super) fn start_adopt(
+        &mut self,
+        now: Instant,
+        slot: BackendSlot,
+        pooled: PooledId,
+        parked: Box<ParkedBackend>,
+        check: bool,
+    ) {
+        let _ = now;
+        let conn = slot.conn;
+        tracing::trace!(session = self.id, conn, pooled, "pooled connection taken");
+        self.io.push_back(IoEvent::Adopt { conn, pooled });
+        self.backends.push(slot);
+        self.adopting = Some((conn, parked, check));
+    }
+
+    /// The driver made the socket of [`IoEvent::Adopt`] connection `conn`'s: the session
+    /// brings it to its state, then its statement runs.
+    pub fn adopted(&mut self, now: Instant, conn: BackendConnId) {
+        let Some((c, parked, check)) = self.adopting.take_if(|(c, ..)| *c == conn) else {
+            return;
+        };
+        self.session.adopt(now, c, parked, check);
+        self.absorb_events(now);
+    }
+
+    /// Multiplexing: the pool keeps `conn`'s socket as `pooled`.
+    pub(super) fn io_park(&mut self, conn: BackendConnId, pooled: PooledId) {
+        self.io.push_back(IoEvent::Park { conn, pooled });
+    }
+
+    /// Multiplexing: the pool did not take back `conn`: it closes after a COM_QUIT.
+    pub(super) fn close_unpooled(&mut self, conn: BackendConnId) {
+        self.transmits.push_back(Transmit {
+            peer: Peer::Backend(conn),
+            data: ParkedBackend::farewell(),
+        });
+        self.io.push_back(IoEvent::Close { conn });
+    }
+
     /// Moves the session's events into I/O, work and counters.
     pub(super) fn absorb_events(&mut self, _now: Instant) {
         while let Some(event) = self.session.poll_event() {
             match event {
                 Event::ConnectBackend { conn, target } => {
                     self.work.push_back(Work::NeedBackend { conn, target })
+                }
+                Event::AcquireBackend { conn } => {
+                    self.pool_pending = Some(PoolPending::Acquire(conn));
+                    self.work.push_back(Work::Acquire { conn });
+                }
+                Event::BackendParked { conn } => {
+                    let slot = self.backends.iter().position(|b| b.conn == conn);
+                    let slot = slot.map(|i| self.backends.swap_remove(i));
+                    match (slot, self.session.take_parked()) {
+                        (Some(slot), Some(parked)) => self.work.push_back(Work::Park {
+                            conn,
+                            index: slot.index,
+                            parked,
+                        }),
+                        // Not a connection of ours to pool: closed.
+                        (slot, _) => {
+                            if let Some(slot) = slot {
+                                self.work.push_back(Work::Release { index: slot.index });
+                            }
+                            self.io.push_back(IoEvent::Close { conn });
+                        }
+                    }
+                }
+                Event::BackendAcquired {
+                    reused,
+                    fixups,
+                    waited,
+                } => {
+                    self.pool_pending = None;
+                    let queued = std::mem::take(&mut self.pool_queued);
+                    self.counters.pool_acquired(reused, fixups, waited, queued);
+                }
+                Event::PoolTimeout => {
+                    self.pool_pending = None;
+                    Counters::add(&self.counters.pool_timeouts, 1);
+                    self.work.push_back(Work::CancelWait);
                 }
                 Event::CloseBackend { conn } => {
                     if let Some(i) = self.backends.iter().position(|b| b.conn == conn) {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::control::admin::{BackendInfo, Histogram, Metrics};
+use crate::control::admin::{BackendInfo, Histogram, Metrics, PoolMetrics};
 use crate::control::failed_logins::LOGIN_FAILURE_REASONS;
 use crate::control::statements::StatementCounters;
 
@@ -66,6 +66,23 @@ pub struct Counters {
     pub refused_blocked: AtomicU64,
     /// Failed logins by reason (see `failed_logins.rs`); locked once per failed login.
     pub login_failures: Mutex<BTreeMap<&'static str, u64>>,
+    /// Multiplexing: backend connections taken from the pool as they were.
+    pub pool_reused: AtomicU64,
+    /// Multiplexing: pooled connections taken and fixed up first.
+    pub pool_fixed_up: AtomicU64,
+    /// Multiplexing: new backend connections opened for a statement.
+    pub pool_opened: AtomicU64,
+    /// Multiplexing: fix-up statements sent.
+    pub pool_fixup_statements: AtomicU64,
+    /// Multiplexing: what a fix-up added to its statement (locked once per fix-up).
+    pub pool_fixup_seconds: Mutex<Histogram>,
+    /// Multiplexing: sessions that had to wait for a connection.
+    pub pool_waits: AtomicU64,
+    /// Multiplexing: how long those waited until they had one (locked once per wait).
+    pub pool_wait_seconds: Mutex<Histogram>,
+    /// Multiplexing: statements answered ERR 1040 (no connection within `max-wait`, or the
+    /// queue full).
+    pub pool_timeouts: AtomicU64,
 }
 
 impl Counters {
@@ -87,6 +104,23 @@ impl Counters {
     /// Counts a failed login under `reason`.
     pub fn login_failed(&self, reason: &'static str) {
         *lock(&self.login_failures).entry(reason).or_insert(0) += 1;
+    }
+
+    /// Multiplexing: a session has a backend connection for its statement.
+    pub fn pool_acquired(&self, reused: bool, fixups: usize, waited: Duration, queued: bool) {
+        let kind = match (reused, fixups) {
+            (false, _) => &self.pool_opened,
+            (true, 0) => &self.pool_reused,
+            (true, _) => &self.pool_fixed_up,
+        };
+        Self::add(kind, 1);
+        if fixups > 0 {
+            Self::add(&self.pool_fixup_statements, fixups as u64);
+            lock(&self.pool_fixup_seconds).observe(waited);
+        }
+        if queued {
+            lock(&self.pool_wait_seconds).observe(waited);
+        }
     }
 
     /// Counts a migration that succeeded and records its pause.
@@ -121,6 +155,8 @@ impl Counters {
         let mut migrations_failed = BTreeMap::new();
         let mut migration_pause = Histogram::default();
         let mut sessions_lost = BTreeMap::new();
+        let mut pool_fixup_seconds = Histogram::default();
+        let mut pool_wait_seconds = Histogram::default();
         // Every reason from the start, so that dashboards and alerts find the series.
         let mut login_failures: BTreeMap<String, u64> = LOGIN_FAILURE_REASONS
             .iter()
@@ -137,6 +173,8 @@ impl Counters {
                 *migrations_failed.entry(reason.to_owned()).or_insert(0) += n;
             }
             migration_pause.merge(&lock(&c.migration_pause));
+            pool_fixup_seconds.merge(&lock(&c.pool_fixup_seconds));
+            pool_wait_seconds.merge(&lock(&c.pool_wait_seconds));
         }
         // Registry indices name the backends (the listing is in registry order).
         let names: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
@@ -164,6 +202,22 @@ impl Counters {
             statement_duration,
             process: None,
             login_failures,
+            pool: PoolMetrics {
+                acquires: [
+                    ("reused".to_owned(), sum(|c| &c.pool_reused)),
+                    ("fixed_up".to_owned(), sum(|c| &c.pool_fixed_up)),
+                    ("opened".to_owned(), sum(|c| &c.pool_opened)),
+                ]
+                .into_iter()
+                .collect(),
+                fixup_statements: sum(|c| &c.pool_fixup_statements),
+                fixup_seconds: pool_fixup_seconds,
+                waits: sum(|c| &c.pool_waits),
+                wait_seconds: pool_wait_seconds,
+                timeouts: sum(|c| &c.pool_timeouts),
+                connections: Vec::new(),
+                waiting: 0,
+            },
         }
     }
 }

@@ -44,13 +44,13 @@ use super::accept::{Accept, Refusal, RefusalReason};
 use super::admin::{self, AdminApi, ApiError, BackendInfo, Metrics, ProcessStats, SessionInfo};
 use super::chooser::{BackendChooser, Choice, ChooseRequest, Routes};
 use super::config::{AuthMode, Config, ConfigError, MigrationMode};
-use super::connection::{BackendSlot, Connection, PoolClose, Work};
+use super::connection::{BackendSlot, Connection, PoolClose, PoolPending, Work};
 use super::counters::Counters;
 use super::failed_logins::{AuthFailures, FailedLogin, Recorded};
 use super::health::{record_refusal, record_verdict, HealthProbe, Verdict};
 use super::log_limit::{LogKind, LogLimiter};
 use super::migration::{migration_event, Listing as Moved};
-use super::pool::Pool;
+use super::pool::{Grant, Pool};
 use super::rebalance::{pin_is_transient, plan_migrations, BackendView, SessionView};
 use super::registry::Registry;
 use super::reload::{ConfigStatus, ReloadError, ReloadReport};
@@ -86,6 +86,8 @@ pub enum Command {
         /// The backend's name.
         backend: String,
     },
+    /// Multiplexing: a backend connection may be free; a session waiting for one tries again.
+    PoolReady,
 }
 
 /// A session as the endpoint lists it.
@@ -242,7 +244,7 @@ impl Endpoint {
             monitor,
             health_warnings: vec![None; config.backends.len()],
             down_reasons: vec![None; config.backends.len()],
-            pool: Pool::default(),
+            pool: Pool::new(config.multiplexing),
         }
     }
 
@@ -348,7 +350,17 @@ impl Endpoint {
             }
         }
         let sets: Vec<&Counters> = self.shards.iter().map(|s| &*s.counters).collect();
-        Counters::metrics(&sets, self.live as u64, pinned, self.registry.infos())
+        let mut m = Counters::metrics(&sets, self.live as u64, pinned, self.registry.infos());
+        if self.pool.is_on() {
+            for (index, b) in self.registry.backends().iter().enumerate() {
+                let (in_use, idle) = self.pool.usage(index);
+                m.pool
+                    .connections
+                    .push((b.name.clone(), in_use as u64, idle as u64));
+            }
+            m.pool.waiting = self.pool.waiting() as u64;
+        }
+        m
     }
 
     // ---- accepting ----
@@ -519,7 +531,9 @@ impl Endpoint {
         conn.finished = true;
         for slot in conn.backends.drain(..) {
             self.registry.release(slot.index);
+            self.pool.gone(slot.index);
         }
+        self.pool.cancel_wait(conn.id());
         let work: Vec<Work> = conn.work.drain(..).collect();
         for work in work {
             match work {
@@ -527,7 +541,15 @@ impl Endpoint {
                 | Work::ConnectFailed {
                     slot: BackendSlot { index, .. },
                     ..
-                } => self.registry.release(index),
+                } => {
+                    self.registry.release(index);
+                    self.pool.gone(index);
+                }
+                // Never parked: its socket closes with the session's.
+                Work::Park { index, .. } => {
+                    self.registry.release(index);
+                    self.pool.gone(index);
+                }
                 // Not synced before it was dropped: still a failed login.
                 Work::LoginFailed(failed) => {
                     let counters = Arc::clone(&conn.counters);
@@ -541,6 +563,9 @@ impl Endpoint {
         if let Some(s) = self.shards.get_mut(conn.shard()) {
             s.sessions = s.sessions.saturating_sub(1);
         }
+        for session in self.pool.take_woken() {
+            self.send(session, Command::PoolReady);
+        }
         tracing::debug!(session = conn.id(), "connection closed");
     }
 
@@ -553,6 +578,29 @@ impl Endpoint {
         while let Some(work) = conn.work.pop_front() {
             match work {
                 Work::NeedBackend { conn: c, target } => self.connect(now, conn, c, target),
+                Work::Acquire { conn: c } => self.acquire(now, conn, c),
+                Work::Park {
+                    conn: c,
+                    index,
+                    parked,
+                } => {
+                    self.registry.release(index);
+                    let usable = self
+                        .registry
+                        .get(index)
+                        .is_some_and(|b| b.healthy() && !b.draining());
+                    match self.pool.park(now, conn.id(), index, parked, usable) {
+                        Some(pooled) => conn.io_park(c, pooled),
+                        None => {
+                            conn.close_unpooled(c);
+                            self.pool.gone(index);
+                        }
+                    }
+                }
+                Work::CancelWait => {
+                    conn.pool_pending = None;
+                    self.pool.cancel_wait(conn.id());
+                }
                 Work::ConnectFailed {
                     slot,
                     local,
@@ -572,7 +620,10 @@ impl Endpoint {
                     }
                     record_refusal(&self.registry, &backend, &error);
                 }
-                Work::Release { index } => self.registry.release(index),
+                Work::Release { index } => {
+                    self.registry.release(index);
+                    self.pool.gone(index);
+                }
                 Work::User { user } => {
                     if let Some(l) = self.sessions.get_mut(&conn.id()) {
                         l.user = Some(user);
@@ -613,6 +664,9 @@ impl Endpoint {
         }
         // Work comes at login, migration and close only: an idle session keeps no queue for it.
         conn.work = VecDeque::new();
+        for session in self.pool.take_woken() {
+            self.send(session, Command::PoolReady);
+        }
         if conn.listed.is_some() && !conn.finished {
             let backend = conn.session.backend_name().map(str::to_owned);
             let pinned = conn.session.pinned();
@@ -666,7 +720,92 @@ impl Endpoint {
                 return self.fail_connect(now, conn, c, ConnectFailure::Refused(reason))
             }
         };
+        if self.pool.is_on() {
+            // Multiplexing: a login's connection counts in the pool, and may have to wait.
+            match self.pool.acquire(now, conn.id(), index, None) {
+                Grant::Open | Grant::Adopt { .. } => conn.pool_pending = None,
+                Grant::Wait => {
+                    self.registry.release(index);
+                    conn.pool_pending = Some(PoolPending::Login(c));
+                    return;
+                }
+                Grant::Full => {
+                    self.registry.release(index);
+                    conn.pool_pending = None;
+                    return self.fail_connect(now, conn, c, ConnectFailure::TooManyConnections);
+                }
+            }
+        }
         self.start_connect(conn, c, index, picked, 1);
+    }
+
+    /// Multiplexing: a backend connection for `conn`'s next statement, as `c`: a pooled one, a
+    /// new one, a place in the queue, or ERR 1040.
+    fn acquire(&mut self, now: Instant, conn: &mut Connection, c: u64) {
+        let Some(request) = conn.session.acquire_request() else {
+            return;
+        };
+        let usable = |b: &super::registry::Backend| b.healthy() && !b.draining();
+        let home = request
+            .home
+            .as_deref()
+            .and_then(|name| self.registry.find(name))
+            .filter(|&i| self.registry.get(i).is_some_and(usable));
+        let index = match home {
+            Some(index) => index,
+            // Its backend is down, draining or gone: the session continues elsewhere.
+            None => match self.registry.pick() {
+                Some(index) => {
+                    self.registry.release(index);
+                    index
+                }
+                None => {
+                    conn.pool_pending = None;
+                    return self.fail_connect(now, conn, c, ConnectFailure::NoHealthyBackend);
+                }
+            },
+        };
+        match self.pool.acquire(now, conn.id(), index, Some(&request)) {
+            Grant::Adopt {
+                pooled,
+                parked,
+                check,
+            } => {
+                self.registry.claim(index);
+                let Some(slot) = self.slot(c, index) else {
+                    return;
+                };
+                conn.start_adopt(now, slot, pooled, parked, check);
+            }
+            Grant::Open => {
+                self.registry.claim(index);
+                conn.session.pool_open(now, c);
+                self.start_connect(conn, c, index, false, 1);
+            }
+            Grant::Wait => {
+                if !std::mem::replace(&mut conn.pool_queued, true) {
+                    Counters::add(&conn.counters.pool_waits, 1);
+                }
+            }
+            Grant::Full => {
+                conn.pool_pending = None;
+                conn.session.pool_refused(now);
+            }
+        }
+    }
+
+    /// The slot of connection `c` to registry backend `index`.
+    fn slot(&self, c: u64, index: usize) -> Option<BackendSlot> {
+        let b = self.registry.get(index)?;
+        Some(BackendSlot {
+            conn: c,
+            index,
+            name: b.name.clone(),
+            addr: b.addr.clone(),
+            proxy_protocol: b.proxy_protocol,
+            picked: false,
+            attempts: 1,
+        })
     }
 
     /// [`Endpoint::pick`] without backend `avoid` (a failover's lost backend), unless no other
@@ -720,6 +859,7 @@ impl Endpoint {
         error: &str,
     ) {
         self.registry.release(slot.index);
+        self.pool.gone(slot.index);
         Counters::add(&conn.counters.backend_connect_errors, 1);
         let BackendSlot {
             conn: c,
@@ -740,6 +880,10 @@ impl Endpoint {
         }
         if slot.picked && slot.attempts < self.registry.backends().len() {
             if let Some(next) = self.pick(conn.refused) {
+                if self.pool.is_on() {
+                    // Counted on the backend tried next (a login may exceed the maximum by one).
+                    let _ = self.pool.acquire(now, conn.id(), next, None);
+                }
                 return self.start_connect(conn, *c, next, true, slot.attempts + 1);
             }
         }
@@ -816,6 +960,7 @@ impl Endpoint {
             "shutting down: not ready any more"
         );
         self.shutdown = Some(Shutdown::Delay { until: now + delay });
+        self.pool.close_all();
         if delay.is_zero() {
             self.close_listeners(now);
         }
@@ -838,6 +983,7 @@ impl Endpoint {
     /// connections). Not for a backend that refuses connections (1040...): it still serves the
     /// sessions it has.
     fn backend_went_down(&mut self, index: usize) {
+        self.pool.close_backend(index);
         let replay = self.config.migration.mode == MigrationMode::Replay;
         let Some(b) = self.registry.get(index) else {
             return;
@@ -878,6 +1024,9 @@ impl Endpoint {
         draining: bool,
     ) -> Result<(), ApiError> {
         self.registry.set_draining(backend, draining)?;
+        if let Some(index) = self.registry.find(backend).filter(|_| draining) {
+            self.pool.close_backend(index);
+        }
         if !draining {
             let mut leaving: Vec<u64> = self
                 .sessions
@@ -1002,13 +1151,21 @@ impl Endpoint {
             Some(Shutdown::Delay { until }) => Some(until),
             _ => None,
         };
-        [health, rebalance, delay_end].into_iter().flatten().min()
+        let pool = self.pool.poll_timeout();
+        [health, rebalance, delay_end, pool]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Closes the listeners when the shutdown's delay is over, starts a health round when one
     /// is due (its probes come from [`Endpoint::poll_probe`]), and runs the balancer when its
     /// interval passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.pool.handle_timeout(now);
+        for session in self.pool.take_woken() {
+            self.send(session, Command::PoolReady);
+        }
         if let Some(Shutdown::Delay { until }) = self.shutdown {
             if until <= now {
                 self.close_listeners(now);

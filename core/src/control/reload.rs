@@ -153,6 +153,8 @@ pub(crate) fn diff(
             "migration.mode",
             new.migration.mode != running.migration.mode,
         ),
+        // The pool and every session were set up for it.
+        ("multiplexing", new.multiplexing != running.multiplexing),
     ];
     let mut pending: Vec<String> = restart_only
         .iter()
@@ -167,6 +169,7 @@ pub(crate) fn diff(
     new.admin.limits = running.admin.limits;
     new.auth.mode = running.auth.mode;
     new.migration.mode = running.migration.mode;
+    new.multiplexing = running.multiplexing;
 
     // A backend given by name keeps its name: a change of what it resolves to needs nothing
     // (each connect resolves it again); a change of the configured text needs a restart.

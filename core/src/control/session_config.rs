@@ -58,6 +58,9 @@ pub fn session_config(config: &Config) -> Result<SessionConfig, ConfigError> {
     session.migration.timeout = config.migration.safe_point_timeout;
     session.migration.failover = config.migration.failover;
     session.migration.read_retry = config.migration.read_retry;
+    session.multiplexing = config.multiplexing.map(|m| crate::session::Multiplexing {
+        max_wait: m.max_wait,
+    });
     session.backend.command_timeout = config.proxy.statement_timeout;
     if let Some(tls) = &config.backend_tls {
         let trust = match &tls.ca {

@@ -83,6 +83,16 @@ pub struct SessionConfig {
     /// Live migration (mode `Off` by default; `Replay` needs `proxy` auth, `Tidb` goes with
     /// `passthrough`).
     pub migration: super::MigrationConfig,
+    /// Connection multiplexing (`None`: off; needs `Replay` migration and `proxy` auth): the
+    /// control plane's pool gives the session a backend connection per statement.
+    pub multiplexing: Option<Multiplexing>,
+}
+
+/// The session's multiplexing settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Multiplexing {
+    /// How long a statement waits for a backend connection before ERR 1040.
+    pub max_wait: std::time::Duration,
 }
 
 impl SessionConfig {
@@ -97,6 +107,7 @@ impl SessionConfig {
             idle_timeout: None,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             migration: super::MigrationConfig::default(),
+            multiplexing: None,
         }
     }
 

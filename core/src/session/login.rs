@@ -78,6 +78,12 @@ impl PendingLogin {
 /// server-range code (libmariadb shows a client-range code such as 2003 coming from a server as
 /// "2027 malformed packet", losing the reason).
 fn unavailable(reason: &LoginFailure) -> ProtocolError {
+    if matches!(
+        reason,
+        LoginFailure::Connect(super::ConnectFailure::TooManyConnections)
+    ) {
+        return super::multiplex::too_many_connections();
+    }
     ProtocolError::new(
         1429,
         "HY000",

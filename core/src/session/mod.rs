@@ -90,12 +90,13 @@ mod change_user;
 mod config;
 mod login;
 mod migration;
+pub mod multiplex;
 mod reason;
 mod relay;
 mod rng;
 mod state;
 
-pub use config::{proxy_capabilities, BackendTemplate, SessionConfig};
+pub use config::{proxy_capabilities, BackendTemplate, Multiplexing, SessionConfig};
 pub use migration::fixup;
 pub use migration::{
     LossReason, MigrationConfig, MigrationFailure, MigrationMode, MigrationRefused, MigrationStart,
@@ -247,6 +248,34 @@ pub enum Event {
         /// The new user name.
         user: String,
     },
+    /// Multiplexing: the session gave backend connection `conn` back between statements. Take
+    /// it with [`ProxySession::take_parked`] and put it in the pool; its socket is no longer the
+    /// session's.
+    BackendParked {
+        /// The connection given back.
+        conn: BackendConnId,
+    },
+    /// Multiplexing: a statement waits for a backend connection, to be `conn`. Answer with
+    /// [`ProxySession::adopt`] (a pooled one), a `ConnectBackend`-like connect of `conn` to
+    /// the backend the owner picks ([`ProxySession::pool_open`], then `backend_connected`), or
+    /// [`ProxySession::pool_refused`] (ERR 1040); the session also gives up by itself after
+    /// `max_wait` ([`Event::PoolTimeout`]).
+    AcquireBackend {
+        /// The connection id it will have.
+        conn: BackendConnId,
+    },
+    /// Multiplexing: the session has a backend connection again (for metrics).
+    BackendAcquired {
+        /// A pooled connection (false: a new one).
+        reused: bool,
+        /// Statements sent to bring it to the session's state.
+        fixups: usize,
+        /// From the statement's arrival to its being sent: what multiplexing added.
+        waited: Duration,
+    },
+    /// Multiplexing: the session stopped waiting for a backend connection and answered ERR 1040
+    /// (the owner takes it out of the pool's queue).
+    PoolTimeout,
     /// One command finished (for metrics).
     CommandDone {
         /// Its command byte (`Command::COM_*`).
@@ -338,10 +367,13 @@ enum Timer {
     MigrationStep,
     /// Idle since [`IDLE_RELEASE`]: the buffers' memory goes back to the allocator.
     Release,
+    /// Multiplexing: the connection kept after a statement that left something to read goes
+    /// back to the pool ([`multiplex::KEEP`]).
+    Park,
 }
 
 /// Number of [`Timer`] kinds.
-const TIMERS: usize = 5;
+const TIMERS: usize = 6;
 
 /// How long a session stays idle before it lets go of its buffers and queues: long enough
 /// that a busy session (next command within this time) reuses them, allocating nothing per
@@ -412,6 +444,8 @@ pub struct ProxySession {
     command_started: Instant,
     /// When the client command waiting in `held` arrived.
     held_arrived: Option<Instant>,
+    /// Multiplexing (`None`: off).
+    mux: Option<Box<multiplex::Mux>>,
 }
 
 impl std::fmt::Debug for ProxySession {
@@ -470,7 +504,11 @@ impl ProxySession {
             retry: None,
             command_started: now,
             held_arrived: None,
+            mux: None,
         };
+        if session.config.multiplexing.is_some() {
+            session.mux = Some(Box::default());
+        }
         session.drive(now);
         session
     }
@@ -651,6 +689,10 @@ impl ProxySession {
             if matches!(self.phase, Phase::Login(_)) {
                 self.login_failed(now, LoginFailure::Timeout);
             }
+        }
+        if self.timer_passed(Timer::Park, now) {
+            self.keep_expired(now);
+            self.drive(now);
         }
         if self.timer_passed(Timer::Release, now) {
             self.set_timer(Timer::Release, None);

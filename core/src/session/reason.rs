@@ -37,6 +37,10 @@ pub enum ConnectFailure {
         /// The OS error.
         error: String,
     },
+    /// Multiplexing: the backend's connections are all in use and the queue for them is full
+    /// (the client gets MariaDB's ERR 1040 "Too many connections").
+    #[error("too many connections")]
+    TooManyConnections,
     /// The socket reached end of file before the driver reported it open (what
     /// [`ProxySession::handle_eof`](super::ProxySession::handle_eof) on a connection still
     /// connecting means).

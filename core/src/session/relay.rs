@@ -56,6 +56,16 @@ impl ProxySession {
             return self.frontend.close_with_error(now, too_large());
         }
         let code = command.code();
+        if self.multiplexing() {
+            if self.mux_on_command(now, &payload) {
+                return;
+            }
+            if self.backend.is_none() {
+                self.held_arrived = Some(self.command_started);
+                self.hold_command(now, command);
+                return self.start_acquire(now, 0);
+            }
+        }
         self.state.on_command(&payload, command.capabilities());
         if self.config.migration.mode != MigrationMode::Off {
             self.track.on_command(&payload);
@@ -261,6 +271,7 @@ impl ProxySession {
             return;
         };
         let mode = self.config.migration.mode;
+        let backend_stmt = summary.prepared.as_ref().map(|ok| ok.statement_id);
         if mode != MigrationMode::Off {
             // The state and the tracker know statements by the client's ids.
             let client_id = summary.prepared.as_mut().map(|ok| {
@@ -275,6 +286,11 @@ impl ProxySession {
             });
             self.track
                 .on_response(&summary, client_id, mode == MigrationMode::Replay);
+        }
+        if self.multiplexing() {
+            let client_stmt = summary.prepared.as_ref().map(|ok| ok.statement_id);
+            let prepared = client_stmt.zip(backend_stmt);
+            self.mux_on_response(&summary, prepared);
         }
         if summary.command == Command::COM_CHANGE_USER && self.finish_change_user(summary.is_ok()) {
             // ferry holds the new user's credential: a migration can log in as them.

@@ -16,6 +16,14 @@
 //! | `ferry_migrations_failed_total` | counter | `reason` |
 //! | `ferry_pinned_sessions` | gauge | `reason` |
 //! | `ferry_migration_pause_seconds` | histogram | |
+//! | `ferry_pool_connections` | gauge | `backend`, `state` (`in_use`, `idle`) |
+//! | `ferry_pool_acquires_total` | counter | `result` (`reused`, `fixed_up`, `opened`) |
+//! | `ferry_pool_fixup_statements_total` | counter | |
+//! | `ferry_pool_fixup_seconds` | histogram | |
+//! | `ferry_pool_waits_total` | counter | |
+//! | `ferry_pool_wait_seconds` | histogram | |
+//! | `ferry_pool_waiting` | gauge | |
+//! | `ferry_pool_timeouts_total` | counter | |
 //! | `ferry_failover_recovered_total`, `ferry_failover_retried_total` | counter | |
 //! | `ferry_failover_lost_total` | counter | `reason` |
 //! | `ferry_migrations_total` | counter | `result` = `succeeded` / `failed` / `cancelled` |
@@ -93,6 +101,29 @@ pub struct Metrics {
     pub process: Option<ProcessStats>,
     /// Failed logins, by reason (`access_denied`, `refused`, ...).
     pub login_failures: BTreeMap<String, u64>,
+    /// Multiplexing's pool (all zero when it is off).
+    pub pool: PoolMetrics,
+}
+
+/// Multiplexing's pool.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PoolMetrics {
+    /// Connections taken for a statement: `reused` as they were, `fixed_up`, `opened` new.
+    pub acquires: BTreeMap<String, u64>,
+    /// Fix-up statements sent.
+    pub fixup_statements: u64,
+    /// What a fix-up added to its statement.
+    pub fixup_seconds: Histogram,
+    /// Sessions that waited for a connection.
+    pub waits: u64,
+    /// How long they waited.
+    pub wait_seconds: Histogram,
+    /// Statements answered ERR 1040 for want of a connection.
+    pub timeouts: u64,
+    /// Per backend: (name, in use, idle).
+    pub connections: Vec<(String, u64, u64)>,
+    /// Sessions waiting now.
+    pub waiting: u64,
 }
 
 /// Statements of one command type answered by one backend.
@@ -386,12 +417,91 @@ pub fn render(m: &Metrics) -> String {
     histogram(o, name, &[], &m.migration_pause);
 
     render_migrations(o, m);
+    render_pool(o, &m.pool);
     render_statements(o, m);
     render_build_info(o);
     if let Some(p) = &m.process {
         render_process(o, p);
     }
     out
+}
+
+/// Multiplexing's families.
+fn render_pool(o: &mut String, p: &PoolMetrics) {
+    family(
+        o,
+        "ferry_pool_connections",
+        "gauge",
+        "Multiplexing: backend connections by backend and state (in_use, idle).",
+    );
+    for (backend, in_use, idle) in &p.connections {
+        let b = backend.as_str();
+        sample(
+            o,
+            "ferry_pool_connections",
+            &[("backend", b), ("state", "in_use")],
+            *in_use,
+        );
+        sample(
+            o,
+            "ferry_pool_connections",
+            &[("backend", b), ("state", "idle")],
+            *idle,
+        );
+    }
+    family(
+        o,
+        "ferry_pool_acquires_total",
+        "counter",
+        "Multiplexing: backend connections taken for a statement, by result.",
+    );
+    for (result, n) in &p.acquires {
+        sample(o, "ferry_pool_acquires_total", &[("result", result)], *n);
+    }
+    family(
+        o,
+        "ferry_pool_fixup_statements_total",
+        "counter",
+        "Multiplexing: statements sent to bring a connection to its session's state.",
+    );
+    sample(
+        o,
+        "ferry_pool_fixup_statements_total",
+        &[],
+        p.fixup_statements,
+    );
+    let name = "ferry_pool_fixup_seconds";
+    family(
+        o,
+        name,
+        "histogram",
+        "Multiplexing: latency a fix-up added to its statement.",
+    );
+    histogram(o, name, &[], &p.fixup_seconds);
+    family(
+        o,
+        "ferry_pool_waits_total",
+        "counter",
+        "Multiplexing: statements that waited for a backend connection.",
+    );
+    sample(o, "ferry_pool_waits_total", &[], p.waits);
+    let name = "ferry_pool_wait_seconds";
+    family(o, name, "histogram", "Multiplexing: how long those waited.");
+    histogram(o, name, &[], &p.wait_seconds);
+    family(
+        o,
+        "ferry_pool_waiting",
+        "gauge",
+        "Multiplexing: sessions waiting for a backend connection now.",
+    );
+    sample(o, "ferry_pool_waiting", &[], p.waiting);
+    family(
+        o,
+        "ferry_pool_timeouts_total",
+        "counter",
+        "Multiplexing: statements answered ERR 1040 for want of a backend connection.",
+    );
+    sample(o, "ferry_pool_timeouts_total", &[], p.timeouts);
 }
 
 /// `ferry_migrations_total{result}`: every migration that ended, in one family (the

@@ -44,7 +44,7 @@ pub use access::check_access;
 #[cfg(feature = "admin-http")]
 pub use conn::AdminConnection;
 pub use http::{Headers, Request, Response};
-pub use metrics::{Histogram, Metrics, StatementCount};
+pub use metrics::{Histogram, Metrics, PoolMetrics, StatementCount};
 #[cfg(feature = "admin-http")]
 pub use parse::{parse_request, Parsed, MAX_BODY, MAX_HEAD, MAX_HEADERS};
 pub use process::{wants_process_stats, ProcessStats};

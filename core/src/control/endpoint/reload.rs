@@ -126,6 +126,7 @@ impl Endpoint {
         for name in &diff.removed {
             if let Some(i) = self.registry.find(name) {
                 self.registry.set_removing(i, true);
+                self.pool.close_backend(i);
             }
         }
         self.config = diff.effective;

@@ -327,6 +327,8 @@ struct Session {
     conn: Connection,
     client: backend::Backend,
     servers: HashMap<BackendConnId, Server>,
+    /// Multiplexing: sockets parked by this session.
+    parked: HashMap<crate::control::PooledId, Server>,
     dial: HashMap<BackendAddr, Dial>,
     /// Every `IoEvent::Connect`'s address, in order.
     connects: Vec<BackendAddr>,
@@ -356,6 +358,7 @@ impl Session {
             conn,
             client,
             servers: HashMap::new(),
+            parked: HashMap::new(),
             dial: HashMap::new(),
             connects: Vec::new(),
             held: Vec::new(),
@@ -473,6 +476,17 @@ impl Session {
                         self.servers.remove(&conn);
                         self.held.retain(|(c, _)| *c != conn);
                     }
+                    IoEvent::Park { conn, pooled } => {
+                        let server = self.servers.remove(&conn).expect("a parked conn is open");
+                        self.parked.insert(pooled, server);
+                    }
+                    IoEvent::Adopt { conn, pooled } => match self.parked.remove(&pooled) {
+                        Some(server) => {
+                            self.servers.insert(conn, server);
+                            self.conn.adopted(now, conn);
+                        }
+                        None => self.conn.handle_eof(now, Peer::Backend(conn)),
+                    },
                 }
             }
             while let Some(b) = self.client.poll_transmit() {
@@ -1567,6 +1581,7 @@ fn rounds_start_an_interval_apart_so_a_frozen_backend_is_found_within_interval_a
 }
 
 mod backend_names;
+mod multiplexing;
 mod ops;
 mod proxy_protocol;
 mod reload;

@@ -107,6 +107,7 @@ impl ProxySession {
     /// module docs). The outcome comes as [`Event::FailoverDone`] or [`Event::SessionLost`].
     pub fn backend_down(&mut self, now: Instant, backend: &str) {
         if self.is_closed()
+            || self.is_detached()
             || self.backend_name.as_deref() != Some(backend)
             || !matches!(self.phase, Phase::Ready)
             || self.unrecoverable(false).is_some()

@@ -280,12 +280,22 @@ pub(super) enum Job {
     Snapshot,
 }
 
+/// COM_STMT_PREPARE of the client's statement `client_id`, as a replay item.
+pub(super) fn replay_prepare(client_id: u32, sql: Box<[u8]>) -> Item {
+    Item::Prepare { client_id, sql }
+}
+
+/// COM_PING, as a replay item.
+pub(super) fn replay_ping() -> Item {
+    Item::Ping
+}
+
 /// What a migration login needs from the client's login (kept only when migration is on).
 #[derive(Debug)]
 pub(super) struct LoginInfo {
     /// `proxy` auth: what the login revealed; `passthrough`: nothing.
     secret: Option<ClientSecret>,
-    collation: u8,
+    pub(in crate::session) collation: u8,
     attributes: Vec<(String, String)>,
 }
 
@@ -309,7 +319,7 @@ impl LoginInfo {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
+pub(super) enum Step {
     Waiting,
     ReadOld,
     /// The exact bytes of string user variables (`replay` on MariaDB, see `replay`).
@@ -367,36 +377,42 @@ impl Rows {
 }
 
 /// The new backend connection.
-struct NewBackend {
-    id: BackendConnId,
-    conn: Option<Backend>,
+pub(super) struct NewBackend {
+    pub(super) id: BackendConnId,
+    pub(super) conn: Option<Backend>,
 }
 
 /// A requested or running migration.
 pub(super) struct Migration {
-    target: String,
+    pub(super) target: String,
     /// The name the driver reported for the new connection.
-    to_name: Option<String>,
-    step: Step,
-    new: Option<NewBackend>,
+    pub(super) to_name: Option<String>,
+    pub(super) step: Step,
+    pub(super) new: Option<NewBackend>,
     cancelled: bool,
     rows: Rows,
-    plan: VecDeque<Item>,
+    pub(super) plan: VecDeque<Item>,
     current: Option<Item>,
     /// What `ReadOld` read (replay).
-    old: OldSession,
+    pub(super) old: OldSession,
     /// (client id, new backend id) of each re-prepared statement.
-    new_ids: Vec<(u32, u32)>,
+    pub(super) new_ids: Vec<(u32, u32)>,
     skipped: Vec<String>,
     states: Option<SessionStates>,
     /// A failover rather than a planned move (no target: the owner picks).
-    failover: Option<Box<Failover>>,
+    pub(super) failover: Option<Box<Failover>>,
+    /// Multiplexing: a backend connection taken for the next statement (see `multiplex`).
+    pub(super) pooled: bool,
+    /// Multiplexing: still waiting for the pool (no connection given or opened yet).
+    pub(super) pool_waiting: bool,
+    /// Statements sent on the new connection (fix-ups, for metrics).
+    pub(super) sent: usize,
 }
 
 impl Migration {
     /// A move to `target` starting at `step` (`failover`: a failover, whose target the owner
     /// picks).
-    fn new(target: String, step: Step, failover: Option<Box<Failover>>) -> Box<Self> {
+    pub(super) fn new(target: String, step: Step, failover: Option<Box<Failover>>) -> Box<Self> {
         Box::new(Self {
             target,
             to_name: None,
@@ -411,6 +427,9 @@ impl Migration {
             skipped: Vec::new(),
             states: None,
             failover,
+            pooled: false,
+            pool_waiting: false,
+            sent: 0,
         })
     }
 }
@@ -474,6 +493,11 @@ impl ProxySession {
         }
         if self.backend_name.as_deref() == Some(target.as_str()) {
             return Err(MigrationRefused::SameBackend);
+        }
+        if self.is_detached() && matches!(self.phase, Phase::Ready) {
+            // Multiplexing, between statements: only its pool changes.
+            self.retarget(target);
+            return Ok(MigrationStart::Started);
         }
         if mode == MigrationMode::Replay
             && self.login_info.as_ref().is_some_and(|l| l.secret.is_none())
@@ -545,7 +569,7 @@ impl ProxySession {
 
     /// The session just became ready: start a pending migration if this is a safe point.
     pub(super) fn on_ready(&mut self, now: Instant) {
-        if self.try_snapshot(now) {
+        if self.try_snapshot(now) || self.try_park(now) {
             return;
         }
         if self.migration.is_some() {
@@ -692,9 +716,12 @@ impl ProxySession {
             b.handle_timeout(now);
         }
         let step = m.step;
+        let pool_waiting = m.pool_waiting;
         if step == Step::Waiting && self.timer_passed(Timer::Migration, now) {
             let pin = self.pinned();
             self.fail_migration(now, MigrationFailure::Pinned(pin));
+        } else if pool_waiting && self.timer_passed(Timer::MigrationStep, now) {
+            self.pool_refused(now);
         } else if step != Step::Waiting && self.timer_passed(Timer::MigrationStep, now) {
             self.fail_migration(now, MigrationFailure::Timeout { step: step.name() });
         }
@@ -748,7 +775,7 @@ impl ProxySession {
         if let Some(new) = m.new.take() {
             self.events.push_back(Event::CloseBackend { conn: new.id });
         }
-        if m.failover.is_none() {
+        if m.failover.is_none() && !m.pooled {
             self.events.push_back(Event::MigrationFailed {
                 to: m.target,
                 reason: MigrationFailure::SessionClosed,

@@ -73,6 +73,10 @@ pub enum PinReason {
     /// @var` or from an expression), so cannot prepare again. Lifted by `DEALLOCATE PREPARE
     /// name`, a `PREPARE name` from a literal, or a session reset.
     SqlPrepareUnknownText,
+    /// Multiplexing: a statement read values of the backend connection's own
+    /// (`CONNECTION_ID()`, `FOUND_ROWS()`, `ROW_COUNT()`, warnings and errors), so the session
+    /// keeps that connection (see `session::multiplex`).
+    ConnectionBound,
 }
 
 impl PinReason {
@@ -89,6 +93,7 @@ impl PinReason {
             PinReason::NoSessionTracking => "no_session_tracking",
             PinReason::ChangedUser => "changed_user",
             PinReason::SqlPrepareUnknownText => "sql_prepare_unknown_text",
+            PinReason::ConnectionBound => "connection_bound",
         }
     }
 }
@@ -126,6 +131,8 @@ pub(crate) struct Tracker {
     pub(crate) sql_statements: SqlStatements,
     /// The last non-zero insert id an OK reported (what `LAST_INSERT_ID()` returns).
     pub(crate) last_insert_id: u64,
+    /// Multiplexing: a statement named a value of the connection's own.
+    pub(crate) connection_bound: bool,
 }
 
 /// The text of a protocol prepared statement.
@@ -230,6 +237,8 @@ impl Tracker {
             Some(PinReason::UserLocks)
         } else if self.lock_tables {
             Some(PinReason::LockTables)
+        } else if self.connection_bound {
+            Some(PinReason::ConnectionBound)
         } else if !replay {
             None
         } else if self.no_tracking {

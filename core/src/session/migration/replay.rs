@@ -146,6 +146,8 @@ pub(crate) enum Item {
     SqlDeallocate { name: Box<[u8]> },
     /// `SELECT LAST_INSERT_ID(n)`.
     LastInsertId(u64),
+    /// COM_PING: a pooled connection idle for a while is alive.
+    Ping,
 }
 
 impl Item {
@@ -219,6 +221,7 @@ impl Item {
             Item::LastInsertId(id) => {
                 out.extend_from_slice(format!("SELECT LAST_INSERT_ID({id})").as_bytes())
             }
+            Item::Ping => out[0] = Command::COM_PING,
         }
         Ok(Bytes::from(out))
     }
@@ -253,6 +256,7 @@ impl Item {
                 String::from_utf8_lossy(name)
             ),
             Item::LastInsertId(_) => "LAST_INSERT_ID".into(),
+            Item::Ping => "ping".into(),
         }
     }
 }

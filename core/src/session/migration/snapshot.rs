@@ -85,7 +85,7 @@ impl ProxySession {
     /// True when this session keeps a snapshot (replay mode with failover on).
     pub(crate) fn keeps_snapshot(&self) -> bool {
         let m = &self.config.migration;
-        m.mode == MigrationMode::Replay && m.failover
+        m.mode == MigrationMode::Replay && (m.failover || self.config.multiplexing.is_some())
     }
 
     /// A response completed: note whether it changed what the snapshot holds.

@@ -19,7 +19,7 @@ use crate::session::{
 impl ProxySession {
     // ---- the steps ----
 
-    pub(super) fn arm_step(&mut self, now: Instant) {
+    pub(crate) fn arm_step(&mut self, now: Instant) {
         let at = now + self.config.migration.step_timeout;
         self.set_timer(Timer::MigrationStep, Some(at));
     }
@@ -211,7 +211,7 @@ impl ProxySession {
     }
 
     /// Sends the next replay statement, or swaps when there is none.
-    pub(super) fn replay_next(&mut self, now: Instant) {
+    pub(crate) fn replay_next(&mut self, now: Instant) {
         loop {
             let Some(m) = self.migration.as_mut() else {
                 return;
@@ -227,6 +227,7 @@ impl ProxySession {
             match item.payload(no_backslash_escapes) {
                 Ok(payload) => {
                     m.current = Some(item);
+                    m.sent += 1;
                     return self.send_new(now, payload);
                 }
                 Err(_) if item.skippable() => m.skipped.push(item.label()),
@@ -309,6 +310,7 @@ impl ProxySession {
         });
         let to = m.to_name.take().unwrap_or_else(|| m.target.clone());
         self.backend_name = Some(to.clone());
+        let pooled = m.pooled.then(|| (m.new_ids.clone(), m.sent));
         if self.config.migration.mode == MigrationMode::Replay {
             let mut ids = StatementIds::new(
                 self.stmt_ids.as_deref(),
@@ -323,6 +325,13 @@ impl ProxySession {
         self.state.status = status;
         self.frontend.set_status(now, status);
         let skipped_variables = std::mem::take(&mut m.skipped);
+        if let Some((new_ids, sent)) = pooled {
+            if !skipped_variables.is_empty() {
+                tracing::warn!(skipped = ?skipped_variables, "session variables the backend refused were skipped");
+            }
+            self.acquired(now, &new_ids, sent);
+            return self.resume(now);
+        }
         let Some(failover) = failover else {
             let pause = self
                 .held_since
@@ -350,7 +359,7 @@ impl ProxySession {
     }
 
     /// Failure: the new connection is closed; the session continues on the old one.
-    pub(super) fn fail_migration(&mut self, now: Instant, reason: MigrationFailure) {
+    pub(crate) fn fail_migration(&mut self, now: Instant, reason: MigrationFailure) {
         let Some(mut m) = self.migration.take() else {
             return;
         };
@@ -358,6 +367,9 @@ impl ProxySession {
         self.set_timer(Timer::Migration, None);
         if let Some(new) = m.new.take() {
             self.events.push_back(Event::CloseBackend { conn: new.id });
+        }
+        if m.pooled {
+            return self.acquire_failed(now, reason);
         }
         if let Some(f) = m.failover.take() {
             return self.lose(now, f.from, f.cause, LossReason::Rebuild(reason), None);
