@@ -74,6 +74,10 @@ const THREADS: usize = 20;
 /// Databases `mx0`.. whose table `which` holds the database's own name.
 const DATABASES: usize = 5;
 const ROUNDS: i64 = 3;
+/// How long the whole workload may take (it takes seconds): a stuck pool fails the test, not CI.
+const WORKLOAD_DEADLINE: Duration = Duration::from_secs(120);
+/// Read timeout of the workload's clients.
+const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What session `i` sets, and so what it must read back.
 struct Expect {
@@ -99,12 +103,12 @@ impl Expect {
 
     /// Some sessions concatenate with `||`.
     fn pipes(&self) -> bool {
-        self.i % 4 == 0
+        self.i.is_multiple_of(4)
     }
 
     /// Some sessions change schema after preparing.
     fn moves(&self) -> bool {
-        self.i % 3 == 0
+        self.i.is_multiple_of(3)
     }
 }
 
@@ -158,7 +162,7 @@ fn take_step(conn: &mut mysql::Conn, e: &mut Expect, step: Step) -> Result<(), S
         Step::Schema => {
             let name = format!("mx{}", e.schema);
             // COM_INIT_DB for half the sessions, USE for the others.
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 conn.select_db(&name).map_err(|x| err("COM_INIT_DB", x))
             } else {
                 conn.query_drop(format!("USE {name}"))
@@ -235,6 +239,7 @@ fn run_sessions(
     mut during: impl FnMut(),
 ) -> Vec<String> {
     let connected = Arc::new(Barrier::new(threads + 1));
+    let deadline = Instant::now() + WORKLOAD_DEADLINE;
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let connected = Arc::clone(&connected);
@@ -242,7 +247,14 @@ fn run_sessions(
                 let mut errors = Vec::new();
                 let mut mine: Vec<(mysql::Conn, Expect)> = Vec::new();
                 for i in (t..sessions).step_by(threads) {
-                    match mysql::Conn::new(client_opts(port, USER, PASSWORD)) {
+                    let opts = client_opts(port, USER, PASSWORD)
+                        .read_timeout(Some(WORKLOAD_TIMEOUT))
+                        .write_timeout(Some(WORKLOAD_TIMEOUT));
+                    if Instant::now() > deadline {
+                        errors.push(format!("session {i}: not connected by the deadline"));
+                        continue;
+                    }
+                    match mysql::Conn::new(opts) {
                         Ok(c) => mine.push((c, Expect::new(i))),
                         Err(e) => errors.push(format!("session {i}: connect: {e}")),
                     }
@@ -252,7 +264,11 @@ fn run_sessions(
                     // A session that went wrong takes no more steps.
                     let mut failed = Vec::new();
                     for (n, (conn, e)) in mine.iter_mut().enumerate() {
-                        if let Err(x) = take_step(conn, e, step) {
+                        if Instant::now() > deadline {
+                            errors
+                                .push(format!("session {}: {step:?} not run by the deadline", e.i));
+                            failed.push(n);
+                        } else if let Err(x) = take_step(conn, e, step) {
                             errors.push(x);
                             failed.push(n);
                         }
@@ -417,7 +433,7 @@ fn a_full_pool_answers_1040_after_max_wait(driver: Driver) {
 
 fn idle_connections_close_and_sessions_rebuild(driver: Driver) {
     let db = proxy_common::backend(1);
-    for k in 0..2 {
+    for k in 0..DATABASES {
         db.sql(&format!(
             "CREATE DATABASE mx{k}; CREATE TABLE mx{k}.which (name VARCHAR(10)); \
              INSERT INTO mx{k}.which VALUES ('mx{k}')"

@@ -67,13 +67,15 @@ pub(crate) fn watcher(db: &MariaDb) -> mysql::Conn {
 
 /// How many connections of the client accounts ([`USER`], [`READER`]) MariaDB has now.
 pub(crate) fn backend_connections(watcher: &mut mysql::Conn) -> usize {
-    watcher
-        .query_first::<usize, _>(format!(
-            "SELECT COUNT(*) FROM information_schema.processlist \
-             WHERE user IN ('{USER}', '{READER}')"
-        ))
-        .expect("read the process list")
-        .unwrap_or(0)
+    try_backend_connections(watcher).expect("read the process list")
+}
+
+fn try_backend_connections(watcher: &mut mysql::Conn) -> mysql::Result<usize> {
+    let count = watcher.query_first::<usize, _>(format!(
+        "SELECT COUNT(*) FROM information_schema.processlist \
+         WHERE user IN ('{USER}', '{READER}')"
+    ))?;
+    Ok(count.unwrap_or(0))
 }
 
 /// Watches MariaDB's process list from a thread until [`Watch::stop`]: the most connections of
@@ -89,12 +91,16 @@ impl Watch {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = thread::spawn(move || {
+            // MariaDB gone (a test failing and dropping it): the watch ends with what it saw.
             let mut most = 0;
             while !flag.load(Ordering::Relaxed) {
-                most = most.max(backend_connections(&mut conn));
+                match try_backend_connections(&mut conn) {
+                    Ok(n) => most = most.max(n),
+                    Err(_) => return most,
+                }
                 thread::sleep(Duration::from_millis(50));
             }
-            most.max(backend_connections(&mut conn))
+            most.max(try_backend_connections(&mut conn).unwrap_or(0))
         });
         Watch { stop, thread }
     }
