@@ -7,6 +7,11 @@
 //!
 //! Every client has timeouts; a missing client program or Python module fails the test with what
 //! to install.
+//!
+//! Each client runs a second time with multiplexing on (`*_multiplexed`): proxy auth, replay,
+//! `max-backend-connections = 2`, and [`Neighbours`] sharing the pool with the client's session
+//! (sysbench alone: its 8 threads are the crowd); MariaDB must never show more than 2 client
+//! connections.
 
 mod proxy_common;
 
@@ -16,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use ferry_tests::{driver_tests, require_executable, run_with_deadline, Driver, FerryProcess};
 use mysql::prelude::Queryable;
+use proxy_common::multiplexed::{multiplexed_for_clients, Neighbours, NEIGHBOURS};
 use proxy_common::{backend, mysql_code, mysql_opts, python_json, PASSWORD, USER};
 use sha2::{Digest, Sha256};
 
@@ -29,7 +35,28 @@ driver_tests!(
     rust_mysql_passthrough,
     rust_mysql_proxy_auth,
     rust_mysql_async,
+    mariadb_cli_multiplexed,
+    mariadb_admin_multiplexed,
+    sysbench_multiplexed,
+    pymysql_multiplexed,
+    mysql_connector_python_multiplexed,
+    rust_mysql_multiplexed,
+    rust_mysql_async_multiplexed,
 );
+
+/// Runs `client` through ferry multiplexed in front of `db`, with `neighbours` sessions beside
+/// it; checks the neighbours' answers and the backend connection count.
+fn multiplexed(
+    driver: Driver,
+    db: &ferry_tests::MariaDb,
+    neighbours: usize,
+    client: impl FnOnce(&FerryProcess),
+) {
+    let ferry = multiplexed_for_clients(driver, db);
+    let crowd = Neighbours::start(&ferry, db, neighbours);
+    client(&ferry);
+    crowd.finish(&ferry);
+}
 
 /// A blob over 16 MiB: its packets are split in both directions.
 const BLOB_LEN: usize = 17 * 1024 * 1024 + 123;
@@ -61,7 +88,17 @@ fn mariadb_cli(driver: Driver) {
     let ferry = FerryProcess::builder(driver)
         .backend("db1", db.addr())
         .start();
+    mariadb_cli_through(&ferry, &db);
+}
 
+fn mariadb_cli_multiplexed(driver: Driver) {
+    let db = backend(1);
+    multiplexed(driver, &db, NEIGHBOURS, |ferry| {
+        mariadb_cli_through(ferry, &db)
+    });
+}
+
+fn mariadb_cli_through(ferry: &FerryProcess, db: &ferry_tests::MariaDb) {
     // DDL, USE, a rolled-back and a committed transaction, and where the session really runs.
     let out = ferry.mariadb(
         USER,
@@ -131,6 +168,15 @@ fn mariadb_admin(driver: Driver) {
     let ferry = FerryProcess::builder(driver)
         .backend("db1", db.addr())
         .start();
+    mariadb_admin_through(&ferry);
+}
+
+fn mariadb_admin_multiplexed(driver: Driver) {
+    let db = backend(1);
+    multiplexed(driver, &db, NEIGHBOURS, mariadb_admin_through);
+}
+
+fn mariadb_admin_through(ferry: &FerryProcess) {
     for (command, expect) in [
         ("ping", "is alive"),
         ("status", "Uptime:"),
@@ -210,12 +256,24 @@ fn innodb_deadlocks(db: &ferry_tests::MariaDb) -> u64 {
 /// *ignored errors == the server's deadlock count over the run*, which holds directly against
 /// MariaDB and means ferry added no error of its own.
 fn sysbench_oltp_read_write(driver: Driver) {
-    let sysbench = require_executable("sysbench", "sysbench");
     let db = backend(1);
     db.create_database("sbtest");
     let ferry = FerryProcess::builder(driver)
         .backend("db1", db.addr())
         .start();
+    sysbench_through(&ferry, &db);
+}
+
+/// sysbench's 8 threads over 2 backend connections.
+fn sysbench_multiplexed(driver: Driver) {
+    let db = backend(1);
+    db.create_database("sbtest");
+    multiplexed(driver, &db, 0, |ferry| sysbench_through(ferry, &db));
+}
+
+fn sysbench_through(ferry: &FerryProcess, db: &ferry_tests::MariaDb) {
+    let sysbench = require_executable("sysbench", "sysbench");
+    let driver = ferry.driver();
     let common = [
         "oltp_read_write".to_owned(),
         "--db-driver=mysql".to_owned(),
@@ -241,7 +299,7 @@ fn sysbench_oltp_read_write(driver: Driver) {
         "1000"
     );
 
-    let deadlocks_before = innodb_deadlocks(&db);
+    let deadlocks_before = innodb_deadlocks(db);
     let out = run_with_deadline(
         Command::new(&sysbench).args(&common).args([
             "--threads=8",
@@ -252,7 +310,7 @@ fn sysbench_oltp_read_write(driver: Driver) {
         Duration::from_secs(60),
     )
     .expect("sysbench run finished in time");
-    let deadlocks = innodb_deadlocks(&db) - deadlocks_before;
+    let deadlocks = innodb_deadlocks(db) - deadlocks_before;
     assert!(
         out.status.success() && !out.stdout.contains("FATAL") && !out.stderr.contains("FATAL"),
         "sysbench run failed: {out:?}"
@@ -338,6 +396,15 @@ fn pymysql(driver: Driver) {
     let ferry = FerryProcess::builder(driver)
         .backend("db1", db.addr())
         .start();
+    pymysql_through(&ferry, &db);
+}
+
+fn pymysql_multiplexed(driver: Driver) {
+    let db = backend(1);
+    multiplexed(driver, &db, NEIGHBOURS, |ferry| pymysql_through(ferry, &db));
+}
+
+fn pymysql_through(ferry: &FerryProcess, db: &ferry_tests::MariaDb) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("rows.csv").display().to_string();
     let r = python_json(
@@ -457,6 +524,15 @@ fn mysql_connector_python(driver: Driver) {
     let ferry = FerryProcess::builder(driver)
         .backend("db1", db.addr())
         .start();
+    mysql_connector_python_through(&ferry);
+}
+
+fn mysql_connector_python_multiplexed(driver: Driver) {
+    let db = backend(1);
+    multiplexed(driver, &db, NEIGHBOURS, mysql_connector_python_through);
+}
+
+fn mysql_connector_python_through(ferry: &FerryProcess) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("rows.csv").display().to_string();
     let r = python_json(
@@ -512,6 +588,13 @@ fn rust_mysql_proxy_auth(driver: Driver) {
     db.create_user("other", "pw");
     let err = mysql::Conn::new(mysql_opts(&ferry, "other", "pw")).expect_err("unknown user");
     assert_eq!(mysql_code(&err), Some(1045), "{err}");
+}
+
+fn rust_mysql_multiplexed(driver: Driver) {
+    let db = backend(1);
+    multiplexed(driver, &db, NEIGHBOURS, |ferry| {
+        rust_mysql_scenario(ferry, &db)
+    });
 }
 
 fn rust_mysql_scenario(ferry: &FerryProcess, db: &ferry_tests::MariaDb) {
@@ -685,14 +768,18 @@ fn rust_mysql_scenario(ferry: &FerryProcess, db: &ferry_tests::MariaDb) {
 
     // The backend saw what the client did.
     assert_eq!(db.query_scalar("select count(*) from rs.t"), "4");
+    let id = serde_json::json!(conn.connection_id());
     drop(conn);
     // The session is released.
     assert!(
         ferry_tests::wait_until(Duration::from_secs(5), || {
-            ferry.api("/api/backends")[0]["sessions"] == 0
+            let sessions = ferry.api("/api/sessions");
+            sessions
+                .as_array()
+                .is_some_and(|a| a.iter().all(|s| s["id"] != id))
         }),
         "{}",
-        ferry.api("/api/backends")
+        ferry.api("/api/sessions")
     );
 }
 
@@ -703,6 +790,17 @@ fn rust_mysql_async(driver: Driver) {
     let ferry = FerryProcess::builder(driver)
         .backend("db1", db.addr())
         .start();
+    rust_mysql_async_through(&ferry, &db);
+}
+
+fn rust_mysql_async_multiplexed(driver: Driver) {
+    let db = backend(1);
+    multiplexed(driver, &db, NEIGHBOURS, |ferry| {
+        rust_mysql_async_through(ferry, &db)
+    });
+}
+
+fn rust_mysql_async_through(ferry: &FerryProcess, db: &ferry_tests::MariaDb) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -710,7 +808,7 @@ fn rust_mysql_async(driver: Driver) {
     let started = Instant::now();
     runtime
         .block_on(async {
-            tokio::time::timeout(Duration::from_secs(120), mysql_async_scenario(&ferry)).await
+            tokio::time::timeout(Duration::from_secs(120), mysql_async_scenario(ferry)).await
         })
         .expect("the mysql_async scenario took over 120 s");
     eprintln!("mysql_async scenario: {:?}", started.elapsed());

@@ -3,6 +3,9 @@
 //! MariaDB: passthrough, proxy auth, and TLS with Go's own TLS stack (ferry requiring it, its
 //! certificate checked).
 //!
+//! `go_multiplexed` runs the program with multiplexing on (2 backend connections shared with
+//! `proxy_common::multiplexed::Neighbours`).
+//!
 //! A missing `go` or driver source fails the test with the packages to install.
 
 mod proxy_common;
@@ -11,10 +14,16 @@ use std::path::Path;
 use std::process::Command;
 
 use ferry_tests::{driver_tests, require_executable, Driver, FerryProcess, MariaDb};
+use proxy_common::multiplexed::{multiplexed_for_clients, Neighbours, NEIGHBOURS};
 use proxy_common::{backend, backend_with_reader, client_json, ferry_over, PASSWORD, USER};
 use serde_json::{json, Value as Json};
 
-driver_tests!(go_passthrough, go_proxy_auth, go_tls_required);
+driver_tests!(
+    go_passthrough,
+    go_proxy_auth,
+    go_tls_required,
+    go_multiplexed
+);
 
 /// Where Debian's golang-github-go-sql-driver-mysql-dev puts the driver (GOPATH layout).
 const GOPATH: &str = "/usr/share/gocode";
@@ -71,6 +80,15 @@ fn go_proxy_auth(driver: Driver) {
     let db = backend_with_reader(1);
     let ferry = ferry_over(driver, &db, true);
     assert_run(&run_go(ferry.port(), None), &db);
+}
+
+fn go_multiplexed(driver: Driver) {
+    let db = backend_with_reader(1);
+    let ferry = multiplexed_for_clients(driver, &db);
+    let crowd = Neighbours::start(&ferry, &db, NEIGHBOURS);
+    let r = run_go(ferry.port(), None);
+    crowd.finish(&ferry);
+    assert_run(&r, &db);
 }
 
 fn go_tls_required(driver: Driver) {

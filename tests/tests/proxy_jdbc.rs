@@ -9,6 +9,9 @@
 //! in replay mode it then drains its backend and checks that the session moved with its
 //! variables and its prepared statement.
 //!
+//! `jdbc_multiplexed` runs the program with multiplexing on (2 backend connections shared with
+//! `proxy_common::multiplexed::Neighbours`).
+//!
 //! A missing `java` or Connector/J jar fails the test with the package to install.
 
 mod proxy_common;
@@ -17,10 +20,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ferry_tests::{driver_tests, require_executable, Driver, FerryProcess};
+use proxy_common::multiplexed::{multiplexed_for_clients, Neighbours, NEIGHBOURS};
 use proxy_common::{backend, client_json, proxy_over_pair, PASSWORD, REPLAY_NO_REBALANCE, USER};
 use serde_json::Value as Json;
 
-driver_tests!(jdbc_passthrough, jdbc_tls_required, jdbc_replay_migration);
+driver_tests!(
+    jdbc_passthrough,
+    jdbc_tls_required,
+    jdbc_replay_migration,
+    jdbc_multiplexed,
+);
 
 /// Where Debian's `libmariadb-java` puts Connector/J.
 const CONNECTOR_J: &str = "/usr/share/java/mariadb-java-client.jar";
@@ -96,6 +105,16 @@ fn jdbc_passthrough(driver: Driver) {
         long_data, "0",
         "Connector/J sent no long data: the test lost its point"
     );
+}
+
+fn jdbc_multiplexed(driver: Driver) {
+    let db = backend(1);
+    let ferry = multiplexed_for_clients(driver, &db);
+    let crowd = Neighbours::start(&ferry, &db, NEIGHBOURS);
+    let r = run_jdbc(&[ferry.port().to_string(), USER.into(), PASSWORD.into()]);
+    crowd.finish(&ferry);
+    assert_basics(&r);
+    assert_eq!(db.query_scalar("select count(*) from jd.t"), "1605");
 }
 
 /// TLS from Connector/J (the JVM's own TLS stack) to ferry, which requires it and whose

@@ -11,6 +11,9 @@
 //! run while the test drains the session's backend, so the replay migration happens with commands
 //! queued behind the one running (`tests/clients/node/pipelined.js`).
 //!
+//! `node_mysql2_multiplexed` runs the mysql2 script with multiplexing on (2 backend connections
+//! shared with `proxy_common::multiplexed::Neighbours`).
+//!
 //! A missing `node` or npm install fails the test with what to run.
 
 mod proxy_common;
@@ -19,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ferry_tests::{driver_tests, require_executable, Driver, MariaDb};
+use proxy_common::multiplexed::{multiplexed_for_clients, Neighbours, NEIGHBOURS};
 use proxy_common::{
     backend, backend_with_reader, client_json, ferry_over, proxy_over_pair, PASSWORD, READER,
     READER_PASSWORD, REPLAY_NO_REBALANCE, USER,
@@ -29,6 +33,7 @@ driver_tests!(
     node_mysql2_passthrough,
     node_mysql2_proxy_auth,
     node_mariadb_pipelined_through_a_drain,
+    node_mysql2_multiplexed,
 );
 
 fn client_dir() -> PathBuf {
@@ -111,6 +116,15 @@ fn node_mysql2_proxy_auth(driver: Driver) {
     let db = backend_with_reader(1);
     let ferry = ferry_over(driver, &db, true);
     assert_run(&run_node(ferry.port()), &db);
+}
+
+fn node_mysql2_multiplexed(driver: Driver) {
+    let db = backend_with_reader(1);
+    let ferry = multiplexed_for_clients(driver, &db);
+    let crowd = Neighbours::start(&ferry, &db, NEIGHBOURS);
+    let r = run_node(ferry.port());
+    crowd.finish(&ferry);
+    assert_run(&r, &db);
 }
 
 fn node_mariadb_pipelined_through_a_drain(driver: Driver) {

@@ -8,6 +8,9 @@
 //! COM_INIT_DB, transactions, an error followed by more use, a 17 MB blob both ways,
 //! COM_CHANGE_USER (to a read-only account, and with a wrong password) and PDO's native prepares.
 //!
+//! `php_multiplexed` runs the script with multiplexing on (2 backend connections shared with
+//! `proxy_common::multiplexed::Neighbours`).
+//!
 //! A missing `php` (or its MySQL extension) fails the test with the packages to install.
 
 mod proxy_common;
@@ -15,12 +18,13 @@ mod proxy_common;
 use std::process::Command;
 
 use ferry_tests::{driver_tests, require_executable, Driver, MariaDb};
+use proxy_common::multiplexed::{multiplexed_for_clients, Neighbours, NEIGHBOURS};
 use proxy_common::{
     backend_with_reader, client_json, ferry_over, PASSWORD, READER, READER_PASSWORD, USER,
 };
 use serde_json::{json, Value as Json};
 
-driver_tests!(php_passthrough, php_proxy_auth);
+driver_tests!(php_passthrough, php_proxy_auth, php_multiplexed);
 
 /// Runs the script against 127.0.0.1:`port` and returns the JSON object it prints last (see
 /// [`client_json`]).
@@ -80,4 +84,13 @@ fn php_proxy_auth(driver: Driver) {
     let db = backend_with_reader(1);
     let ferry = ferry_over(driver, &db, true);
     assert_run(&run_php(ferry.port()), &db);
+}
+
+fn php_multiplexed(driver: Driver) {
+    let db = backend_with_reader(1);
+    let ferry = multiplexed_for_clients(driver, &db);
+    let crowd = Neighbours::start(&ferry, &db, NEIGHBOURS);
+    let r = run_php(ferry.port());
+    crowd.finish(&ferry);
+    assert_run(&r, &db);
 }

@@ -5,6 +5,8 @@
 // Each test file uses only some of these.
 #![allow(dead_code)]
 
+pub(crate) mod multiplexed;
+
 use std::process::Command;
 use std::time::Duration;
 
@@ -142,6 +144,24 @@ pub(crate) fn metric(ferry: &FerryProcess, sample: &str) -> f64 {
         .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
         .map(|v| v.trim().parse().expect("a number"))
         .unwrap_or(0.0)
+}
+
+/// The sum of every sample of metric `name` in `/metrics` (with any labels), `None` if absent.
+pub(crate) fn metric_sum(ferry: &FerryProcess, name: &str) -> Option<f64> {
+    let (status, text) = ferry.http_get("/metrics");
+    assert_eq!(status, 200, "{text}");
+    let values: Vec<f64> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            value.trim().parse().ok()
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 /// Runs `script` with `python3 -c` and `args` (available as `sys.argv[1:]`), after checking that
