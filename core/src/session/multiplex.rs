@@ -142,10 +142,11 @@ pub(super) struct Mux {
     login_waiting: bool,
 }
 
-/// The settings a prepared statement is bound to: schema, system variables, character sets.
-fn settings_context(state: &ConnState) -> u64 {
+/// The settings a prepared statement is bound to: its schema (`schema`, else the state's),
+/// system variables, character sets.
+fn settings_context(state: &ConnState, schema: Option<&[u8]>) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
-    state.schema.hash(&mut h);
+    schema.or(state.schema.as_deref()).hash(&mut h);
     state.variables.hash(&mut h);
     format!("{:?}", state.charsets).hash(&mut h);
     h.finish().max(1)
@@ -317,16 +318,18 @@ impl ProxySession {
 
     fn park(&mut self, now: Instant) {
         let target = self.conn_state();
-        let context = settings_context(&target);
         let Some(mut mux) = self.mux.take() else {
             return;
         };
         let mut statements = std::mem::take(&mut mux.conn_statements);
-        let fresh = context == mux.hold_context;
+        // Settings changed while it was held: what was prepared meanwhile is not known to be
+        // bound to the settings now.
+        let fresh = settings_context(&target, None) == mux.hold_context;
         for (client, id) in mux.new_prepared.drain(..) {
             let Some(text) = self.track.statement_sql.get(&client) else {
                 continue;
             };
+            let context = settings_context(&target, text.schema.as_deref());
             statements.push(PooledStatement {
                 sql: text.sql.clone(),
                 context: if fresh { context } else { 0 },
@@ -433,7 +436,6 @@ impl ProxySession {
             ..
         } = *parked;
         let target = self.conn_state();
-        let context = settings_context(&target);
         let Some(m) = self.migration.as_mut().filter(|m| {
             m.pooled && m.step == Step::Connecting && m.new.as_ref().is_some_and(|n| n.id == conn)
         }) else {
@@ -444,14 +446,16 @@ impl ProxySession {
         let mut texts: Vec<_> = self.track.statement_sql.iter().collect();
         texts.sort_by_key(|(id, _)| **id);
         for (client, text) in texts {
+            let context = settings_context(&target, text.schema.as_deref());
             match statements
                 .iter()
                 .find(|s| s.context == context && *s.sql == *text.sql)
             {
                 Some(s) => reused.push((*client, s.id)),
-                None => prepare.push(super::migration::replay_prepare(*client, text.sql.clone())),
+                None => prepare.push((*client, text)),
             }
         }
+        let prepare = super::migration::replay_prepares(prepare, target.schema.as_deref());
         let plan = match fixup::plan_items(&state, &target, prepare) {
             Ok(plan) => plan,
             Err(_) => {
@@ -494,7 +498,7 @@ impl ProxySession {
         let Some(mux) = self.mux.as_mut() else {
             return;
         };
-        mux.hold_context = settings_context(&target);
+        mux.hold_context = settings_context(&target, None);
         // Re-prepared ones are new on the connection (reused ones are listed already).
         let listed = |id: u32| mux.conn_statements.iter().any(|s| s.id == id);
         let fresh: Vec<_> = new_ids

@@ -286,6 +286,10 @@ impl ProxySession {
             });
             self.track
                 .on_response(&summary, client_id, mode == MigrationMode::Replay);
+            if let Some(text) = client_id.and_then(|id| self.track.statement_sql.get_mut(&id)) {
+                // A prepare changes no schema: the current one is the statement's.
+                text.schema = self.state.schema.as_deref().map(Into::into);
+            }
         }
         if self.multiplexing() {
             let client_stmt = summary.prepared.as_ref().map(|ok| ok.statement_id);

@@ -280,9 +280,13 @@ pub(super) enum Job {
     Snapshot,
 }
 
-/// COM_STMT_PREPARE of the client's statement `client_id`, as a replay item.
-pub(super) fn replay_prepare(client_id: u32, sql: Box<[u8]>) -> Item {
-    Item::Prepare { client_id, sql }
+/// The replay items preparing `statements` (client id, text), each in its own schema, the
+/// connection back in `schema` after them.
+pub(super) fn replay_prepares(
+    statements: Vec<(u32, &pin::PreparedText)>,
+    schema: Option<&[u8]>,
+) -> Vec<Item> {
+    replay::prepare_items(statements, schema)
 }
 
 /// COM_PING, as a replay item.

@@ -143,6 +143,9 @@ pub(crate) struct PreparedText {
     /// no user variable, so it is not scanned again at each execute (the common case: a
     /// `SELECT` or DML run many times).
     inert: bool,
+    /// The schema it was prepared in: MariaDB binds it at prepare, so it is prepared again
+    /// there (`None`: none, or the session's current one when that is unknown).
+    pub(crate) schema: Option<Box<[u8]>>,
 }
 
 /// The words [`Tracker::scan`] acts on.
@@ -174,6 +177,7 @@ impl PreparedText {
         Self {
             sql: sql.into(),
             inert,
+            schema: None,
         }
     }
 }

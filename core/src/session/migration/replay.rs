@@ -42,7 +42,7 @@ use bytes::Bytes;
 use crate::wire::Command;
 
 use super::fixup::{self, ConnState};
-use super::pin::Tracker;
+use super::pin::{PreparedText, Tracker};
 use super::sql::{is_integer, is_number, push_hex_literal, push_identifier, push_string_literal};
 use crate::session::SessionState;
 
@@ -500,18 +500,49 @@ pub(crate) fn plan(state: &SessionState, tracker: &Tracker, old: OldSession) -> 
         schema: to.schema.clone(),
         ..ConnState::default()
     };
-    let mut statements: Vec<_> = tracker.statement_sql.iter().collect();
-    statements.sort_by_key(|(id, _)| **id);
-    let prepare = statements.into_iter().map(|(id, text)| Item::Prepare {
-        client_id: *id,
-        sql: text.sql.clone(),
-    });
+    let statements = tracker.statement_sql.iter().map(|(id, t)| (*id, t));
+    let prepare = prepare_items(statements, to.schema.as_deref());
     // Reachable from a fresh connection: same schema, and its character sets are the login's.
     let mut items = match fixup::plan_items(&fresh, &to, prepare) {
         Ok(items) => items,
         Err(_) => unreachable!("a fresh connection reaches every session state"),
     };
     items.push_front(Item::Tracking);
+    items
+}
+
+/// COM_STMT_PREPARE of each statement, each in the schema it was first prepared in (MariaDB
+/// binds the schema at prepare: `SELECT * FROM t` prepared in `a` reads `a.t` after `USE b`),
+/// the connection going back to `schema` (the session's) after them. Without a schema to go back
+/// to (no statement switches to `None`), they are prepared in the current one.
+pub(crate) fn prepare_items<'a>(
+    statements: impl IntoIterator<Item = (u32, &'a PreparedText)>,
+    schema: Option<&[u8]>,
+) -> Vec<Item> {
+    let mut statements: Vec<_> = statements.into_iter().collect();
+    let own = |t: &PreparedText| -> Option<Box<[u8]>> {
+        schema
+            .and(t.schema.clone())
+            .filter(|s| Some(&**s) != schema)
+    };
+    // Those of the session's schema first, then grouped by schema: one switch per schema.
+    statements.sort_by(|(a, ta), (b, tb)| own(ta).cmp(&own(tb)).then(a.cmp(b)));
+    let mut items = Vec::new();
+    let mut current: Option<Box<[u8]>> = None;
+    for (client_id, text) in statements {
+        let wanted = own(text);
+        if wanted.is_some() && wanted != current {
+            items.push(Item::InitDb(wanted.as_deref().unwrap_or_default().to_vec()));
+        }
+        current = wanted;
+        items.push(Item::Prepare {
+            client_id,
+            sql: text.sql.clone(),
+        });
+    }
+    if let (Some(_), Some(back)) = (current, schema) {
+        items.push(Item::InitDb(back.to_vec()));
+    }
     items
 }
 
@@ -910,5 +941,35 @@ mod tests {
         }
         assert_eq!(item.label(), "SQL prepared statement we`ird");
         assert!(!item.skippable());
+    }
+
+    #[test]
+    fn statements_are_prepared_in_their_own_schema_and_the_connection_goes_back() {
+        let text = |sql: &[u8], schema: Option<&[u8]>| {
+            let mut t = PreparedText::new(sql);
+            t.schema = schema.map(Into::into);
+            t
+        };
+        let (a, b, c) = (
+            text(b"SELECT * FROM t", Some(b"a")),
+            text(b"SELECT 2", Some(b"b")),
+            text(b"SELECT 3", None),
+        );
+        let items = prepare_items([(1, &a), (2, &b), (3, &c)], Some(b"b"));
+        let shown: Vec<String> = items
+            .iter()
+            .map(|i| match i {
+                Item::InitDb(s) => format!("USE {}", String::from_utf8_lossy(s)),
+                Item::Prepare { client_id, .. } => format!("PREPARE {client_id}"),
+                other => other.label(),
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            ["PREPARE 2", "PREPARE 3", "USE a", "PREPARE 1", "USE b"]
+        );
+        // No schema to go back to: all in the current one.
+        let items = prepare_items([(1, &a)], None);
+        assert!(matches!(items[..], [Item::Prepare { client_id: 1, .. }]));
     }
 }
