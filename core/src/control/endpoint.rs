@@ -682,44 +682,9 @@ impl Endpoint {
     /// built-in policy) and asks the driver to connect.
     fn connect(&mut self, now: Instant, conn: &mut Connection, c: u64, target: Option<String>) {
         let wanted = target.clone();
-        let choice = match target {
-            Some(name) => Choice::Backend(name),
-            None => match &self.chooser {
-                None => Choice::Default,
-                Some(chooser) => {
-                    let backends = self.registry.infos();
-                    let state = conn.session.state();
-                    chooser.choose(&ChooseRequest {
-                        session: conn.id(),
-                        client: conn.client(),
-                        user: conn.session.user(),
-                        database: state
-                            .schema
-                            .as_deref()
-                            .and_then(|s| std::str::from_utf8(s).ok()),
-                        backends: &backends,
-                    })
-                }
-            },
-        };
-        let (index, picked) = match choice {
-            Choice::Default => match self.pick_avoiding(conn.avoid.as_deref(), conn.refused) {
-                Some(index) => (index, true),
-                None => return self.fail_connect(now, conn, c, ConnectFailure::NoHealthyBackend),
-            },
-            Choice::Backend(name) => match self.registry.find(&name) {
-                Some(index) => {
-                    self.registry.claim(index);
-                    (index, false)
-                }
-                None => {
-                    let reason = ConnectFailure::UnknownBackend(name);
-                    return self.fail_connect(now, conn, c, reason);
-                }
-            },
-            Choice::Refuse(reason) => {
-                return self.fail_connect(now, conn, c, ConnectFailure::Refused(reason))
-            }
+        let (index, picked) = match self.choose(conn, target) {
+            Ok(choice) => choice,
+            Err(reason) => return self.fail_connect(now, conn, c, reason),
         };
         if self.pool.is_on() {
             // Multiplexing: a login's connection counts in the pool, and may have to wait.
@@ -744,6 +709,50 @@ impl Endpoint {
         self.start_connect(conn, c, index, picked, 1);
     }
 
+    /// The backend of a new connection of `conn`'s (its `target`, else the chooser, else the
+    /// built-in policy), claimed in the registry; `true` when the policy picked it (another may
+    /// be tried if it cannot be reached).
+    fn choose(
+        &mut self,
+        conn: &Connection,
+        target: Option<String>,
+    ) -> Result<(usize, bool), ConnectFailure> {
+        let choice = match target {
+            Some(name) => Choice::Backend(name),
+            None => match &self.chooser {
+                None => Choice::Default,
+                Some(chooser) => {
+                    let backends = self.registry.infos();
+                    let state = conn.session.state();
+                    chooser.choose(&ChooseRequest {
+                        session: conn.id(),
+                        client: conn.client(),
+                        user: conn.session.user(),
+                        database: state
+                            .schema
+                            .as_deref()
+                            .and_then(|s| std::str::from_utf8(s).ok()),
+                        backends: &backends,
+                    })
+                }
+            },
+        };
+        match choice {
+            Choice::Default => self
+                .pick_avoiding(conn.avoid.as_deref(), conn.refused)
+                .map(|index| (index, true))
+                .ok_or(ConnectFailure::NoHealthyBackend),
+            Choice::Backend(name) => match self.registry.find(&name) {
+                Some(index) => {
+                    self.registry.claim(index);
+                    Ok((index, false))
+                }
+                None => Err(ConnectFailure::UnknownBackend(name)),
+            },
+            Choice::Refuse(reason) => Err(ConnectFailure::Refused(reason)),
+        }
+    }
+
     /// Multiplexing: a backend connection for `conn`'s next statement, as `c`: a pooled one, a
     /// new one, a place in the queue, or ERR 1040.
     fn acquire(&mut self, now: Instant, conn: &mut Connection, c: u64) {
@@ -758,15 +767,16 @@ impl Endpoint {
             .filter(|&i| self.registry.get(i).is_some_and(usable));
         let index = match home {
             Some(index) => index,
-            // Its backend is down, draining or gone: the session continues elsewhere.
-            None => match self.registry.pick() {
-                Some(index) => {
+            // A login (routes and the chooser place it), or its backend is down, draining or
+            // gone: the session continues elsewhere.
+            None => match self.choose(conn, None) {
+                Ok((index, _)) => {
                     self.registry.release(index);
                     index
                 }
-                None => {
+                Err(reason) => {
                     conn.pool_pending = None;
-                    return self.fail_connect(now, conn, c, ConnectFailure::NoHealthyBackend);
+                    return self.fail_connect(now, conn, c, reason);
                 }
             },
         };

@@ -77,7 +77,7 @@ impl PendingLogin {
 /// ERR for a login that could not reach a backend: ER_CONNECT_TO_FOREIGN_DATA_SOURCE, a
 /// server-range code (libmariadb shows a client-range code such as 2003 coming from a server as
 /// "2027 malformed packet", losing the reason).
-fn unavailable(reason: &LoginFailure) -> ProtocolError {
+pub(super) fn unavailable(reason: &LoginFailure) -> ProtocolError {
     if matches!(
         reason,
         LoginFailure::Connect(super::ConnectFailure::TooManyConnections)
@@ -104,6 +104,10 @@ impl ProxySession {
     pub(super) fn on_authenticated(&mut self, now: Instant, auth: Authenticated) {
         self.state.user = Some(auth.user.clone());
         self.state.schema = auth.database.as_ref().map(|d| d.as_bytes().to_vec());
+        if self.multiplexing() {
+            // A pooled connection, or a new one through the pool's limit.
+            return self.start_pooled_login(now);
+        }
         self.phase = Phase::Login(PendingLogin::new(LoginRequest::Proxy(Box::new(auth))));
         self.connect_backend(now);
     }
@@ -283,7 +287,7 @@ impl ProxySession {
         self.refuse_login(now, passthrough, err);
     }
 
-    fn refuse_login(&mut self, now: Instant, passthrough: bool, err: ProtocolError) {
+    pub(super) fn refuse_login(&mut self, now: Instant, passthrough: bool, err: ProtocolError) {
         let result = if passthrough {
             self.frontend.finish_auth(now, Err(err.clone()))
         } else {

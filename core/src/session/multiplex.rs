@@ -140,6 +140,8 @@ pub(super) struct Mux {
     adopted: bool,
     /// The login waits for the pool.
     login_waiting: bool,
+    /// The connection being acquired is the login's (the client gets its OK once it is there).
+    login: bool,
 }
 
 /// The settings a prepared statement is bound to: its schema (`schema`, else the state's),
@@ -390,6 +392,16 @@ impl ProxySession {
         });
     }
 
+    /// Under `proxy` auth ferry checked the client: its session starts on a connection from the
+    /// pool (an idle one of its user, brought to a fresh session's state, or a new one), and
+    /// the client gets its OK then (or the backend's ERR: an unknown database, a refused login).
+    pub(super) fn start_pooled_login(&mut self, now: Instant) {
+        if let Some(mux) = self.mux.as_mut() {
+            mux.login = true;
+        }
+        self.start_acquire(now, 0);
+    }
+
     /// A client command while detached: it waits for a backend connection.
     pub(super) fn start_acquire(&mut self, now: Instant, tries: u8) {
         let id = self.next_conn;
@@ -509,11 +521,32 @@ impl ProxySession {
         mux.new_prepared.extend(fresh);
         let (since, _) = mux.acquiring.take().unwrap_or((now, 0));
         let adopted = std::mem::take(&mut mux.adopted);
+        let login = std::mem::take(&mut mux.login);
         self.events.push_back(Event::BackendAcquired {
             reused: adopted,
             fixups,
             waited: now.saturating_duration_since(since),
         });
+        if login && self.frontend.accept_login(now).is_ok() {
+            let user = self.user().unwrap_or_default().to_owned();
+            self.events.push_back(Event::Authenticated { user });
+        }
+    }
+
+    /// The login's connection could not be had: the client gets `error` and the session ends.
+    fn refuse_pooled_login(&mut self, now: Instant, error: ProtocolError) {
+        if let Some(mux) = self.mux.as_mut() {
+            mux.login = false;
+            mux.acquiring = None;
+        }
+        self.migration = None;
+        self.close_reason
+            .get_or_insert(super::CloseReason::LoginRefused(error.clone()));
+        self.refuse_login(now, false, error);
+    }
+
+    fn logging_in(&self) -> bool {
+        self.mux.as_ref().is_some_and(|m| m.login)
     }
 
     /// The login waits for the pool: after `max-wait` it gets ERR 1040, not the connect
@@ -571,6 +604,27 @@ impl ProxySession {
             .and_then(|m| m.acquiring)
             .map_or(0, |(_, t)| t);
         self.set_timer(Timer::MigrationStep, None);
+        if self.logging_in() {
+            // The backend's own answer when it gave one (unknown database, login refused).
+            let error = match &reason {
+                MigrationFailure::LoginRefused(e) => Some(e.clone()),
+                MigrationFailure::Replay {
+                    error: super::ReplayError::Error(e),
+                    ..
+                } => Some(e.clone()),
+                _ => None,
+            };
+            if let Some(error) = error {
+                return self.refuse_pooled_login(now, error);
+            }
+            if tries + 1 >= MAX_ATTEMPTS || self.shutting_down {
+                let reason = super::LoginFailure::Connect(super::ConnectFailure::Refused(
+                    reason.to_string(),
+                ));
+                let error = super::login::unavailable(&reason);
+                return self.refuse_pooled_login(now, error);
+            }
+        }
         if tries + 1 < MAX_ATTEMPTS && !self.shutting_down {
             tracing::debug!(%reason, "backend connection for the session failed; taking another");
             return self.start_acquire(now, tries + 1);
@@ -603,6 +657,11 @@ impl ProxySession {
             mux.acquiring = None;
         }
         self.events.push_back(Event::PoolTimeout);
+        if self.logging_in() {
+            // As MariaDB refuses a client over max_connections.
+            self.refuse_pooled_login(now, too_many_connections());
+            return self.drive(now);
+        }
         self.held = None;
         self.held_since = None;
         self.held_arrived = None;

@@ -322,13 +322,22 @@ struct Server {
     fed: bool,
 }
 
+thread_local! {
+    /// Multiplexing: the sockets parked by any session (each test runs on its own thread).
+    static PARKED: std::cell::RefCell<HashMap<crate::control::PooledId, Server>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
+/// The parked sockets.
+fn parked() -> Vec<crate::control::PooledId> {
+    PARKED.with_borrow(|p| p.keys().copied().collect())
+}
+
 /// A client, its connection through the proxy, and the servers it reached.
 struct Session {
     conn: Connection,
     client: backend::Backend,
     servers: HashMap<BackendConnId, Server>,
-    /// Multiplexing: sockets parked by this session.
-    parked: HashMap<crate::control::PooledId, Server>,
     dial: HashMap<BackendAddr, Dial>,
     /// Every `IoEvent::Connect`'s address, in order.
     connects: Vec<BackendAddr>,
@@ -358,7 +367,6 @@ impl Session {
             conn,
             client,
             servers: HashMap::new(),
-            parked: HashMap::new(),
             dial: HashMap::new(),
             connects: Vec::new(),
             held: Vec::new(),
@@ -478,15 +486,17 @@ impl Session {
                     }
                     IoEvent::Park { conn, pooled } => {
                         let server = self.servers.remove(&conn).expect("a parked conn is open");
-                        self.parked.insert(pooled, server);
+                        PARKED.with_borrow_mut(|p| p.insert(pooled, server));
                     }
-                    IoEvent::Adopt { conn, pooled } => match self.parked.remove(&pooled) {
-                        Some(server) => {
-                            self.servers.insert(conn, server);
-                            self.conn.adopted(now, conn);
+                    IoEvent::Adopt { conn, pooled } => {
+                        match PARKED.with_borrow_mut(|p| p.remove(&pooled)) {
+                            Some(server) => {
+                                self.servers.insert(conn, server);
+                                self.conn.adopted(now, conn);
+                            }
+                            None => self.conn.handle_eof(now, Peer::Backend(conn)),
                         }
-                        None => self.conn.handle_eof(now, Peer::Backend(conn)),
-                    },
+                    }
                 }
             }
             while let Some(b) = self.client.poll_transmit() {
