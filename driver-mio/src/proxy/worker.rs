@@ -318,12 +318,14 @@ impl Worker {
         if self.shutdown_deadline.is_some() {
             // Accepted just before shutdown began elsewhere: closing it is what the listener's
             // close does to the clients behind it.
-            self.shared.endpoint().connection_closed(now, &mut conn);
+            self.shared
+                .with_endpoint(|ep| ep.connection_closed(now, &mut conn));
             return;
         }
         if let Err((e, mut conn)) = self.start_session(stream, conn, now) {
             tracing::warn!(client = %conn.client(), error = %e, "cannot serve a new client");
-            self.shared.endpoint().connection_closed(now, &mut conn);
+            self.shared
+                .with_endpoint(|ep| ep.connection_closed(now, &mut conn));
         }
     }
 
@@ -347,7 +349,8 @@ impl Worker {
             // Workers drop their mailbox only when the proxy shuts down: the client is refused
             // (its connection closes), as the listeners being closed would do.
             Err(std::sync::mpsc::SendError(WorkerCommand::Adopt { mut conn, .. })) => {
-                self.shared.endpoint().connection_closed(now, &mut conn);
+                self.shared
+                    .with_endpoint(|ep| ep.connection_closed(now, &mut conn));
             }
             // Not what was sent.
             Err(std::sync::mpsc::SendError(WorkerCommand::Resolved { .. })) => {}
@@ -604,8 +607,12 @@ impl Worker {
                         self.shared.parked.park(pooled, p);
                     }
                 }
-                // Releasing the lock closes the pooled connections the endpoint let go of.
-                drop(endpoint);
+                // The sync may have queued commands (a pooled connection for a waiting session):
+                // their workers are woken. Releasing the lock closes the pooled connections the
+                // endpoint let go of.
+                if let Some(mut endpoint) = endpoint {
+                    self.shared.deliver(&mut endpoint);
+                }
             }
             let had_events = !pending.is_empty();
             for event in pending.drain(..) {

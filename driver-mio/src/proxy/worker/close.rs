@@ -50,7 +50,9 @@ impl Worker {
         let Some(mut s) = self.sessions.remove(slot) else {
             return;
         };
-        self.shared.endpoint().connection_closed(now, &mut s.conn);
+        // Closing may free a pooled connection for a waiting session: its worker is woken.
+        self.shared
+            .with_endpoint(|ep| ep.connection_closed(now, &mut s.conn));
         self.close_socket(s.client, now);
         for (_, key) in s.backends {
             self.close_socket(key, now);
