@@ -924,3 +924,41 @@ fn bad_backend_addresses_name_the_key_and_the_reason() {
         );
     }
 }
+
+#[test]
+fn multiplexing_is_off_by_default_and_needs_proxy_auth_and_replay() {
+    assert_eq!(check(MINIMAL).unwrap().multiplexing, None);
+    let on = "[multiplexing]\nenabled = true\nmax-backend-connections = 10\nmax-wait = \"250ms\"\n";
+    refused(
+        &format!("{MINIMAL}{on}"),
+        "multiplexing.enabled",
+        "auth.mode = \"proxy\"",
+    );
+    let proxy = format!(
+        "{MINIMAL}[auth]\nmode = \"proxy\"\n[[auth.users]]\nname = \"app\"\npassword-hash = \"{HASH}\"\n"
+    );
+    let c = check(&format!("{proxy}{on}")).unwrap();
+    let m = c.multiplexing.expect("enabled");
+    assert_eq!(m.max_backend_connections, 10);
+    assert_eq!(m.max_wait, Duration::from_millis(250));
+    assert_eq!(m.max_waiting, 1024);
+    assert_eq!(m.idle_timeout, Duration::from_secs(60));
+    assert_eq!(m.check_after, Duration::from_secs(1));
+    refused(
+        &format!("{proxy}[migration]\nmode = \"off\"\n{on}"),
+        "multiplexing.enabled",
+        "migration.mode = \"replay\"",
+    );
+    refused(
+        &format!("{proxy}[multiplexing]\nenabled = true\nmax-backend-connections = 0\n"),
+        "multiplexing.max-backend-connections",
+        "at least 1",
+    );
+    // Disabled: its other keys are not checked (nothing uses them).
+    assert_eq!(
+        check(&format!("{MINIMAL}[multiplexing]\nenabled = false\n"))
+            .unwrap()
+            .multiplexing,
+        None
+    );
+}

@@ -775,7 +775,7 @@ impl ProxySession {
         if let Some(new) = m.new.take() {
             self.events.push_back(Event::CloseBackend { conn: new.id });
         }
-        if m.failover.is_none() {
+        if m.failover.is_none() && !m.pooled {
             self.events.push_back(Event::MigrationFailed {
                 to: m.target,
                 reason: MigrationFailure::SessionClosed,
