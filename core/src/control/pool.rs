@@ -5,7 +5,8 @@
 //! the next ([`Pool::acquire`]). The pool decides, once for every driver:
 //!
 //! - **which connection**: an idle one of the session's backend logged in as its user with its
-//!   login collation, whose state the session's can be reached from (see
+//!   login collation and the same client capabilities (they shape every response: EOF or OK
+//!   after rows, multi-statements...), whose state the session's can be reached from (see
 //!   [`fixup`](crate::session::fixup)): the one the session used last if it is still idle
 //!   (its state matches, and what it read of its own stays right), else the one needing the
 //!   fewest fix-up statements among the most recently parked;
@@ -71,7 +72,10 @@ pub(super) enum Grant {
 
 /// How many fix-up statements bring `idle` to `request`'s state, if it can serve it at all.
 fn fits(idle: &Idle, request: &AcquireRequest) -> Option<usize> {
-    if idle.parked.user() != request.user || idle.parked.collation() != request.collation {
+    if idle.parked.user() != request.user
+        || idle.parked.collation() != request.collation
+        || idle.parked.capabilities() != request.capabilities
+    {
         return None;
     }
     fixup::plan(idle.parked.state(), &request.target)

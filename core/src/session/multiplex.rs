@@ -39,7 +39,7 @@ use super::migration::fixup::{self, ConnState};
 use super::migration::{Job, Migration, MigrationFailure, Step};
 use super::{BackendConnId, Event, Phase, ProxySession, Timer};
 use crate::backend::Backend;
-use crate::wire::Command;
+use crate::wire::{Capabilities, Command};
 use crate::ProtocolError;
 
 /// How long a connection whose last statement left something to read (warnings, affected
@@ -67,6 +67,9 @@ pub struct ParkedBackend {
     pub(crate) user: String,
     /// The login's collation (what the character sets are when `state` says `Login`).
     pub(crate) collation: u8,
+    /// The capabilities it asked for (the client's: they shape every response, so only a
+    /// session asking the same may take it).
+    pub(crate) capabilities: Capabilities,
 }
 
 impl ParkedBackend {
@@ -83,6 +86,11 @@ impl ParkedBackend {
     /// The collation it logged in with.
     pub fn collation(&self) -> u8 {
         self.collation
+    }
+
+    /// The capabilities it asked for at its login.
+    pub fn capabilities(&self) -> Capabilities {
+        self.capabilities
     }
 
     /// The session state it holds.
@@ -113,6 +121,8 @@ pub struct AcquireRequest {
     pub user: String,
     /// Its login's collation.
     pub collation: u8,
+    /// The capabilities its connection must have asked for.
+    pub capabilities: Capabilities,
     /// The state its connection must hold.
     pub target: ConnState,
     /// The backend it was on (its pool), if any.
@@ -210,6 +220,7 @@ impl ProxySession {
         Some(AcquireRequest {
             user: self.state.user.clone().unwrap_or_default(),
             collation: self.login_info.as_ref().map_or(0, |l| l.collation),
+            capabilities: self.backend_capabilities(),
             target: self.conn_state(),
             home: self.backend_name.clone(),
         })
@@ -340,6 +351,7 @@ impl ProxySession {
         }
         let user = self.state.user.clone().unwrap_or_default();
         let collation = self.login_info.as_ref().map_or(0, |l| l.collation);
+        let capabilities = self.backend_capabilities();
         let name = self.backend_name.clone().unwrap_or_default();
         self.mux = Some(mux);
         if statements.len() > MAX_POOLED_STATEMENTS {
@@ -361,6 +373,7 @@ impl ProxySession {
                 name,
                 user,
                 collation,
+                capabilities,
             }));
         }
         self.events

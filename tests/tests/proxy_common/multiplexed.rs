@@ -149,10 +149,9 @@ impl Neighbours {
     pub(crate) fn finish(self, ferry: &FerryProcess) {
         self.stop.store(true, Ordering::Relaxed);
         for (k, t) in self.threads.into_iter().enumerate() {
-            let rounds = t
-                .join()
-                .expect("a neighbour panicked")
-                .unwrap_or_else(|e| panic!("neighbour {k}: {e}"));
+            let rounds = t.join().expect("a neighbour panicked").unwrap_or_else(|e| {
+                panic!("neighbour {k}: {e}\nferry's log:\n{}", ferry.log_tail(60))
+            });
             assert!(rounds >= 2, "neighbour {k} ran only {rounds} rounds");
         }
         let most = self.watch.stop();

@@ -639,6 +639,19 @@ impl ProxySession {
             .is_some_and(|n| n.id == id)
     }
 
+    /// The capabilities a backend connection of this session asks for: the client's, with
+    /// multi-statements as the client last set them (COM_SET_OPTION), not as it logged in.
+    pub(super) fn backend_capabilities(&self) -> Capabilities {
+        match self.state.multi_statements {
+            Some(true) => self.frontend.capabilities() | Capabilities::MULTI_STATEMENTS,
+            Some(false) => self
+                .frontend
+                .capabilities()
+                .without(Capabilities::MULTI_STATEMENTS),
+            None => self.frontend.capabilities(),
+        }
+    }
+
     /// The driver opened the migration's connection.
     pub(super) fn migration_connected(&mut self, now: Instant, conn: BackendConnId, name: &str) {
         if !self.is_migration_conn(conn) {
@@ -650,15 +663,7 @@ impl ProxySession {
         };
         let user = self.state.user.clone().unwrap_or_default();
         let secret = info.secret.clone().unwrap_or(ClientSecret::NoPassword);
-        // Multi-statements as the client last set them (COM_SET_OPTION), not as it logged in.
-        let capabilities = match self.state.multi_statements {
-            Some(true) => self.frontend.capabilities() | Capabilities::MULTI_STATEMENTS,
-            Some(false) => self
-                .frontend
-                .capabilities()
-                .without(Capabilities::MULTI_STATEMENTS),
-            None => self.frontend.capabilities(),
-        };
+        let capabilities = self.backend_capabilities();
         let mut config = self
             .config
             .backend
