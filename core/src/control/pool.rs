@@ -18,8 +18,10 @@
 //! - **what closes**: idle connections after `idle-timeout`, those of a backend that is down,
 //!   draining or removed, all of them at shutdown ([`Pool::poll_close`]).
 //!
-//! Logins take a new connection through the same gate (they never reuse one: the backend checks
-//! the login), and it joins the pool after the login.
+//! A login under `proxy` auth takes a connection like a statement does (ferry checked the
+//! password; the connection is brought to a fresh session's state). Connections opened outside
+//! the pool's choice (a failover's, a migration's) pass through [`Pool::acquire`] without a
+//! request: they are counted and may wait, and never reuse one.
 
 use std::collections::VecDeque;
 use std::time::Instant;
