@@ -46,6 +46,30 @@ use crate::ProtocolError;
 /// rows, found rows) stays with its session when no statement follows.
 pub(crate) const KEEP: Duration = Duration::from_millis(500);
 
+/// The client capabilities that shape what a connection's server reads or answers (EOF or OK
+/// after rows, multi-statements and results, affected or found rows, LOCAL INFILE, the parser's
+/// `IGNORE_SPACE` and `NO_SCHEMA`, `wait_timeout` or `interactive_timeout`, metadata, query
+/// attributes). Connections are shared only between sessions that agree on these; the others
+/// (TLS, compression, attributes, auth plugins) were spent at the login.
+fn pooled_capabilities(caps: Capabilities) -> Capabilities {
+    caps.intersect(
+        Capabilities::FOUND_ROWS
+            | Capabilities::LONG_FLAG
+            | Capabilities::NO_SCHEMA
+            | Capabilities::LOCAL_FILES
+            | Capabilities::IGNORE_SPACE
+            | Capabilities::PROTOCOL_41
+            | Capabilities::INTERACTIVE
+            | Capabilities::MULTI_STATEMENTS
+            | Capabilities::MULTI_RESULTS
+            | Capabilities::PS_MULTI_RESULTS
+            | Capabilities::SESSION_TRACK
+            | Capabilities::DEPRECATE_EOF
+            | Capabilities::OPTIONAL_RESULTSET_METADATA
+            | Capabilities::QUERY_ATTRIBUTES,
+    )
+}
+
 /// A pooled connection holding more statements than this is closed rather than parked.
 const MAX_POOLED_STATEMENTS: usize = 256;
 
@@ -67,8 +91,8 @@ pub struct ParkedBackend {
     pub(crate) user: String,
     /// The login's collation (what the character sets are when `state` says `Login`).
     pub(crate) collation: u8,
-    /// The capabilities it asked for (the client's: they shape every response, so only a
-    /// session asking the same may take it).
+    /// The capabilities it asked for that shape responses ([`pooled_capabilities`]): only a
+    /// session asking the same may take it.
     pub(crate) capabilities: Capabilities,
 }
 
@@ -220,7 +244,7 @@ impl ProxySession {
         Some(AcquireRequest {
             user: self.state.user.clone().unwrap_or_default(),
             collation: self.login_info.as_ref().map_or(0, |l| l.collation),
-            capabilities: self.backend_capabilities(),
+            capabilities: pooled_capabilities(self.backend_capabilities()),
             target: self.conn_state(),
             home: self.backend_name.clone(),
         })
@@ -351,7 +375,7 @@ impl ProxySession {
         }
         let user = self.state.user.clone().unwrap_or_default();
         let collation = self.login_info.as_ref().map_or(0, |l| l.collation);
-        let capabilities = self.backend_capabilities();
+        let capabilities = pooled_capabilities(self.backend_capabilities());
         let name = self.backend_name.clone().unwrap_or_default();
         self.mux = Some(mux);
         if statements.len() > MAX_POOLED_STATEMENTS {

@@ -145,7 +145,8 @@ impl Neighbours {
     }
 
     /// Stops the neighbours; panics if any saw a wrong answer or an error, did not run, or
-    /// MariaDB had more than [`CLIENT_POOL`] client connections at any time.
+    /// MariaDB had more than [`CLIENT_POOL`] client connections (and one being replaced) at
+    /// any time.
     pub(crate) fn finish(self, ferry: &FerryProcess) {
         self.stop.store(true, Ordering::Relaxed);
         for (k, t) in self.threads.into_iter().enumerate() {
@@ -155,10 +156,14 @@ impl Neighbours {
             assert!(rounds >= 2, "neighbour {k} ran only {rounds} rounds");
         }
         let most = self.watch.stop();
+        // One more for a moment: the client and its neighbours ask for different capabilities
+        // (Connector/J's FOUND_ROWS, say), so the pool closes an idle connection that does not
+        // fit and opens one that does; MariaDB lists the closing one until it has read its
+        // COM_QUIT. Without multiplexing there would be one per session (4 and more).
         assert!(
-            most <= CLIENT_POOL,
+            most <= CLIENT_POOL + 1,
             "MariaDB had {most} client connections at once, over max-backend-connections = \
-             {CLIENT_POOL}: not multiplexed"
+             {CLIENT_POOL} (+1 being replaced): not multiplexed"
         );
         assert!(
             metric_sum(ferry, "ferry_pool_acquires_total").is_some_and(|n| n > 0.0),
