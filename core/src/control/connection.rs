@@ -612,7 +612,11 @@ impl Connection {
                     reused,
                     fixups,
                     waited,
+                    skipped_variables,
                 } => {
+                    if !skipped_variables.is_empty() {
+                        tracing::warn!(session = self.id, skipped = ?skipped_variables, "session variables the backend refused were skipped");
+                    }
                     self.pool_pending = None;
                     let queued = std::mem::take(&mut self.pool_queued);
                     self.counters.pool_acquired(reused, fixups, waited, queued);

@@ -272,6 +272,8 @@ pub enum Event {
         fixups: usize,
         /// From the statement's arrival to its being sent: what multiplexing added.
         waited: Duration,
+        /// Session variables the backend refused, skipped (log them).
+        skipped_variables: Vec<String>,
     },
     /// Multiplexing: the session stopped waiting for a backend connection and answered ERR 1040
     /// (the owner takes it out of the pool's queue).

@@ -542,7 +542,13 @@ impl ProxySession {
     }
 
     /// The acquired connection is the session's now (the swap of `finish_migration`).
-    pub(super) fn acquired(&mut self, now: Instant, new_ids: &[(u32, u32)], fixups: usize) {
+    pub(super) fn acquired(
+        &mut self,
+        now: Instant,
+        new_ids: &[(u32, u32)],
+        fixups: usize,
+        skipped_variables: Vec<String>,
+    ) {
         let target = self.conn_state();
         let Some(mux) = self.mux.as_mut() else {
             return;
@@ -563,6 +569,7 @@ impl ProxySession {
             reused: adopted,
             fixups,
             waited: now.saturating_duration_since(since),
+            skipped_variables,
         });
         if login && self.frontend.accept_login(now).is_ok() {
             let user = self.user().unwrap_or_default().to_owned();
@@ -663,7 +670,6 @@ impl ProxySession {
             }
         }
         if tries + 1 < MAX_ATTEMPTS && !self.shutting_down {
-            tracing::debug!(%reason, "backend connection for the session failed; taking another");
             return self.start_acquire(now, tries + 1);
         }
         if let Some(mux) = self.mux.as_mut() {

@@ -326,10 +326,7 @@ impl ProxySession {
         self.frontend.set_status(now, status);
         let skipped_variables = std::mem::take(&mut m.skipped);
         if let Some((new_ids, sent)) = pooled {
-            if !skipped_variables.is_empty() {
-                tracing::warn!(skipped = ?skipped_variables, "session variables the backend refused were skipped");
-            }
-            self.acquired(now, &new_ids, sent);
+            self.acquired(now, &new_ids, sent, skipped_variables);
             return self.resume(now);
         }
         let Some(failover) = failover else {
