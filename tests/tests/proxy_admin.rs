@@ -224,7 +224,9 @@ fn hold_open(addr: SocketAddr, n: usize, held: &mut Vec<TcpStream>) {
     }
 }
 
-/// `/health/live` answers 200 within a second.
+/// `/health/live` answers 200 within 2 s: not stuck behind the connections flooding the admin
+/// port (they are closed after `request-timeout`, 5 s). It answers in milliseconds on a quiet
+/// machine; a loaded 2-core CI machine running two such tests at once once took 1.03 s.
 fn assert_live(ferry: &FerryProcess, when: &str) {
     let started = Instant::now();
     let answer = request(ferry, "GET", "/health/live", &[], "");
@@ -235,7 +237,7 @@ fn assert_live(ferry: &FerryProcess, when: &str) {
         "{when}"
     );
     assert!(
-        took < Duration::from_secs(1),
+        took < Duration::from_secs(2),
         "{when}: /health/live took {took:?}"
     );
 }
