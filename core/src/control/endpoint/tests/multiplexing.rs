@@ -139,3 +139,37 @@ fn a_parked_connection_goes_to_the_first_waiter_not_back_to_the_session_that_par
     assert_eq!(ep.metrics().pool.waiting, 0);
     assert_eq!(ep.metrics().pool.timeouts, 0);
 }
+
+#[test]
+fn connections_are_shared_only_between_sessions_asking_the_same_capabilities() {
+    let (mut ep, now) = healthy_endpoint(multiplexed(4));
+    ep.set_draining(now, "db2", true).unwrap();
+    let mut a = Session::logged_in(&mut ep, now);
+    assert_eq!(parked().len(), 1);
+    // B's client asks for FOUND_ROWS (affected rows count matched rows): A's connection, opened
+    // without it, would answer B's UPDATEs with the wrong count.
+    let mut b = Session::connect(&mut ep, now, PASSWORD);
+    b.client = backend::Backend::new(
+        now,
+        {
+            let mut config =
+                backend::BackendConfig::new(USER, ClientSecret::Plaintext(Password::new(PASSWORD)));
+            config.client_capabilities |= Capabilities::FOUND_ROWS;
+            config
+        },
+        Box::new(SeededRandom::new(12)),
+    );
+    b.pump(&mut ep, now);
+    assert!(b.is_logged_in(), "{:?}", b.client_events);
+    assert_eq!(b.connects.len(), 1, "B opened its own connection");
+    assert_eq!(parked().len(), 2);
+    // A, asking what it asked before, takes its own back; so does B.
+    assert_eq!(a.query(&mut ep, now, "SELECT 1").rows, 1);
+    assert_eq!(b.query(&mut ep, now, "SELECT 1").rows, 1);
+    assert_eq!(
+        a.connects.len() + b.connects.len(),
+        2,
+        "no third connection"
+    );
+    assert_eq!(ep.metrics().pool.acquires["reused"], 2);
+}
