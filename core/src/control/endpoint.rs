@@ -588,7 +588,7 @@ impl Endpoint {
                     let usable = self
                         .registry
                         .get(index)
-                        .is_some_and(|b| b.healthy() && !b.draining());
+                        .is_some_and(super::registry::Backend::takes_sessions);
                     match self.pool.park(now, conn.id(), index, parked, usable) {
                         Some(pooled) => conn.io_park(c, pooled),
                         None => {
@@ -759,12 +759,15 @@ impl Endpoint {
         let Some(request) = conn.session.acquire_request() else {
             return;
         };
-        let usable = |b: &super::registry::Backend| b.healthy() && !b.draining();
         let home = request
             .home
             .as_deref()
             .and_then(|name| self.registry.find(name))
-            .filter(|&i| self.registry.get(i).is_some_and(usable));
+            .filter(|&i| {
+                self.registry
+                    .get(i)
+                    .is_some_and(super::registry::Backend::takes_sessions)
+            });
         let index = match home {
             Some(index) => index,
             // A login (routes and the chooser place it), or its backend is down, draining or

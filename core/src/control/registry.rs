@@ -49,6 +49,11 @@ impl Backend {
         self.draining.load(Ordering::Relaxed) || self.removing()
     }
 
+    /// Healthy and not draining: sessions may be placed on it (and pooled connections kept).
+    pub fn takes_sessions(&self) -> bool {
+        self.healthy() && !self.draining()
+    }
+
     /// Removed by a reload, waiting for its last connection to close (or retired).
     pub fn removing(&self) -> bool {
         self.removing.load(Ordering::Relaxed)

@@ -184,7 +184,7 @@ fn settings_context(state: &ConnState, schema: Option<&[u8]>) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
     schema.or(state.schema.as_deref()).hash(&mut h);
     state.variables.hash(&mut h);
-    format!("{:?}", state.charsets).hash(&mut h);
+    state.charsets.hash(&mut h);
     h.finish().max(1)
 }
 
@@ -223,6 +223,14 @@ impl ProxySession {
     /// True when this session multiplexes its backend connection.
     pub(super) fn multiplexing(&self) -> bool {
         self.mux.is_some()
+    }
+
+    /// How long a statement (or a login) waits for a backend connection (only asked with
+    /// multiplexing on; the config's default otherwise).
+    fn max_wait(&self) -> Duration {
+        self.config
+            .multiplexing
+            .map_or(Duration::from_secs(5), |m| m.max_wait)
     }
 
     /// Logged in and between statements without a backend connection.
@@ -281,14 +289,7 @@ impl ProxySession {
             Some(Command::COM_STMT_CLOSE) => {
                 self.state.on_command(payload, self.frontend.capabilities());
                 self.track.on_command(payload);
-                let _ = self.frontend.end_response(now);
-                self.events.push_back(Event::CommandDone {
-                    code: Command::COM_STMT_CLOSE,
-                    error: false,
-                    duration: Duration::ZERO,
-                });
-                self.enter_ready(now);
-                self.on_ready(now);
+                self.done_without_response(now, Command::COM_STMT_CLOSE);
                 true
             }
             _ => false,
@@ -459,10 +460,7 @@ impl ProxySession {
             mux.acquiring = Some((since, tries));
             mux.adopted = false;
         }
-        let wait = self
-            .config
-            .multiplexing
-            .map_or(Duration::from_secs(5), |m| m.max_wait);
+        let wait = self.max_wait();
         self.set_timer(Timer::MigrationStep, Some(now + wait));
         self.events.push_back(Event::AcquireBackend { conn: id });
     }
@@ -603,10 +601,7 @@ impl ProxySession {
             return;
         }
         mux.login_waiting = true;
-        let wait = self
-            .config
-            .multiplexing
-            .map_or(Duration::from_secs(5), |m| m.max_wait);
+        let wait = self.max_wait();
         self.set_timer(Timer::Connect, Some(now + wait));
     }
 

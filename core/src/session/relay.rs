@@ -99,23 +99,29 @@ impl ProxySession {
         self.set_timer(Timer::Idle, None);
         if self.backend_mut().is_some_and(|b| b.is_idle()) {
             // No response comes (COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA).
-            let _ = self.frontend.end_response(now);
-            self.events.push_back(Event::CommandDone {
-                code,
-                error: false,
-                duration: now.saturating_duration_since(self.command_started),
-            });
-            self.enter_ready(now);
-            if self.shutting_down {
-                self.finish_shutdown(now);
-            } else {
-                self.on_ready(now);
-            }
+            self.done_without_response(now, code);
         } else {
             self.phase = Phase::Command(InFlight {
                 code,
                 client_data: ClientData::None,
             });
+        }
+    }
+
+    /// A command that has no response (COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA) is done: the
+    /// session is ready for the next.
+    pub(super) fn done_without_response(&mut self, now: Instant, code: u8) {
+        let _ = self.frontend.end_response(now);
+        self.events.push_back(Event::CommandDone {
+            code,
+            error: false,
+            duration: now.saturating_duration_since(self.command_started),
+        });
+        self.enter_ready(now);
+        if self.shutting_down {
+            self.finish_shutdown(now);
+        } else {
+            self.on_ready(now);
         }
     }
 

@@ -79,7 +79,7 @@ pub struct ConnState {
 pub type NamedSql = (Box<[u8]>, Box<[u8]>);
 
 /// The character set variables of a connection.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub enum CharsetState {
     /// As the login set them (from the collation the client logged in with). Two connections
     /// compare equal here only if they logged in with the same collation: a pool keys on it.
