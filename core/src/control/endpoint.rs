@@ -1437,6 +1437,9 @@ impl AdminApi for AdminView<'_> {
     fn serving(&self) -> bool {
         self.endpoint.is_serving()
     }
+    fn starting(&self) -> bool {
+        !self.endpoint.first_round_done()
+    }
     fn backends(&self) -> Result<Vec<BackendInfo>, ApiError> {
         Ok(self.endpoint.backends())
     }

@@ -3,7 +3,7 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `GET /health/ready`, `GET /health` | 200 `ok` while serving, 503 once shutdown began (during `proxy.shutdown-delay` new clients are still accepted) |
+//! | `GET /health/ready`, `GET /health` | 200 `ok` while serving; 503 until the first health round is over and once shutdown began (during `proxy.shutdown-delay` new clients are still accepted) |
 //! | `GET /health/live` | 200 `ok` while the process runs (answered first, without the endpoint) |
 //! | `GET /metrics` | Prometheus text exposition 0.0.4 ([`metrics`]) |
 //! | `GET /api/backends` | `[{"name", "addr", "healthy", "sessions", "draining"}]`, plus `"health_warning"` when a check found one (a refused monitor login) and `"down_reason"` while it is down |
@@ -115,6 +115,11 @@ pub enum ApiError {
 pub trait AdminApi {
     /// True while serving; false once shutdown began (`/health/ready` and `/health` answer 503).
     fn serving(&self) -> bool;
+    /// True until the first health round is over: no client is served yet (the advertised
+    /// version is not known), so `/health/ready` and `/health` answer 503 `starting`.
+    fn starting(&self) -> bool {
+        false
+    }
     /// A snapshot of the backends, in configuration order.
     fn backends(&self) -> Result<Vec<BackendInfo>, ApiError>;
     /// A snapshot of the live sessions.

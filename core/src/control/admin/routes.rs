@@ -46,10 +46,12 @@ pub fn route(req: &Request, api: &mut dyn AdminApi) -> Response {
         // Readiness: a load balancer sends new clients while it answers 200. `/health` is the
         // same, as before `/health/ready` existed.
         ["health"] | ["health", "ready"] => get(req, || {
-            if api.serving() {
-                Response::text(200, "ok\n")
-            } else {
+            if !api.serving() {
                 Response::text(503, "shutting down\n")
+            } else if api.starting() {
+                Response::text(503, "starting\n")
+            } else {
+                Response::text(200, "ok\n")
             }
         }),
         ["metrics"] => get(req, || match api.metrics() {

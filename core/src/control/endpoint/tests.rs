@@ -1343,6 +1343,18 @@ fn admin_requests_are_answered_from_the_endpoint() {
 }
 
 #[test]
+fn ready_only_once_the_first_health_round_is_over() {
+    let (mut ep, now) = endpoint(defaults, 1);
+    let r = ep.handle_admin(now, &get("/health/ready"));
+    assert_eq!((r.status, &r.body[..]), (503, &b"starting\n"[..]));
+    assert_eq!(ep.handle_admin(now, &get("/health/live")).status, 200);
+    // Both backends down still ends the first round: ferry serves (and says why it cannot).
+    health_round(&mut ep, now, &[None, None]);
+    assert!(ep.first_round_done());
+    assert_eq!(ep.handle_admin(now, &get("/health/ready")).status, 200);
+}
+
+#[test]
 fn admin_requests_a_browser_could_send_cross_site_change_nothing() {
     let (mut ep, now) = healthy_endpoint(defaults);
     let mut plain = admin::Request::new("POST", "/api/backends/db1/drain", "");

@@ -10,6 +10,7 @@ use crate::control::admin::{BackendInfo, Metrics, SessionInfo};
 /// A fake proxy: two backends, two sessions, and a log of the requests it received.
 struct FakeApi {
     serving: bool,
+    starting: bool,
     backends: Mutex<Vec<BackendInfo>>,
     migrations: Mutex<Vec<(u64, String)>>,
 }
@@ -27,6 +28,7 @@ impl FakeApi {
         };
         Self {
             serving: true,
+            starting: false,
             backends: Mutex::new(vec![backend("db1", 3306, 1), backend("db2", 3307, 1)]),
             migrations: Mutex::new(Vec::new()),
         }
@@ -37,6 +39,9 @@ impl FakeApi {
 impl AdminApi for &FakeApi {
     fn serving(&self) -> bool {
         self.serving
+    }
+    fn starting(&self) -> bool {
+        self.starting
     }
     fn backends(&self) -> Result<Vec<BackendInfo>, ApiError> {
         Ok(self.backends.lock().unwrap().clone())
@@ -115,6 +120,19 @@ fn health_follows_serving_state() {
     assert_eq!(
         call(&api, "GET", "/health/ready", ""),
         (503, "shutting down\n".into())
+    );
+    assert_eq!(call(&api, "GET", "/health/live", ""), (200, "ok\n".into()));
+}
+
+#[test]
+fn not_ready_before_the_first_health_round() {
+    let mut api = FakeApi::new();
+    api.starting = true;
+    // Clients are not served before the first round fixes the backends' verdicts and version.
+    assert_eq!(call(&api, "GET", "/health", "").0, 503);
+    assert_eq!(
+        call(&api, "GET", "/health/ready", ""),
+        (503, "starting\n".into())
     );
     assert_eq!(call(&api, "GET", "/health/live", ""), (200, "ok\n".into()));
 }
