@@ -24,6 +24,7 @@
 //! request: they are counted and may wait, and never reuse one.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::config::MultiplexingConfig;
@@ -79,6 +80,10 @@ fn fits(idle: &Idle, request: &AcquireRequest) -> Option<usize> {
         || idle.parked.capabilities() != request.capabilities
     {
         return None;
+    }
+    // A session taking back the connection it gave, its state unchanged: the same state.
+    if Arc::ptr_eq(&idle.parked.state, &request.target) {
+        return Some(0);
     }
     fixup::plan(idle.parked.state(), &request.target)
         .ok()
@@ -223,6 +228,13 @@ impl Pool {
 
     /// The idle connection that suits `request` best.
     fn best_idle(&self, session: u64, index: usize, request: &AcquireRequest) -> Option<usize> {
+        // Its own first: one it left untouched needs no fix-up and keeps its statement ids.
+        let own = self.idle.iter().rposition(|idle| {
+            idle.session == session && idle.index == index && idle.reserved.is_none()
+        });
+        if let Some(pos) = own.filter(|&pos| fits(&self.idle[pos], request).is_some()) {
+            return Some(pos);
+        }
         let mut best: Option<(usize, usize)> = None;
         let mut looked = 0;
         for (pos, idle) in self.idle.iter().enumerate().rev() {
@@ -232,7 +244,7 @@ impl Pool {
             let Some(len) = fits(idle, request) else {
                 continue;
             };
-            if idle.session == session || len == 0 {
+            if len == 0 {
                 return Some(pos);
             }
             if best.is_none_or(|(_, best_len)| len < best_len) {

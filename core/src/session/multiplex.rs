@@ -31,6 +31,7 @@
 //! the statement stays on the connection for the next session that prepares the same text.
 
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -82,7 +83,7 @@ const MAX_ATTEMPTS: u8 = 3;
 pub struct ParkedBackend {
     pub(crate) backend: Backend,
     /// The session state it holds (the last session's).
-    pub(crate) state: ConnState,
+    pub(crate) state: Arc<ConnState>,
     /// Protocol prepared statements open on it.
     pub(crate) statements: Vec<PooledStatement>,
     /// The backend's name.
@@ -132,7 +133,7 @@ impl ParkedBackend {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PooledStatement {
     sql: Box<[u8]>,
-    /// [`settings_context`] when it was prepared (0: unknown, never reused).
+    /// [`Target::context`] when it was prepared (0: unknown, never reused).
     context: u64,
     /// The backend's statement id.
     id: u32,
@@ -148,9 +149,38 @@ pub struct AcquireRequest {
     /// The capabilities its connection must have asked for.
     pub capabilities: Capabilities,
     /// The state its connection must hold.
-    pub target: ConnState,
+    pub target: Arc<ConnState>,
     /// The backend it was on (its pool), if any.
     pub home: Option<String>,
+}
+
+/// The state a session's connection must hold, with its settings hashed once.
+#[derive(Debug, Clone)]
+struct Target {
+    state: Arc<ConnState>,
+    /// The system variables and character sets, hashed ([`Target::context`] adds the schema).
+    settings: u64,
+}
+
+impl Target {
+    fn new(state: ConnState) -> Self {
+        let mut h = std::hash::DefaultHasher::new();
+        state.variables.hash(&mut h);
+        state.charsets.hash(&mut h);
+        Self {
+            settings: h.finish(),
+            state: Arc::new(state),
+        }
+    }
+
+    /// The settings a statement prepared in `schema` (else the state's) is bound to: schema,
+    /// system variables, character sets (MariaDB binds them at prepare). Never 0.
+    fn context(&self, schema: Option<&[u8]>) -> u64 {
+        let mut h = std::hash::DefaultHasher::new();
+        schema.or(self.state.schema.as_deref()).hash(&mut h);
+        self.settings.hash(&mut h);
+        h.finish().max(1)
+    }
 }
 
 /// The session's multiplexing bookkeeping.
@@ -160,6 +190,9 @@ pub(super) struct Mux {
     conn_statements: Vec<PooledStatement>,
     /// The settings when the connection was taken.
     hold_context: u64,
+    /// The session's state as computed at its park (or its acquire's start), until its next
+    /// statement runs: no statement runs in between, so the acquire reuses it.
+    target: Option<Target>,
     /// (client id, backend id) of statements prepared on it since.
     new_prepared: Vec<(u32, u32)>,
     /// The last statement left something to read: keep the connection until the next one.
@@ -176,16 +209,6 @@ pub(super) struct Mux {
     login_waiting: bool,
     /// The connection being acquired is the login's (the client gets its OK once it is there).
     login: bool,
-}
-
-/// The settings a prepared statement is bound to: its schema (`schema`, else the state's),
-/// system variables, character sets.
-fn settings_context(state: &ConnState, schema: Option<&[u8]>) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    schema.or(state.schema.as_deref()).hash(&mut h);
-    state.variables.hash(&mut h);
-    state.charsets.hash(&mut h);
-    h.finish().max(1)
 }
 
 /// Finds `word` (upper case ASCII) in `text`, ignoring ASCII case; the index of each match.
@@ -247,13 +270,13 @@ impl ProxySession {
     }
 
     /// What the pool needs to choose a connection for this session.
-    pub fn acquire_request(&self) -> Option<AcquireRequest> {
-        self.mux.as_ref()?;
+    pub fn acquire_request(&mut self) -> Option<AcquireRequest> {
+        let target = self.target()?;
         Some(AcquireRequest {
             user: self.state.user.clone().unwrap_or_default(),
             collation: self.login_info.as_ref().map_or(0, |l| l.collation),
             capabilities: pooled_capabilities(self.backend_capabilities()),
-            target: self.conn_state(),
+            target: target.state,
             home: self.backend_name.clone(),
         })
     }
@@ -264,6 +287,19 @@ impl ProxySession {
             &self.track,
             self.snapshot.current().unwrap_or_default(),
         )
+    }
+
+    /// The state the session's connection must hold during an acquire: the one computed at the
+    /// park (or at the acquire's first try), else computed now and kept until the acquire ends.
+    fn target(&mut self) -> Option<Target> {
+        if let Some(target) = self.mux.as_ref()?.target.clone() {
+            // Nothing the session ran since may have changed it.
+            debug_assert_eq!(*target.state, self.conn_state());
+            return Some(target);
+        }
+        let target = Target::new(self.conn_state());
+        self.mux.as_mut()?.target = Some(target.clone());
+        Some(target)
     }
 
     /// Notes a client command under multiplexing: what its text pins or keeps. True when the
@@ -289,6 +325,13 @@ impl ProxySession {
             Some(Command::COM_STMT_CLOSE) => {
                 self.state.on_command(payload, self.frontend.capabilities());
                 self.track.on_command(payload);
+                // It stays prepared on the connection, no longer the client's.
+                if let (Some(ids), Some(client)) = (
+                    self.stmt_ids.as_mut(),
+                    super::migration::ids::statement_id(payload),
+                ) {
+                    ids.forget(client);
+                }
                 self.done_without_response(now, Command::COM_STMT_CLOSE);
                 true
             }
@@ -355,19 +398,19 @@ impl ProxySession {
     }
 
     fn park(&mut self, now: Instant) {
-        let target = self.conn_state();
+        let target = Target::new(self.conn_state());
         let Some(mut mux) = self.mux.take() else {
             return;
         };
         let mut statements = std::mem::take(&mut mux.conn_statements);
         // Settings changed while it was held: what was prepared meanwhile is not known to be
         // bound to the settings now.
-        let fresh = settings_context(&target, None) == mux.hold_context;
+        let fresh = target.context(None) == mux.hold_context;
         for (client, id) in mux.new_prepared.drain(..) {
             let Some(text) = self.track.statement_sql.get(&client) else {
                 continue;
             };
-            let context = settings_context(&target, text.schema.as_deref());
+            let context = target.context(text.schema.as_deref());
             statements.push(PooledStatement {
                 sql: text.sql.clone(),
                 context: if fresh { context } else { 0 },
@@ -378,6 +421,8 @@ impl ProxySession {
         let collation = self.login_info.as_ref().map_or(0, |l| l.collation);
         let capabilities = pooled_capabilities(self.backend_capabilities());
         let name = self.backend_name.clone().unwrap_or_default();
+        let state = target.state.clone();
+        mux.target = Some(target);
         self.mux = Some(mux);
         if statements.len() > MAX_POOLED_STATEMENTS {
             // Too many to keep track of: a fresh connection next time.
@@ -393,7 +438,7 @@ impl ProxySession {
         if let Some(mux) = self.mux.as_mut() {
             mux.parked = Some(Box::new(ParkedBackend {
                 backend,
-                state: target,
+                state,
                 statements,
                 name,
                 user,
@@ -482,18 +527,37 @@ impl ProxySession {
             name,
             ..
         } = *parked;
-        let target = self.conn_state();
+        let Some(target) = self.target() else {
+            return;
+        };
         let Some(m) = self.migration.as_mut().filter(|m| {
             m.pooled && m.step == Step::Connecting && m.new.as_ref().is_some_and(|n| n.id == conn)
         }) else {
             return;
         };
+        if !check && Arc::ptr_eq(&state, &target.state) {
+            // The connection this session gave back, untouched since (another session's park
+            // would have left its own state): nothing to bring over, its statement ids stand.
+            m.new = Some(super::migration::NewBackend {
+                id: conn,
+                conn: Some(backend),
+            });
+            m.to_name = Some(name);
+            m.pool_waiting = false;
+            m.own_connection = true;
+            if let Some(mux) = self.mux.as_mut() {
+                mux.conn_statements = statements;
+                mux.adopted = true;
+            }
+            self.finish_migration(now);
+            return self.drive(now);
+        }
         let mut prepare = Vec::new();
         let mut reused = Vec::new();
         let mut texts: Vec<_> = self.track.statement_sql.iter().collect();
         texts.sort_by_key(|(id, _)| **id);
         for (client, text) in texts {
-            let context = settings_context(&target, text.schema.as_deref());
+            let context = target.context(text.schema.as_deref());
             match statements
                 .iter()
                 .find(|s| s.context == context && *s.sql == *text.sql)
@@ -502,8 +566,8 @@ impl ProxySession {
                 None => prepare.push((*client, text)),
             }
         }
-        let prepare = super::migration::replay_prepares(prepare, target.schema.as_deref());
-        let plan = match fixup::plan_items(&state, &target, prepare) {
+        let prepare = super::migration::replay_prepares(prepare, target.state.schema.as_deref());
+        let plan = match fixup::plan_items(&state, &target.state, prepare) {
             Ok(plan) => plan,
             Err(_) => {
                 // The pool checks reachability; a connection that cannot be brought there is
@@ -547,11 +611,15 @@ impl ProxySession {
         fixups: usize,
         skipped_variables: Vec<String>,
     ) {
-        let target = self.conn_state();
+        let Some(target) = self.target() else {
+            return;
+        };
         let Some(mux) = self.mux.as_mut() else {
             return;
         };
-        mux.hold_context = settings_context(&target, None);
+        // The statement that waited runs next, and may change the state.
+        mux.target = None;
+        mux.hold_context = target.context(None);
         // Re-prepared ones are new on the connection (reused ones are listed already).
         let listed = |id: u32| mux.conn_statements.iter().any(|s| s.id == id);
         let fresh: Vec<_> = new_ids

@@ -45,19 +45,22 @@ pub(crate) fn statement_id(payload: &[u8]) -> Option<u32> {
 }
 
 impl StatementIds {
-    /// A map whose new client ids start above every id in `client_ids`.
+    /// An empty map whose new client ids start above every id in `client_ids` and those
+    /// `previous` handed out. It reuses `previous`'s tables: under multiplexing a map is made
+    /// for each statement that takes a pooled connection.
     pub(crate) fn new(
-        previous: Option<&StatementIds>,
+        previous: Option<Box<StatementIds>>,
         client_ids: impl Iterator<Item = u32>,
-    ) -> Self {
-        let floor = previous.map_or(1, |p| p.next_client);
-        let next_client = client_ids
+    ) -> Box<Self> {
+        let floor = previous.as_ref().map_or(1, |p| p.next_client);
+        let mut ids = previous.unwrap_or_default();
+        ids.to_backend.clear();
+        ids.to_client.clear();
+        ids.unbound.clear();
+        ids.next_client = client_ids
             .map(|id| id.saturating_add(1))
             .fold(floor, u32::max);
-        Self {
-            next_client,
-            ..Self::default()
-        }
+        ids
     }
 
     /// Records that the client's `client` was re-prepared as the backend's `backend` (its
@@ -84,6 +87,14 @@ impl StatementIds {
         client
     }
 
+    /// The client closed its statement `client`.
+    pub(crate) fn forget(&mut self, client: u32) {
+        if let Some(backend) = self.to_backend.remove(&client) {
+            self.to_client.remove(&backend);
+        }
+        self.unbound.remove(&client);
+    }
+
     /// The client's id for the backend's `backend`.
     pub(crate) fn client_id(&self, backend: u32) -> Option<u32> {
         self.to_client.get(&backend).copied()
@@ -102,11 +113,7 @@ impl StatementIds {
         };
         let mut payload = payload;
         match payload[0] {
-            Command::COM_STMT_CLOSE => {
-                self.to_backend.remove(&client);
-                self.to_client.remove(&backend);
-                self.unbound.remove(&client);
-            }
+            Command::COM_STMT_CLOSE => self.forget(client),
             Command::COM_STMT_EXECUTE if self.unbound.contains(&client) => {
                 if let Some(types) = bound_types.get(&client) {
                     match with_types(&payload, types) {
@@ -216,8 +223,9 @@ mod tests {
         let close = Bytes::from_static(&[Command::COM_STMT_CLOSE, 5, 0, 0, 0]);
         assert_eq!(&ids.rewrite(close, &none)[1..5], &1u32.to_le_bytes());
         assert_eq!(ids.client_id(1), None, "closed");
-        let next = StatementIds::new(Some(&ids), [6, 7].into_iter());
+        let next = StatementIds::new(Some(ids), [6, 7].into_iter());
         assert_eq!(next.next_client, 8);
+        assert_eq!(next.client_id(2), None, "the tables start empty");
     }
 
     /// COM_STMT_EXECUTE of statement `id`, two parameters (a LONGLONG 7 and a NULL), with or

@@ -45,7 +45,7 @@
 
 mod failover;
 pub mod fixup;
-mod ids;
+pub(super) mod ids;
 mod pin;
 mod replay;
 mod retry;
@@ -411,6 +411,9 @@ pub(super) struct Migration {
     pub(super) pool_waiting: bool,
     /// Statements sent on the new connection (fix-ups, for metrics).
     pub(super) sent: usize,
+    /// Multiplexing: the connection is the one this session gave back, untouched since: the
+    /// statement ids it maps stand as they are.
+    pub(super) own_connection: bool,
 }
 
 impl Migration {
@@ -434,6 +437,7 @@ impl Migration {
             pooled: false,
             pool_waiting: false,
             sent: 0,
+            own_connection: false,
         })
     }
 }

@@ -284,7 +284,7 @@ impl ProxySession {
     }
 
     /// Success: the new connection becomes the session's.
-    pub(super) fn finish_migration(&mut self, now: Instant) {
+    pub(in crate::session) fn finish_migration(&mut self, now: Instant) {
         let Some(mut m) = self.migration.take() else {
             return;
         };
@@ -312,14 +312,14 @@ impl ProxySession {
         self.backend_name = Some(to.clone());
         let pooled = m.pooled.then(|| (m.new_ids.clone(), m.sent));
         if self.config.migration.mode == MigrationMode::Replay {
-            let mut ids = StatementIds::new(
-                self.stmt_ids.as_deref(),
-                self.state.statements.keys().copied(),
-            );
-            for (client, backend) in m.new_ids.drain(..) {
-                ids.insert(client, backend);
+            if !m.own_connection {
+                let mut ids =
+                    StatementIds::new(self.stmt_ids.take(), self.state.statements.keys().copied());
+                for (client, backend) in m.new_ids.drain(..) {
+                    ids.insert(client, backend);
+                }
+                self.stmt_ids = Some(ids);
             }
-            self.stmt_ids = Some(Box::new(ids));
             self.track.no_tracking = false;
         }
         self.state.status = status;

@@ -41,6 +41,29 @@ fn a_session_parks_between_statements_and_takes_its_connection_back() {
 }
 
 #[test]
+fn a_session_takes_back_its_own_connection_before_a_newer_one_in_the_same_state() {
+    let (mut ep, now) = healthy_endpoint(multiplexed(4));
+    ep.set_draining(now, "db2", true).unwrap();
+    let mut a = Session::logged_in(&mut ep, now);
+    a.query(&mut ep, now, "BEGIN");
+    // A holds the first connection: B's login opens a second, which B gives back.
+    let mut b = Session::logged_in(&mut ep, now);
+    let [own] = parked()[..] else {
+        panic!("B's connection parked: {:?}", parked())
+    };
+    a.query(&mut ep, now, "COMMIT");
+    let newer = *parked().iter().find(|&&id| id != own).expect("A's, parked");
+    // A's connection, parked last, holds the same state as B's: B still takes its own
+    // (untouched, it needs no fix-up and its statement ids stand).
+    b.query(&mut ep, now, "SELECT 1");
+    let after = parked();
+    assert!(
+        after.contains(&newer) && !after.contains(&own),
+        "B's was {own}, A's {newer}, parked now {after:?}"
+    );
+}
+
+#[test]
 fn a_transaction_keeps_its_connection_and_others_wait_then_get_1040() {
     let (mut ep, now) = healthy_endpoint(multiplexed(1));
     // One backend: B cannot go elsewhere.
