@@ -18,6 +18,7 @@ use proxy_common::{backend, PASSWORD, USER};
 driver_tests!(
     an_empty_packet,
     short_and_unknown_stmt_close,
+    a_closed_statement_is_unknown,
     a_short_stmt_execute,
     malformed_change_user,
     change_user_without_a_body,
@@ -293,6 +294,100 @@ fn short_and_unknown_stmt_close(driver: Driver) {
         let (answer, _) = probe(db.addr(), &frame(0, payload), NO_ANSWER);
         assert!(answer.bytes.is_empty(), "{case}");
     }
+}
+
+/// `[migration]` and `[multiplexing]` keys: every session's statement ids are mapped, and a
+/// statement the client closes stays prepared on the pooled connection.
+const MULTIPLEXED: &str = "[migration]\nmode = \"replay\"\n\n[multiplexing]\nenabled = true\n\
+                           max-backend-connections = 2\n";
+
+/// On a fresh connection to `addr`: prepares `SELECT 1`, closes it, sends `command(id)` for its
+/// id; the id, the answer (waited for `first`), and the answer to `SELECT 1` after it.
+fn after_closing(
+    addr: SocketAddr,
+    command: fn(u32) -> Vec<u8>,
+    first: Duration,
+) -> (u32, Answer, Option<Answer>) {
+    let mut conn = RawConn::login(addr);
+    conn.send(0, b"\x16SELECT 1");
+    let prepared = conn.answer(ANSWER_TIMEOUT).packets();
+    let ok = &prepared.first().expect("a prepare answer").1;
+    assert_eq!(ok.first(), Some(&0), "prepare OK: {prepared:?}");
+    let id = u32::from_le_bytes([ok[1], ok[2], ok[3], ok[4]]);
+    conn.send(0, &[&[0x19][..], &id.to_le_bytes()].concat());
+    assert!(
+        conn.answer(NO_ANSWER).bytes.is_empty(),
+        "a close has no answer"
+    );
+    conn.send(0, &command(id));
+    let answer = conn.answer(first);
+    let after = (!answer.closed).then(|| conn.select_1());
+    (id, answer, after)
+}
+
+/// `bytes` without the first occurrence of `part`.
+fn without(bytes: &[u8], part: &[u8]) -> Vec<u8> {
+    match bytes.windows(part.len()).position(|w| w == part) {
+        Some(at) => [&bytes[..at], &bytes[at + part.len()..]].concat(),
+        None => bytes.to_vec(),
+    }
+}
+
+fn a_closed_statement_is_unknown(driver: Driver) {
+    // MariaDB answers ERR 1243 "Unknown prepared statement handler (1) given to ..." and goes on.
+    // Through ferry with ids mapped, the closed statement is still prepared on the pooled
+    // connection, under a backend id that may be the same number: the command must not reach
+    // it.
+    let db = backend(1);
+    let mux = FerryProcess::builder(driver)
+        .backend("db1", db.addr())
+        .proxy_user(USER, &db.user_password_hash(USER))
+        .extra_toml(MULTIPLEXED)
+        .start();
+    type Case = (&'static str, fn(u32) -> Vec<u8>, Duration);
+    let cases: [Case; 4] = [
+        (
+            "execute",
+            |id| [&[0x17][..], &id.to_le_bytes(), &[0, 1, 0, 0, 0]].concat(),
+            ANSWER_TIMEOUT,
+        ),
+        (
+            "fetch",
+            |id| [&[0x1c][..], &id.to_le_bytes(), &[1, 0, 0, 0]].concat(),
+            ANSWER_TIMEOUT,
+        ),
+        (
+            "reset",
+            |id| [&[0x1a][..], &id.to_le_bytes()].concat(),
+            ANSWER_TIMEOUT,
+        ),
+        // No answer, and the session goes on.
+        (
+            "long data",
+            |id| [&[0x18][..], &id.to_le_bytes(), &[0, 0, b'x']].concat(),
+            NO_ANSWER,
+        ),
+    ];
+    // MariaDB's statement ids grow across connections; the messages name them.
+    let seen = |(id, answer, after): (u32, Answer, Option<Answer>)| {
+        let packets: Vec<(u8, Vec<u8>)> = answer
+            .packets()
+            .into_iter()
+            .map(|(seq, payload)| (seq, without(&payload, format!("({id})").as_bytes())))
+            .collect();
+        (packets, answer.closed, after)
+    };
+    for (case, command, first) in cases {
+        let direct = seen(after_closing(db.addr(), command, first));
+        let through = seen(after_closing(mux.addr(), command, first));
+        assert_eq!(through, direct, "{case} of a closed statement");
+    }
+    let (direct, ..) = seen(after_closing(db.addr(), cases[0].1, ANSWER_TIMEOUT));
+    assert_eq!(
+        direct[0].1[..3],
+        [0xff, 0xdb, 0x04],
+        "MariaDB's ERR 1243: {direct:?}"
+    );
 }
 
 fn a_short_stmt_execute(driver: Driver) {

@@ -31,6 +31,7 @@
 //! | backend dies between commands (or the health check finds it down) | `replay` with failover, idle and unpinned: nothing, the session is rebuilt on another backend ([`Event::FailoverDone`]); otherwise nothing either, the connection closes (the next command fails in the client with 2006/2013) | closed unless rebuilt |
 //! | client packet over the cap | ERR 1153 `08S01`, with the sequence id after the refused frame's (as MariaDB) | closed |
 //! | malformed client packet | what MariaDB 10.11 answers (the frontend's "Malformed packets"): ERR 1047 for an empty packet, otherwise the backend's own answer (a malformed COM_CHANGE_USER goes as `11 00`) | the session goes on |
+//! | a statement id the client does not hold (closed, reset, never given) once ids are mapped (after a `replay` move; always under multiplexing) | what MariaDB answers: ERR 1243 `HY000` "Unknown prepared statement handler (N) given to mysqld_stmt_execute" (fetch, reset), nothing for a close or long data; it never reaches the backend, where the same number can be another statement | the session goes on |
 //! | idle longer than `idle_timeout` | ERR 4031 `HY000` (MySQL 8's inactivity error) | closed |
 //! | client vanishes (EOF) | — | backend released ([`Event::CloseBackend`]) |
 //!

@@ -66,6 +66,9 @@ impl ProxySession {
                 return self.start_acquire(now, 0);
             }
         }
+        if let Some(id) = self.stmt_ids.as_ref().and_then(|ids| ids.unknown(&payload)) {
+            return self.refuse_unknown_statement(now, code, id);
+        }
         self.state.on_command(&payload, command.capabilities());
         if self.config.migration.mode != MigrationMode::Off {
             self.track.on_command(&payload);
@@ -111,10 +114,31 @@ impl ProxySession {
     /// A command that has no response (COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA) is done: the
     /// session is ready for the next.
     pub(super) fn done_without_response(&mut self, now: Instant, code: u8) {
+        self.done_here(now, code, false);
+    }
+
+    /// A command naming statement `id`, which the client does not hold, answered as MariaDB
+    /// answers it: ERR 1243 for an execute, fetch or reset, nothing for a close or long data.
+    fn refuse_unknown_statement(&mut self, now: Instant, code: u8, id: u32) {
+        let to = match code {
+            Command::COM_STMT_EXECUTE => "mysqld_stmt_execute",
+            Command::COM_STMT_FETCH => "mysqld_stmt_fetch",
+            Command::COM_STMT_RESET => "mysqld_stmt_reset",
+            _ => return self.done_without_response(now, code),
+        };
+        let message = format!("Unknown prepared statement handler ({id}) given to {to}");
+        let _ = self
+            .frontend
+            .send_error(now, &ProtocolError::new(1243, "HY000", message));
+        self.done_here(now, code, true);
+    }
+
+    /// A command ferry answered itself (or that has no answer) is done.
+    fn done_here(&mut self, now: Instant, code: u8, error: bool) {
         let _ = self.frontend.end_response(now);
         self.events.push_back(Event::CommandDone {
             code,
-            error: false,
+            error,
             duration: now.saturating_duration_since(self.command_started),
         });
         self.enter_ready(now);

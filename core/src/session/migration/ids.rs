@@ -87,6 +87,14 @@ impl StatementIds {
         client
     }
 
+    /// The statement a command names, when the client holds no statement of that id (closed,
+    /// reset, never given). Every statement the client holds is in the map, and an id outside
+    /// it must not reach the backend, where the same number can be another statement. `-1`
+    /// (MariaDB's "the statement just prepared") passes.
+    pub(crate) fn unknown(&self, payload: &[u8]) -> Option<u32> {
+        statement_id(payload).filter(|&id| id != u32::MAX && !self.to_backend.contains_key(&id))
+    }
+
     /// The client closed its statement `client`.
     pub(crate) fn forget(&mut self, client: u32) {
         if let Some(backend) = self.to_backend.remove(&client) {
@@ -226,6 +234,27 @@ mod tests {
         let next = StatementIds::new(Some(ids), [6, 7].into_iter());
         assert_eq!(next.next_client, 8);
         assert_eq!(next.client_id(2), None, "the tables start empty");
+    }
+
+    #[test]
+    fn ids_the_client_does_not_hold_are_unknown() {
+        let mut ids = StatementIds::new(None, [5].into_iter());
+        ids.insert(5, 1);
+        let execute = |id: u32| [&[Command::COM_STMT_EXECUTE][..], &id.to_le_bytes()].concat();
+        assert_eq!(ids.unknown(&execute(5)), None);
+        assert_eq!(
+            ids.unknown(&execute(1)),
+            Some(1),
+            "the backend's number is not the client's"
+        );
+        assert_eq!(
+            ids.unknown(&execute(u32::MAX)),
+            None,
+            "-1 is the statement just prepared"
+        );
+        assert_eq!(ids.unknown(b"\x03SELECT 1"), None);
+        ids.forget(5);
+        assert_eq!(ids.unknown(&execute(5)), Some(5), "closed");
     }
 
     /// COM_STMT_EXECUTE of statement `id`, two parameters (a LONGLONG 7 and a NULL), with or
