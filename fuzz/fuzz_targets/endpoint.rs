@@ -883,7 +883,9 @@ impl Harness {
         let segments: Vec<&str> = req.path.split('/').skip(1).collect();
         match (req.method.as_str(), segments.as_slice()) {
             ("GET", ["health"]) => {
-                assert_eq!(resp.status, if self.ep.is_serving() { 200 } else { 503 })
+                // Ready while serving, once the first health round is over.
+                let ready = self.ep.is_serving() && self.ep.first_round_done();
+                assert_eq!(resp.status, if ready { 200 } else { 503 })
             }
             ("GET", ["api", "backends"]) => {
                 assert_eq!(resp.status, 200);
