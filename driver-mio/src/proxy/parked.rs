@@ -1,5 +1,5 @@
-//! Multiplexing's parked backend sockets: connections no session holds, kept unread (in no
-//! worker's poll) under the core's [`PooledId`] until a session on any worker adopts one
+//! Multiplexing's parked backend sockets: connections no session holds, kept unread under the
+//! core's [`PooledId`] until a session on any worker adopts one
 //! ([`IoEvent::Adopt`](ferry_core::control::IoEvent::Adopt)) or the endpoint closes it
 //! ([`Endpoint::poll_pool_close`](ferry_core::control::Endpoint::poll_pool_close)).
 //!
@@ -7,22 +7,114 @@
 //! A socket is put here while the endpoint's lock is held (the worker parks it in the same
 //! critical section as the sync that told the endpoint), so by the time the endpoint hands its
 //! id to another session or asks to close it, it is here.
+//!
+//! A parked socket stays registered with the poll of the worker that parked it, its [`Home`],
+//! under its token there, which that worker keeps reserved: a session takes back its own
+//! connection first, nearly always on the same worker, and leaving the poll and joining it again
+//! would cost two system calls per statement. Whoever else takes the socket out of its home (a
+//! session on another worker deregisters it from the home's poll, a close drops it) tells the
+//! home afterwards ([`HomePoll::vacate`]) that the token may be reused.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Buf, Bytes};
 use ferry_core::control::{PoolClose, PooledId};
 use mio::net::TcpStream;
+use mio::Registry;
 
-/// A parked socket: deregistered from its worker's poll.
+/// A parked socket.
 #[derive(Debug)]
 pub(crate) struct Parked {
     pub(crate) stream: TcpStream,
     /// Bytes for the backend not yet written when it was parked (the core queues none before a
     /// park; kept so that none is lost if a write would have blocked).
     pub(crate) out: VecDeque<Bytes>,
+    /// The poll it is still registered with; `None`: with none.
+    pub(crate) home: Option<Home>,
+}
+
+/// Where a parked socket is registered: a worker's poll, under that worker's reserved token.
+#[derive(Debug)]
+pub(crate) struct Home {
+    pub(crate) poll: Arc<HomePoll>,
+    /// The slot (and token) the home worker keeps reserved for it.
+    pub(crate) key: usize,
+    /// READABLE is part of the registered interest (WRITABLE always is).
+    pub(crate) reading: bool,
+}
+
+/// What other threads need of a worker's poll: its registry (a parked socket taken elsewhere is
+/// deregistered from it), and the reserved tokens it may reuse now.
+#[derive(Debug)]
+pub(crate) struct HomePoll {
+    registry: Registry,
+    vacated: Mutex<Vec<usize>>,
+    /// `vacated` is not empty (checked once per loop iteration without the lock).
+    any_vacated: AtomicBool,
+}
+
+impl HomePoll {
+    /// For the poll `registry` belongs to (a clone of it: epoll_ctl may be called from any
+    /// thread).
+    pub(crate) fn new(registry: &Registry) -> io::Result<Self> {
+        Ok(Self {
+            registry: registry.try_clone()?,
+            vacated: Mutex::new(Vec::new()),
+            any_vacated: AtomicBool::new(false),
+        })
+    }
+
+    /// The socket parked under reserved token `key` left this poll (deregistered or closed):
+    /// the home worker may reuse `key`.
+    pub(crate) fn vacate(&self, key: usize) {
+        lock(&self.vacated).push(key);
+        self.any_vacated.store(true, Ordering::Release);
+    }
+
+    /// The keys vacated since the last call.
+    pub(crate) fn take_vacated(&self) -> Vec<usize> {
+        if !self.any_vacated.swap(false, Ordering::Acquire) {
+            return Vec::new();
+        }
+        std::mem::take(&mut *lock(&self.vacated))
+    }
+}
+
+impl Parked {
+    /// Takes the socket out of its home's poll (to join another one), then tells the home. On
+    /// an error the socket is closed (which takes it out of every poll) before the home is told:
+    /// nothing may reach the reserved token once the home reuses it.
+    pub(crate) fn leave_home(self) -> io::Result<(TcpStream, VecDeque<Bytes>)> {
+        let Self {
+            mut stream,
+            out,
+            home,
+        } = self;
+        let Some(home) = home else {
+            return Ok((stream, out));
+        };
+        let result = match home.poll.registry.deregister(&mut stream) {
+            Ok(()) => Ok((stream, out)),
+            Err(e) => {
+                drop(stream);
+                Err(e)
+            }
+        };
+        home.poll.vacate(home.key);
+        result
+    }
+
+    /// Closes the socket, then tells its home the token is free.
+    pub(crate) fn close(self) {
+        let Self { stream, home, .. } = self;
+        drop(stream);
+        if let Some(home) = home {
+            home.poll.vacate(home.key);
+        }
+    }
 }
 
 /// The parked sockets of every worker.
@@ -32,9 +124,11 @@ pub(crate) struct ParkedSockets {
 }
 
 impl ParkedSockets {
-    /// Keeps `parked` under `pooled` (a socket already there is dropped: ids are not reused).
+    /// Keeps `parked` under `pooled` (a socket already there is closed: ids are not reused).
     pub(crate) fn park(&self, pooled: PooledId, parked: Parked) {
-        self.lock().insert(pooled, parked);
+        if let Some(old) = self.lock().insert(pooled, parked) {
+            old.close();
+        }
     }
 
     /// Takes the socket parked under `pooled`, if there is one.
@@ -60,7 +154,7 @@ impl ParkedSockets {
             parked.out.push_back(farewell);
             let written = write_without_blocking(&mut parked.stream, &mut parked.out);
             tracing::trace!(pooled, farewell = written.is_ok(), "parked socket closed");
-            // Dropping the stream closes it.
+            parked.close();
         }
     }
 
@@ -70,12 +164,16 @@ impl ParkedSockets {
         self.lock().len()
     }
 
-    /// Nothing here is left half-done by a panic, so poisoning is ignored.
     fn lock(&self) -> MutexGuard<'_, HashMap<PooledId, Parked>> {
-        self.sockets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.sockets)
     }
+}
+
+/// Nothing here is left half-done by a panic, so poisoning is ignored.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Writes `out` until it is empty, the socket would block, or a write fails.
@@ -123,6 +221,7 @@ mod tests {
             Parked {
                 stream,
                 out: VecDeque::new(),
+                home: None,
             },
         );
         assert_eq!(parked.len(), 1);
@@ -142,6 +241,7 @@ mod tests {
             Parked {
                 stream,
                 out: VecDeque::from([Bytes::from_static(b"unsent ")]),
+                home: None,
             },
         );
         parked.park(
@@ -149,6 +249,7 @@ mod tests {
             Parked {
                 stream: other,
                 out: VecDeque::new(),
+                home: None,
             },
         );
         parked.close(vec![
@@ -181,6 +282,7 @@ mod tests {
             Parked {
                 stream,
                 out: VecDeque::new(),
+                home: None,
             },
         );
         for _ in 0..2 {

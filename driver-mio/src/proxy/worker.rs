@@ -20,10 +20,12 @@
 //!   A host name goes to the resolver threads first ([`super::resolver`]); its addresses come
 //!   back through the mailbox and are tried in order.
 //!   Failover, marking a backend down and refusals are the endpoint's, at the next sync.
-//! - **Multiplexing**: a backend socket the session parks leaves this worker (its poll, tables
-//!   and queues) for the shared parked sockets, inside the endpoint lock of the sync that told
-//!   the endpoint; one it adopts, parked by any worker, joins this worker's poll again
-//!   ([`parking`]). Releasing the endpoint's lock closes the pooled ones the endpoint let go of.
+//! - **Multiplexing**: a backend socket the session parks leaves the session's tables and queues
+//!   for the shared parked sockets, inside the endpoint lock of the sync that told the endpoint,
+//!   but stays in this worker's poll under its reserved token: taken back here (the common
+//!   case), it costs no system call; adopted by another worker, it moves to that worker's poll
+//!   and this worker frees the token before its next poll ([`parking`]). Releasing the
+//!   endpoint's lock closes the pooled ones the endpoint let go of.
 //! - **Timers**: each session's `poll_timeout` is armed in a per-worker heap ([`super::timers`]).
 //!   When a session's timer fires while it is idle (the core releases its buffers once idle for
 //!   a moment), its sockets' empty write queues are released too: an idle client costs little.
@@ -51,7 +53,7 @@ use super::resolver::Resolver;
 use super::shared::{Shared, WorkerCommand};
 use super::slab::Slab;
 use super::timers::{Deadline, Fire, Timers};
-use parking::park_socket;
+use parking::{park_socket, ParkedHere};
 
 mod close;
 mod commands;
@@ -94,6 +96,10 @@ struct Socket {
     reading: bool,
     /// Reading is over (EOF, error, or write side failed).
     eof: bool,
+    /// Input may be waiting that no edge will report (edge-triggered polling): a readable edge
+    /// was taken and no read has drained the socket since. A socket parked so is re-armed when
+    /// taken back ([`parking::moor`]).
+    unread: bool,
     /// Tells this socket's linger timer from a reused slot's.
     generation: u64,
     /// A backend connect's next addresses (a host name's other addresses), tried in order if
@@ -150,6 +156,8 @@ pub(crate) struct Worker {
     commands: Receiver<WorkerCommand>,
     /// Looks backends' host names up (its results come through `commands`).
     resolver: Resolver,
+    /// Backend sockets this worker parked that are still in its poll.
+    parked_here: ParkedHere,
 }
 
 impl std::fmt::Debug for Worker {
@@ -176,6 +184,7 @@ impl Worker {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let parked_here = ParkedHere::new(poll.registry())?;
         Ok((
             Self {
                 index,
@@ -194,6 +203,7 @@ impl Worker {
                 accept_retry_armed: false,
                 commands,
                 resolver,
+                parked_here,
             },
             waker,
         ))
@@ -207,6 +217,10 @@ impl Worker {
         // that reading, so a timer fires late by at most the time one iteration takes.
         let mut now = Instant::now();
         loop {
+            // Every event collected for them has been handled: their sockets left the poll.
+            for key in self.parked_here.vacated() {
+                self.sockets.release(key);
+            }
             let timeout = self.poll_timeout(now);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -395,6 +409,7 @@ impl Worker {
             queued: 0,
             reading: true,
             eof: false,
+            unread: false,
             generation,
             fallback: VecDeque::new(),
         });
@@ -421,6 +436,8 @@ impl Worker {
         now: Instant,
     ) {
         let Some(socket) = self.sockets.get(key) else {
+            // A parked socket's (remembered for its adoption), or a stale event.
+            self.parked_here.event(key, readable || error);
             return;
         };
         match socket.state {
@@ -475,6 +492,10 @@ impl Worker {
     }
 
     fn read_socket(&mut self, key: usize, to_end: bool, now: Instant) {
+        // The edge is taken: until a read shows the socket drained, input may wait unreported.
+        if let Some(socket) = self.sockets.get_mut(key) {
+            socket.unread = true;
+        }
         let mut buf = std::mem::take(&mut self.buf);
         while let Some(socket) = self.sockets.get_mut(key) {
             if socket.state != State::Open || socket.eof {
@@ -498,6 +519,8 @@ impl Worker {
                     break;
                 }
                 Ok(n) => {
+                    // With the peer's FIN in the edge, the end is still to be read.
+                    socket.unread = n == buf.len() || to_end;
                     if let Some(s) = self.sessions.get_mut(slot) {
                         s.conn.handle_input(now, peer, &buf[..n]);
                         self.after_call(slot, now);
@@ -507,7 +530,10 @@ impl Worker {
                         break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    socket.unread = false;
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     socket.eof = true;
@@ -600,9 +626,9 @@ impl Worker {
                     // Parked before the endpoint's lock is released (taken now if the sync did
                     // not): no other worker can be handed `pooled` before it is there.
                     endpoint.get_or_insert_with(|| self.shared.endpoint());
-                    let registry = self.poll.registry();
+                    let here = &mut self.parked_here;
                     if let Some(p) =
-                        park_socket(&mut self.sockets, &mut self.touched, registry, s, conn)
+                        park_socket(&mut self.sockets, &mut self.touched, here, s, conn)
                     {
                         self.shared.parked.park(pooled, p);
                     }

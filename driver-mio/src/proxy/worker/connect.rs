@@ -123,6 +123,7 @@ impl Worker {
                     queued: 0,
                     reading: true,
                     eof: false,
+                    unread: false,
                     generation,
                     fallback: rest,
                 });
