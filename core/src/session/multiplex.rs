@@ -302,9 +302,10 @@ impl ProxySession {
         Some(target)
     }
 
-    /// Notes a client command under multiplexing: what its text pins or keeps. True when the
-    /// command was answered here (COM_STMT_CLOSE: the statement stays on the connection).
-    pub(super) fn mux_on_command(&mut self, now: Instant, payload: &Bytes) -> bool {
+    /// Notes a client command under multiplexing: what its text pins or keeps. True when ferry
+    /// answers it alone, without a backend connection (COM_STMT_CLOSE: the statement stays on
+    /// the connection for whoever prepares the same text).
+    pub(super) fn mux_on_command(&mut self, payload: &Bytes) -> bool {
         if self.mux.is_none() {
             return false;
         }
@@ -322,19 +323,7 @@ impl ProxySession {
                 }
                 false
             }
-            Some(Command::COM_STMT_CLOSE) => {
-                self.state.on_command(payload, self.frontend.capabilities());
-                self.track.on_command(payload);
-                // It stays prepared on the connection, no longer the client's.
-                if let (Some(ids), Some(client)) = (
-                    self.stmt_ids.as_mut(),
-                    super::migration::ids::statement_id(payload),
-                ) {
-                    ids.forget(client);
-                }
-                self.done_without_response(now, Command::COM_STMT_CLOSE);
-                true
-            }
+            Some(Command::COM_STMT_CLOSE) => true,
             _ => false,
         }
     }

@@ -56,11 +56,10 @@ impl ProxySession {
             return self.frontend.close_with_error(now, too_large());
         }
         let code = command.code();
+        let mut answered_here = false;
         if self.multiplexing() {
-            if self.mux_on_command(now, &payload) {
-                return;
-            }
-            if self.backend.is_none() {
+            answered_here = self.mux_on_command(&payload);
+            if !answered_here && self.backend.is_none() {
                 self.held_arrived = Some(self.command_started);
                 self.hold_command(now, command);
                 return self.start_acquire(now, 0);
@@ -81,6 +80,10 @@ impl ProxySession {
         }
         if let Some(ids) = self.stmt_ids.as_mut() {
             payload = ids.rewrite(payload, &self.track.param_types);
+        }
+        if answered_here {
+            // Tracked (and forgotten by the id map) like any close; no backend sees it.
+            return self.done_without_response(now, code);
         }
         if code == Command::COM_CHANGE_USER {
             let change = match command.parse() {

@@ -45,7 +45,7 @@
 
 mod failover;
 pub mod fixup;
-pub(super) mod ids;
+mod ids;
 mod pin;
 mod replay;
 mod retry;
